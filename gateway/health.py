@@ -1,0 +1,78 @@
+"""Liveness and readiness: /healthz (this process) and /readyz (every dependency)."""
+
+import asyncio
+
+import asyncpg
+import nats
+from aiohttp import web
+from grpc_health.v1 import health_pb2
+
+from gateway.http import error_body, json_response
+from gateway.keys import CONFIG, SERVICES
+from weftcore.errors import Unavailable
+
+CHECK_TIMEOUT = 1.5
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def _service(request: web.Request, name: str) -> str:
+    try:
+        reply = (
+            await request.app[SERVICES]
+            .health(name)
+            .Check(health_pb2.HealthCheckRequest(service=""), timeout=CHECK_TIMEOUT)
+        )
+    except Exception:
+        return "unreachable"
+    return "ok" if reply.status == health_pb2.HealthCheckResponse.SERVING else "not_serving"
+
+
+async def _database(request: web.Request) -> str:
+    try:
+        conn = await asyncpg.connect(request.app[CONFIG].database_url, timeout=CHECK_TIMEOUT)
+    except Exception:
+        return "unreachable"
+    try:
+        await conn.fetchval("SELECT 1", timeout=CHECK_TIMEOUT)
+        return "ok"
+    except Exception:
+        return "unreachable"
+    finally:
+        await conn.close(timeout=CHECK_TIMEOUT)
+
+
+async def _nats(request: web.Request) -> str:
+    try:
+        client = await nats.connect(
+            request.app[CONFIG].nats_url,
+            connect_timeout=CHECK_TIMEOUT,
+            max_reconnect_attempts=0,
+            allow_reconnect=False,
+        )
+    except Exception:
+        return "unreachable"
+    try:
+        js = client.jetstream()
+        await js.account_info()
+        return "ok"
+    except Exception:
+        return "jetstream_unavailable"
+    finally:
+        await client.close()
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 when every service, the database and NATS answer; else 503 naming what failed."""
+    names = ["auth", "runs", "storage", "billing"]
+    results = await asyncio.gather(
+        *(_service(request, n) for n in names), _database(request), _nats(request)
+    )
+    checks = dict(zip([*names, "database", "nats"], results, strict=True))
+    failing = sorted(name for name, state in checks.items() if state != "ok")
+    if failing:
+        body = error_body(Unavailable("Not ready: " + ", ".join(failing) + "."))
+        return json_response({"status": "unavailable", "checks": checks, **body}, status=503)
+    return json_response({"status": "ready", "checks": checks})

@@ -1,0 +1,81 @@
+"""Request id, size caps and the one place where every failure becomes the envelope."""
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from aiohttp import web
+
+from gateway import metrics
+from gateway.http import error_response
+from weftcore.context import REQUEST_ID_HEADER, request_id_var
+from weftcore.errors import Internal, InvalidArgument, NotFound, WeftError, from_rpc_error
+from weftcore.ids import new_id
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_MULTIPART = "multipart/form-data"
+
+
+def _valid_request_id(value: str) -> bool:
+    return 0 < len(value) <= 128 and all(" " <= c <= "~" for c in value)
+
+
+def _from_http_exception(exc: web.HTTPException) -> WeftError:
+    if exc.status == 404:
+        return NotFound("No such route.")
+    if exc.status == 405:
+        return InvalidArgument("Method not allowed for this route.", code="METHOD_NOT_ALLOWED")
+    if exc.status == 413:
+        return WeftError("Request body is too large.", code="PAYLOAD_TOO_LARGE")
+    if exc.status == 415:
+        return WeftError("Unsupported content type.", code="UNSUPPORTED_MEDIA_TYPE")
+    if 400 <= exc.status < 500:
+        return InvalidArgument(exc.reason or "Bad request.", code="INVALID_REQUEST")
+    return Internal("Internal error.")
+
+
+def make_middleware(max_json_bytes: int) -> Any:
+    @web.middleware
+    async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
+        sent = request.headers.get(REQUEST_ID_HEADER)
+        rid = sent if sent is not None and _valid_request_id(sent) else new_id("req")
+        request_id_var.set(rid)
+        started = time.perf_counter()
+        try:
+            # Refuse a declared-too-large JSON body before reading a byte of it; uploads
+            # (multipart) enforce their own, larger caps while streaming.
+            length = request.content_length
+            if (
+                length is not None
+                and length > max_json_bytes
+                and not request.content_type.startswith(_MULTIPART)
+            ):
+                raise WeftError(
+                    f"Request body is over the {max_json_bytes}-byte limit.",
+                    code="PAYLOAD_TOO_LARGE",
+                )
+            response = await handler(request)
+        except WeftError as err:
+            response = error_response(err)
+        except grpc.RpcError as exc:
+            response = error_response(from_rpc_error(exc))
+        except web.HTTPException as exc:
+            response = error_response(_from_http_exception(exc), headers=_allow_header(exc))
+        except Exception:
+            log.exception("unhandled error", extra={"path": request.path})
+            response = error_response(Internal("Internal error."))
+        response.headers[REQUEST_ID_HEADER] = rid
+        metrics.observe(request, response.status, time.perf_counter() - started)
+        return response
+
+    return envelope
+
+
+def _allow_header(exc: web.HTTPException) -> dict[str, str]:
+    allow = exc.headers.get("Allow")
+    return {"Allow": allow} if allow else {}

@@ -1,0 +1,1 @@
+-- The auth schema; later migrations add its tables.

@@ -1,0 +1,1 @@
+-- The billing schema; later migrations add its tables.

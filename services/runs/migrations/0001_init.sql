@@ -1,0 +1,1 @@
+-- The runs schema; later migrations add its tables.

@@ -1,0 +1,1 @@
+-- The storage schema; later migrations add its tables.

@@ -1,0 +1,1 @@
+"""What every Weft process shares: config, logging, errors, ids, gRPC, db and NATS plumbing."""

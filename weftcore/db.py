@@ -1,0 +1,76 @@
+"""asyncpg pools confined to one service's schema, and per-service SQL migrations."""
+
+import json
+import logging
+from pathlib import Path
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+# Any number to serialise migrations of one schema across replicas starting together.
+_MIGRATION_LOCK_BASE = 0x5EF7_0000
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typename in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def create_pool(
+    dsn: str, schema: str, *, min_size: int = 2, max_size: int = 10
+) -> asyncpg.Pool:
+    """A pool whose connections see only `schema` (the service's own tables)."""
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        server_settings={"search_path": schema, "application_name": f"weft-{schema}"},
+        init=_init_connection,
+        command_timeout=30,
+    )
+    assert pool is not None
+    return pool
+
+
+async def migrate(dsn: str, schema: str, migrations_dir: Path) -> list[str]:
+    """Apply the service's `NNNN_name.sql` files not yet recorded, each in its own transaction."""
+    conn = await asyncpg.connect(dsn)
+    applied: list[str] = []
+    try:
+        lock_id = _MIGRATION_LOCK_BASE + sum(schema.encode())
+        await conn.execute("SELECT pg_advisory_lock($1)", lock_id)
+        try:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            await conn.execute(f'SET search_path TO "{schema}"')
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            for path in sorted(migrations_dir.glob("*.sql")):
+                if path.stem in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(path.read_text())
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version) VALUES ($1)", path.stem
+                    )
+                applied.append(path.stem)
+                log.info("applied migration", extra={"schema": schema, "version": path.stem})
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", lock_id)
+    finally:
+        await conn.close()
+    return applied
+
+
+async def ping(pool: asyncpg.Pool, timeout: float = 1.0) -> bool:
+    try:
+        async with pool.acquire(timeout=timeout) as conn:
+            await conn.fetchval("SELECT 1", timeout=timeout)
+        return True
+    except Exception:
+        return False

@@ -1,0 +1,77 @@
+"""NATS JetStream connection and the streams every service agrees on."""
+
+import logging
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import RetentionPolicy, StreamConfig
+
+log = logging.getLogger(__name__)
+
+# Work queue: one message per run to execute (or resume); consumed by workers.
+JOBS_STREAM = "WEFT_JOBS"
+JOBS_SUBJECT = "weft.jobs.run"
+# Lifecycle events of runs: `weft.runs.<run_id>.<event>`; kept for a day for SSE replay,
+# billing capture and webhooks.
+EVENTS_STREAM = "WEFT_RUNS"
+EVENTS_SUBJECTS = "weft.runs.>"
+
+
+def event_subject(run_id: str, event_type: str) -> str:
+    return f"weft.runs.{run_id}.{event_type}"
+
+
+async def connect(url: str, name: str) -> Client:
+    """Connect, reconnecting forever: NATS restarts must not kill a service."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error", extra={"error": str(exc)})
+
+    async def on_disconnect() -> None:
+        log.warning("nats disconnected")
+
+    async def on_reconnect() -> None:
+        log.info("nats reconnected")
+
+    return await nats.connect(
+        url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=2,
+        allow_reconnect=True,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+    )
+
+
+async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
+    """Create or update the streams (idempotent; every service may call it at start)."""
+    await _ensure(
+        js,
+        StreamConfig(
+            name=JOBS_STREAM,
+            subjects=[JOBS_SUBJECT],
+            retention=RetentionPolicy.WORK_QUEUE,
+            num_replicas=replicas,
+        ),
+    )
+    await _ensure(
+        js,
+        StreamConfig(
+            name=EVENTS_STREAM,
+            subjects=[EVENTS_SUBJECTS],
+            retention=RetentionPolicy.LIMITS,
+            max_age=24 * 3600,
+            num_replicas=replicas,
+        ),
+    )
+
+
+async def _ensure(js: JetStreamContext, config: StreamConfig) -> None:
+    try:
+        await js.add_stream(config)
+    except Exception:
+        await js.update_stream(config)
