@@ -1,0 +1,1 @@
+"""`weft-admin`: the operator's CLI, speaking gRPC to the services."""

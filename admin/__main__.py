@@ -1,0 +1,67 @@
+"""`weft-admin <group> <command> ...`: each command module registers its own subcommands.
+
+A command is an async function `(args, clients) -> None` stored as `args.run`; output is
+JSON on stdout so scripts can read it; errors print the public code and exit 1.
+"""
+
+import argparse
+import asyncio
+import json
+import sys
+from types import ModuleType
+
+import grpc
+
+from admin import clients
+from weftcore.errors import from_rpc_error
+
+COMMAND_MODULES: list[ModuleType] = []
+
+
+def _load_modules() -> list[ModuleType]:
+    # Imported lazily so one broken module names itself instead of breaking the CLI.
+    import importlib
+
+    found = []
+    for name in ("accounts", "billing", "workflows", "webhooks"):
+        try:
+            found.append(importlib.import_module(f"admin.{name}"))
+        except ModuleNotFoundError as exc:
+            if exc.name != f"admin.{name}":
+                raise
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="weft-admin", description=__doc__)
+    groups = parser.add_subparsers(dest="group", required=True)
+    for module in COMMAND_MODULES or _load_modules():
+        module.register(groups)
+    return parser
+
+
+def print_json(data: object) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+async def _run(args: argparse.Namespace) -> int:
+    conn = clients.connect()
+    try:
+        await args.run(args, conn)
+        return 0
+    except grpc.RpcError as exc:
+        err = from_rpc_error(exc)
+        print(f"error: {err.code}: {err.message}", file=sys.stderr)
+        return 1
+    finally:
+        await conn.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    raise SystemExit(asyncio.run(_run(args)))
+
+
+if __name__ == "__main__":
+    main()
