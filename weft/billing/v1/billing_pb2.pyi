@@ -563,3 +563,72 @@ class Allocation(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Allocation: _TypeAlias = Allocation  # noqa: Y015
+
+@_typing.final
+class CheckLedgerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckLedgerRequest: _TypeAlias = CheckLedgerRequest  # noqa: Y015
+
+@_typing.final
+class LedgerMismatch(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    CACHED_BALANCE_MICROS_FIELD_NUMBER: _builtins.int
+    LEDGER_BALANCE_MICROS_FIELD_NUMBER: _builtins.int
+    CACHED_RESERVED_MICROS_FIELD_NUMBER: _builtins.int
+    LEDGER_RESERVED_MICROS_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    cached_balance_micros: _builtins.int
+    ledger_balance_micros: _builtins.int
+    cached_reserved_micros: _builtins.int
+    ledger_reserved_micros: _builtins.int
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        cached_balance_micros: _builtins.int = ...,
+        ledger_balance_micros: _builtins.int = ...,
+        cached_reserved_micros: _builtins.int = ...,
+        ledger_reserved_micros: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "cached_balance_micros", b"cached_balance_micros", "cached_reserved_micros", b"cached_reserved_micros", "ledger_balance_micros", b"ledger_balance_micros", "ledger_reserved_micros", b"ledger_reserved_micros"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LedgerMismatch: _TypeAlias = LedgerMismatch  # noqa: Y015
+
+@_typing.final
+class CheckLedgerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OK_FIELD_NUMBER: _builtins.int
+    MISMATCHES_FIELD_NUMBER: _builtins.int
+    ok: _builtins.bool
+    @_builtins.property
+    def mismatches(self) -> _containers.RepeatedCompositeFieldContainer[Global___LedgerMismatch]: ...
+    def __init__(
+        self,
+        *,
+        ok: _builtins.bool = ...,
+        mismatches: _abc.Iterable[Global___LedgerMismatch] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mismatches", b"mismatches", "ok", b"ok"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckLedgerResponse: _TypeAlias = CheckLedgerResponse  # noqa: Y015

@@ -84,6 +84,11 @@ class BillingServiceStub:
                 request_serializer=weft_dot_billing_dot_v1_dot_billing__pb2.SetAllocationRequest.SerializeToString,
                 response_deserializer=weft_dot_billing_dot_v1_dot_billing__pb2.Allocation.FromString,
                 _registered_method=True)
+        self.CheckLedger = channel.unary_unary(
+                '/weft.billing.v1.BillingService/CheckLedger',
+                request_serializer=weft_dot_billing_dot_v1_dot_billing__pb2.CheckLedgerRequest.SerializeToString,
+                response_deserializer=weft_dot_billing_dot_v1_dot_billing__pb2.CheckLedgerResponse.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -155,6 +160,13 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckLedger(self, request, context):
+        """Proves the cached balances equal the sums of the ledger; lists the accounts that differ.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -207,6 +219,11 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.SetAllocation,
                     request_deserializer=weft_dot_billing_dot_v1_dot_billing__pb2.SetAllocationRequest.FromString,
                     response_serializer=weft_dot_billing_dot_v1_dot_billing__pb2.Allocation.SerializeToString,
+            ),
+            'CheckLedger': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckLedger,
+                    request_deserializer=weft_dot_billing_dot_v1_dot_billing__pb2.CheckLedgerRequest.FromString,
+                    response_serializer=weft_dot_billing_dot_v1_dot_billing__pb2.CheckLedgerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -479,6 +496,33 @@ class BillingService:
             '/weft.billing.v1.BillingService/SetAllocation',
             weft_dot_billing_dot_v1_dot_billing__pb2.SetAllocationRequest.SerializeToString,
             weft_dot_billing_dot_v1_dot_billing__pb2.Allocation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckLedger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weft.billing.v1.BillingService/CheckLedger',
+            weft_dot_billing_dot_v1_dot_billing__pb2.CheckLedgerRequest.SerializeToString,
+            weft_dot_billing_dot_v1_dot_billing__pb2.CheckLedgerResponse.FromString,
             options,
             channel_credentials,
             insecure,

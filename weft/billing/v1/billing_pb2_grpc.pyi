@@ -50,6 +50,8 @@ class BillingServiceStub:
     SetPrice: _grpc.UnaryUnaryMultiCallable[_billing_pb2.SetPriceRequest, _billing_pb2.Price]
     ListPrices: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListPricesRequest, _billing_pb2.ListPricesResponse]
     SetAllocation: _grpc.UnaryUnaryMultiCallable[_billing_pb2.SetAllocationRequest, _billing_pb2.Allocation]
+    CheckLedger: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CheckLedgerRequest, _billing_pb2.CheckLedgerResponse]
+    """Proves the cached balances equal the sums of the ledger; lists the accounts that differ."""
 
 @_typing.type_check_only
 class BillingServiceAsyncStub(BillingServiceStub):
@@ -71,6 +73,8 @@ class BillingServiceAsyncStub(BillingServiceStub):
     SetPrice: _aio.UnaryUnaryMultiCallable[_billing_pb2.SetPriceRequest, _billing_pb2.Price]  # type: ignore[assignment]
     ListPrices: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListPricesRequest, _billing_pb2.ListPricesResponse]  # type: ignore[assignment]
     SetAllocation: _aio.UnaryUnaryMultiCallable[_billing_pb2.SetAllocationRequest, _billing_pb2.Allocation]  # type: ignore[assignment]
+    CheckLedger: _aio.UnaryUnaryMultiCallable[_billing_pb2.CheckLedgerRequest, _billing_pb2.CheckLedgerResponse]  # type: ignore[assignment]
+    """Proves the cached balances equal the sums of the ledger; lists the accounts that differ."""
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -149,5 +153,13 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_pb2.SetAllocationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.Allocation, _abc.Awaitable[_billing_pb2.Allocation]]: ...
+
+    @_abc_1.abstractmethod
+    def CheckLedger(
+        self,
+        request: _billing_pb2.CheckLedgerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.CheckLedgerResponse, _abc.Awaitable[_billing_pb2.CheckLedgerResponse]]:
+        """Proves the cached balances equal the sums of the ledger; lists the accounts that differ."""
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,136 @@
+"""Captures finished runs from JetStream: terminal run events -> BillingService.capture.
+
+A durable pull consumer; a message is acked only after the capture transaction
+committed, so a crash anywhere before the ack means redelivery, and redelivery is
+harmless because capture is idempotent on run_id (row lock + unique ledger entry).
+"""
+
+import asyncio
+import logging
+from typing import Any
+
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from services.billing.pricing import Usage
+from services.billing.service import BillingService
+from weftcore.errors import InvalidArgument, NotFound
+from weftcore.events import RUN_CANCELED, RUN_COMPLETED, RUN_FAILED, RunEvent
+from weftcore.nats import EVENTS_STREAM
+
+log = logging.getLogger(__name__)
+
+TERMINAL_SUBJECTS = [f"weft.runs.*.{t}" for t in (RUN_COMPLETED, RUN_FAILED, RUN_CANCELED)]
+
+
+def usages_from_event(event: RunEvent) -> list[Usage]:
+    """The stages that ran, from the run snapshot's `cost_breakdown` (stages that never
+    ran are absent, so canceled and failed runs pay only for what ran)."""
+    usages = []
+    for item in event.run.get("cost_breakdown") or []:
+        usages.append(
+            Usage(
+                stage=str(item.get("stage") or ""),
+                model=str(item.get("model") or ""),
+                input_tokens=_tokens(item.get("input_tokens")),
+                output_tokens=_tokens(item.get("output_tokens")),
+            )
+        )
+    return usages
+
+
+def _tokens(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"token count must be a non-negative integer, got {value!r}")
+    return value
+
+
+class CaptureConsumer:
+    """Pulls terminal events and captures each run; owned by the service's exit stack."""
+
+    def __init__(
+        self, js: JetStreamContext, billing: BillingService, durable: str, batch: int = 16
+    ) -> None:
+        self.js = js
+        self.billing = billing
+        self.durable = durable
+        self.batch = batch
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.js.add_consumer(
+            EVENTS_STREAM,
+            ConsumerConfig(
+                durable_name=self.durable,
+                filter_subjects=TERMINAL_SUBJECTS,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=30,
+                max_ack_pending=256,
+            ),
+        )
+        sub = await self.js.pull_subscribe_bind(durable=self.durable, stream=EVENTS_STREAM)
+        self._task = asyncio.create_task(self._loop(sub), name="billing-capture")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _loop(self, sub: JetStreamContext.PullSubscription) -> None:
+        while True:
+            try:
+                msgs = await sub.fetch(self.batch, timeout=2)
+            except NatsTimeout:
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # NATS down or reconnecting: back off and try again, never die.
+                log.warning("fetch failed", extra={"error": str(exc)})
+                await asyncio.sleep(1)
+                continue
+            for msg in msgs:
+                await self.handle(msg)
+
+    async def handle(self, msg: Msg) -> None:
+        """Capture one event; ack after commit, nak (retry later) on transient faults."""
+        try:
+            event = RunEvent.from_json(msg.data)
+            usages = usages_from_event(event)
+        except Exception as exc:
+            # A malformed event will never parse: keep it out of the way, loudly.
+            log.error("unreadable run event", extra={"subject": msg.subject, "error": str(exc)})
+            await msg.term()
+            return
+        try:
+            result = await self.billing.capture(event.run_id, usages)
+        except NotFound:
+            # Runs that never reserved (created before billing, or free): nothing to capture.
+            log.warning("terminal event without reservation", extra={"run_id": event.run_id})
+            await msg.ack()
+            return
+        except InvalidArgument as exc:
+            log.error("capture refused", extra={"run_id": event.run_id, "error": exc.message})
+            await msg.term()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("capture failed; will retry", extra={"run_id": event.run_id})
+            await msg.nak(delay=2)
+            return
+        await msg.ack()
+        log.info(
+            "captured",
+            extra={
+                "run_id": event.run_id,
+                "captured_micros": result.captured_micros,
+                "released_micros": result.released_micros,
+                "already_captured": result.already_captured,
+            },
+        )

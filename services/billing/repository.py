@@ -1,0 +1,311 @@
+"""SQL of the billing schema. Every function takes a connection already inside the
+caller's transaction; the domain (service.py) decides the transaction boundaries."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from services.billing.pricing import Price
+from weftcore.ids import new_id
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    account_id: str
+    balance_micros: int
+    reserved_micros: int
+
+    @property
+    def available_micros(self) -> int:
+        return self.balance_micros - self.reserved_micros
+
+
+@dataclass(frozen=True)
+class ReservationRow:
+    run_id: str
+    account_id: str
+    user_id: str
+    team_id: str
+    amount_micros: int
+    status: str
+    captured_micros: int
+    released_micros: int
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    id: str
+    account_id: str
+    kind: str
+    amount_micros: int
+    run_id: str | None
+    user_id: str
+    note: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """An account whose cached balance differs from the sums of its ledger entries."""
+
+    account_id: str
+    cached_balance: int
+    ledger_balance: int
+    cached_reserved: int
+    ledger_reserved: int
+
+
+_RES_COLS = (
+    "run_id, account_id, user_id, team_id, amount_micros, status, captured_micros, released_micros"
+)
+
+
+def _reservation(row: asyncpg.Record | None) -> ReservationRow | None:
+    return None if row is None else ReservationRow(**dict(row))
+
+
+# --- prices -------------------------------------------------------------------------
+
+
+async def seed_prices(conn: asyncpg.Connection, prices: list[Price]) -> None:
+    await conn.executemany(
+        "INSERT INTO prices (model, input_micros_per_mtok, output_micros_per_mtok)"
+        " VALUES ($1, $2, $3) ON CONFLICT (model) DO NOTHING",
+        [(p.model, p.input_micros_per_mtok, p.output_micros_per_mtok) for p in prices],
+    )
+
+
+async def upsert_price(conn: asyncpg.Connection, price: Price) -> None:
+    await conn.execute(
+        "INSERT INTO prices (model, input_micros_per_mtok, output_micros_per_mtok)"
+        " VALUES ($1, $2, $3) ON CONFLICT (model) DO UPDATE SET"
+        " input_micros_per_mtok = EXCLUDED.input_micros_per_mtok,"
+        " output_micros_per_mtok = EXCLUDED.output_micros_per_mtok, updated_at = now()",
+        price.model,
+        price.input_micros_per_mtok,
+        price.output_micros_per_mtok,
+    )
+
+
+async def get_prices(conn: asyncpg.Connection, models: list[str] | None = None) -> dict[str, Price]:
+    if models is None:
+        rows = await conn.fetch("SELECT * FROM prices ORDER BY model")
+    else:
+        rows = await conn.fetch("SELECT * FROM prices WHERE model = ANY($1::text[])", models)
+    return {
+        r["model"]: Price(r["model"], r["input_micros_per_mtok"], r["output_micros_per_mtok"])
+        for r in rows
+    }
+
+
+# --- accounts -----------------------------------------------------------------------
+
+
+async def get_account(conn: asyncpg.Connection, account_id: str) -> AccountRow:
+    row = await conn.fetchrow(
+        "SELECT account_id, balance_micros, reserved_micros FROM accounts WHERE account_id = $1",
+        account_id,
+    )
+    return AccountRow(account_id, 0, 0) if row is None else AccountRow(**dict(row))
+
+
+async def lock_account(conn: asyncpg.Connection, account_id: str) -> AccountRow:
+    """The account's balance row, locked until the transaction ends (created if new)."""
+    await conn.execute(
+        "INSERT INTO accounts (account_id) VALUES ($1) ON CONFLICT DO NOTHING", account_id
+    )
+    row = await conn.fetchrow(
+        "SELECT account_id, balance_micros, reserved_micros FROM accounts"
+        " WHERE account_id = $1 FOR UPDATE",
+        account_id,
+    )
+    assert row is not None
+    return AccountRow(**dict(row))
+
+
+async def add_to_account(
+    conn: asyncpg.Connection, account_id: str, balance_delta: int, reserved_delta: int
+) -> AccountRow:
+    row = await conn.fetchrow(
+        "UPDATE accounts SET balance_micros = balance_micros + $2,"
+        " reserved_micros = reserved_micros + $3, updated_at = now()"
+        " WHERE account_id = $1 RETURNING account_id, balance_micros, reserved_micros",
+        account_id,
+        balance_delta,
+        reserved_delta,
+    )
+    assert row is not None
+    return AccountRow(**dict(row))
+
+
+# --- ledger -------------------------------------------------------------------------
+
+
+async def append_ledger(
+    conn: asyncpg.Connection,
+    account_id: str,
+    kind: str,
+    amount_micros: int,
+    *,
+    run_id: str | None = None,
+    user_id: str = "",
+    note: str = "",
+) -> str:
+    entry_id = new_id("led")
+    await conn.execute(
+        "INSERT INTO ledger (id, account_id, kind, amount_micros, run_id, user_id, note)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        entry_id,
+        account_id,
+        kind,
+        amount_micros,
+        run_id,
+        user_id,
+        note,
+    )
+    return entry_id
+
+
+async def list_ledger(conn: asyncpg.Connection, account_id: str, limit: int) -> list[LedgerRow]:
+    rows = await conn.fetch(
+        "SELECT id, account_id, kind, amount_micros, run_id, user_id, note, created_at"
+        " FROM ledger WHERE account_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
+        account_id,
+        limit,
+    )
+    return [LedgerRow(**dict(r)) for r in rows]
+
+
+async def ledger_mismatches(conn: asyncpg.Connection) -> list[Mismatch]:
+    """Accounts whose cached balance/reserved differ from what the ledger says.
+
+    balance = grants - captures. reserved = reserves - releases - the part of each
+    capture that came out of its reservation (a capture may exceed its reservation by
+    at most the available balance; that excess never was reserved).
+    """
+    rows = await conn.fetch(
+        """
+        WITH per_kind AS (
+            SELECT account_id,
+                   COALESCE(SUM(amount_micros) FILTER (WHERE kind = 'grant'), 0) AS grants,
+                   COALESCE(SUM(amount_micros) FILTER (WHERE kind = 'capture'), 0) AS captures,
+                   COALESCE(SUM(amount_micros) FILTER (WHERE kind = 'reserve'), 0) AS reserves,
+                   COALESCE(SUM(amount_micros) FILTER (WHERE kind = 'release'), 0) AS releases
+            FROM ledger GROUP BY account_id
+        ), from_reserve AS (
+            SELECT c.account_id, SUM(LEAST(c.amount_micros, r.amount_micros)) AS amount
+            FROM ledger c JOIN ledger r ON r.run_id = c.run_id AND r.kind = 'reserve'
+            WHERE c.kind = 'capture' GROUP BY c.account_id
+        ), derived AS (
+            SELECT p.account_id, p.grants - p.captures AS balance,
+                   p.reserves - p.releases - COALESCE(f.amount, 0) AS reserved
+            FROM per_kind p LEFT JOIN from_reserve f USING (account_id)
+        )
+        SELECT COALESCE(a.account_id, d.account_id) AS account_id,
+               COALESCE(a.balance_micros, 0) AS cached_balance,
+               COALESCE(d.balance, 0) AS ledger_balance,
+               COALESCE(a.reserved_micros, 0) AS cached_reserved,
+               COALESCE(d.reserved, 0) AS ledger_reserved
+        FROM accounts a FULL JOIN derived d ON d.account_id = a.account_id
+        WHERE COALESCE(a.balance_micros, 0) <> COALESCE(d.balance, 0)
+           OR COALESCE(a.reserved_micros, 0) <> COALESCE(d.reserved, 0)
+        ORDER BY 1
+        """
+    )
+    return [Mismatch(**dict(r)) for r in rows]
+
+
+# --- reservations -------------------------------------------------------------------
+
+
+async def get_reservation(
+    conn: asyncpg.Connection, run_id: str, *, lock: bool = False
+) -> ReservationRow | None:
+    suffix = " FOR UPDATE" if lock else ""
+    row = await conn.fetchrow(
+        f"SELECT {_RES_COLS} FROM reservations WHERE run_id = $1{suffix}", run_id
+    )
+    return _reservation(row)
+
+
+async def insert_reservation(conn: asyncpg.Connection, res: ReservationRow) -> bool:
+    """False when another transaction recorded this run_id first."""
+    status = await conn.execute(
+        f"INSERT INTO reservations ({_RES_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " ON CONFLICT (run_id) DO NOTHING",
+        res.run_id,
+        res.account_id,
+        res.user_id,
+        res.team_id,
+        res.amount_micros,
+        res.status,
+        res.captured_micros,
+        res.released_micros,
+    )
+    return bool(status == "INSERT 0 1")
+
+
+async def close_reservation(
+    conn: asyncpg.Connection, run_id: str, status: str, captured: int, released: int
+) -> ReservationRow:
+    row = await conn.fetchrow(
+        "UPDATE reservations SET status = $2, captured_micros = $3, released_micros = $4,"
+        f" closed_at = now() WHERE run_id = $1 RETURNING {_RES_COLS}",
+        run_id,
+        status,
+        captured,
+        released,
+    )
+    res = _reservation(row)
+    assert res is not None
+    return res
+
+
+# --- allocations --------------------------------------------------------------------
+
+
+async def upsert_allocation(
+    conn: asyncpg.Connection, team_id: str, user_id: str, monthly_micros: int
+) -> None:
+    await conn.execute(
+        "INSERT INTO allocations (team_id, user_id, monthly_micros) VALUES ($1, $2, $3)"
+        " ON CONFLICT (team_id, user_id) DO UPDATE SET"
+        " monthly_micros = EXCLUDED.monthly_micros, updated_at = now()",
+        team_id,
+        user_id,
+        monthly_micros,
+    )
+
+
+async def lock_allocation(conn: asyncpg.Connection, team_id: str, user_id: str) -> int | None:
+    """The member's monthly allocation, locked so the member's reservations serialise."""
+    value = await conn.fetchval(
+        "SELECT monthly_micros FROM allocations WHERE team_id = $1 AND user_id = $2 FOR UPDATE",
+        team_id,
+        user_id,
+    )
+    return None if value is None else int(value)
+
+
+async def get_allocation(conn: asyncpg.Connection, team_id: str, user_id: str) -> int | None:
+    value = await conn.fetchval(
+        "SELECT monthly_micros FROM allocations WHERE team_id = $1 AND user_id = $2",
+        team_id,
+        user_id,
+    )
+    return None if value is None else int(value)
+
+
+async def member_spent_this_month(conn: asyncpg.Connection, team_id: str, user_id: str) -> int:
+    """What the member used of the team this (UTC) month: captures closed this month plus
+    every open reservation (money already promised counts against the allocation)."""
+    value = await conn.fetchval(
+        "SELECT COALESCE(SUM(CASE WHEN status = 'open' THEN amount_micros"
+        " ELSE captured_micros END), 0) FROM reservations"
+        " WHERE account_id = $1 AND user_id = $2 AND (status = 'open' OR (status = 'captured'"
+        " AND closed_at >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'))",
+        team_id,
+        user_id,
+    )
+    return int(value)

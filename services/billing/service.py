@@ -1,0 +1,273 @@
+"""Billing domain: reserve, capture, release, grants, prices, allocations.
+
+Every operation that moves money is one Postgres transaction that appends immutable
+ledger entries and updates the cached balance row it locked, so concurrent callers
+serialise on the account row and can never overspend.
+"""
+
+import logging
+from dataclasses import dataclass
+
+import asyncpg
+
+from services.billing import repository as repo
+from services.billing.money import format_usd_ceil
+from services.billing.pricing import Price, UnknownModel, Usage, price_stages
+from weftcore.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from weftcore.ids import has_prefix
+
+log = logging.getLogger(__name__)
+
+FREE_PLAN = "free"
+PAID_PLANS = frozenset({"pro", "team", "enterprise"})
+
+
+@dataclass(frozen=True)
+class Payer:
+    user_id: str
+    team_id: str
+    plan: str
+
+    @property
+    def account_id(self) -> str:
+        """Team credits when the payer belongs to a team, else the user's own."""
+        return self.team_id or self.user_id
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    run_id: str
+    captured_micros: int
+    released_micros: int
+    already_captured: bool
+
+
+class _LostRace(Exception):
+    """Another transaction reserved the same run_id first; roll back and read theirs."""
+
+
+def insufficient(estimate_micros: int) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"Insufficient credits. Estimated cost: {format_usd_ceil(estimate_micros)}.",
+        code="INSUFFICIENT_CREDITS",
+    )
+
+
+def _check_account_id(account_id: str) -> None:
+    if not (has_prefix(account_id, "usr") or has_prefix(account_id, "team")):
+        raise InvalidArgument(
+            "account_id must be a user (usr_...) or team (team_...) id.", param="account_id"
+        )
+
+
+class BillingService:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    # --- pricing ------------------------------------------------------------------
+
+    async def _prices_for(self, conn: asyncpg.Connection, usages: list[Usage]) -> dict[str, Price]:
+        return await repo.get_prices(conn, sorted({u.model for u in usages if u.model}))
+
+    async def price_usage(self, usages: list[Usage]) -> list[int]:
+        """Cost in micros of each stage (pricing.py's rounding), in order."""
+        async with self.pool.acquire() as conn:
+            prices = await self._prices_for(conn, usages)
+        return _price(usages, prices)
+
+    # --- reserve / capture / release ----------------------------------------------
+
+    async def reserve(self, run_id: str, payer: Payer, stages: list[Usage]) -> repo.ReservationRow:
+        """Estimate and hold credits for a run; idempotent on run_id."""
+        if not has_prefix(run_id, "run"):
+            raise InvalidArgument("run_id must be a run id (run_...).", param="run_id")
+        if not payer.user_id:
+            raise InvalidArgument("payer.user_id is required.", param="payer.user_id")
+        async with self.pool.acquire() as conn:
+            existing = await repo.get_reservation(conn, run_id)
+            if existing is not None:
+                return existing
+            if payer.plan not in PAID_PLANS:
+                raise FailedPrecondition("API access needs a paid plan.", code="PAID_PLAN_REQUIRED")
+            prices = await self._prices_for(conn, stages)
+            for usage in stages:
+                # A stage without a model and without tokens (template, http) is free.
+                if usage.model not in prices and (usage.model or usage.billable):
+                    raise InvalidArgument(
+                        f"Unknown model: {usage.model!r} has no price.", param="model"
+                    )
+            estimate = sum(_price(stages, prices))
+            try:
+                async with conn.transaction():
+                    return await self._reserve_tx(conn, run_id, payer, estimate)
+            except _LostRace:
+                found = await repo.get_reservation(conn, run_id)
+                assert found is not None
+                return found
+
+    async def _reserve_tx(
+        self, conn: asyncpg.Connection, run_id: str, payer: Payer, estimate: int
+    ) -> repo.ReservationRow:
+        account_id = payer.account_id
+        if payer.team_id:
+            # Lock order everywhere: allocation row, then account row.
+            monthly = await repo.lock_allocation(conn, payer.team_id, payer.user_id)
+            if monthly is None:
+                raise PermissionDenied(
+                    "You have no credit allocation on this team. Ask a team admin for one.",
+                    code="NO_ALLOCATION",
+                )
+            spent = await repo.member_spent_this_month(conn, payer.team_id, payer.user_id)
+            if spent + estimate > monthly:
+                raise insufficient(estimate)
+        account = await repo.lock_account(conn, account_id)
+        if account.available_micros < estimate:
+            raise insufficient(estimate)
+        res = repo.ReservationRow(
+            run_id, account_id, payer.user_id, payer.team_id, estimate, "open", 0, 0
+        )
+        if not await repo.insert_reservation(conn, res):
+            raise _LostRace
+        await repo.add_to_account(conn, account_id, 0, estimate)
+        await repo.append_ledger(
+            conn, account_id, "reserve", estimate, run_id=run_id, user_id=payer.user_id
+        )
+        return res
+
+    async def capture(self, run_id: str, stages: list[Usage]) -> CaptureResult:
+        """Charge a finished run's actual cost and release the rest, once per run_id.
+
+        The charge is the actual cost, but never more than the reservation plus what is
+        still available: a balance never goes negative.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            res = await repo.get_reservation(conn, run_id, lock=True)
+            if res is None:
+                raise NotFound(f"No reservation for run {run_id}.")
+            if res.status != "open":
+                return CaptureResult(run_id, res.captured_micros, res.released_micros, True)
+            cost = sum(_price(stages, await self._prices_for(conn, stages)))
+            account = await repo.lock_account(conn, res.account_id)
+            charged = min(cost, res.amount_micros + account.available_micros)
+            released = res.amount_micros - min(charged, res.amount_micros)
+            await repo.add_to_account(conn, res.account_id, -charged, -res.amount_micros)
+            await repo.close_reservation(conn, run_id, "captured", charged, released)
+            note = "" if charged == cost else f"capped: actual cost {cost} micros"
+            if charged != cost:
+                log.warning("capture capped at available credits", extra={"run_id": run_id})
+            await repo.append_ledger(
+                conn,
+                res.account_id,
+                "capture",
+                charged,
+                run_id=run_id,
+                user_id=res.user_id,
+                note=note,
+            )
+            if released:
+                await repo.append_ledger(
+                    conn,
+                    res.account_id,
+                    "release",
+                    released,
+                    run_id=run_id,
+                    user_id=res.user_id,
+                )
+            return CaptureResult(run_id, charged, released, False)
+
+    async def release(self, run_id: str) -> repo.ReservationRow:
+        """Give back a reservation without charging (a run that never committed).
+
+        For an unknown run_id a released tombstone is recorded, so a Reserve that
+        arrives late (after the caller gave up) cannot hold credits forever.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            res = await repo.get_reservation(conn, run_id, lock=True)
+            if res is None:
+                tombstone = repo.ReservationRow(run_id, "", "", "", 0, "released", 0, 0)
+                if await repo.insert_reservation(conn, tombstone):
+                    return tombstone
+                res = await repo.get_reservation(conn, run_id, lock=True)
+                assert res is not None
+            if res.status != "open":
+                return res
+            await repo.lock_account(conn, res.account_id)
+            await repo.add_to_account(conn, res.account_id, 0, -res.amount_micros)
+            closed = await repo.close_reservation(conn, run_id, "released", 0, res.amount_micros)
+            await repo.append_ledger(
+                conn,
+                res.account_id,
+                "release",
+                res.amount_micros,
+                run_id=run_id,
+                user_id=res.user_id,
+            )
+            return closed
+
+    # --- admin ------------------------------------------------------------------------
+
+    async def grant(self, account_id: str, amount_micros: int, note: str) -> repo.AccountRow:
+        _check_account_id(account_id)
+        if amount_micros <= 0:
+            raise InvalidArgument("amount_micros must be positive.", param="amount_micros")
+        async with self.pool.acquire() as conn, conn.transaction():
+            await repo.lock_account(conn, account_id)
+            account = await repo.add_to_account(conn, account_id, amount_micros, 0)
+            await repo.append_ledger(conn, account_id, "grant", amount_micros, note=note)
+            return account
+
+    async def balance(self, account_id: str) -> repo.AccountRow:
+        _check_account_id(account_id)
+        async with self.pool.acquire() as conn:
+            return await repo.get_account(conn, account_id)
+
+    async def ledger(self, account_id: str, limit: int) -> list[repo.LedgerRow]:
+        _check_account_id(account_id)
+        limit = 50 if limit <= 0 else min(limit, 1000)
+        async with self.pool.acquire() as conn:
+            return await repo.list_ledger(conn, account_id, limit)
+
+    async def check_ledger(self) -> list[repo.Mismatch]:
+        """Accounts whose cached balances disagree with their ledger (empty when sound)."""
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            return await repo.ledger_mismatches(conn)
+
+    async def set_price(self, price: Price) -> Price:
+        if not price.model or ":" not in price.model:
+            raise InvalidArgument("model must look like <provider>:<model>.", param="model")
+        if price.input_micros_per_mtok < 0 or price.output_micros_per_mtok < 0:
+            raise InvalidArgument("prices cannot be negative.", param="price")
+        async with self.pool.acquire() as conn:
+            await repo.upsert_price(conn, price)
+        return price
+
+    async def list_prices(self) -> list[Price]:
+        async with self.pool.acquire() as conn:
+            return list((await repo.get_prices(conn)).values())
+
+    async def seed_prices(self, prices: list[Price]) -> None:
+        async with self.pool.acquire() as conn:
+            await repo.seed_prices(conn, prices)
+
+    async def set_allocation(self, team_id: str, user_id: str, monthly_micros: int) -> int:
+        """Sets the member's monthly allocation; returns what they spent this month."""
+        if not has_prefix(team_id, "team"):
+            raise InvalidArgument("team_id must be a team id (team_...).", param="team_id")
+        if not has_prefix(user_id, "usr"):
+            raise InvalidArgument("user_id must be a user id (usr_...).", param="user_id")
+        if monthly_micros < 0:
+            raise InvalidArgument("monthly_micros cannot be negative.", param="monthly_micros")
+        async with self.pool.acquire() as conn, conn.transaction():
+            await repo.upsert_allocation(conn, team_id, user_id, monthly_micros)
+            return await repo.member_spent_this_month(conn, team_id, user_id)
+
+
+def _price(usages: list[Usage], prices: dict[str, Price]) -> list[int]:
+    try:
+        return price_stages(usages, prices)
+    except UnknownModel as exc:
+        raise InvalidArgument(
+            f"Unknown model: {exc.model!r} has no price.", param="model"
+        ) from None
+    except ValueError as exc:
+        raise InvalidArgument(str(exc), param="stages") from None
