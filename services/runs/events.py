@@ -1,0 +1,66 @@
+"""Recording run events and jobs inside the caller's transaction (the outbox pattern).
+
+Nothing here talks to NATS: rows land in `run_events` and `outbox` in the same
+transaction as the state change they describe, and the relay (services/runs/outbox.py)
+publishes them. So an event exists if and only if its state change committed.
+"""
+
+import json
+
+import asyncpg
+
+from services.runs.snapshot import run_snapshot
+from weftcore.events import RunEvent
+from weftcore.ids import iso, new_id, utcnow
+from weftcore.nats import JOBS_SUBJECT, event_subject
+
+_NEXT_SEQ = """
+UPDATE runs SET next_event_seq = next_event_seq + 1, updated_at = now()
+WHERE id = $1
+RETURNING *
+"""
+_STAGES = "SELECT * FROM stage_results WHERE run_id = $1"
+_INSERT_EVENT = """
+INSERT INTO run_events (run_id, seq, event_id, type, stage, payload, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+"""
+_INSERT_OUTBOX = "INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, $2, $3)"
+
+
+async def record_event(
+    conn: asyncpg.Connection, run_id: str, type: str, stage: str | None = None
+) -> RunEvent:
+    """Append event `type` for the run (as it is now in this transaction) and queue it.
+
+    Call it after the state change, inside the same transaction. Locks the run row.
+    """
+    row = await conn.fetchrow(_NEXT_SEQ, run_id)
+    if row is None:
+        raise LookupError(f"run {run_id} does not exist")
+    stages = await conn.fetch(_STAGES, run_id)
+    now = utcnow()
+    event = RunEvent(
+        id=new_id("evt"),
+        type=type,
+        run_id=run_id,
+        seq=int(row["next_event_seq"]) - 1,
+        created_at=iso(now),
+        run=run_snapshot(row, stages),
+        stage=stage,
+    )
+    payload = event.to_json()
+    await conn.execute(
+        _INSERT_EVENT, run_id, event.seq, event.id, type, stage, json.loads(payload), now
+    )
+    await conn.execute(_INSERT_OUTBOX, event_subject(run_id, type), event.id, payload)
+    return event
+
+
+async def enqueue_job(conn: asyncpg.Connection, run_id: str, msg_id: str | None = None) -> None:
+    """Queue a job for the workers to execute (or resume) the run.
+
+    `msg_id` de-duplicates on JetStream; by default each call is a distinct job (a run
+    resumed after human input needs a new one).
+    """
+    payload = json.dumps({"run_id": run_id}, separators=(",", ":")).encode()
+    await conn.execute(_INSERT_OUTBOX, JOBS_SUBJECT, msg_id or new_id("evt"), payload)

@@ -1,0 +1,87 @@
+"""One dedicated Postgres connection LISTENing for the runs service's notifications.
+
+`weft_run_status` (payload: run id) wakes long-polls; `weft_outbox` wakes the relay.
+Both channels are fed by triggers (0001_runs.sql), so changes made by the workers wake
+the API process too. If the connection drops, it is reopened; callers also poll slowly,
+so a lost notification costs latency, never correctness.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+RUN_STATUS_CHANNEL = "weft_run_status"
+OUTBOX_CHANNEL = "weft_outbox"
+
+
+class Notifier:
+    """Dispatches run status notifications to waiters and outbox ones to a callback."""
+
+    def __init__(self, dsn: str, schema: str, on_outbox: Callable[[], None]) -> None:
+        self._dsn = dsn
+        self._schema = schema
+        self._on_outbox = on_outbox
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="runs-notifier")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def watch(self, run_id: str) -> asyncio.Event:
+        """An event set on the next status change of `run_id`; pair with `unwatch`."""
+        event = asyncio.Event()
+        self._waiters.setdefault(run_id, set()).add(event)
+        return event
+
+    def unwatch(self, run_id: str, event: asyncio.Event) -> None:
+        waiters = self._waiters.get(run_id)
+        if waiters is not None:
+            waiters.discard(event)
+            if not waiters:
+                del self._waiters[run_id]
+
+    def _dispatch(self, conn: object, pid: int, channel: str, payload: object) -> None:
+        if channel == OUTBOX_CHANNEL:
+            self._on_outbox()
+            return
+        for event in self._waiters.get(str(payload), ()):
+            event.set()
+
+    async def _run(self) -> None:
+        delay = 0.2
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(
+                    self._dsn, server_settings={"search_path": self._schema}
+                )
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())  # type: ignore[misc]
+                await conn.add_listener(RUN_STATUS_CHANNEL, self._dispatch)
+                await conn.add_listener(OUTBOX_CHANNEL, self._dispatch)
+                delay = 0.2
+                # Anything that happened while we were not listening: wake everyone.
+                self._on_outbox()
+                for events in self._waiters.values():
+                    for event in events:
+                        event.set()
+                await lost.wait()
+                log.warning("notification connection lost")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("notification listener failed", extra={"error": str(exc)})
+            finally:
+                if conn is not None and not conn.is_closed():
+                    await conn.close()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
