@@ -1,28 +1,128 @@
 """gRPC surface of the storage service: wiring and the servicer (gRPC <-> domain)."""
 
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from typing import Any
 
+from services.storage.config import StorageConfig
+from services.storage.extract.sandbox import Sandbox
+from services.storage.repository import AttachmentRecord, PgAttachmentRepository
+from services.storage.s3 import MinioStore
+from services.storage.service import StorageService, UploadHeader
 from weft.storage.v1 import storage_pb2, storage_pb2_grpc
 from weftcore.config import ServiceConfig
 from weftcore.db import create_pool, ping
+from weftcore.errors import InvalidArgument
 from weftcore.grpc_server import GrpcServer
+from weftcore.ids import iso
 from weftcore.service import Check
+
+log = logging.getLogger(__name__)
 
 GRPC_SERVICE_NAME = storage_pb2.DESCRIPTOR.services_by_name["StorageService"].full_name
 
 
+def to_proto(record: AttachmentRecord) -> storage_pb2.Attachment:
+    return storage_pb2.Attachment(
+        id=record.id,
+        owner_user_id=record.owner_user_id,
+        original_filename=record.original_filename,
+        kind=record.kind,
+        content_type=record.content_type,
+        byte_size=record.byte_size,
+        sha256=record.sha256,
+        extraction_status=record.extraction_status,
+        extraction_error=record.extraction_error or "",
+        row_count=record.row_count,
+        truncated=record.truncated,
+        created_at=iso(record.created_at),
+        metadata_json=json.dumps(record.metadata, separators=(",", ":")),
+    )
+
+
+async def _data(first: bytes, rest: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    async for message in rest:
+        if message.WhichOneof("part") != "data":
+            raise InvalidArgument("Only the first upload message may carry the header.")
+        if message.data:
+            yield message.data
+
+
 class StorageServiceServicer(storage_pb2_grpc.StorageServiceServicer):
-    """Methods not overridden here answer UNIMPLEMENTED."""
+    def __init__(self, service: StorageService) -> None:
+        self.service = service
+
+    async def Upload(
+        self, request_iterator: AsyncIterator[storage_pb2.UploadChunk], context: Any
+    ) -> storage_pb2.Attachment:
+        messages = request_iterator.__aiter__()
+        try:
+            first = await anext(messages)
+        except StopAsyncIteration:
+            raise InvalidArgument("The upload stream is empty.") from None
+        if first.WhichOneof("part") != "header":
+            raise InvalidArgument("The first upload message must carry the header.")
+        h = first.header
+        header = UploadHeader(h.owner_user_id, h.filename, h.content_type, h.declared_size)
+        record = await self.service.upload(header, _data(b"", messages))
+        return to_proto(record)
+
+    async def GetAttachment(
+        self, request: storage_pb2.GetAttachmentRequest, context: Any
+    ) -> storage_pb2.Attachment:
+        return to_proto(await self.service.get(request.attachment_id, request.owner_user_id))
+
+    async def ReadText(
+        self, request: storage_pb2.ReadTextRequest, context: Any
+    ) -> storage_pb2.ReadTextResponse:
+        texts = await self.service.read_text(
+            list(request.attachment_ids), request.owner_user_id, request.max_chars
+        )
+        return storage_pb2.ReadTextResponse(
+            items=[
+                storage_pb2.AttachmentText(
+                    attachment=to_proto(t.attachment), text=t.text, truncated=t.truncated
+                )
+                for t in texts
+            ]
+        )
+
+
+async def _ensure_bucket(store: MinioStore, attempts: int = 20) -> None:
+    # S3 may still be starting next to us; give it a few seconds before failing.
+    for attempt in range(attempts):
+        try:
+            await store.ensure_bucket()
+            return
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.5)
 
 
 async def wire(
     config: ServiceConfig, server: GrpcServer, stack: AsyncExitStack
 ) -> dict[str, Check]:
+    storage_config = StorageConfig.from_env()
     pool = await create_pool(config.database_url, "storage")
     stack.push_async_callback(pool.close)
-    storage_pb2_grpc.add_StorageServiceServicer_to_server(StorageServiceServicer(), server.server)  # type: ignore[abstract]
+    store = MinioStore(storage_config)
+    stack.callback(store.close)
+    await _ensure_bucket(store)
+    sandbox = Sandbox(
+        storage_config.extraction_timeout_seconds, storage_config.extraction_memory_bytes
+    )
+    service = StorageService(storage_config, store, PgAttachmentRepository(pool), sandbox)
+    storage_pb2_grpc.add_StorageServiceServicer_to_server(
+        StorageServiceServicer(service), server.server
+    )
 
     async def database() -> bool:
         return await ping(pool)
 
-    return {"database": database}
+    return {"database": database, "s3": store.ping}

@@ -1,0 +1,239 @@
+"""Attachments: streamed upload (detect, cap, hash, store, extract) and reads by owner."""
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol, cast
+
+from services.storage.config import StorageConfig
+from services.storage.detect import SNIFF_BYTES, cap_for, detect, sanitize_filename
+from services.storage.errors import PayloadTooLarge
+from services.storage.extract import ExtractResult, Limits
+from services.storage.repository import AttachmentRecord, AttachmentRepository
+from services.storage.s3 import ChunkPipe, ObjectStore
+from weftcore.errors import InvalidArgument, NotFound, Unavailable, WeftError
+from weftcore.ids import has_prefix, new_id
+
+log = logging.getLogger(__name__)
+
+
+class Extractor(Protocol):
+    async def extract(self, path: Path, kind: str, limits: Limits) -> ExtractResult: ...
+
+
+@dataclass(frozen=True)
+class UploadHeader:
+    owner_user_id: str
+    filename: str
+    content_type: str = ""
+    declared_size: int = 0  # 0 when unknown
+
+
+@dataclass(frozen=True)
+class AttachmentText:
+    attachment: AttachmentRecord
+    text: str
+    truncated: bool
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1024 * 1024):g} MiB"
+
+
+def truncate_text(text: str, max_chars: int) -> tuple[str, bool]:
+    """`text` cut to at most `max_chars` characters, the cut said in a closing note."""
+    if max_chars <= 0 or len(text) <= max_chars:
+        return text, False
+    note = f"\n\n[Truncated: showing the first {{n:,}} of {len(text):,} characters.]"
+    keep = max(0, max_chars - len(note) - 8)
+    return text[:keep] + note.format(n=keep), True
+
+
+class StorageService:
+    def __init__(
+        self,
+        config: StorageConfig,
+        store: ObjectStore,
+        repo: AttachmentRepository,
+        extractor: Extractor,
+        spool_dir: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.repo = repo
+        self.extractor = extractor
+        self.spool_dir = spool_dir
+        self.limits = Limits(
+            max_rows=config.max_rows,
+            max_chars=config.max_text_chars,
+            max_json_depth=config.max_json_depth,
+            max_zip_bytes=config.max_zip_bytes,
+            max_zip_ratio=config.max_zip_ratio,
+        )
+
+    def _too_large(self, cap: int, kind: str | None = None) -> PayloadTooLarge:
+        what = f"{kind.upper()} files" if kind else "uploads"
+        return PayloadTooLarge(f"The file is over the {_mib(cap)} limit for {what}.")
+
+    async def upload(self, header: UploadHeader, chunks: AsyncIterator[bytes]) -> AttachmentRecord:
+        """Stores the streamed file and its extracted text; 413/415 as soon as known."""
+        if not has_prefix(header.owner_user_id, "usr"):
+            raise InvalidArgument("owner_user_id is required.", param="owner_user_id")
+        if header.declared_size > self.config.max_upload_bytes:
+            raise self._too_large(self.config.max_upload_bytes)
+        filename = sanitize_filename(header.filename)
+        head = bytearray()
+        async for chunk in chunks:
+            head += chunk
+            if len(head) >= SNIFF_BYTES:
+                break
+        detected = detect(bytes(head[:SNIFF_BYTES]), filename)
+        cap = cap_for(
+            detected.kind, self.config.max_upload_bytes, self.config.max_table_upload_bytes
+        )
+        if header.declared_size > cap:
+            raise self._too_large(cap, detected.kind)
+
+        att_id = new_id("att")
+        object_key = f"attachments/{att_id}/original"
+        with tempfile.TemporaryDirectory(prefix="weft-upload-", dir=self.spool_dir) as tmp:
+            spool = Path(tmp) / "file"
+            size, sha256 = await self._stream(
+                object_key, detected.content_type, bytes(head), chunks, cap, detected.kind, spool
+            )
+            try:
+                result = await self.extractor.extract(spool, detected.kind, self.limits)
+                text_key = None
+                if result.text:
+                    text_key = f"attachments/{att_id}/text.txt"
+                    await self.store.put_bytes(
+                        text_key, result.text.encode("utf-8"), "text/plain; charset=utf-8"
+                    )
+                record = AttachmentRecord(
+                    id=att_id,
+                    owner_user_id=header.owner_user_id,
+                    original_filename=filename,
+                    kind=detected.kind,
+                    content_type=detected.content_type,
+                    byte_size=size,
+                    sha256=sha256,
+                    object_key=object_key,
+                    text_key=text_key,
+                    text_chars=len(result.text),
+                    extraction_status=result.status,
+                    extraction_error=result.error or None,
+                    row_count=result.row_count,
+                    truncated=result.truncated,
+                    metadata=result.metadata,
+                )
+                stored = await self.repo.insert(record)
+            except BaseException:
+                await self._remove(object_key, f"attachments/{att_id}/text.txt")
+                raise
+        log.info(
+            "attachment stored",
+            extra={
+                "attachment_id": att_id,
+                "kind": detected.kind,
+                "bytes": size,
+                "extraction_status": result.status,
+            },
+        )
+        return stored
+
+    async def _stream(
+        self,
+        key: str,
+        content_type: str,
+        head: bytes,
+        rest: AsyncIterator[bytes],
+        cap: int,
+        kind: str,
+        spool: Path,
+    ) -> tuple[int, str]:
+        """Streams head + rest to S3 and the spool file; returns (size, sha256 hex)."""
+        hasher = hashlib.sha256()
+        size = 0
+        with spool.open("wb") as spool_file:
+            pipe = ChunkPipe(tee=spool_file.write)
+            upload = asyncio.create_task(
+                self.store.put_stream(key, cast(BinaryIO, pipe), content_type)
+            )
+            upload.add_done_callback(lambda _: pipe.reader_gone())
+
+            async def feed(chunk: bytes) -> None:
+                nonlocal size
+                size += len(chunk)
+                if size > cap:
+                    raise self._too_large(cap, kind)
+                hasher.update(chunk)
+                await pipe.write_chunk(chunk)
+
+            try:
+                if head:
+                    await feed(head)
+                async for chunk in rest:
+                    await feed(chunk)
+                pipe.finish()
+                await upload
+            except BaseException as exc:
+                pipe.abort()
+                with contextlib.suppress(BaseException):
+                    await upload
+                await self._remove(key)
+                if isinstance(exc, WeftError | asyncio.CancelledError) or upload.cancelled():
+                    raise
+                if upload.done() and upload.exception() is not None:
+                    log.error("S3 upload failed", exc_info=upload.exception())
+                    raise Unavailable("Object storage is unavailable. Retry later.") from None
+                raise
+        return size, hasher.hexdigest()
+
+    async def _remove(self, *keys: str) -> None:
+        for key in keys:
+            try:
+                await asyncio.shield(self.store.remove(key))
+            except BaseException:
+                # Best effort: a leftover partial object is garbage, not a leak of data.
+                log.warning("could not remove object", extra={"key": key})
+
+    async def get(self, attachment_id: str, owner_user_id: str) -> AttachmentRecord:
+        """The attachment if `owner_user_id` uploaded it; NOT_FOUND otherwise."""
+        record = None
+        if has_prefix(attachment_id, "att"):
+            record = await self.repo.get(attachment_id, owner_user_id)
+        if record is None:
+            raise NotFound(f"No attachment {attachment_id!r}.", param="attachment_id")
+        return record
+
+    async def read_text(
+        self, attachment_ids: list[str], owner_user_id: str, max_chars: int
+    ) -> list[AttachmentText]:
+        """Extracted texts in the order asked, each cut to `max_chars` (0 = whole)."""
+        wanted = list(dict.fromkeys(attachment_ids))
+        valid = [a for a in wanted if has_prefix(a, "att")]
+        records = {r.id: r for r in await self.repo.get_many(valid, owner_user_id)}
+        missing = [a for a in wanted if a not in records]
+        if missing:
+            raise NotFound(f"No attachment {missing[0]!r}.", param="attachment_ids")
+        texts = []
+        for attachment_id in wanted:
+            record = records[attachment_id]
+            if record.extraction_status == "failed":
+                text = f"[Text extraction failed: {record.extraction_error}]"
+            elif record.text_key:
+                try:
+                    text = (await self.store.get_bytes(record.text_key)).decode("utf-8")
+                except Exception:
+                    log.exception("could not read extracted text", extra={"id": record.id})
+                    raise Unavailable("Object storage is unavailable. Retry later.") from None
+            else:
+                text = "[No text could be extracted from this file.]"
+            cut, truncated = truncate_text(text, max_chars)
+            texts.append(AttachmentText(record, cut, truncated or record.truncated))
+        return texts
