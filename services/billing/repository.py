@@ -203,10 +203,10 @@ async def ledger_mismatches(conn: asyncpg.Connection) -> list[Mismatch]:
             FROM per_kind p LEFT JOIN from_reserve f USING (account_id)
         )
         SELECT COALESCE(a.account_id, d.account_id) AS account_id,
-               COALESCE(a.balance_micros, 0) AS cached_balance,
-               COALESCE(d.balance, 0) AS ledger_balance,
-               COALESCE(a.reserved_micros, 0) AS cached_reserved,
-               COALESCE(d.reserved, 0) AS ledger_reserved
+               COALESCE(a.balance_micros, 0)::bigint AS cached_balance,
+               COALESCE(d.balance, 0)::bigint AS ledger_balance,
+               COALESCE(a.reserved_micros, 0)::bigint AS cached_reserved,
+               COALESCE(d.reserved, 0)::bigint AS ledger_reserved
         FROM accounts a FULL JOIN derived d ON d.account_id = a.account_id
         WHERE COALESCE(a.balance_micros, 0) <> COALESCE(d.balance, 0)
            OR COALESCE(a.reserved_micros, 0) <> COALESCE(d.reserved, 0)
