@@ -42,7 +42,11 @@ class AttachmentText:
 
 
 def _mib(n: int) -> str:
-    return f"{n / (1024 * 1024):g} MiB"
+    if n % (1024 * 1024) == 0:
+        return f"{n // (1024 * 1024)} MiB"
+    if n % 1024 == 0:
+        return f"{n // 1024} KiB"
+    return f"{n:,}-byte"
 
 
 def truncate_text(text: str, max_chars: int) -> tuple[str, bool]:

@@ -1,0 +1,143 @@
+"""Streaming multipart uploads: read parts with caps, forward file parts to storage.Upload.
+
+Nothing here buffers a file: `request.multipart()` yields parts as they arrive, each file
+part is read in CHUNK_BYTES pieces and written to a gRPC client stream, whose flow
+control pushes back to the client. (aiohttp's `client_max_size` only bounds
+`request.read()/post()`, never this path.) Reused for multipart run creation.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from aiohttp import BodyPartReader, MultipartReader, web
+
+from weft.storage.v1 import storage_pb2, storage_pb2_grpc
+from weftcore.errors import InvalidArgument, WeftError
+
+CHUNK_BYTES = 256 * 1024
+# Room for boundaries, part headers and small form fields on top of a file's own cap.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+MAX_FIELD_BYTES = 64 * 1024
+UPLOAD_TIMEOUT_SECONDS = 600.0
+
+
+class PayloadTooLarge(WeftError):
+    default_code = "PAYLOAD_TOO_LARGE"
+
+
+def too_large(cap: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The upload is over the {cap / (1024 * 1024):g} MiB limit.")
+
+
+def check_declared_length(request: web.Request, cap: int) -> None:
+    """413 before reading a byte when Content-Length already says the body is too big."""
+    length = request.content_length
+    if length is not None and length > cap + MULTIPART_OVERHEAD_BYTES:
+        raise too_large(cap)
+
+
+async def open_multipart(request: web.Request) -> MultipartReader:
+    """The multipart/form-data reader of the request; 415 for any other content type."""
+    if request.content_type != "multipart/form-data":
+        raise WeftError("Send the file as multipart/form-data.", code="UNSUPPORTED_MEDIA_TYPE")
+    try:
+        return await request.multipart()
+    except (AssertionError, ValueError) as exc:
+        raise InvalidArgument(f"Malformed multipart body: {exc}.") from None
+
+
+async def iter_parts(reader: MultipartReader) -> AsyncIterator[BodyPartReader]:
+    """The top-level parts; nested multiparts are refused."""
+    while True:
+        try:
+            part = await reader.next()
+        except ValueError as exc:
+            raise InvalidArgument(f"Malformed multipart body: {exc}.") from None
+        if part is None:
+            return
+        if not isinstance(part, BodyPartReader):
+            raise InvalidArgument("Nested multipart bodies are not supported.")
+        yield part
+
+
+def is_file(part: BodyPartReader) -> bool:
+    return part.filename is not None
+
+
+async def read_field(part: BodyPartReader, max_bytes: int = MAX_FIELD_BYTES) -> str:
+    """A (non-file) form field as text, at most `max_bytes`."""
+    data = bytearray()
+    while chunk := await part.read_chunk(CHUNK_BYTES):
+        data += chunk
+        if len(data) > max_bytes:
+            raise PayloadTooLarge(
+                f"Form field {part.name!r} is over {max_bytes:,} bytes.", param=part.name
+            )
+    try:
+        return data.decode(part.get_charset("utf-8"))
+    except (UnicodeDecodeError, LookupError):
+        raise InvalidArgument(
+            f"Form field {part.name!r} is not valid text.", param=part.name
+        ) from None
+
+
+async def file_chunks(part: BodyPartReader, cap: int) -> AsyncIterator[bytes]:
+    """The part's bytes in chunks; 413 as soon as more than `cap` bytes arrived."""
+    size = 0
+    while chunk := await part.read_chunk(CHUNK_BYTES):
+        size += len(chunk)
+        if size > cap:
+            raise too_large(cap)
+        yield chunk
+
+
+@dataclass
+class StorageUpload:
+    """One storage.Upload client stream. Use as an async context manager: leaving it
+    with an exception cancels the stream (storage then removes the partial object)."""
+
+    stub: storage_pb2_grpc.StorageServiceStub
+    owner_user_id: str
+    timeout: float = UPLOAD_TIMEOUT_SECONDS
+    call: Any = None
+
+    async def __aenter__(self) -> "StorageUpload":
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc is not None and self.call is not None:
+            self.call.cancel()
+
+    async def _write(self, message: storage_pb2.UploadChunk) -> None:
+        try:
+            await self.call.write(message)
+        except asyncio.InvalidStateError:
+            # The service already answered (e.g. 413 mid-stream): surface its status.
+            await self.call
+            raise InvalidArgument("The upload ended early.") from None
+
+    async def send_part(self, part: BodyPartReader, cap: int) -> int:
+        """Streams a file part to storage; returns the number of bytes sent."""
+        self.call = self.stub.Upload(timeout=self.timeout)
+        header = storage_pb2.UploadHeader(
+            owner_user_id=self.owner_user_id,
+            filename=part.filename or "",
+            content_type=part.headers.get("Content-Type", ""),
+        )
+        await self._write(storage_pb2.UploadChunk(header=header))
+        sent = 0
+        async for chunk in file_chunks(part, cap):
+            await self._write(storage_pb2.UploadChunk(data=chunk))
+            sent += len(chunk)
+        return sent
+
+    async def finish(self) -> storage_pb2.Attachment:
+        """Closes the stream and answers the stored attachment (or raises its error)."""
+        with contextlib.suppress(asyncio.InvalidStateError, grpc.aio.UsageError):
+            await self.call.done_writing()
+        attachment: storage_pb2.Attachment = await self.call
+        return attachment

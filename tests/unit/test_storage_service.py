@@ -1,0 +1,194 @@
+"""The upload flow with fakes behind ObjectStore / AttachmentRepository (no network)."""
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+
+from services.storage.config import StorageConfig
+from services.storage.errors import PayloadTooLarge, UnsupportedMediaType
+from services.storage.extract import ExtractResult, Limits, extract_file
+from services.storage.repository import AttachmentRecord
+from services.storage.service import StorageService, UploadHeader, truncate_text
+from tests.support import storage_files as files
+from weftcore.errors import NotFound, Unavailable
+from weftcore.ids import utcnow
+
+OWNER = "usr_owner"
+CONFIG = StorageConfig.from_env(
+    {
+        "WEFT_S3_ENDPOINT": "http://127.0.0.1:1",
+        "WEFT_S3_ACCESS_KEY": "k",
+        "WEFT_S3_SECRET_KEY": "s",
+        "WEFT_MAX_UPLOAD_BYTES": str(1024 * 1024),
+        "WEFT_MAX_TABLE_UPLOAD_BYTES": str(300 * 1024),
+    }
+)
+
+
+class FakeStore:
+    def __init__(self, fail_put: bool = False) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.removed: list[str] = []
+        self.fail_put = fail_put
+        self.max_read = 0
+
+    async def ensure_bucket(self) -> None:
+        return None
+
+    async def put_stream(self, key: str, stream: BinaryIO, content_type: str) -> None:
+        def consume() -> bytes:
+            data = bytearray()
+            while chunk := stream.read(64 * 1024):
+                self.max_read = max(self.max_read, len(chunk))
+                if self.fail_put:
+                    raise OSError("S3 is down")
+                data += chunk
+            return bytes(data)
+
+        self.objects[key] = await asyncio.to_thread(consume)
+
+    async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        self.objects[key] = data
+
+    async def get_bytes(self, key: str) -> bytes:
+        return self.objects[key]
+
+    async def remove(self, key: str) -> None:
+        self.removed.append(key)
+        self.objects.pop(key, None)
+
+    async def ping(self) -> bool:
+        return True
+
+
+class FakeRepo:
+    def __init__(self) -> None:
+        self.rows: dict[str, AttachmentRecord] = {}
+
+    async def insert(self, record: AttachmentRecord) -> AttachmentRecord:
+        record.created_at = utcnow()
+        self.rows[record.id] = record
+        return record
+
+    async def get(self, attachment_id: str, owner_user_id: str) -> AttachmentRecord | None:
+        row = self.rows.get(attachment_id)
+        return row if row and row.owner_user_id == owner_user_id else None
+
+    async def get_many(self, ids: list[str], owner_user_id: str) -> list[AttachmentRecord]:
+        return [r for i in ids if (r := await self.get(i, owner_user_id))]
+
+
+class InlineExtractor:
+    async def extract(self, path: Path, kind: str, limits: Limits) -> ExtractResult:
+        return extract_file(path, kind, limits)
+
+
+def _service(store: FakeStore | None = None) -> tuple[StorageService, FakeStore, FakeRepo]:
+    store = store or FakeStore()
+    repo = FakeRepo()
+    return StorageService(CONFIG, store, repo, InlineExtractor()), store, repo
+
+
+async def _chunks(data: bytes, size: int = 10_000) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+async def test_upload_stores_object_text_and_metadata() -> None:
+    service, store, repo = _service()
+    data = files.csv_bytes(100)
+    record = await service.upload(UploadHeader(OWNER, "../../sales\x00.csv"), _chunks(data))
+    assert record.id.startswith("att_")
+    assert record.original_filename == "sales.csv"
+    assert (record.kind, record.content_type) == ("csv", "text/csv")
+    assert record.byte_size == len(data)
+    assert record.sha256 == hashlib.sha256(data).hexdigest()
+    assert (record.extraction_status, record.row_count, record.truncated) == (
+        "extracted",
+        101,
+        False,
+    )
+    assert store.objects[record.object_key] == data
+    assert record.text_key is not None
+    assert store.objects[record.text_key].decode().startswith("id,name,amount\n1,name 1")
+    assert repo.rows[record.id] is record
+
+
+async def test_declared_size_over_cap_is_refused_before_reading() -> None:
+    service, store, _ = _service()
+    read = False
+
+    async def never() -> AsyncIterator[bytes]:
+        nonlocal read
+        read = True
+        yield b"x"
+
+    header = UploadHeader(OWNER, "a.pdf", declared_size=2 * 1024 * 1024)
+    with pytest.raises(PayloadTooLarge):
+        await service.upload(header, never())
+    assert not read and not store.objects
+
+
+async def test_table_cap_applies_mid_stream_and_removes_the_partial_object() -> None:
+    service, store, repo = _service()
+    data = files.csv_bytes(20_000)  # ~ 450 KB: over the 300 KiB table cap
+    assert len(data) > 300 * 1024
+    with pytest.raises(PayloadTooLarge) as info:
+        await service.upload(UploadHeader(OWNER, "big.csv"), _chunks(data))
+    assert info.value.code == "PAYLOAD_TOO_LARGE"
+    assert "300 KiB limit for CSV files" in info.value.message
+    assert not store.objects and store.removed and not repo.rows
+
+
+async def test_same_size_is_fine_for_a_non_table_kind() -> None:
+    service, _, _ = _service()
+    data = b"line of text\n" * 30_000  # ~ 390 KB, under the 1 MiB general cap
+    record = await service.upload(UploadHeader(OWNER, "notes.txt"), _chunks(data))
+    assert record.kind == "txt" and record.byte_size == len(data)
+
+
+async def test_unsupported_content_is_refused_before_storing() -> None:
+    service, store, _ = _service()
+    with pytest.raises(UnsupportedMediaType):
+        await service.upload(UploadHeader(OWNER, "x.csv"), _chunks(bytes(range(256)) * 64))
+    assert not store.objects
+
+
+async def test_s3_failure_is_unavailable_and_cleans_up() -> None:
+    service, store, repo = _service(FakeStore(fail_put=True))
+    with pytest.raises(Unavailable):
+        await service.upload(UploadHeader(OWNER, "a.txt"), _chunks(b"hello " * 100_000))
+    assert store.removed and not repo.rows
+
+
+async def test_broken_file_is_stored_with_failed_status() -> None:
+    service, _, _ = _service()
+    record = await service.upload(UploadHeader(OWNER, "a.pdf"), _chunks(b"%PDF-1.4\nbroken"))
+    assert record.extraction_status == "failed" and record.extraction_error
+    assert record.text_key is None
+
+
+async def test_get_and_read_text_are_scoped_to_the_owner() -> None:
+    service, _, _ = _service()
+    a = await service.upload(UploadHeader(OWNER, "a.txt"), _chunks(b"alpha " * 100))
+    b = await service.upload(UploadHeader(OWNER, "b.md"), _chunks(b"# beta"))
+    assert (await service.get(a.id, OWNER)).id == a.id
+    with pytest.raises(NotFound):
+        await service.get(a.id, "usr_other")
+    with pytest.raises(NotFound):
+        await service.read_text([a.id], "usr_other", 0)
+    texts = await service.read_text([b.id, a.id, b.id], OWNER, 100)
+    assert [t.attachment.id for t in texts] == [b.id, a.id]
+    assert texts[0].text == "# beta" and not texts[0].truncated
+    assert texts[1].truncated and len(texts[1].text) <= 100 and "Truncated" in texts[1].text
+
+
+def test_truncate_text_stays_within_the_budget() -> None:
+    text, cut = truncate_text("y" * 10_000, 500)
+    assert cut and len(text) <= 500 and "of 10,000 characters" in text
+    assert truncate_text("short", 500) == ("short", False)
+    assert truncate_text("z" * 900, 0) == ("z" * 900, False)
