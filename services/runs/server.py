@@ -1,28 +1,177 @@
 """gRPC surface of the runs service: wiring and the servicer (gRPC <-> domain)."""
 
+import json
 from contextlib import AsyncExitStack
+from typing import Any
 
-from weft.runs.v1 import runs_pb2, runs_pb2_grpc
-from weftcore.config import ServiceConfig
+import asyncpg
+
+from services.runs import convert
+from services.runs.create import (
+    CreateRunInput,
+    IdempotencyRequest,
+    RunCreator,
+)
+from services.runs.integrations import idempotency_rpc, make_idempotency, make_rate_limiter
+from services.runs.notify import Notifier
+from services.runs.outbox import OutboxRelay
+from services.runs.service import RunsService
+from weft.billing.v1 import billing_pb2_grpc
+from weft.runs.v1 import runs_pb2 as pb
+from weft.runs.v1 import runs_pb2_grpc
+from weft.storage.v1 import storage_pb2_grpc
+from weftcore.config import ServiceConfig, env_str
 from weftcore.db import create_pool, ping
+from weftcore.errors import InvalidArgument
+from weftcore.grpc_client import open_channel
 from weftcore.grpc_server import GrpcServer
+from weftcore.nats import connect, ensure_streams
 from weftcore.service import Check
 
-GRPC_SERVICE_NAME = runs_pb2.DESCRIPTOR.services_by_name["RunsService"].full_name
+GRPC_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RunsService"].full_name
+
+Ctx = Any
+
+
+def _json_arg(raw: str, param: str, default: Any) -> Any:
+    if not raw:
+        return default
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        raise InvalidArgument(f"{param} is not valid JSON.", param=param) from None
+
+
+def _idem(msg: pb.Idempotency) -> IdempotencyRequest | None:
+    if not msg.key:
+        return None
+    return IdempotencyRequest(msg.key, msg.method, msg.path, msg.request_hash)
 
 
 class RunsServiceServicer(runs_pb2_grpc.RunsServiceServicer):
     """Methods not overridden here answer UNIMPLEMENTED."""
 
+    def __init__(self, service: RunsService, pool: asyncpg.Pool) -> None:
+        self.service = service
+        self.pool = pool
+
+    async def ApplyWorkflow(self, request: pb.ApplyWorkflowRequest, context: Ctx) -> pb.Workflow:
+        applied = await self.service.apply_workflow(request.definition)
+        return convert.workflow(applied.row, changed=applied.changed)
+
+    async def ListWorkflows(
+        self, request: pb.ListWorkflowsRequest, context: Ctx
+    ) -> pb.ListWorkflowsResponse:
+        caller = convert.caller(request.caller) if request.HasField("caller") else None
+        rows, more = await self.service.list_workflows(
+            caller, request.limit, request.starting_after
+        )
+        return pb.ListWorkflowsResponse(
+            workflows=[convert.workflow(r) for r in rows], has_more=more
+        )
+
+    async def GetWorkflow(self, request: pb.GetWorkflowRequest, context: Ctx) -> pb.Workflow:
+        caller = convert.caller(request.caller) if request.HasField("caller") else None
+        row = await self.service.get_workflow(caller, request.workflow_id or request.slug)
+        return convert.workflow(row)
+
+    async def CreateRun(self, request: pb.CreateRunRequest, context: Ctx) -> pb.CreateRunResponse:
+        inp = CreateRunInput(
+            workflow_id=request.workflow_id,
+            input_text=request.input_text,
+            params=_json_arg(request.params_json, "params", {}),
+            attachment_ids=list(request.attachment_ids),
+            webhook_url=request.webhook_url,
+            idempotency=_idem(request.idempotency),
+        )
+        out = await self.service.create_run(convert.caller(request.caller), inp)
+        response = pb.CreateRunResponse(
+            http_status=out.http_status, body_json=out.body_json, replayed=out.replayed
+        )
+        if out.rate_limit is not None:
+            response.rate_limit.CopyFrom(
+                pb.RateLimitState(
+                    limit=out.rate_limit.limit,
+                    remaining=out.rate_limit.remaining,
+                    reset_seconds=out.rate_limit.reset_seconds,
+                )
+            )
+        return response
+
+    async def GetRun(self, request: pb.GetRunRequest, context: Ctx) -> pb.Run:
+        view = await self.service.get_run(
+            convert.caller(request.caller),
+            request.run_id,
+            request.wait_seconds,
+            request.known_status,
+        )
+        return convert.run(view)
+
+    async def ListRuns(self, request: pb.ListRunsRequest, context: Ctx) -> pb.ListRunsResponse:
+        views, more = await self.service.list_runs(
+            convert.caller(request.caller),
+            request.workflow_id,
+            request.status,
+            request.limit,
+            request.starting_after,
+        )
+        return pb.ListRunsResponse(runs=[convert.run(v) for v in views], has_more=more)
+
+    async def CancelRun(self, request: pb.CancelRunRequest, context: Ctx) -> pb.Run:
+        view = await self.service.cancel_run(convert.caller(request.caller), request.run_id)
+        return convert.run(view)
+
+    async def SubmitInput(self, request: pb.SubmitInputRequest, context: Ctx) -> pb.Run:
+        values = _json_arg(request.values_json, "values", None)
+        view = await self.service.submit_input(
+            convert.caller(request.caller), request.run_id, values
+        )
+        return convert.run(view)
+
+    async def BeginIdempotent(
+        self, request: pb.BeginIdempotentRequest, context: Ctx
+    ) -> pb.BeginIdempotentResponse:
+        return await idempotency_rpc.begin(self.pool, request)
+
+    async def CompleteIdempotent(
+        self, request: pb.CompleteIdempotentRequest, context: Ctx
+    ) -> pb.CompleteIdempotentResponse:
+        return await idempotency_rpc.complete(self.pool, request)
+
 
 async def wire(
     config: ServiceConfig, server: GrpcServer, stack: AsyncExitStack
 ) -> dict[str, Check]:
-    pool = await create_pool(config.database_url, "runs")
+    pool = await create_pool(config.database_url, "runs", min_size=4, max_size=20)
     stack.push_async_callback(pool.close)
-    runs_pb2_grpc.add_RunsServiceServicer_to_server(RunsServiceServicer(), server.server)  # type: ignore[abstract]
+    nc = await connect(config.nats_url, "weft-runs")
+    stack.push_async_callback(nc.drain)
+    js = nc.jetstream()
+    await ensure_streams(js)
+
+    relay = OutboxRelay(pool, nc, js)
+    notifier = Notifier(config.database_url, "runs", relay.wake)
+    relay.start()
+    notifier.start()
+    stack.push_async_callback(relay.close)
+    stack.push_async_callback(notifier.close)
+
+    billing_channel = open_channel(env_str("WEFT_BILLING_ADDR", "127.0.0.1:7104"))
+    storage_channel = open_channel(env_str("WEFT_STORAGE_ADDR", "127.0.0.1:7103"))
+    stack.push_async_callback(billing_channel.close)
+    stack.push_async_callback(storage_channel.close)
+    billing = billing_pb2_grpc.BillingServiceStub(billing_channel)
+    storage = storage_pb2_grpc.StorageServiceStub(storage_channel)
+    creator = RunCreator(pool, billing, storage, make_idempotency(), make_rate_limiter())
+    service = RunsService(pool, notifier, creator)
+    runs_pb2_grpc.add_RunsServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        RunsServiceServicer(service, pool),  # type: ignore[abstract]
+        server.server,
+    )
 
     async def database() -> bool:
         return await ping(pool)
 
+    # NATS is deliberately not a readiness check: runs are accepted while it is down
+    # (the outbox keeps them until it is back).
     return {"database": database}

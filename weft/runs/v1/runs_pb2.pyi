@@ -68,6 +68,8 @@ class Workflow(_message.Message):
     FIELDS_JSON_FIELD_NUMBER: _builtins.int
     STAGES_JSON_FIELD_NUMBER: _builtins.int
     DEFINITION_JSON_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     slug: _builtins.str
     name: _builtins.str
@@ -80,6 +82,9 @@ class Workflow(_message.Message):
     """list of {id, type, model?}"""
     definition_json: _builtins.str
     """the whole validated definition"""
+    changed: _builtins.bool
+    """ApplyWorkflow: false when identical to the current version"""
+    created_at: _builtins.str
     def __init__(
         self,
         *,
@@ -92,10 +97,12 @@ class Workflow(_message.Message):
         fields_json: _builtins.str = ...,
         stages_json: _builtins.str = ...,
         definition_json: _builtins.str = ...,
+        changed: _builtins.bool = ...,
+        created_at: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["definition_json", b"definition_json", "description", b"description", "fields_json", b"fields_json", "id", b"id", "name", b"name", "slug", b"slug", "stages_json", b"stages_json", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "created_at", b"created_at", "definition_json", b"definition_json", "description", b"description", "fields_json", b"fields_json", "id", b"id", "name", b"name", "slug", b"slug", "stages_json", b"stages_json", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -342,6 +349,8 @@ class Run(_message.Message):
     INPUT_TEXT_FIELD_NUMBER: _builtins.int
     PARAMS_JSON_FIELD_NUMBER: _builtins.int
     ATTACHMENT_IDS_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_JSON_FIELD_NUMBER: _builtins.int
+    WORKFLOW_VERSION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     workflow_id: _builtins.str
     user_id: _builtins.str
@@ -360,6 +369,9 @@ class Run(_message.Message):
     completed_at: _builtins.str
     input_text: _builtins.str
     params_json: _builtins.str
+    snapshot_json: _builtins.str
+    """The public run object (GET /workflow-runs/:id `data` without links), as JSON."""
+    workflow_version: _builtins.int
     @_builtins.property
     def attachment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -380,10 +392,12 @@ class Run(_message.Message):
         input_text: _builtins.str = ...,
         params_json: _builtins.str = ...,
         attachment_ids: _abc.Iterable[_builtins.str] | None = ...,
+        snapshot_json: _builtins.str = ...,
+        workflow_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_ids", b"attachment_ids", "completed_at", b"completed_at", "cost_breakdown_json", b"cost_breakdown_json", "cost_micros", b"cost_micros", "created_at", b"created_at", "error_json", b"error_json", "human_input_request_json", b"human_input_request_json", "id", b"id", "input_text", b"input_text", "params_json", b"params_json", "result_json", b"result_json", "started_at", b"started_at", "status", b"status", "user_id", b"user_id", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_ids", b"attachment_ids", "completed_at", b"completed_at", "cost_breakdown_json", b"cost_breakdown_json", "cost_micros", b"cost_micros", "created_at", b"created_at", "error_json", b"error_json", "human_input_request_json", b"human_input_request_json", "id", b"id", "input_text", b"input_text", "params_json", b"params_json", "result_json", b"result_json", "snapshot_json", b"snapshot_json", "started_at", b"started_at", "status", b"status", "user_id", b"user_id", "workflow_id", b"workflow_id", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,315 @@
+"""CreateRun: validate, reserve credits, then commit run + event + job + idempotency
+record in one transaction (the outbox relay publishes after the commit)."""
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import asyncpg
+import grpc
+
+from services.runs import repository as repo
+from services.runs.events import enqueue_job, record_event
+from services.runs.params import file_values, validate_values
+from weft.billing.v1 import billing_pb2, billing_pb2_grpc
+from weft.storage.v1 import storage_pb2, storage_pb2_grpc
+from weftcore.errors import InvalidArgument, NotFound, WeftError, from_rpc_error
+from weftcore.events import RUN_CREATED
+from weftcore.ids import iso, new_id
+from weftcore.tokens import estimate_tokens
+
+log = logging.getLogger(__name__)
+
+MAX_INPUT_CHARS = 50_000
+MAX_ATTACHMENTS = 20
+PAID_PLANS = frozenset({"pro", "team", "enterprise"})
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: str
+    team_id: str
+    plan: str
+    allowlist: tuple[str, ...] | None  # None: every workflow
+
+    @property
+    def account_id(self) -> str:
+        """Who pays and whose rate limit counts: the team, else the user."""
+        return self.team_id or self.user_id
+
+
+@dataclass(frozen=True)
+class IdempotencyRequest:
+    key: str
+    method: str
+    path: str
+    request_hash: str
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    http_status: int
+    body_json: str
+
+
+@dataclass(frozen=True)
+class RateLimitState:
+    limit: int
+    remaining: int
+    reset_seconds: int
+
+
+class IdempotencyStore(Protocol):
+    """The auth engineer's idempotency records, used inside the creating transaction."""
+
+    async def begin(
+        self, conn: asyncpg.Connection, account_id: str, req: IdempotencyRequest
+    ) -> StoredResponse | None:
+        """None: proceed (key now held). A StoredResponse: replay it. Conflicts raise."""
+
+    async def complete(
+        self,
+        conn: asyncpg.Connection,
+        account_id: str,
+        req: IdempotencyRequest,
+        response: StoredResponse,
+    ) -> None: ...
+
+
+class RateLimiter(Protocol):
+    async def take(self, conn: asyncpg.Connection, account_id: str, plan: str) -> RateLimitState:
+        """Count one run; ResourceExhausted (RATE_LIMITED) when over the limit."""
+
+
+@dataclass(frozen=True)
+class CreateRunInput:
+    workflow_id: str
+    input_text: str
+    params: Any
+    attachment_ids: list[str]
+    webhook_url: str
+    idempotency: IdempotencyRequest | None
+
+
+@dataclass
+class CreateRunOutput:
+    http_status: int
+    body_json: str
+    replayed: bool
+    rate_limit: RateLimitState | None = None
+    run_id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def check_webhook_url(url: str) -> str | None:
+    """https anywhere, or http to localhost (development); 400 otherwise."""
+    if not url:
+        return None
+    bad = InvalidArgument(
+        "webhook_url must be an https URL (or http://localhost in development).",
+        param="webhook_url",
+    )
+    if len(url) > 2048:
+        raise bad
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise bad from None
+    if not host:
+        raise bad
+    if parts.scheme == "https" or (parts.scheme == "http" and host in _LOCAL_HOSTS):
+        return url
+    raise bad
+
+
+def check_input_text(text: str) -> None:
+    if len(text) > MAX_INPUT_CHARS:
+        raise InvalidArgument(
+            f"input_text is over the {MAX_INPUT_CHARS:,}-character limit ({len(text):,}).",
+            param="input_text",
+        )
+
+
+class RunCreator:
+    """The CreateRun use case; its collaborators are small interfaces (fakes in tests)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        billing: billing_pb2_grpc.BillingServiceStub,
+        storage: storage_pb2_grpc.StorageServiceStub,
+        idempotency: IdempotencyStore,
+        rate_limiter: RateLimiter,
+    ) -> None:
+        self._pool = pool
+        self._billing = billing
+        self._storage = storage
+        self._idempotency = idempotency
+        self._rate_limiter = rate_limiter
+
+    async def check_attachments(self, caller: Caller, ids: list[str]) -> None:
+        """Each id must be an attachment of the caller (404 naming it otherwise)."""
+        if not ids:
+            return
+        if caller.plan not in PAID_PLANS:
+            raise WeftError("Attachments need a paid plan.", code="PAID_PLAN_REQUIRED")
+        if len(ids) > MAX_ATTACHMENTS:
+            raise InvalidArgument(
+                f"At most {MAX_ATTACHMENTS} attachments per run.", param="attachment_ids"
+            )
+
+        async def one(i: int, att_id: str) -> None:
+            try:
+                await self._storage.GetAttachment(
+                    storage_pb2.GetAttachmentRequest(
+                        attachment_id=att_id, owner_user_id=caller.user_id
+                    ),
+                    timeout=10,
+                )
+            except grpc.RpcError as exc:
+                err = from_rpc_error(exc)
+                if err.code == "NOT_FOUND":
+                    raise NotFound(
+                        f"No such attachment: {att_id}.", param=f"attachment_ids[{i}]"
+                    ) from None
+                raise err from None
+
+        await asyncio.gather(*(one(i, a) for i, a in enumerate(ids)))
+
+    async def _estimate(
+        self, caller: Caller, definition: dict[str, Any], inp: CreateRunInput, params: Any
+    ) -> list[billing_pb2.StageEstimate]:
+        llm_stages = [s for s in definition["stages"] if s["type"] == "llm"]
+        if not llm_stages:
+            return []
+        text = inp.input_text + json.dumps(params)
+        if inp.attachment_ids:
+            texts = await self._storage.ReadText(
+                storage_pb2.ReadTextRequest(
+                    attachment_ids=inp.attachment_ids, owner_user_id=caller.user_id
+                ),
+                timeout=30,
+            )
+            text += "".join(item.text for item in texts.items)
+        prompt_tokens = estimate_tokens(text)
+        return [
+            billing_pb2.StageEstimate(
+                stage=s["id"],
+                model=s["model"],
+                input_tokens=prompt_tokens + estimate_tokens(s["prompt"] + s.get("system", "")),
+                max_output_tokens=int(s.get("max_tokens", 1024)),
+            )
+            for s in llm_stages
+        ]
+
+    async def create(
+        self, caller: Caller, workflow: asyncpg.Record, inp: CreateRunInput
+    ) -> CreateRunOutput:
+        """Validate, reserve, commit. The workflow is the caller-visible current version."""
+        definition: dict[str, Any] = workflow["definition"]
+        check_input_text(inp.input_text)
+        params = validate_values(definition.get("fields", []), inp.params, "params")
+        attachment_ids = list(
+            dict.fromkeys([*inp.attachment_ids, *file_values(definition.get("fields", []), params)])
+        )
+        webhook_url = check_webhook_url(inp.webhook_url)
+        await self.check_attachments(caller, attachment_ids)
+        run_id = new_id("run")
+        stages = await self._estimate(caller, definition, _with_ids(inp, attachment_ids), params)
+        payer = billing_pb2.Payer(user_id=caller.user_id, team_id=caller.team_id, plan=caller.plan)
+        try:
+            await self._billing.Reserve(
+                billing_pb2.ReserveRequest(run_id=run_id, payer=payer, stages=stages), timeout=10
+            )
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from None
+        new = repo.NewRun(
+            id=run_id,
+            workflow_id=workflow["id"],
+            workflow_version=workflow["current_version"],
+            user_id=caller.user_id,
+            team_id=caller.team_id,
+            account_id=caller.account_id,
+            input_text=inp.input_text,
+            params=params,
+            attachment_ids=attachment_ids,
+            webhook_url=webhook_url,
+        )
+        try:
+            out = await self._commit(caller, new, inp.idempotency)
+        except BaseException:
+            await asyncio.shield(self._release(run_id))
+            raise
+        if out.replayed:
+            await asyncio.shield(self._release(run_id))
+        return out
+
+    async def _commit(
+        self, caller: Caller, new: repo.NewRun, idem: IdempotencyRequest | None
+    ) -> CreateRunOutput:
+        async with self._pool.acquire() as conn, conn.transaction():
+            if idem is not None:
+                stored = await self._idempotency.begin(conn, caller.user_id, idem)
+                if stored is not None:
+                    return CreateRunOutput(stored.http_status, stored.body_json, replayed=True)
+            rate = await self._rate_limiter.take(conn, caller.account_id, caller.plan)
+            row = await repo.insert_run(conn, new)
+            await record_event(conn, new.id, RUN_CREATED)
+            await enqueue_job(conn, new.id, msg_id=f"job-{new.id}-0")
+            body = json.dumps(
+                {
+                    "data": {
+                        "id": new.id,
+                        "workflow_id": new.workflow_id,
+                        "status": row["status"],
+                        "created_at": iso(row["created_at"]),
+                    }
+                },
+                separators=(",", ":"),
+            )
+            response = StoredResponse(201, body)
+            if idem is not None:
+                await self._idempotency.complete(conn, caller.user_id, idem, response)
+        return CreateRunOutput(201, body, replayed=False, rate_limit=rate, run_id=new.id)
+
+    async def _release(self, run_id: str) -> None:
+        try:
+            await self._billing.Release(billing_pb2.ReleaseRequest(run_id=run_id), timeout=10)
+        except Exception:
+            # Left open, the reservation only holds credits; billing expires stale ones.
+            log.exception("billing release failed", extra={"run_id": run_id})
+
+
+def _with_ids(inp: CreateRunInput, ids: list[str]) -> CreateRunInput:
+    return CreateRunInput(
+        inp.workflow_id, inp.input_text, inp.params, ids, inp.webhook_url, inp.idempotency
+    )
+
+
+class NoIdempotency:
+    """Stands in until the idempotency store is wired: every request proceeds."""
+
+    async def begin(
+        self, conn: asyncpg.Connection, account_id: str, req: IdempotencyRequest
+    ) -> StoredResponse | None:
+        return None
+
+    async def complete(
+        self,
+        conn: asyncpg.Connection,
+        account_id: str,
+        req: IdempotencyRequest,
+        response: StoredResponse,
+    ) -> None:
+        return None
+
+
+class NoRateLimit:
+    async def take(self, conn: asyncpg.Connection, account_id: str, plan: str) -> RateLimitState:
+        return RateLimitState(limit=0, remaining=0, reset_seconds=0)
