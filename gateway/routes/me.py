@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from gateway.auth import require
+from gateway.auth import require, setup_auth
 from gateway.http import json_response
 
 
@@ -25,4 +25,6 @@ async def get_me(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
+    """Registers GET /api/v1/me and the gateway's principal cache."""
+    setup_auth(app)
     app.router.add_get("/api/v1/me", get_me)

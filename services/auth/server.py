@@ -1,18 +1,109 @@
 """gRPC surface of the auth service: wiring and the servicer (gRPC <-> domain)."""
 
+import asyncio
+import contextlib
 from contextlib import AsyncExitStack
+from typing import Any
 
+from services.auth.repository import AuthRepository, KeyRow, TeamRow, UserRow
+from services.auth.service import AuthService, LastUsed, Principal
 from weft.auth.v1 import auth_pb2, auth_pb2_grpc
-from weftcore.config import ServiceConfig
+from weftcore.config import ServiceConfig, env_float
 from weftcore.db import create_pool, ping
 from weftcore.grpc_server import GrpcServer
+from weftcore.ids import iso
 from weftcore.service import Check
 
 GRPC_SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
 
+Ctx = Any  # grpc.aio.ServicerContext
+
+
+def principal_pb(p: Principal) -> auth_pb2.Principal:
+    return auth_pb2.Principal(
+        user_id=p.user_id,
+        email=p.email,
+        plan=p.plan,
+        team_id=p.team_id or "",
+        key_id=p.key_id,
+        key_name=p.key_name,
+        scopes=p.scopes,
+        has_allowlist=p.has_allowlist,
+        workflow_allowlist=p.workflow_allowlist,
+        expires_at_unix=int(p.expires_at.timestamp()) if p.expires_at else 0,
+    )
+
+
+def user_pb(u: UserRow) -> auth_pb2.User:
+    return auth_pb2.User(
+        id=u.id, email=u.email, plan=u.plan, team_id=u.team_id or "", created_at=iso(u.created_at)
+    )
+
+
+def team_pb(t: TeamRow) -> auth_pb2.Team:
+    return auth_pb2.Team(
+        id=t.id, name=t.name, plan=t.plan, member_ids=t.member_ids, created_at=iso(t.created_at)
+    )
+
+
+def key_pb(k: KeyRow) -> auth_pb2.ApiKey:
+    return auth_pb2.ApiKey(
+        id=k.id,
+        user_id=k.user_id,
+        name=k.name,
+        scopes=k.scopes,
+        has_allowlist=k.has_allowlist,
+        workflow_allowlist=k.workflow_allowlist,
+        created_at=iso(k.created_at),
+        expires_at=iso(k.expires_at),
+        revoked_at=iso(k.revoked_at),
+        last_used_at=iso(k.last_used_at),
+        prefix=k.prefix,
+    )
+
 
 class AuthServiceServicer(auth_pb2_grpc.AuthServiceServicer):
-    """Methods not overridden here answer UNIMPLEMENTED."""
+    def __init__(self, service: AuthService) -> None:
+        self.service = service
+
+    async def Authenticate(self, request: auth_pb2.AuthenticateRequest, context: Ctx) -> Any:
+        return principal_pb(await self.service.authenticate(request.token))
+
+    async def CreateUser(self, request: auth_pb2.CreateUserRequest, context: Ctx) -> Any:
+        return user_pb(await self.service.create_user(request.email, request.plan))
+
+    async def GetUser(self, request: auth_pb2.GetUserRequest, context: Ctx) -> Any:
+        return user_pb(await self.service.get_user(request.user_id))
+
+    async def SetUserPlan(self, request: auth_pb2.SetUserPlanRequest, context: Ctx) -> Any:
+        return user_pb(await self.service.set_user_plan(request.user_id, request.plan))
+
+    async def CreateTeam(self, request: auth_pb2.CreateTeamRequest, context: Ctx) -> Any:
+        return team_pb(await self.service.create_team(request.name, request.plan))
+
+    async def SetTeamPlan(self, request: auth_pb2.SetTeamPlanRequest, context: Ctx) -> Any:
+        return team_pb(await self.service.set_team_plan(request.team_id, request.plan))
+
+    async def AddMember(self, request: auth_pb2.AddMemberRequest, context: Ctx) -> Any:
+        return team_pb(await self.service.add_member(request.team_id, request.user_id))
+
+    async def CreateKey(self, request: auth_pb2.CreateKeyRequest, context: Ctx) -> Any:
+        key, secret = await self.service.create_key(
+            request.user_id,
+            request.name,
+            list(request.scopes),
+            request.has_allowlist,
+            list(request.workflow_allowlist),
+            request.expires_at_unix,
+        )
+        return auth_pb2.CreateKeyResponse(key=key_pb(key), secret=secret)
+
+    async def ListKeys(self, request: auth_pb2.ListKeysRequest, context: Ctx) -> Any:
+        keys = await self.service.list_keys(request.user_id)
+        return auth_pb2.ListKeysResponse(keys=[key_pb(k) for k in keys])
+
+    async def RevokeKey(self, request: auth_pb2.RevokeKeyRequest, context: Ctx) -> Any:
+        return key_pb(await self.service.revoke_key(request.key_id))
 
 
 async def wire(
@@ -20,7 +111,19 @@ async def wire(
 ) -> dict[str, Check]:
     pool = await create_pool(config.database_url, "auth")
     stack.push_async_callback(pool.close)
-    auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServiceServicer(), server.server)  # type: ignore[abstract]
+    repo = AuthRepository(pool)
+    last_used = LastUsed(repo, env_float("WEFT_AUTH_LAST_USED_FLUSH_SECONDS", 5.0))
+    flusher = asyncio.create_task(last_used.run())
+
+    async def stop_flusher() -> None:
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
+
+    # Registered after the pool, so it runs first: the final flush still has a pool.
+    stack.push_async_callback(stop_flusher)
+    servicer = AuthServiceServicer(AuthService(repo, last_used))
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server.server)  # type: ignore[arg-type]
 
     async def database() -> bool:
         return await ping(pool)
