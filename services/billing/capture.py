@@ -22,6 +22,8 @@ from weftcore.nats import EVENTS_STREAM
 
 log = logging.getLogger(__name__)
 
+ACK_WAIT_SECONDS = 5.0
+FETCH_SECONDS = 1.0
 TERMINAL_SUBJECTS = [f"weft.runs.*.{t}" for t in (RUN_COMPLETED, RUN_FAILED, RUN_CANCELED)]
 
 
@@ -60,6 +62,7 @@ class CaptureConsumer:
         self.durable = durable
         self.batch = batch
         self._task: asyncio.Task[None] | None = None
+        self._sub: JetStreamContext.PullSubscription | None = None
 
     async def start(self) -> None:
         await self.js.add_consumer(
@@ -69,22 +72,27 @@ class CaptureConsumer:
                 filter_subjects=TERMINAL_SUBJECTS,
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
-                ack_wait=30,
+                # Short: a message handed to a pull request of a replica that just
+                # stopped is redelivered after this; a capture takes milliseconds.
+                ack_wait=ACK_WAIT_SECONDS,
                 max_ack_pending=256,
             ),
         )
-        sub = await self.js.pull_subscribe_bind(durable=self.durable, stream=EVENTS_STREAM)
-        self._task = asyncio.create_task(self._loop(sub), name="billing-capture")
+        self._sub = await self.js.pull_subscribe_bind(durable=self.durable, stream=EVENTS_STREAM)
+        self._task = asyncio.create_task(self._loop(self._sub), name="billing-capture")
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._sub is not None:
+            # No interest left: the server stops handing us messages we would never ack.
+            await self._sub.unsubscribe()
 
     async def _loop(self, sub: JetStreamContext.PullSubscription) -> None:
         while True:
             try:
-                msgs = await sub.fetch(self.batch, timeout=2)
+                msgs = await sub.fetch(self.batch, timeout=FETCH_SECONDS)
             except NatsTimeout:
                 continue
             except asyncio.CancelledError:
