@@ -1,7 +1,236 @@
-"""Routes for runs (see spec/API.md)."""
+"""Routes for runs (spec/API.md): create, read (long-poll), list, cancel, answer input.
+
+`start_run` is the one way every run-creating route (this one, published endpoints)
+calls CreateRun: idempotency header, rate-limit headers, links.
+"""
+
+import hashlib
+import json
+from typing import Any
 
 from aiohttp import web
 
+from gateway.auth import RUNS_CREATE, require
+from gateway.http import dumps, json_response, query_int, read_json_object
+from gateway.keys import CONFIG, SERVICES
+from weft.auth.v1 import auth_pb2
+from weft.runs.v1 import runs_pb2
+from weftcore.errors import InvalidArgument, WeftError
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_WAIT_SECONDS = 60
+_CREATE_FIELDS = frozenset({"input_text", "params", "attachment_ids", "webhook_url"})
+
+
+def caller(p: auth_pb2.Principal) -> runs_pb2.Caller:
+    """The runs service's view of the authenticated principal."""
+    return runs_pb2.Caller(
+        user_id=p.user_id,
+        team_id=p.team_id,
+        plan=p.plan,
+        has_allowlist=p.has_allowlist,
+        workflow_allowlist=list(p.workflow_allowlist),
+    )
+
+
+def run_links(request: web.Request, run_id: str, workflow_id: str) -> dict[str, str]:
+    base = request.app[CONFIG].public_base_url.rstrip("/")
+    return {
+        "self": f"{base}/api/v1/workflow-runs/{run_id}",
+        "app": f"{base}/app/workflows/{workflow_id}/runs/{run_id}",
+    }
+
+
+def run_data(request: web.Request, run: runs_pb2.Run) -> dict[str, Any]:
+    """The public run object with its links."""
+    data: dict[str, Any] = json.loads(run.snapshot_json)
+    data["links"] = run_links(request, run.id, run.workflow_id)
+    return data
+
+
+def idempotency_key(request: web.Request) -> str:
+    """The Idempotency-Key header ("" when absent); 400 unless 1-256 printable chars."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return ""
+    if not 1 <= len(key) <= 256 or not all(" " <= c <= "~" for c in key):
+        raise InvalidArgument(
+            "Idempotency-Key must be 1 to 256 printable ASCII characters.",
+            param=IDEMPOTENCY_HEADER,
+        )
+    return key
+
+
+def canonical_hash(body: Any) -> str:
+    """sha256 of the parsed body in canonical JSON (sorted keys, no spaces)."""
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def rate_limit_headers(state: runs_pb2.RateLimitState) -> dict[str, str]:
+    return {
+        "RateLimit-Limit": str(state.limit),
+        "RateLimit-Remaining": str(state.remaining),
+        "RateLimit-Reset": str(state.reset_seconds),
+    }
+
+
+async def start_run(
+    request: web.Request,
+    principal: auth_pb2.Principal,
+    workflow_ref: str,
+    body: dict[str, Any],
+    *,
+    input_text: str,
+    params: Any,
+    attachment_ids: list[str],
+    webhook_url: str,
+) -> web.Response:
+    """CreateRun for an already validated request; answers 201 (or the replayed answer)."""
+    key = idempotency_key(request)
+    reply: runs_pb2.CreateRunResponse = await request.app[SERVICES].runs.CreateRun(
+        runs_pb2.CreateRunRequest(
+            caller=caller(principal),
+            workflow_id=workflow_ref,
+            input_text=input_text,
+            params_json=dumps(params if params is not None else {}),
+            attachment_ids=attachment_ids,
+            webhook_url=webhook_url,
+            idempotency=runs_pb2.Idempotency(
+                key=key,
+                method=request.method,
+                path=request.path,
+                request_hash=canonical_hash(body) if key else "",
+            ),
+        ),
+        timeout=30,
+    )
+    headers: dict[str, str] = {}
+    if reply.HasField("rate_limit") and reply.rate_limit.limit > 0:
+        headers.update(rate_limit_headers(reply.rate_limit))
+    if reply.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    stored = json.loads(reply.body_json)
+    data = stored.get("data") if isinstance(stored, dict) else None
+    if isinstance(data, dict) and "id" in data:
+        data["links"] = run_links(request, data["id"], data["workflow_id"])
+    return json_response(stored, status=reply.http_status, headers=headers)
+
+
+def _check_create_body(body: dict[str, Any]) -> tuple[str, Any, list[str], str]:
+    for name in body:
+        if name not in _CREATE_FIELDS:
+            raise InvalidArgument(f"Unknown field {name!r}.", param=name)
+    if "input_text" not in body or body["input_text"] is None:
+        raise InvalidArgument("input_text is required.", code="MISSING_PARAM", param="input_text")
+    input_text = body["input_text"]
+    if not isinstance(input_text, str):
+        raise InvalidArgument("input_text must be a string.", param="input_text")
+    params = body.get("params")
+    if params is not None and not isinstance(params, dict):
+        raise InvalidArgument("params must be an object.", param="params")
+    ids = body.get("attachment_ids") or []
+    if not isinstance(ids, list):
+        raise InvalidArgument("attachment_ids must be a list of ids.", param="attachment_ids")
+    for i, att in enumerate(ids):
+        if not isinstance(att, str):
+            raise InvalidArgument(
+                "attachment_ids must be a list of ids.", param=f"attachment_ids[{i}]"
+            )
+    webhook_url = body.get("webhook_url") or ""
+    if not isinstance(webhook_url, str):
+        raise InvalidArgument("webhook_url must be a string.", param="webhook_url")
+    return input_text, params, ids, webhook_url
+
+
+async def create_run(request: web.Request) -> web.Response:
+    principal = await require(request, RUNS_CREATE)
+    idempotency_key(request)  # a bad header is a 400 before anything else
+    if request.content_type.startswith("multipart/"):
+        # Multipart run creation (form fields + file parts) is not wired yet.
+        raise WeftError(
+            "Send the run as application/json (upload files first via /api/v1/attachments).",
+            code="UNSUPPORTED_MEDIA_TYPE",
+        )
+    body = await read_json_object(request)
+    input_text, params, ids, webhook_url = _check_create_body(body)
+    return await start_run(
+        request,
+        principal,
+        request.match_info["workflow_id"],
+        body,
+        input_text=input_text,
+        params=params,
+        attachment_ids=ids,
+        webhook_url=webhook_url,
+    )
+
+
+async def get_run(request: web.Request) -> web.Response:
+    principal = await require(request, RUNS_CREATE)
+    wait = query_int(request, "wait", 0, 0, MAX_WAIT_SECONDS)
+    run = await request.app[SERVICES].runs.GetRun(
+        runs_pb2.GetRunRequest(
+            caller=caller(principal), run_id=request.match_info["run_id"], wait_seconds=wait
+        ),
+        timeout=wait + 10,
+    )
+    return json_response({"data": run_data(request, run)})
+
+
+async def list_runs(request: web.Request) -> web.Response:
+    principal = await require(request, RUNS_CREATE)
+    reply = await request.app[SERVICES].runs.ListRuns(
+        runs_pb2.ListRunsRequest(
+            caller=caller(principal),
+            workflow_id=request.query.get("workflow_id", ""),
+            status=request.query.get("status", ""),
+            limit=query_int(request, "limit", 20, 1, 100),
+            starting_after=request.query.get("starting_after", ""),
+        ),
+        timeout=10,
+    )
+    return json_response(
+        {"data": [run_data(request, r) for r in reply.runs], "has_more": reply.has_more}
+    )
+
+
+async def cancel_run(request: web.Request) -> web.Response:
+    principal = await require(request, RUNS_CREATE)
+    run = await request.app[SERVICES].runs.CancelRun(
+        runs_pb2.CancelRunRequest(caller=caller(principal), run_id=request.match_info["run_id"]),
+        timeout=10,
+    )
+    return json_response({"data": run_data(request, run)})
+
+
+async def submit_input(request: web.Request) -> web.Response:
+    principal = await require(request, RUNS_CREATE)
+    body = await read_json_object(request)
+    for name in body:
+        if name != "values":
+            raise InvalidArgument(f"Unknown field {name!r}.", param=name)
+    values = body.get("values")
+    if not isinstance(values, dict):
+        raise InvalidArgument(
+            "values (an object of the requested fields) is required.",
+            code="MISSING_PARAM" if values is None else "INVALID_PARAM",
+            param="values",
+        )
+    run = await request.app[SERVICES].runs.SubmitInput(
+        runs_pb2.SubmitInputRequest(
+            caller=caller(principal),
+            run_id=request.match_info["run_id"],
+            values_json=dumps(values),
+        ),
+        timeout=10,
+    )
+    return json_response({"data": run_data(request, run)})
+
 
 def setup(app: web.Application) -> None:
-    """Registers this module's routes (none yet)."""
+    app.router.add_post("/api/v1/workflows/{workflow_id}/runs", create_run)
+    app.router.add_get("/api/v1/workflow-runs", list_runs)
+    app.router.add_get("/api/v1/workflow-runs/{run_id}", get_run)
+    app.router.add_post("/api/v1/workflow-runs/{run_id}/cancel", cancel_run)
+    app.router.add_post("/api/v1/workflow-runs/{run_id}/input", submit_input)

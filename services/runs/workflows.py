@@ -91,7 +91,16 @@ def _schema_check(doc: Any) -> None:
     err = _best_error(errors)
     while err.context:  # descend into oneOf/anyOf/allOf causes
         err = _best_error(list(err.context))
-    path = json_path(err.absolute_path) or "definition"
+    parts = list(err.absolute_path)
+    # Name the missing or unexpected key itself, not the object holding it.
+    if err.validator == "required" and isinstance(err.instance, dict):
+        missing = [k for k in err.validator_value if k not in err.instance]
+        parts += missing[:1]
+    elif err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = err.schema.get("properties", {})
+        extra = [k for k in err.instance if k not in allowed]
+        parts += extra[:1]
+    path = json_path(parts) or "definition"
     raise InvalidArgument(f"Invalid workflow definition at {path}: {err.message}", param=path)
 
 
