@@ -132,3 +132,12 @@ def zip_bomb(kind: str, member_bytes: int = 64 * 1024 * 1024) -> bytes:
 
 def deep_json(depth: int) -> bytes:
     return b"[" * depth + b"]" * depth
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    """A plain zip archive (not an Office package)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()

@@ -1,0 +1,1 @@
+"""The runs worker: executes runs from the JetStream job queue."""

@@ -1,0 +1,146 @@
+"""`python -m services.runs.worker`: execute runs from the JetStream job queue.
+
+Lifecycle: connect (Postgres, NATS, billing, storage), serve gRPC health, consume jobs
+and run the recovery loop. On SIGTERM: health NOT_SERVING, stop fetching, let in-flight
+runs finish their current stage within the grace period (then release them), drain
+NATS, close everything.
+"""
+
+import asyncio
+import logging
+import signal
+import sys
+from contextlib import AsyncExitStack
+
+import uvloop
+
+from services.runs.llm_client import LLMClient
+from services.runs.ssrf import SSRFPolicy, describe
+from services.runs.worker.clients import BillingPricer, StorageTextReader
+from services.runs.worker.config import WorkerConfig
+from services.runs.worker.consumer import ConsumerSettings, JobConsumer
+from services.runs.worker.context import Services
+from services.runs.worker.executor import Executor
+from services.runs.worker.recovery import recovery_loop
+from services.runs.worker.stages.http import guarded_session
+from services.runs.worker.store import PgStore
+from weftcore.config import ConfigError
+from weftcore.db import create_pool, ping
+from weftcore.grpc_client import open_channel
+from weftcore.grpc_server import GrpcServer
+from weftcore.logs import setup_logging
+from weftcore.nats import connect, ensure_streams
+from weftcore.service import watch_dependencies
+
+log = logging.getLogger("services.runs.worker")
+
+
+async def serve(config: WorkerConfig) -> None:
+    async with AsyncExitStack() as stack:
+        pool = await create_pool(
+            config.database_url, "runs", min_size=2, max_size=config.concurrency + 4
+        )
+        stack.push_async_callback(pool.close)
+        nc = await connect(config.nats_url, f"weft-worker-{config.worker_id}")
+        stack.push_async_callback(_drain, nc)
+        js = nc.jetstream()
+        await ensure_streams(js)
+
+        billing = open_channel(config.billing_addr)
+        storage = open_channel(config.storage_addr)
+        stack.push_async_callback(billing.close)
+        stack.push_async_callback(storage.close)
+        llm = LLMClient()
+        stack.push_async_callback(llm.close)
+        policy = SSRFPolicy.from_env()
+        services = Services(
+            llm=llm,
+            pricer=BillingPricer(billing),
+            read_text=StorageTextReader(storage),
+            ssrf=policy,
+        )
+        services.http = guarded_session(services)
+        stack.push_async_callback(services.http.close)
+
+        store = PgStore(pool, config.stale_seconds)
+        executor = Executor(
+            store, services, config.worker_id, heartbeat_seconds=config.heartbeat_seconds
+        )
+        consumer = JobConsumer(
+            js,
+            executor,
+            ConsumerSettings(
+                concurrency=config.concurrency,
+                ack_wait_seconds=config.ack_wait_seconds,
+                max_deliver=config.max_deliver,
+            ),
+        )
+        server = GrpcServer([], config.grpc_bind, config.grace_seconds)
+
+        async def database() -> bool:
+            return await ping(pool)
+
+        async def queue() -> bool:
+            return nc.is_connected
+
+        await server.start()
+        tasks = [
+            asyncio.create_task(consumer.run(), name="consumer"),
+            asyncio.create_task(
+                recovery_loop(
+                    pool,
+                    config.stale_seconds,
+                    config.pending_recovery_seconds,
+                    config.recovery_interval_seconds,
+                ),
+                name="recovery",
+            ),
+            asyncio.create_task(
+                watch_dependencies(server, {"database": database, "nats": queue}, 1.0),
+                name="health",
+            ),
+        ]
+        log.info(
+            "worker started",
+            extra={
+                "worker_id": config.worker_id,
+                "concurrency": config.concurrency,
+                "ssrf": describe(policy),
+            },
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+
+        log.info("stopping: finishing in-flight stages", extra={"grace": config.grace_seconds})
+        await server.health.enter_graceful_shutdown()
+        consumer.stop()
+        await consumer.drain(config.grace_seconds)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.server.stop(0)
+    log.info("worker stopped", extra={"worker_id": config.worker_id})
+
+
+async def _drain(nc: object) -> None:
+    try:
+        await nc.drain()  # type: ignore[attr-defined]
+    except Exception:
+        log.warning("NATS drain failed", exc_info=True)
+
+
+def main() -> None:
+    try:
+        config = WorkerConfig.from_env()
+    except ConfigError as exc:
+        print(f"worker: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    setup_logging("worker", config.log_level)
+    uvloop.run(serve(config))
+
+
+if __name__ == "__main__":
+    main()

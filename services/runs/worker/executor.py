@@ -1,0 +1,254 @@
+"""Executing one run job: claim the run, run its remaining stages in order, persist each.
+
+Exactly-once for stages, at-least-once for jobs: a job may be delivered again (crash,
+ack lost, recovery), so everything here is safe to repeat.
+
+- A stage is *claimed* in the database (stage_results row, status `running`, plus its
+  `stage.started` event) before it calls anything outside. Its result, cost and
+  `stage.completed` event commit together, and only while this worker still owns the
+  run (`runs.worker_id`) and the row is still `running`. That transition happens once,
+  so a stage is counted once.
+- A stage found `running` on redelivery was started by an attempt that died before
+  committing: it is run again. Its earlier LLM call (if any) never completed for us and
+  is neither recorded nor billed (the provider may have billed it; we cannot know).
+- Completed stages are skipped; their persisted outputs feed later stages.
+- Between stages (and on every heartbeat) the run is re-read: a canceled run, or one
+  another worker took over, stops here.
+"""
+
+import asyncio
+import enum
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from services.runs.templating import TemplateRenderError, render
+from services.runs.worker.context import AttachmentText, Services, template_context
+from services.runs.worker.model import (
+    ATTACHMENT_ERROR,
+    INTERNAL,
+    TEMPLATE_ERROR,
+    AwaitInput,
+    RunRecord,
+    StageError,
+    StageResult,
+    TransientError,
+)
+from services.runs.worker.stages import http, human_review, llm, template
+
+log = logging.getLogger(__name__)
+
+# Stage types with no outside effect or cost: claimed and completed in one transaction.
+PURE_STAGES = frozenset({"template"})
+
+
+class Outcome(enum.Enum):
+    DONE = "done"  # the run is terminal, paused or someone else's: ack
+    RELEASED = "released"  # we stopped (shutdown) and released the run: redeliver soon
+    RETRY = "retry"  # a dependency failed: redeliver later
+
+
+class Store(Protocol):
+    """The run's persistent state (Postgres in production, a dict in unit tests)."""
+
+    async def claim(self, run_id: str, worker_id: str) -> RunRecord | None: ...
+    async def begin_stage(self, run: RunRecord, worker_id: str, index: int) -> bool: ...
+    async def complete_stage(
+        self, run: RunRecord, worker_id: str, index: int, result: StageResult
+    ) -> bool: ...
+    async def await_input(
+        self, run: RunRecord, worker_id: str, index: int, request: dict[str, Any]
+    ) -> bool: ...
+    async def finish(self, run: RunRecord, worker_id: str, result: Any) -> bool: ...
+    async def fail(
+        self, run: RunRecord, worker_id: str, index: int | None, error: StageError
+    ) -> bool: ...
+    async def heartbeat(self, run_id: str, worker_id: str) -> bool: ...
+    async def release(self, run_id: str, worker_id: str) -> None: ...
+
+
+Heartbeat = Callable[[], Awaitable[None]]
+
+
+class LostRun(Exception):
+    """The run was canceled or taken over while we worked on it."""
+
+
+class Executor:
+    def __init__(
+        self,
+        store: Store,
+        services: Services,
+        worker_id: str,
+        *,
+        heartbeat_seconds: float = 2.0,
+        attachment_max_chars: int = 200_000,
+    ) -> None:
+        self.store = store
+        self.services = services
+        self.worker_id = worker_id
+        self.heartbeat_seconds = heartbeat_seconds
+        self.attachment_max_chars = attachment_max_chars
+        self.stopping = asyncio.Event()  # set on SIGTERM: finish the stage, then release
+
+    async def execute(self, run_id: str, progress: Heartbeat | None = None) -> Outcome:
+        """Run (or resume) the run; the outcome tells the consumer how to settle the job."""
+        run = await self.store.claim(run_id, self.worker_id)
+        if run is None:
+            return Outcome.DONE
+        try:
+            return await self._stages(run, progress)
+        except LostRun:
+            log.info("run canceled or taken over; stopping", extra={"run_id": run_id})
+            return Outcome.DONE
+        except TransientError as exc:
+            log.warning(
+                "transient failure, will retry", extra={"run_id": run_id, "error": str(exc)}
+            )
+            await self.store.release(run_id, self.worker_id)
+            return Outcome.RETRY
+
+    async def _stages(self, run: RunRecord, progress: Heartbeat | None) -> Outcome:
+        attachments: list[AttachmentText] | None = None
+        for index, stage in enumerate(run.stages):
+            stage_id = str(stage["id"])
+            if stage_id in run.completed:
+                continue
+            if self.stopping.is_set():
+                await self.store.release(run.id, self.worker_id)
+                return Outcome.RELEASED
+            if attachments is None:
+                loaded = await self._attachments(run)
+                if isinstance(loaded, StageError):
+                    await self._fail(run, index, loaded)
+                    return Outcome.DONE
+                attachments = loaded
+            context = template_context(run, attachments)
+            kind = str(stage.get("type"))
+            if kind not in PURE_STAGES and not await self.store.begin_stage(
+                run, self.worker_id, index
+            ):
+                raise LostRun()
+            began = time.monotonic()
+            try:
+                outcome = await self._with_heartbeat(
+                    run.id, progress, self._run_stage(stage, run, context, attachments)
+                )
+            except StageError as exc:
+                await self._fail(run, index, exc)
+                return Outcome.DONE
+            if isinstance(outcome, AwaitInput):
+                if not await self.store.await_input(run, self.worker_id, index, outcome.request):
+                    raise LostRun()
+                return Outcome.DONE
+            if not outcome.duration_ms:
+                elapsed = int((time.monotonic() - began) * 1000)
+                outcome = StageResult(
+                    outcome.output,
+                    outcome.model,
+                    outcome.input_tokens,
+                    outcome.output_tokens,
+                    outcome.cost_micros,
+                    elapsed,
+                )
+            if not await self.store.complete_stage(run, self.worker_id, index, outcome):
+                raise LostRun()
+            run.completed[stage_id] = outcome.output
+        try:
+            result = self._result(run, attachments or [])
+        except StageError as exc:
+            await self._fail(run, None, exc)
+            return Outcome.DONE
+        if not await self.store.finish(run, self.worker_id, result):
+            raise LostRun()
+        return Outcome.DONE
+
+    async def _run_stage(
+        self,
+        stage: dict[str, Any],
+        run: RunRecord,
+        context: dict[str, Any],
+        attachments: list[AttachmentText],
+    ) -> StageResult | AwaitInput:
+        kind = stage.get("type")
+        if kind == "template":
+            return await template.run(stage, context)
+        if kind == "llm":
+            return await llm.run(stage, context, attachments, self.services)
+        if kind == "http":
+            return await http.run(stage, context, self.services)
+        if kind == "human_review":
+            return human_review.run(stage, run, context)
+        raise StageError(INTERNAL, f"unknown stage type {kind!r}")
+
+    async def _with_heartbeat(
+        self, run_id: str, progress: Heartbeat | None, work: Awaitable[Any]
+    ) -> Any:
+        """Await `work` while telling JetStream and the database we are alive.
+
+        If the run is canceled or taken over meanwhile, the work is cancelled."""
+        task = asyncio.ensure_future(work)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=self.heartbeat_seconds)
+                if done:
+                    return task.result()
+                if progress is not None:
+                    try:
+                        await progress()
+                    except Exception:  # NATS down: the DB heartbeat still protects the run
+                        log.debug("in_progress failed", exc_info=True)
+                if not await self.store.heartbeat(run_id, self.worker_id):
+                    task.cancel()
+                    raise LostRun()
+        finally:
+            if not task.done():
+                task.cancel()
+
+    async def _attachments(self, run: RunRecord) -> list[AttachmentText] | StageError:
+        if not run.attachment_ids:
+            return []
+        try:
+            return await self.services.read_text(run.user_id, run.attachment_ids)
+        except TransientError:
+            raise
+        except LookupError as exc:
+            return StageError(ATTACHMENT_ERROR, f"attachment not readable: {exc}")
+
+    def _result(self, run: RunRecord, attachments: list[AttachmentText]) -> Any:
+        source = run.definition.get("output")
+        if not source:
+            last = run.stages[-1] if run.stages else None
+            return run.completed.get(str(last["id"])) if last else None
+        try:
+            text = render(str(source), template_context(run, attachments))
+        except TemplateRenderError as exc:
+            raise StageError(TEMPLATE_ERROR, f"output: {exc.message}") from None
+        return parse_maybe_json(text)
+
+    async def _fail(self, run: RunRecord, index: int | None, error: StageError) -> None:
+        log.info(
+            "run failed",
+            extra={
+                "run_id": run.id,
+                "code": error.code,
+                "stage_index": index,
+                "error": error.message,
+            },
+        )
+        if not await self.store.fail(run, self.worker_id, index, error):
+            raise LostRun()
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(name)  # NaN/Infinity are not JSON and not storable in jsonb
+
+
+def parse_maybe_json(text: str) -> Any:
+    """The run's result: the rendered output parsed as JSON when it is JSON, else the text."""
+    try:
+        return json.loads(text, parse_constant=_no_constants)
+    except ValueError:
+        return text

@@ -1,0 +1,74 @@
+"""The worker's view of a run and of a stage's outcome (no I/O here)."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Public `error.code`s of failed runs (the stage that failed is in `error.stage`).
+TEMPLATE_ERROR = "TEMPLATE_ERROR"
+LLM_ERROR = "LLM_ERROR"
+LLM_INVALID_OUTPUT = "LLM_INVALID_OUTPUT"
+HTTP_ERROR = "HTTP_ERROR"
+SSRF_REFUSED = "SSRF_REFUSED"
+ATTACHMENT_ERROR = "ATTACHMENT_ERROR"
+INTERNAL = "INTERNAL"
+
+
+@dataclass
+class RunRecord:
+    """A run as the worker executes it: its inputs, definition and finished stages."""
+
+    id: str
+    workflow_id: str
+    user_id: str
+    status: str
+    input_text: str
+    params: dict[str, Any]
+    attachment_ids: list[str]
+    human_inputs: dict[str, Any]
+    definition: dict[str, Any]
+    # stage id -> output, for stages whose result is persisted as completed
+    completed: dict[str, Any] = field(default_factory=dict)
+    # stages claimed (status running) by an attempt that never finished
+    started: set[str] = field(default_factory=set)
+    first_start: bool = False
+
+    @property
+    def stages(self) -> list[dict[str, Any]]:
+        return list(self.definition.get("stages") or [])
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a finished stage persists: its output and what it cost."""
+
+    output: Any
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_micros: int = 0
+    duration_ms: int = 0
+
+
+@dataclass(frozen=True)
+class AwaitInput:
+    """A human_review stage with no answer yet: pause the run with this request."""
+
+    request: dict[str, Any]
+
+
+class StageError(Exception):
+    """A stage failed for a reason the user should see; the run fails with it.
+
+    `usage` keeps the tokens an LLM call consumed before the failure (e.g. an answer
+    that did not match the schema): the provider charged them, so the run does too.
+    """
+
+    def __init__(self, code: str, message: str, usage: StageResult | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.usage = usage
+
+
+class TransientError(Exception):
+    """A dependency (billing, storage, database) failed; retry the job later."""

@@ -1,0 +1,1 @@
+"""Stage executors: one module per stage type, each `async def run(stage, run, ctx)`."""
