@@ -1,7 +1,10 @@
 """gRPC surface of the runs service: wiring and the servicer (gRPC <-> domain)."""
 
 import json
+import logging
+import os
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -29,6 +32,9 @@ from weftcore.nats import connect, ensure_streams
 from weftcore.service import Check
 
 GRPC_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RunsService"].full_name
+# The repository's example workflows; WEFT_WORKFLOWS_DIR="" turns loading off.
+DEFAULT_WORKFLOWS_DIR = Path(__file__).resolve().parents[2] / "workflows"
+log = logging.getLogger(__name__)
 
 Ctx = Any
 
@@ -139,6 +145,30 @@ class RunsServiceServicer(runs_pb2_grpc.RunsServiceServicer):
         return await idempotency_rpc.complete(self.pool, request)
 
 
+async def apply_workflow_dir(service: RunsService, directory: str) -> None:
+    """Apply every definition in `directory` (idempotent: unchanged files keep their
+    version). A bad file is logged, never fatal: the service still has to start."""
+    if not directory or not Path(directory).is_dir():
+        return
+    for path in sorted(Path(directory).iterdir()):
+        if path.suffix not in (".yaml", ".yml", ".json"):
+            continue
+        try:
+            applied = await service.apply_workflow(path.read_text())
+        except Exception as exc:
+            log.error("workflow not applied", extra={"file": str(path), "error": str(exc)})
+            continue
+        log.info(
+            "workflow applied",
+            extra={
+                "file": path.name,
+                "workflow_id": applied.row["id"],
+                "version": applied.row["current_version"],
+                "changed": applied.changed,
+            },
+        )
+
+
 async def wire(
     config: ServiceConfig, server: GrpcServer, stack: AsyncExitStack
 ) -> dict[str, Check]:
@@ -164,6 +194,9 @@ async def wire(
     storage = storage_pb2_grpc.StorageServiceStub(storage_channel)
     creator = RunCreator(pool, billing, storage, make_idempotency(), make_rate_limiter())
     service = RunsService(pool, notifier, creator)
+    await apply_workflow_dir(
+        service, os.environ.get("WEFT_WORKFLOWS_DIR", str(DEFAULT_WORKFLOWS_DIR))
+    )
     runs_pb2_grpc.add_RunsServiceServicer_to_server(  # type: ignore[no-untyped-call]
         RunsServiceServicer(service, pool),  # type: ignore[abstract]
         server.server,
