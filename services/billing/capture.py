@@ -17,7 +17,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from services.billing.pricing import Usage
 from services.billing.service import BillingService
 from weftcore.errors import InvalidArgument, NotFound
-from weftcore.events import RUN_CANCELED, RUN_COMPLETED, RUN_FAILED, RunEvent
+from weftcore.events import RUN_CANCELED, RUN_COMPLETED, RUN_CREATED, RUN_FAILED, RunEvent
 from weftcore.nats import EVENTS_STREAM
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 ACK_WAIT_SECONDS = 5.0
 FETCH_SECONDS = 1.0
 TERMINAL_SUBJECTS = [f"weft.runs.*.{t}" for t in (RUN_COMPLETED, RUN_FAILED, RUN_CANCELED)]
+# run.created confirms a reservation: its run committed, so the reservation never expires.
+SUBJECTS = [f"weft.runs.*.{RUN_CREATED}", *TERMINAL_SUBJECTS]
 
 
 def usages_from_event(event: RunEvent) -> list[Usage]:
@@ -69,7 +71,7 @@ class CaptureConsumer:
             EVENTS_STREAM,
             ConsumerConfig(
                 durable_name=self.durable,
-                filter_subjects=TERMINAL_SUBJECTS,
+                filter_subjects=SUBJECTS,
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
                 # Short: a message handed to a pull request of a replica that just
@@ -105,15 +107,29 @@ class CaptureConsumer:
             for msg in msgs:
                 await self.handle(msg)
 
+    async def _confirm(self, msg: Msg, run_id: str) -> None:
+        try:
+            await self.billing.confirm(run_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("confirm failed; will retry", extra={"run_id": run_id})
+            await msg.nak(delay=2)
+            return
+        await msg.ack()
+
     async def handle(self, msg: Msg) -> None:
         """Capture one event; ack after commit, nak (retry later) on transient faults."""
         try:
             event = RunEvent.from_json(msg.data)
-            usages = usages_from_event(event)
+            usages = usages_from_event(event) if event.terminal else []
         except Exception as exc:
             # A malformed event will never parse: keep it out of the way, loudly.
             log.error("unreadable run event", extra={"subject": msg.subject, "error": str(exc)})
             await msg.term()
+            return
+        if event.type == RUN_CREATED:
+            await self._confirm(msg, event.run_id)
             return
         try:
             result = await self.billing.capture(event.run_id, usages)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from services.billing.pricing import DEFAULT_PRICES, Price
-from weftcore.config import ConfigError, env_str
+from weftcore.config import ConfigError, env_float, env_str
 
 
 def parse_prices(raw: str) -> dict[str, Price]:
@@ -39,6 +39,10 @@ class BillingConfig:
     # Seeded at startup for models not priced yet; SetPrice changes them later.
     default_prices: dict[str, Price] = field(default_factory=dict)
     consumer_name: str = "billing-capture"
+    # An open reservation whose run.created event has not arrived after this long belongs
+    # to a run that never committed; the sweeper releases it.
+    reservation_ttl_seconds: float = 900.0
+    sweep_interval_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "BillingConfig":
@@ -48,4 +52,8 @@ class BillingConfig:
         return cls(
             default_prices=prices,
             consumer_name=env_str("WEFT_BILLING_CONSUMER", "billing-capture", source),
+            reservation_ttl_seconds=env_float(
+                "WEFT_BILLING_RESERVATION_TTL_SECONDS", 900.0, source
+            ),
+            sweep_interval_seconds=env_float("WEFT_BILLING_SWEEP_INTERVAL_SECONDS", 60.0, source),
         )

@@ -31,6 +31,7 @@ class ReservationRow:
     status: str
     captured_micros: int
     released_micros: int
+    expired: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ class Mismatch:
 
 
 _RES_COLS = (
-    "run_id, account_id, user_id, team_id, amount_micros, status, captured_micros, released_micros"
+    "run_id, account_id, user_id, team_id, amount_micros, status, captured_micros,"
+    " released_micros, expired"
 )
 
 
@@ -181,8 +183,9 @@ async def ledger_mismatches(conn: asyncpg.Connection) -> list[Mismatch]:
     """Accounts whose cached balance/reserved differ from what the ledger says.
 
     balance = grants - captures. reserved = reserves - releases - the part of each
-    capture that came out of its reservation (a capture may exceed its reservation by
-    at most the available balance; that excess never was reserved).
+    captured run's reservation that its capture consumed (its reserve minus its release:
+    a capture may exceed the reservation, and a run whose expired reservation was
+    released before its capture consumed none of it).
     """
     rows = await conn.fetch(
         """
@@ -194,8 +197,11 @@ async def ledger_mismatches(conn: asyncpg.Connection) -> list[Mismatch]:
                    COALESCE(SUM(amount_micros) FILTER (WHERE kind = 'release'), 0) AS releases
             FROM ledger GROUP BY account_id
         ), from_reserve AS (
-            SELECT c.account_id, SUM(LEAST(c.amount_micros, r.amount_micros)) AS amount
-            FROM ledger c JOIN ledger r ON r.run_id = c.run_id AND r.kind = 'reserve'
+            SELECT c.account_id,
+                   SUM(r.amount_micros - COALESCE(rel.amount_micros, 0)) AS amount
+            FROM ledger c
+            JOIN ledger r ON r.run_id = c.run_id AND r.kind = 'reserve'
+            LEFT JOIN ledger rel ON rel.run_id = c.run_id AND rel.kind = 'release'
             WHERE c.kind = 'capture' GROUP BY c.account_id
         ), derived AS (
             SELECT p.account_id, p.grants - p.captures AS balance,
@@ -232,7 +238,7 @@ async def get_reservation(
 async def insert_reservation(conn: asyncpg.Connection, res: ReservationRow) -> bool:
     """False when another transaction recorded this run_id first."""
     status = await conn.execute(
-        f"INSERT INTO reservations ({_RES_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        f"INSERT INTO reservations ({_RES_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         " ON CONFLICT (run_id) DO NOTHING",
         res.run_id,
         res.account_id,
@@ -242,24 +248,62 @@ async def insert_reservation(conn: asyncpg.Connection, res: ReservationRow) -> b
         res.status,
         res.captured_micros,
         res.released_micros,
+        res.expired,
     )
     return bool(status == "INSERT 0 1")
 
 
 async def close_reservation(
-    conn: asyncpg.Connection, run_id: str, status: str, captured: int, released: int
+    conn: asyncpg.Connection,
+    run_id: str,
+    status: str,
+    captured: int,
+    released: int,
+    *,
+    expired: bool = False,
 ) -> ReservationRow:
     row = await conn.fetchrow(
         "UPDATE reservations SET status = $2, captured_micros = $3, released_micros = $4,"
-        f" closed_at = now() WHERE run_id = $1 RETURNING {_RES_COLS}",
+        " expired = expired OR $5, closed_at = now()"
+        f" WHERE run_id = $1 RETURNING {_RES_COLS}",
         run_id,
         status,
         captured,
         released,
+        expired,
     )
     res = _reservation(row)
     assert res is not None
     return res
+
+
+async def confirm_reservation(conn: asyncpg.Connection, run_id: str) -> bool:
+    """Marks the run as committed (its `run.created` event arrived)."""
+    status = await conn.execute(
+        "UPDATE reservations SET confirmed_at = now() WHERE run_id = $1 AND confirmed_at IS NULL",
+        run_id,
+    )
+    return bool(status == "UPDATE 1")
+
+
+async def is_unconfirmed(conn: asyncpg.Connection, run_id: str) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT confirmed_at IS NULL FROM reservations WHERE run_id = $1", run_id
+        )
+    )
+
+
+async def stale_unconfirmed(
+    conn: asyncpg.Connection, older_than_seconds: float, limit: int
+) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT run_id FROM reservations WHERE status = 'open' AND confirmed_at IS NULL"
+        " AND created_at < now() - make_interval(secs => $1) ORDER BY created_at LIMIT $2",
+        older_than_seconds,
+        limit,
+    )
+    return [r["run_id"] for r in rows]
 
 
 # --- allocations --------------------------------------------------------------------

@@ -5,6 +5,7 @@ from typing import Any
 
 from services.billing.capture import CaptureConsumer
 from services.billing.config import BillingConfig
+from services.billing.expiry import ReservationSweeper
 from services.billing.pricing import Price, Usage
 from services.billing.repository import AccountRow, ReservationRow
 from services.billing.service import BillingService, Payer
@@ -168,6 +169,11 @@ async def wire(
     await consumer.start()
     # Stopped before NATS drains and the pool closes (the exit stack unwinds in reverse).
     stack.push_async_callback(consumer.stop)
+    sweeper = ReservationSweeper(
+        billing, billing_config.reservation_ttl_seconds, billing_config.sweep_interval_seconds
+    )
+    sweeper.start()
+    stack.push_async_callback(sweeper.stop)
 
     async def database() -> bool:
         return await ping(pool)

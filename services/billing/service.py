@@ -138,20 +138,25 @@ class BillingService:
         """Charge a finished run's actual cost and release the rest, once per run_id.
 
         The charge is the actual cost, but never more than the reservation plus what is
-        still available: a balance never goes negative.
+        still available: a balance never goes negative. A run whose reservation expired
+        (its run.created event came after the TTL) is still charged, from what is available.
         """
         async with self.pool.acquire() as conn, conn.transaction():
             res = await repo.get_reservation(conn, run_id, lock=True)
             if res is None:
                 raise NotFound(f"No reservation for run {run_id}.")
-            if res.status != "open":
+            late = res.status == "released" and res.expired
+            if res.status != "open" and not late:
                 return CaptureResult(run_id, res.captured_micros, res.released_micros, True)
             cost = sum(_price(stages, await self._prices_for(conn, stages)))
+            held = res.amount_micros if res.status == "open" else 0
             account = await repo.lock_account(conn, res.account_id)
-            charged = min(cost, res.amount_micros + account.available_micros)
-            released = res.amount_micros - min(charged, res.amount_micros)
-            await repo.add_to_account(conn, res.account_id, -charged, -res.amount_micros)
-            await repo.close_reservation(conn, run_id, "captured", charged, released)
+            charged = min(cost, held + account.available_micros)
+            released = held - min(charged, held)
+            await repo.add_to_account(conn, res.account_id, -charged, -held)
+            await repo.close_reservation(
+                conn, run_id, "captured", charged, res.released_micros + released
+            )
             note = "" if charged == cost else f"capped: actual cost {cost} micros"
             if charged != cost:
                 log.warning("capture capped at available credits", extra={"run_id": run_id})
@@ -175,11 +180,12 @@ class BillingService:
                 )
             return CaptureResult(run_id, charged, released, False)
 
-    async def release(self, run_id: str) -> repo.ReservationRow:
+    async def release(self, run_id: str, *, expire: bool = False) -> repo.ReservationRow:
         """Give back a reservation without charging (a run that never committed).
 
         For an unknown run_id a released tombstone is recorded, so a Reserve that
-        arrives late (after the caller gave up) cannot hold credits forever.
+        arrives late (after the caller gave up) cannot hold credits forever. With
+        `expire`, only a still unconfirmed reservation is released (the sweeper).
         """
         async with self.pool.acquire() as conn, conn.transaction():
             res = await repo.get_reservation(conn, run_id, lock=True)
@@ -191,9 +197,13 @@ class BillingService:
                 assert res is not None
             if res.status != "open":
                 return res
+            if expire and not await repo.is_unconfirmed(conn, run_id):
+                return res
             await repo.lock_account(conn, res.account_id)
             await repo.add_to_account(conn, res.account_id, 0, -res.amount_micros)
-            closed = await repo.close_reservation(conn, run_id, "released", 0, res.amount_micros)
+            closed = await repo.close_reservation(
+                conn, run_id, "released", 0, res.amount_micros, expired=expire
+            )
             await repo.append_ledger(
                 conn,
                 res.account_id,
@@ -201,8 +211,26 @@ class BillingService:
                 res.amount_micros,
                 run_id=run_id,
                 user_id=res.user_id,
+                note="expired: the run never committed" if expire else "",
             )
             return closed
+
+    async def confirm(self, run_id: str) -> bool:
+        """The run committed (run.created): its reservation must not expire."""
+        async with self.pool.acquire() as conn:
+            return await repo.confirm_reservation(conn, run_id)
+
+    async def expire_stale(self, older_than_seconds: float, limit: int = 100) -> int:
+        """Releases unconfirmed reservations older than the TTL; returns how many."""
+        async with self.pool.acquire() as conn:
+            run_ids = await repo.stale_unconfirmed(conn, older_than_seconds, limit)
+        count = 0
+        for run_id in run_ids:
+            res = await self.release(run_id, expire=True)
+            if res.status == "released" and res.expired:
+                count += 1
+                log.warning("reservation expired unconfirmed", extra={"run_id": run_id})
+        return count
 
     # --- admin ------------------------------------------------------------------------
 

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from nats.js import JetStreamContext
 
+from services.billing.service import BillingService
 from weft.billing.v1 import billing_pb2 as pb
 from weft.billing.v1 import billing_pb2_grpc
-from weftcore.events import RUN_COMPLETED, RUN_FAILED, RunEvent
+from weftcore.db import create_pool
+from weftcore.events import RUN_COMPLETED, RUN_CREATED, RUN_FAILED, RunEvent
 from weftcore.grpc_client import open_channel
 from weftcore.ids import iso, new_id, utcnow
 from weftcore.nats import connect, ensure_streams, event_subject
@@ -195,4 +197,48 @@ async def test_billing_restarts_around_capture_leave_one_capture(
     assert await ledger_kinds(billing, user, run_id) == ["capture", "release", "reserve"]
     balance = await billing.GetBalance(pb.GetBalanceRequest(account_id=user))
     assert (balance.balance_micros, balance.reserved_micros) == (90_000, 0)
+    assert (await billing.CheckLedger(pb.CheckLedgerRequest())).ok
+
+
+async def test_unconfirmed_reservations_expire_and_late_runs_still_pay(
+    billing: Stub, js: JetStreamContext, model: str, stack: Any
+) -> None:
+    user = new_id("usr")
+    await billing.Grant(pb.GrantRequest(account_id=user, amount_micros=100_000))
+    orphan = await open_run(billing, model, user)  # its run never commits
+    committed = await open_run(billing, model, user)
+    created = RunEvent(
+        id=new_id("evt"), type=RUN_CREATED, run_id=committed, seq=1,
+        created_at=iso(utcnow()), run={"id": committed, "status": "pending"},
+    )  # fmt: skip
+    await js.publish(event_subject(committed, RUN_CREATED), created.to_json())
+
+    pool = await create_pool(stack.dsn, "billing", min_size=1, max_size=2)
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while not await pool.fetchval(
+            "SELECT confirmed_at IS NOT NULL FROM reservations WHERE run_id = $1", committed
+        ):
+            assert asyncio.get_running_loop().time() < deadline, "run.created never confirmed"
+            await asyncio.sleep(0.1)
+        # Both an hour old: only the unconfirmed one belongs to a run that never committed.
+        await pool.execute(
+            "UPDATE reservations SET created_at = now() - interval '1 hour'"
+            " WHERE run_id = ANY($1::text[])",
+            [orphan, committed],
+        )
+        # A TTL of 30 minutes touches nothing younger that other tests hold open.
+        assert await BillingService(pool).expire_stale(1800) >= 1
+    finally:
+        await pool.close()
+
+    balance = await billing.GetBalance(pb.GetBalanceRequest(account_id=user))
+    assert (balance.balance_micros, balance.reserved_micros) == (100_000, 20_000)
+    assert await ledger_kinds(billing, user, orphan) == ["release", "reserve"]
+
+    # Should the orphan's run show up after all, it is still charged (from available).
+    await publish(js, orphan, terminal_event(orphan, [llm_stage("s0", model, 1000, 500)]))
+    await wait_captured(billing, user, orphan)
+    balance = await billing.GetBalance(pb.GetBalanceRequest(account_id=user))
+    assert (balance.balance_micros, balance.reserved_micros) == (80_000, 20_000)
     assert (await billing.CheckLedger(pb.CheckLedgerRequest())).ok

@@ -1,0 +1,39 @@
+"""Releases reservations of runs that never committed (see migration 0003)."""
+
+import asyncio
+import logging
+
+from services.billing.service import BillingService
+
+log = logging.getLogger(__name__)
+
+
+class ReservationSweeper:
+    """Every `interval` seconds, releases unconfirmed reservations older than `ttl`.
+
+    Safe with many replicas: each release re-checks the row under its lock.
+    """
+
+    def __init__(self, billing: BillingService, ttl: float, interval: float) -> None:
+        self.billing = billing
+        self.ttl = ttl
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="billing-sweeper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.billing.expire_stale(self.ttl)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reservation sweep failed")
