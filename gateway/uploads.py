@@ -8,6 +8,7 @@ control pushes back to the client. (aiohttp's `client_max_size` only bounds
 
 import asyncio
 import contextlib
+import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +69,12 @@ def is_file(part: BodyPartReader) -> bool:
     return part.filename is not None
 
 
+def part_filename(part: BodyPartReader) -> str:
+    """The client's file name. Some clients (aiohttp; browsers for quotes and newlines)
+    percent-encode it; storage then strips paths and control characters."""
+    return urllib.parse.unquote(part.filename or "")
+
+
 async def read_field(part: BodyPartReader, max_bytes: int = MAX_FIELD_BYTES) -> str:
     """A (non-file) form field as text, at most `max_bytes`."""
     data = bytearray()
@@ -125,7 +132,7 @@ class StorageUpload:
         self.call = self.stub.Upload(timeout=self.timeout)
         header = storage_pb2.UploadHeader(
             owner_user_id=self.owner_user_id,
-            filename=part.filename or "",
+            filename=part_filename(part),
             content_type=part.headers.get("Content-Type", ""),
         )
         await self._write(storage_pb2.UploadChunk(header=header))

@@ -106,7 +106,8 @@ class StorageService:
         att_id = new_id("att")
         object_key = f"attachments/{att_id}/original"
         with tempfile.TemporaryDirectory(prefix="weft-upload-", dir=self.spool_dir) as tmp:
-            spool = Path(tmp) / "file"
+            # Parsers such as openpyxl insist on a matching extension.
+            spool = Path(tmp) / f"upload.{detected.kind}"
             size, sha256 = await self._stream(
                 object_key, detected.content_type, bytes(head), chunks, cap, detected.kind, spool
             )
