@@ -10,6 +10,7 @@ from aiohttp import web
 
 from gateway import metrics
 from gateway.http import error_response
+from gateway.ratelimit import rate_limited_headers
 from weftcore.context import REQUEST_ID_HEADER, request_id_var
 from weftcore.errors import Internal, InvalidArgument, NotFound, WeftError, from_rpc_error
 from weftcore.ids import new_id
@@ -61,9 +62,10 @@ def make_middleware(max_json_bytes: int) -> Any:
                 )
             response = await handler(request)
         except WeftError as err:
-            response = error_response(err)
+            response = error_response(err, headers=rate_limited_headers(err))
         except grpc.RpcError as exc:
-            response = error_response(from_rpc_error(exc))
+            mapped = from_rpc_error(exc)
+            response = error_response(mapped, headers=rate_limited_headers(mapped))
         except web.HTTPException as exc:
             response = error_response(_from_http_exception(exc), headers=_allow_header(exc))
         except Exception:
