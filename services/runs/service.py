@@ -147,9 +147,10 @@ class RunsService:
         rows = await repo.list_runs(
             self._pool, caller.user_id, workflow_id, status, limit + 1, starting_after
         )
+        more = len(rows) > limit
         rows = rows[:limit]
         stages = await repo.stage_rows_for(self._pool, [r["id"] for r in rows])
-        return [RunView(r, stages.get(r["id"], [])) for r in rows], len(rows) > limit
+        return [RunView(r, stages.get(r["id"], [])) for r in rows], more
 
     async def cancel_run(self, caller: Caller, run_id: str) -> RunView:
         """pending/running/awaiting_input -> canceled; terminal runs: 409."""
