@@ -334,3 +334,22 @@ async def test_admin_cli_grants_and_shows_the_ledger(stack: Any) -> None:
     assert refused
     check = stack.admin("credits", "check")
     assert check.returncode == 0, check.stdout
+
+
+async def test_ledger_entries_are_immutable(
+    billing: billing_pb2_grpc.BillingServiceStub, stack: Any
+) -> None:
+    user = new_id("usr")
+    await billing.Grant(pb.GrantRequest(account_id=user, amount_micros=5_000))
+    conn = await asyncpg.connect(stack.dsn)
+    try:
+        for sql in (
+            "UPDATE billing.ledger SET amount_micros = 1 WHERE account_id = $1",
+            "DELETE FROM billing.ledger WHERE account_id = $1",
+        ):
+            with pytest.raises(asyncpg.RaiseError, match="immutable"):
+                await conn.execute(sql, user)
+    finally:
+        await conn.close()
+    ledger = await billing.ListLedger(pb.ListLedgerRequest(account_id=user))
+    assert [(e.kind, e.amount_micros) for e in ledger.entries] == [("grant", 5_000)]
