@@ -95,9 +95,12 @@ class BillingServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Reserve(self, request, context):
-        """Estimates a run's cost and reserves it against available credits, idempotent on run_id.
-        FAILED_PRECONDITION with reason PAID_PLAN_REQUIRED / INSUFFICIENT_CREDITS,
-        PERMISSION_DENIED with reason NO_ALLOCATION.
+        """Estimates a run's cost and reserves it against available credits, idempotent on run_id
+        (a repeat returns the first answer; check status == "open": "released" means Release
+        came first). FAILED_PRECONDITION with reason PAID_PLAN_REQUIRED / INSUFFICIENT_CREDITS,
+        PERMISSION_DENIED with reason NO_ALLOCATION, INVALID_ARGUMENT INVALID_PARAM for a
+        model without a price. A reservation whose run.created event never arrives is
+        released after WEFT_BILLING_RESERVATION_TTL_SECONDS (default 900).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -111,14 +114,17 @@ class BillingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Release(self, request, context):
-        """Releases a reservation without charging (a run that was never committed).
+        """Releases a reservation without charging (a run that was never committed). Idempotent;
+        for an unknown run_id it records a released tombstone so a late Reserve holds nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PriceUsage(self, request, context):
-        """Prices token usage of one stage, for a run's cost breakdown.
+        """Prices each stage's token usage (cost_micros[i] for stages[i]), for a run's cost
+        breakdown. Each stage is rounded up to a whole cent (multiple of 10,000 micros), so
+        the breakdown's cost_cents add up to the run's cost_cents and to the ledger capture.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

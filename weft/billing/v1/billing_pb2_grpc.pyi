@@ -34,16 +34,24 @@ class BillingServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> BillingServiceAsyncStub: ...
     Reserve: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ReserveRequest, _billing_pb2.Reservation]
-    """Estimates a run's cost and reserves it against available credits, idempotent on run_id.
-    FAILED_PRECONDITION with reason PAID_PLAN_REQUIRED / INSUFFICIENT_CREDITS,
-    PERMISSION_DENIED with reason NO_ALLOCATION.
+    """Estimates a run's cost and reserves it against available credits, idempotent on run_id
+    (a repeat returns the first answer; check status == "open": "released" means Release
+    came first). FAILED_PRECONDITION with reason PAID_PLAN_REQUIRED / INSUFFICIENT_CREDITS,
+    PERMISSION_DENIED with reason NO_ALLOCATION, INVALID_ARGUMENT INVALID_PARAM for a
+    model without a price. A reservation whose run.created event never arrives is
+    released after WEFT_BILLING_RESERVATION_TTL_SECONDS (default 900).
     """
     Capture: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CaptureRequest, _billing_pb2.CaptureResponse]
     """Captures a finished run's actual cost and releases the rest; exactly once per run_id."""
     Release: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ReleaseRequest, _billing_pb2.Reservation]
-    """Releases a reservation without charging (a run that was never committed)."""
+    """Releases a reservation without charging (a run that was never committed). Idempotent;
+    for an unknown run_id it records a released tombstone so a late Reserve holds nothing.
+    """
     PriceUsage: _grpc.UnaryUnaryMultiCallable[_billing_pb2.PriceUsageRequest, _billing_pb2.PriceUsageResponse]
-    """Prices token usage of one stage, for a run's cost breakdown."""
+    """Prices each stage's token usage (cost_micros[i] for stages[i]), for a run's cost
+    breakdown. Each stage is rounded up to a whole cent (multiple of 10,000 micros), so
+    the breakdown's cost_cents add up to the run's cost_cents and to the ledger capture.
+    """
     Grant: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GrantRequest, _billing_pb2.Balance]
     GetBalance: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetBalanceRequest, _billing_pb2.Balance]
     ListLedger: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListLedgerRequest, _billing_pb2.ListLedgerResponse]
@@ -57,16 +65,24 @@ class BillingServiceStub:
 class BillingServiceAsyncStub(BillingServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Reserve: _aio.UnaryUnaryMultiCallable[_billing_pb2.ReserveRequest, _billing_pb2.Reservation]  # type: ignore[assignment]
-    """Estimates a run's cost and reserves it against available credits, idempotent on run_id.
-    FAILED_PRECONDITION with reason PAID_PLAN_REQUIRED / INSUFFICIENT_CREDITS,
-    PERMISSION_DENIED with reason NO_ALLOCATION.
+    """Estimates a run's cost and reserves it against available credits, idempotent on run_id
+    (a repeat returns the first answer; check status == "open": "released" means Release
+    came first). FAILED_PRECONDITION with reason PAID_PLAN_REQUIRED / INSUFFICIENT_CREDITS,
+    PERMISSION_DENIED with reason NO_ALLOCATION, INVALID_ARGUMENT INVALID_PARAM for a
+    model without a price. A reservation whose run.created event never arrives is
+    released after WEFT_BILLING_RESERVATION_TTL_SECONDS (default 900).
     """
     Capture: _aio.UnaryUnaryMultiCallable[_billing_pb2.CaptureRequest, _billing_pb2.CaptureResponse]  # type: ignore[assignment]
     """Captures a finished run's actual cost and releases the rest; exactly once per run_id."""
     Release: _aio.UnaryUnaryMultiCallable[_billing_pb2.ReleaseRequest, _billing_pb2.Reservation]  # type: ignore[assignment]
-    """Releases a reservation without charging (a run that was never committed)."""
+    """Releases a reservation without charging (a run that was never committed). Idempotent;
+    for an unknown run_id it records a released tombstone so a late Reserve holds nothing.
+    """
     PriceUsage: _aio.UnaryUnaryMultiCallable[_billing_pb2.PriceUsageRequest, _billing_pb2.PriceUsageResponse]  # type: ignore[assignment]
-    """Prices token usage of one stage, for a run's cost breakdown."""
+    """Prices each stage's token usage (cost_micros[i] for stages[i]), for a run's cost
+    breakdown. Each stage is rounded up to a whole cent (multiple of 10,000 micros), so
+    the breakdown's cost_cents add up to the run's cost_cents and to the ledger capture.
+    """
     Grant: _aio.UnaryUnaryMultiCallable[_billing_pb2.GrantRequest, _billing_pb2.Balance]  # type: ignore[assignment]
     GetBalance: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetBalanceRequest, _billing_pb2.Balance]  # type: ignore[assignment]
     ListLedger: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListLedgerRequest, _billing_pb2.ListLedgerResponse]  # type: ignore[assignment]
@@ -83,9 +99,12 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_pb2.ReserveRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.Reservation, _abc.Awaitable[_billing_pb2.Reservation]]:
-        """Estimates a run's cost and reserves it against available credits, idempotent on run_id.
-        FAILED_PRECONDITION with reason PAID_PLAN_REQUIRED / INSUFFICIENT_CREDITS,
-        PERMISSION_DENIED with reason NO_ALLOCATION.
+        """Estimates a run's cost and reserves it against available credits, idempotent on run_id
+        (a repeat returns the first answer; check status == "open": "released" means Release
+        came first). FAILED_PRECONDITION with reason PAID_PLAN_REQUIRED / INSUFFICIENT_CREDITS,
+        PERMISSION_DENIED with reason NO_ALLOCATION, INVALID_ARGUMENT INVALID_PARAM for a
+        model without a price. A reservation whose run.created event never arrives is
+        released after WEFT_BILLING_RESERVATION_TTL_SECONDS (default 900).
         """
 
     @_abc_1.abstractmethod
@@ -102,7 +121,9 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_pb2.ReleaseRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.Reservation, _abc.Awaitable[_billing_pb2.Reservation]]:
-        """Releases a reservation without charging (a run that was never committed)."""
+        """Releases a reservation without charging (a run that was never committed). Idempotent;
+        for an unknown run_id it records a released tombstone so a late Reserve holds nothing.
+        """
 
     @_abc_1.abstractmethod
     def PriceUsage(
@@ -110,7 +131,10 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _billing_pb2.PriceUsageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.PriceUsageResponse, _abc.Awaitable[_billing_pb2.PriceUsageResponse]]:
-        """Prices token usage of one stage, for a run's cost breakdown."""
+        """Prices each stage's token usage (cost_micros[i] for stages[i]), for a run's cost
+        breakdown. Each stage is rounded up to a whole cent (multiple of 10,000 micros), so
+        the breakdown's cost_cents add up to the run's cost_cents and to the ledger capture.
+        """
 
     @_abc_1.abstractmethod
     def Grant(
