@@ -4,7 +4,6 @@
 calls CreateRun: idempotency header, rate-limit headers, links.
 """
 
-import hashlib
 import json
 from typing import Any
 
@@ -13,8 +12,10 @@ from aiohttp import web
 from gateway.auth import RUNS_CREATE, require
 from gateway.http import dumps, json_response, query_int, read_json_object
 from gateway.keys import CONFIG, SERVICES
+from gateway.ratelimit import rate_limit_headers
 from weft.auth.v1 import auth_pb2
 from weft.runs.v1 import runs_pb2
+from weftcore.canonical import json_body_hash
 from weftcore.errors import InvalidArgument, WeftError
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -61,20 +62,6 @@ def idempotency_key(request: web.Request) -> str:
     return key
 
 
-def canonical_hash(body: Any) -> str:
-    """sha256 of the parsed body in canonical JSON (sorted keys, no spaces)."""
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def rate_limit_headers(state: runs_pb2.RateLimitState) -> dict[str, str]:
-    return {
-        "RateLimit-Limit": str(state.limit),
-        "RateLimit-Remaining": str(state.remaining),
-        "RateLimit-Reset": str(state.reset_seconds),
-    }
-
-
 async def start_run(
     request: web.Request,
     principal: auth_pb2.Principal,
@@ -100,14 +87,12 @@ async def start_run(
                 key=key,
                 method=request.method,
                 path=request.path,
-                request_hash=canonical_hash(body) if key else "",
+                request_hash=json_body_hash(body) if key else "",
             ),
         ),
         timeout=30,
     )
-    headers: dict[str, str] = {}
-    if reply.HasField("rate_limit") and reply.rate_limit.limit > 0:
-        headers.update(rate_limit_headers(reply.rate_limit))
+    headers = rate_limit_headers(reply.rate_limit if reply.HasField("rate_limit") else None)
     if reply.replayed:
         headers["Idempotent-Replayed"] = "true"
     stored = json.loads(reply.body_json)

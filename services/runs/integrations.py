@@ -1,34 +1,21 @@
-"""Adapters to the idempotency records and rate limits (services/runs/idempotency*.py,
-ratelimit.py, owned by the auth work) behind the small interfaces create.py uses."""
+"""Wiring of the idempotency records and rate limits (services/runs/idempotency*.py,
+ratelimit.py) into CreateRun and the Begin/CompleteIdempotent RPCs."""
 
 from types import SimpleNamespace
 from typing import Any
 
-import asyncpg
+from services.runs import idempotency_rpc as _rpc
+from services.runs.create import IdempotencyStore, RateLimiter
+from services.runs.idempotency import PgIdempotencyStore
+from services.runs.ratelimit import PgRateLimiter
 
-from services.runs.create import (
-    IdempotencyStore,
-    NoIdempotency,
-    NoRateLimit,
-    RateLimiter,
-)
-from weft.runs.v1 import runs_pb2 as pb
-
-
-async def _begin_proceed(pool: asyncpg.Pool, request: Any) -> pb.BeginIdempotentResponse:
-    return pb.BeginIdempotentResponse(outcome="proceed")
-
-
-async def _complete_noop(pool: asyncpg.Pool, request: Any) -> pb.CompleteIdempotentResponse:
-    return pb.CompleteIdempotentResponse()
-
-
-idempotency_rpc: Any = SimpleNamespace(begin=_begin_proceed, complete=_complete_noop)
+idempotency_rpc: Any = SimpleNamespace(begin=_rpc.begin_rpc, complete=_rpc.complete_rpc)
 
 
 def make_idempotency() -> IdempotencyStore:
-    return NoIdempotency()
+    return PgIdempotencyStore()
 
 
 def make_rate_limiter() -> RateLimiter:
-    return NoRateLimit()
+    """Per-plan hourly limits read once from WEFT_RATE_LIMIT_<PLAN>."""
+    return PgRateLimiter()

@@ -452,3 +452,36 @@ async def test_runs_created_while_nats_is_down_are_published_when_it_returns(
             assert run["status"] == "completed" and run["result"] == {
                 "text": f"n{ids.index(run_id)} x2"
             }
+
+
+async def test_idempotent_create_replays_and_starts_one_run(
+    stack: Any, workflows: dict[str, str]
+) -> None:
+    c = Client(stack.base_url, new_account(stack))
+    try:
+        wf = workflows["template"]
+        body = {"input_text": "once", "params": {"max_projects": 2}}
+        key = {"Idempotency-Key": f"k-{uuid.uuid4().hex}"}
+        first = await c.create(wf, body, **key)
+        assert first[0] == 201, first[1]
+        assert "Idempotent-Replayed" not in first[2]
+        assert int(first[2]["RateLimit-Limit"]) > 0
+        assert int(first[2]["RateLimit-Remaining"]) < int(first[2]["RateLimit-Limit"])
+        # Same key, same body (other key order): many concurrent retries, one run.
+        same = {"params": {"max_projects": 2}, "input_text": "once"}
+        answers = await asyncio.gather(*(c.create(wf, same, **key) for _ in range(8)))
+        for status, got, headers in answers:
+            assert status == 201 and got == first[1]
+            assert headers["Idempotent-Replayed"] == "true"
+        status, got, _ = await c.create(wf, {**body, "input_text": "twice"}, **key)
+        assert status == 409 and got["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+        _, listed, _ = await c.call("GET", "/api/v1/workflow-runs?limit=100")
+        assert [r["id"] for r in listed["data"]] == [first[1]["data"]["id"]]
+        # A 400 is not stored: the key works once the request is fixed.
+        key2 = {"Idempotency-Key": f"k-{uuid.uuid4().hex}"}
+        status, _, _ = await c.create(wf, {"input_text": "x"}, **key2)
+        assert status == 400
+        status, _, _ = await c.create(wf, body, **key2)
+        assert status == 201
+    finally:
+        await c.http.close()
