@@ -1,0 +1,144 @@
+"""Benchmark: authenticated GET /api/v1/me (issue 3 target: >= 4,000 req/s, p99 < 50 ms
+at 64 connections for 15 s on the 2-core machine).
+
+    python bench/bench_me.py                      # own temporary stack, 2 gateway processes
+    python bench/bench_me.py --url http://127.0.0.1:8080 --token wft_live_...
+
+Load comes from `wrk` (Debian package `wrk`; installed with apt-get when missing), a
+bounded C load generator on loopback: fixed connections, fixed duration. The gateway
+caches the authenticated principal for a few seconds, so this measures the gateway's
+request path (auth cache hit, scope/plan checks, JSON) plus one Authenticate call per
+process per cache period.
+"""
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, capture_output=True)
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("wrk is not installed and apt-get could not install it")
+    return found
+
+
+def _ms(value: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", value)
+    if not match:
+        raise ValueError(f"unexpected latency {value!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def run_wrk(url: str, token: str, connections: int, seconds: int, threads: int) -> dict:
+    argv = [
+        ensure_wrk(),
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "--timeout",
+        "5s",
+        "-H",
+        f"Authorization: Bearer {token}",
+        f"{url.rstrip('/')}/api/v1/me",
+    ]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=seconds + 30)
+    text = out.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", text).group(1))  # type: ignore[union-attr]
+    pct = {p: _ms(v) for p, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", text, re.M)}
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    errors = re.search(r"Socket errors: (.*)", text)
+    return {
+        "requests": total,
+        "req_per_s": rps,
+        "p50_ms": pct.get("50"),
+        "p90_ms": pct.get("90"),
+        "p99_ms": pct.get("99"),
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errors.group(1) if errors else None,
+        "connections": connections,
+        "seconds": seconds,
+    }
+
+
+def check_token(url: str, token: str) -> None:
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"{url.rstrip('/')}/api/v1/me", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(req, timeout=5) as response:
+        assert response.status == 200, response.status
+
+
+def with_own_stack(args: argparse.Namespace) -> dict:
+    from devstack.stack import Ports, Stack, StackOptions
+
+    root = Path(tempfile.mkdtemp(prefix="weft-bench-"))
+    options = StackOptions(
+        root=root,
+        ports=Ports.free(gateways=1, workers=0),
+        llm="none",
+        extra_env={"WEFT_GATEWAY_PROCESSES": str(args.gateway_processes)},
+    )
+    stack = Stack(options)
+    stack.start()
+    try:
+        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
+        user = json.loads(stack.admin("users", "create", "--email", email, "--plan", "pro").stdout)
+        key = json.loads(
+            stack.admin("keys", "create", "--user", user["id"], "--name", "bench").stdout
+        )
+        check_token(stack.base_url, key["secret"])
+        result = run_wrk(
+            stack.base_url, key["secret"], args.connections, args.duration, args.threads
+        )
+        result["gateway_processes"] = args.gateway_processes
+        return result
+    finally:
+        stack.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="a running gateway (else a temporary stack is started)")
+    parser.add_argument("--token", help="an API key of a paid-plan user (with --url)")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--duration", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--gateway-processes", type=int, default=2)
+    args = parser.parse_args()
+    if args.url:
+        if not args.token:
+            parser.error("--token is required with --url")
+        check_token(args.url, args.token)
+        result = run_wrk(args.url, args.token, args.connections, args.duration, args.threads)
+    else:
+        result = with_own_stack(args)
+    print(json.dumps(result, indent=2))
+    print(
+        f"GET /api/v1/me: {result['req_per_s']:.0f} req/s, p50 {result['p50_ms']:.2f} ms,"
+        f" p99 {result['p99_ms']:.2f} ms ({result['connections']} connections,"
+        f" {result['seconds']} s, non-2xx {result['non_2xx']})"
+    )
+
+
+if __name__ == "__main__":
+    main()
