@@ -8,6 +8,7 @@ deterministic and driven by markers anywhere in the messages:
 - `[[sleep:2.5]]`       wait that many seconds before answering
 - `[[json:{...}]]`      reply with exactly that JSON text
 - `[[reply:some text]]` reply with that text
+- `[[tag:name]]`        count calls under that name in GET /stats (`by_tag`)
 - no reply marker:      reply with a compact JSON echo: `{"echo": "<last user message>"}`
 
 Usage counts words (a stand-in for tokens): prompt_tokens = words in all messages + 3
@@ -28,9 +29,11 @@ from aiohttp import web
 _FAIL = re.compile(r"\[\[fail:(\d{3})(?::(\d+))?\]\]")
 _SLEEP = re.compile(r"\[\[sleep:([0-9.]+)\]\]")
 _REPLY = re.compile(r"\[\[reply:(.*?)\]\]", re.S)
+_TAG = re.compile(r"\[\[tag:([A-Za-z0-9_.-]+)\]\]")
 _JSON_MARK = "[[json:"
 
-CALLS = web.AppKey("calls", Counter)
+CALLS = web.AppKey("calls", Counter[str])
+TAGS = web.AppKey("tags", Counter[str])
 
 
 def _tokens(text: str) -> int:
@@ -71,6 +74,8 @@ async def chat_completions(request: web.Request) -> web.Response:
     key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
     calls = request.app[CALLS]
     calls[key] += 1
+    for tag in _TAG.findall(everything):
+        request.app[TAGS][tag] += 1
     sleep = _SLEEP.search(everything)
     if sleep:
         await asyncio.sleep(float(sleep.group(1)))
@@ -117,13 +122,16 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    calls = request.app[CALLS]
-    return web.json_response({"total": sum(calls.values()), "by_prompt": dict(calls)})
+    calls, tags = request.app[CALLS], request.app[TAGS]
+    return web.json_response(
+        {"total": sum(calls.values()), "by_prompt": dict(calls), "by_tag": dict(tags)}
+    )
 
 
 def make_app() -> web.Application:
     app = web.Application()
     app[CALLS] = Counter()
+    app[TAGS] = Counter()
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/health", health)

@@ -6,7 +6,7 @@ import logging
 import grpc
 
 from services.runs.worker.context import AttachmentText
-from services.runs.worker.model import TransientError
+from services.runs.worker.model import BILLING_ERROR, StageError, TransientError
 from weft.billing.v1 import billing_pb2, billing_pb2_grpc
 from weft.storage.v1 import storage_pb2, storage_pb2_grpc
 from weftcore.errors import NotFound, from_rpc_error
@@ -42,8 +42,10 @@ class BillingPricer:
                 return int(reply.cost_micros[0]) if reply.cost_micros else 0
             except grpc.aio.AioRpcError as exc:
                 if exc.code() not in _TRANSIENT:
-                    raise TransientError(
-                        f"billing refused to price usage: {exc.details()}"
+                    # e.g. a model missing from the price table: retrying will not help.
+                    err = from_rpc_error(exc)
+                    raise StageError(
+                        BILLING_ERROR, f"cannot price usage of {model}: {err.message}"
                     ) from None
                 log.warning("billing unavailable", extra={"attempt": attempt + 1})
                 await asyncio.sleep(0.2 * 2**attempt)

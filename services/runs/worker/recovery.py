@@ -20,7 +20,7 @@ _STALE = """
 WITH stale AS (
     SELECT id FROM runs
     WHERE (status = 'running'
-           AND (heartbeat_at IS NULL OR heartbeat_at < now() - make_interval(secs => $1)))
+           AND coalesce(heartbeat_at, updated_at) < now() - make_interval(secs => $1))
        OR (status = 'pending' AND updated_at < now() - make_interval(secs => $2))
     ORDER BY id
     LIMIT $3

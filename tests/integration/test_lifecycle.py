@@ -1,0 +1,288 @@
+"""The run lifecycle through the real stack: gateway -> runs -> outbox -> NATS -> worker.
+
+The worker's LLM provider "fake" is tests/support/fake_llm.py; prompts script it.
+"""
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.support.runs import (
+    Account,
+    apply_workflow,
+    create_account,
+    create_run,
+    event_types,
+    fake_llm_calls,
+    post_run_action,
+    runs_db,
+    wait_for,
+)
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def account(stack: Any) -> Account:
+    return create_account(stack)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def tag() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+async def test_llm_and_template_run_completes_with_costs_and_events(
+    stack: Any, account: Account, http: aiohttp.ClientSession
+) -> None:
+    t = tag()
+    workflow_id = await apply_workflow(
+        stack,
+        [
+            {
+                "id": "draft",
+                "type": "llm",
+                "model": "fake:echo",
+                "max_tokens": 50,
+                "prompt": "[[tag:" + t + "]] [[reply:four score and seven]] {{ input_text }}",
+            },
+            {"id": "shout", "type": "template", "template": "{{ stages.draft | upper }}!"},
+        ],
+        output='{"text": {{ stages.shout | tojson }}, "n": {{ params.n }}}',
+        fields=[{"name": "n", "type": "integer", "default": 3}],
+    )
+    created = await create_run(http, stack, account, workflow_id, "years ago")
+    assert created["status"] == "pending"
+    run = await wait_for(http, stack, account, created["id"])
+
+    assert run["status"] == "completed", run
+    assert run["result"] == {"text": "FOUR SCORE AND SEVEN!", "n": 3}
+    assert run["error"] is None
+    draft, shout = run["cost_breakdown"]
+    assert draft["stage"] == "draft" and draft["model"] == "fake:echo"
+    assert draft["input_tokens"] > 0 and draft["output_tokens"] == 5
+    assert shout == {
+        "stage": "shout",
+        "type": "template",
+        "model": None,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cost_cents": 0,
+        "duration_ms": shout["duration_ms"],
+    }
+    assert run["cost_cents"] >= 1  # fake:echo is priced: any cost rounds up to a cent
+    assert run["started_at"] and run["completed_at"]
+    assert (await fake_llm_calls(stack))[t] == 1
+
+    conn = await runs_db(stack)
+    try:
+        events = await event_types(conn, created["id"])
+        row = await conn.fetchrow(
+            "SELECT cost_micros, worker_id FROM runs WHERE id = $1", created["id"]
+        )
+        stage_cost = await conn.fetchval(
+            "SELECT sum(cost_micros) FROM stage_results WHERE run_id = $1", created["id"]
+        )
+    finally:
+        await conn.close()
+    assert events[-6:] == [
+        ("run.started", None),
+        ("stage.started", "draft"),
+        ("stage.completed", "draft"),
+        ("stage.started", "shout"),
+        ("stage.completed", "shout"),
+        ("run.completed", None),
+    ]
+    # Prices from the stack: fake:echo costs 1 USD / 2 USD per million tokens, and
+    # billing rounds each stage up to a whole cent (10,000 micros).
+    raw = draft["input_tokens"] * 1 + draft["output_tokens"] * 2
+    expected = -(-raw // 10_000) * 10_000
+    assert row["cost_micros"] == int(stage_cost) == expected
+    assert row["worker_id"] is None
+
+
+async def test_human_review_awaits_input_then_resumes_to_completed(
+    stack: Any, account: Account, http: aiohttp.ClientSession
+) -> None:
+    workflow_id = await apply_workflow(
+        stack,
+        [
+            {"id": "draft", "type": "template", "template": "Dear {{ input_text }}"},
+            {
+                "id": "review",
+                "type": "human_review",
+                "prompt": "Approve '{{ stages.draft }}'?",
+                "fields": [
+                    {"name": "approved", "type": "boolean", "required": True},
+                    {"name": "note", "type": "text"},
+                ],
+            },
+            {
+                "id": "final",
+                "type": "template",
+                "output": "json",
+                "template": '{{ {"approved": stages.review.approved, "text": stages.draft} '
+                "| tojson }}",
+            },
+        ],
+    )
+    created = await create_run(http, stack, account, workflow_id, "Ada")
+    waiting = await wait_for(http, stack, account, created["id"], ("awaiting_input",))
+    request = waiting["human_input_request"]
+    assert request["stage"] == "review"
+    assert request["prompt"] == "Approve 'Dear Ada'?"
+    assert [f["name"] for f in request["fields"]] == ["approved", "note"]
+    assert request["context"] == {"stages": {"draft": "Dear Ada"}}
+    assert [c["stage"] for c in waiting["cost_breakdown"]] == ["draft"]
+
+    status, body = await post_run_action(
+        http, stack, account, created["id"], "input", {"values": {"approved": True}}
+    )
+    assert status == 200, body
+    done = await wait_for(http, stack, account, created["id"])
+    assert done["status"] == "completed", done
+    assert done["result"] == {"approved": True, "text": "Dear Ada"}
+    assert done["human_input_request"] is None
+    assert [c["stage"] for c in done["cost_breakdown"]] == ["draft", "review", "final"]
+
+    status, body = await post_run_action(
+        http, stack, account, created["id"], "input", {"values": {"approved": False}}
+    )
+    assert status == 409 and body["error"]["code"] == "RUN_NOT_AWAITING_INPUT"
+
+    conn = await runs_db(stack)
+    try:
+        events = [e for e, _ in await event_types(conn, created["id"])]
+    finally:
+        await conn.close()
+    assert events.count("run.awaiting_input") == 1
+    assert events.count("run.started") == 1
+    assert events[-1] == "run.completed"
+
+
+async def test_template_error_fails_the_run_with_a_clear_stage_error(
+    stack: Any, account: Account, http: aiohttp.ClientSession
+) -> None:
+    workflow_id = await apply_workflow(
+        stack,
+        [
+            {"id": "ok", "type": "template", "template": "fine"},
+            {"id": "broken", "type": "template", "template": "{{ stages.nope.text }}"},
+            {"id": "never", "type": "template", "template": "unreached"},
+        ],
+    )
+    created = await create_run(http, stack, account, workflow_id)
+    run = await wait_for(http, stack, account, created["id"])
+    assert run["status"] == "failed"
+    assert run["error"]["code"] == "TEMPLATE_ERROR"
+    assert run["error"]["stage"] == "broken"
+    assert "'nope'" in run["error"]["message"]
+    assert [c["stage"] for c in run["cost_breakdown"]] == ["ok", "broken"]
+    assert run["result"] is None and run["completed_at"]
+
+
+async def test_llm_500_after_retries_fails_with_llm_error(
+    stack: Any, account: Account, http: aiohttp.ClientSession
+) -> None:
+    t = tag()
+    workflow_id = await apply_workflow(
+        stack,
+        [
+            {
+                "id": "ask",
+                "type": "llm",
+                "model": "fake:echo",
+                "prompt": "[[fail:500]] [[tag:" + t + "]] {{ input_text }}",
+            }
+        ],
+    )
+    created = await create_run(http, stack, account, workflow_id)
+    run = await wait_for(http, stack, account, created["id"])
+    assert run["status"] == "failed"
+    assert run["error"]["code"] == "LLM_ERROR"
+    assert run["error"]["stage"] == "ask"
+    assert "HTTP 500" in run["error"]["message"]
+    assert (await fake_llm_calls(stack))[t] > 1  # retried before giving up
+    assert run["cost_cents"] == 0
+
+
+async def test_json_answer_validated_against_the_stage_schema(
+    stack: Any, account: Account, http: aiohttp.ClientSession
+) -> None:
+    schema = {
+        "type": "object",
+        "required": ["label"],
+        "properties": {"label": {"enum": ["bug", "feature"]}},
+    }
+    stage = {
+        "id": "classify",
+        "type": "llm",
+        "model": "fake:echo",
+        "response_format": "json",
+        "json_schema": schema,
+        "prompt": "{{ input_text }}",
+    }
+    workflow_id = await apply_workflow(stack, [stage])
+    good = await create_run(http, stack, account, workflow_id, '[[json:{"label": "bug"}]]')
+    bad = await create_run(http, stack, account, workflow_id, '[[json:{"label": "cat"}]]')
+    good_run = await wait_for(http, stack, account, good["id"])
+    bad_run = await wait_for(http, stack, account, bad["id"])
+    assert good_run["status"] == "completed" and good_run["result"] == {"label": "bug"}
+    assert bad_run["status"] == "failed"
+    assert bad_run["error"]["code"] == "LLM_INVALID_OUTPUT"
+    assert bad_run["error"]["stage"] == "classify"
+    assert "label" in bad_run["error"]["message"]
+
+
+async def test_cancel_stops_a_running_run(
+    stack: Any, account: Account, http: aiohttp.ClientSession
+) -> None:
+    t = tag()
+    workflow_id = await apply_workflow(
+        stack,
+        [
+            {
+                "id": "slow",
+                "type": "llm",
+                "model": "fake:echo",
+                "prompt": "[[sleep:4]] [[tag:" + t + "]]",
+            },
+            {"id": "after", "type": "template", "template": "x"},
+        ],
+    )
+    created = await create_run(http, stack, account, workflow_id)
+    await wait_for(http, stack, account, created["id"], ("running",))
+    status, body = await post_run_action(http, stack, account, created["id"], "cancel")
+    assert status == 200, body
+    assert body["data"]["status"] == "canceled"
+    status, body = await post_run_action(http, stack, account, created["id"], "cancel")
+    assert status == 409
+
+    conn = await runs_db(stack)
+    try:
+        # Wait past the slow call: the worker must not complete anything after cancel.
+        for _ in range(40):
+            if (await fake_llm_calls(stack)).get(t):
+                break
+            await _sleep(0.25)
+        await _sleep(2.5)
+        row = await conn.fetchrow("SELECT status FROM runs WHERE id = $1", created["id"])
+        events = [e for e, _ in await event_types(conn, created["id"])]
+    finally:
+        await conn.close()
+    assert row["status"] == "canceled"
+    assert "stage.completed" not in events and events[-1] == "run.canceled"
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
