@@ -2,6 +2,7 @@
 record in one transaction (the outbox relay publishes after the commit)."""
 
 import asyncio
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -12,13 +13,12 @@ import asyncpg
 import grpc
 
 from services.runs import repository as repo
-from services.runs.events import enqueue_job, record_event
+from services.runs.events import insert_created_run
 from services.runs.params import file_values, validate_values
 from weft.billing.v1 import billing_pb2, billing_pb2_grpc
 from weft.storage.v1 import storage_pb2, storage_pb2_grpc
 from weftcore.errors import InvalidArgument, NotFound, WeftError, from_rpc_error
-from weftcore.events import RUN_CREATED
-from weftcore.ids import iso, new_id
+from weftcore.ids import new_id
 from weftcore.tokens import estimate_tokens
 
 log = logging.getLogger(__name__)
@@ -258,21 +258,20 @@ class RunCreator:
                 stored = await self._idempotency.begin(conn, caller.user_id, idem)
                 if stored is not None:
                     return CreateRunOutput(stored.http_status, stored.body_json, replayed=True)
-            rate = await self._rate_limiter.take(conn, caller.account_id, caller.plan)
-            row = await repo.insert_run(conn, new)
-            await record_event(conn, new.id, RUN_CREATED)
-            await enqueue_job(conn, new.id, msg_id=f"job-{new.id}-0")
+            event = await insert_created_run(conn, dataclasses.asdict(new))
             body = json.dumps(
                 {
                     "data": {
                         "id": new.id,
                         "workflow_id": new.workflow_id,
-                        "status": row["status"],
-                        "created_at": iso(row["created_at"]),
+                        "status": "pending",
+                        "created_at": event.created_at,
                     }
                 },
                 separators=(",", ":"),
             )
+            # Last before the commit: it serialises one account's creations until then.
+            rate = await self._rate_limiter.take(conn, caller.account_id, caller.plan)
             response = StoredResponse(201, body)
             if idem is not None:
                 await self._idempotency.complete(conn, caller.user_id, idem, response)

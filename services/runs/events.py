@@ -6,11 +6,12 @@ publishes them. So an event exists if and only if its state change committed.
 """
 
 import json
+from typing import Any
 
 import asyncpg
 
 from services.runs.snapshot import run_snapshot
-from weftcore.events import RunEvent
+from weftcore.events import RUN_CREATED, RunEvent
 from weftcore.ids import iso, new_id, utcnow
 from weftcore.nats import JOBS_SUBJECT, event_subject
 
@@ -64,3 +65,67 @@ async def enqueue_job(conn: asyncpg.Connection, run_id: str, msg_id: str | None 
     """
     payload = json.dumps({"run_id": run_id}, separators=(",", ":")).encode()
     await conn.execute(_INSERT_OUTBOX, JOBS_SUBJECT, msg_id or new_id("evt"), payload)
+
+
+_INSERT_CREATED = """
+WITH run AS (
+    INSERT INTO runs (id, workflow_id, workflow_version, user_id, team_id, account_id,
+                      input_text, params, attachment_ids, webhook_url, created_at, updated_at,
+                      next_event_seq)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, 2)
+), event AS (
+    INSERT INTO run_events (run_id, seq, event_id, type, stage, payload, created_at)
+    VALUES ($1, 1, $12, $13, NULL, $14, $11)
+)
+INSERT INTO outbox (subject, msg_id, payload) VALUES ($15, $12, $16), ($17, $18, $19)
+"""
+
+
+async def insert_created_run(conn: asyncpg.Connection, run: dict[str, Any]) -> RunEvent:
+    """Insert a new `pending` run with its `run.created` event and its first job, in one
+    statement (the hot path of CreateRun). `run` holds the runs columns of NewRun."""
+    now = utcnow()
+    row = {
+        **run,
+        "status": "pending",
+        "result": None,
+        "error": None,
+        "human_input_request": None,
+        "cost_micros": 0,
+        "created_at": now,
+        "started_at": None,
+        "completed_at": None,
+    }
+    event = RunEvent(
+        id=new_id("evt"),
+        type=RUN_CREATED,
+        run_id=run["id"],
+        seq=1,
+        created_at=iso(now),
+        run=run_snapshot(row, []),
+    )
+    payload = event.to_json()
+    job = json.dumps({"run_id": run["id"]}, separators=(",", ":")).encode()
+    await conn.execute(
+        _INSERT_CREATED,
+        run["id"],
+        run["workflow_id"],
+        run["workflow_version"],
+        run["user_id"],
+        run["team_id"],
+        run["account_id"],
+        run["input_text"],
+        run["params"],
+        run["attachment_ids"],
+        run["webhook_url"],
+        now,
+        event.id,
+        RUN_CREATED,
+        json.loads(payload),
+        event_subject(run["id"], RUN_CREATED),
+        payload,
+        JOBS_SUBJECT,
+        f"job-{run['id']}-0",
+        job,
+    )
+    return event

@@ -121,26 +121,6 @@ class NewRun:
     webhook_url: str | None
 
 
-async def insert_run(conn: asyncpg.Connection, run: NewRun) -> Record:
-    row = await conn.fetchrow(
-        "INSERT INTO runs (id, workflow_id, workflow_version, user_id, team_id, account_id,"
-        " input_text, params, attachment_ids, webhook_url)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *",
-        run.id,
-        run.workflow_id,
-        run.workflow_version,
-        run.user_id,
-        run.team_id,
-        run.account_id,
-        run.input_text,
-        run.params,
-        run.attachment_ids,
-        run.webhook_url,
-    )
-    assert row is not None
-    return row
-
-
 async def get_run(
     conn: asyncpg.Connection | asyncpg.Pool, run_id: str, *, for_update: bool = False
 ) -> Record | None:

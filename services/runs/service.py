@@ -5,6 +5,7 @@ CreateRun lives in create.py. Everything here raises WeftErrors with public code
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,8 @@ from weftcore.events import RUN_CANCELED, TERMINAL_STATUSES
 log = logging.getLogger(__name__)
 
 MAX_WAIT_SECONDS = 60
+# How stale another replica's view of a re-applied workflow may be.
+WORKFLOW_CACHE_SECONDS = 2.0
 # Long-polls re-read the status this often even without a notification (lost NOTIFY).
 _RECHECK_SECONDS = 2.0
 STATUSES = frozenset({"pending", "running", "awaiting_input", "completed", "failed", "canceled"})
@@ -60,11 +63,14 @@ class RunsService:
         self._pool = pool
         self._notifier = notifier
         self._creator = creator
+        # Workflows by id/slug for a moment: every CreateRun reads one, they rarely change.
+        self._workflows: dict[str, tuple[float, asyncpg.Record]] = {}
 
     # ---- workflows -------------------------------------------------------------------
 
     async def apply_workflow(self, text: str) -> repo.AppliedWorkflow:
         definition = load_definition(text)
+        self._workflows.clear()
         try:
             return await repo.apply_workflow(self._pool, definition)
         except ValueError as exc:
@@ -72,7 +78,7 @@ class RunsService:
 
     async def get_workflow(self, caller: Caller | None, ref: str) -> asyncpg.Record:
         """By id or slug; a workflow outside the caller's allowlist does not exist."""
-        row = await repo.get_workflow(self._pool, ref) if ref else None
+        row = await self._cached_workflow(ref) if ref else None
         if row is None:
             raise _not_found_workflow(ref)
         if (
@@ -81,6 +87,18 @@ class RunsService:
             and row["id"] not in caller.allowlist
         ):
             raise _not_found_workflow(ref)
+        return row
+
+    async def _cached_workflow(self, ref: str) -> asyncpg.Record | None:
+        now = time.monotonic()
+        hit = self._workflows.get(ref)
+        if hit is not None and now - hit[0] < WORKFLOW_CACHE_SECONDS:
+            return hit[1]
+        row = await repo.get_workflow(self._pool, ref)
+        if row is not None:
+            if len(self._workflows) > 1000:
+                self._workflows.clear()
+            self._workflows[ref] = (now, row)
         return row
 
     async def list_workflows(
