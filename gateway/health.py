@@ -1,9 +1,10 @@
 """Liveness and readiness: /healthz (this process) and /readyz (every dependency)."""
 
 import asyncio
+import json
+from urllib.parse import urlsplit
 
 import asyncpg
-import nats
 from aiohttp import web
 from grpc_health.v1 import health_pb2
 
@@ -45,23 +46,24 @@ async def _database(request: web.Request) -> str:
 
 
 async def _nats(request: web.Request) -> str:
+    """NATS answers its INFO greeting with JetStream enabled.
+
+    A raw probe: nats-py's connect() retries a refused initial connection forever.
+    """
+    url = urlsplit(request.app[CONFIG].nats_url)
     try:
-        client = await nats.connect(
-            request.app[CONFIG].nats_url,
-            connect_timeout=CHECK_TIMEOUT,
-            max_reconnect_attempts=0,
-            allow_reconnect=False,
-        )
-    except Exception:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            reader, writer = await asyncio.open_connection(url.hostname, url.port or 4222)
+            try:
+                greeting = await reader.readline()
+            finally:
+                writer.close()
+    except (OSError, TimeoutError):
         return "unreachable"
-    try:
-        js = client.jetstream()
-        await js.account_info()
-        return "ok"
-    except Exception:
-        return "jetstream_unavailable"
-    finally:
-        await client.close()
+    if not greeting.startswith(b"INFO "):
+        return "unreachable"
+    info = json.loads(greeting[5:])
+    return "ok" if info.get("jetstream") else "jetstream_unavailable"
 
 
 async def readyz(request: web.Request) -> web.Response:

@@ -53,8 +53,10 @@ async def migrate(dsn: str, schema: str, migrations_dir: Path) -> list[str]:
             for path in sorted(migrations_dir.glob("*.sql")):
                 if path.stem in done:
                     continue
+                sql = path.read_text()
                 async with conn.transaction():
-                    await conn.execute(path.read_text())
+                    if _has_statements(sql):
+                        await conn.execute(sql)
                     await conn.execute(
                         "INSERT INTO schema_migrations (version) VALUES ($1)", path.stem
                     )
@@ -65,6 +67,12 @@ async def migrate(dsn: str, schema: str, migrations_dir: Path) -> list[str]:
     finally:
         await conn.close()
     return applied
+
+
+def _has_statements(sql: str) -> bool:
+    # A comment-only file is a valid (empty) migration, but the server answers it with
+    # an empty query response that asyncpg cannot decode.
+    return any(line.strip() and not line.strip().startswith("--") for line in sql.splitlines())
 
 
 async def ping(pool: asyncpg.Pool, timeout: float = 1.0) -> bool:

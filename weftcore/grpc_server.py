@@ -33,6 +33,8 @@ def _request_id(details: grpc.HandlerCallDetails) -> str:
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
     if isinstance(exc, WeftError):
         err = exc
+        # One line per refused call, so a request id leads to what went wrong where.
+        log.info("call refused", extra={"code": err.code, "error_message": err.message})
     else:
         # Unexpected fault: full trace in our log, nothing of it to the caller.
         log.exception("unhandled error in gRPC handler")

@@ -1,0 +1,1 @@
+"""Local development stack: real backing servers from pip wheels."""

@@ -1,0 +1,281 @@
+"""The whole Weft system on one machine: backing servers, services, workers, gateways.
+
+Used by `weft-stack up` (the dev stack, fixed well-known ports, data in .weft/) and by
+the integration tests (free ports, data in a temp dir), so both exercise the same wiring.
+"""
+
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devstack.processes import PythonProcess
+from devstack.servers import ManagedProcess, NatsServer, PostgresServer, SeaweedS3, free_port
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SERVICES = ("auth", "billing", "storage", "runs")
+S3_BUCKET = "weft-attachments"
+S3_ACCESS_KEY = "weftdev"
+S3_SECRET_KEY = "weftdev-secret-key"
+
+
+@dataclass(frozen=True)
+class Ports:
+    postgres: int
+    nats: int
+    s3: int
+    llm: int
+    fake_llm: int
+    services: dict[str, int]  # auth, billing, storage, runs
+    workers: list[int]  # gRPC health port of each worker
+    gateways: list[int]
+
+    @classmethod
+    def free(cls, gateways: int = 1, workers: int = 1) -> "Ports":
+        return cls(
+            postgres=free_port(),
+            nats=free_port(),
+            s3=free_port(),
+            llm=free_port(),
+            fake_llm=free_port(),
+            services={name: free_port() for name in SERVICES},
+            workers=[free_port() for _ in range(workers)],
+            gateways=[free_port() for _ in range(gateways)],
+        )
+
+    @classmethod
+    def well_known(cls, gateways: int = 1, workers: int = 1) -> "Ports":
+        """The dev stack's ports: the defaults every service and weft-admin assume."""
+        return cls(
+            postgres=55432,
+            nats=4222,
+            s3=8333,
+            llm=8089,
+            fake_llm=8088,
+            services={"auth": 7101, "runs": 7102, "storage": 7103, "billing": 7104},
+            workers=[7110 + i for i in range(workers)],
+            gateways=[8080 + i for i in range(gateways)],
+        )
+
+
+@dataclass
+class StackOptions:
+    root: Path  # data and logs live under it
+    ports: Ports
+    # "embedded": the real local model (ARCHITECTURE.md); "none": no local model.
+    llm: str = "embedded"
+    # A scripted OpenAI-compatible server as provider "fake" (tests).
+    fake_llm: bool = False
+    # Where the joined 1.1 GB model file is cached (shared by dev stacks and tests).
+    model_cache: Path = PROJECT_ROOT / ".weft" / "models"
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+class Stack:
+    """Starts and stops everything in dependency order; lets tests stop/restart one part."""
+
+    def __init__(self, options: StackOptions) -> None:
+        self.options = options
+        ports = options.ports
+        root = options.root
+        self.postgres = PostgresServer(root / "postgres", ports.postgres)
+        self.nats = NatsServer(root / "nats", ports.nats)
+        self.s3 = SeaweedS3(
+            root / "s3", ports.s3, S3_ACCESS_KEY, S3_SECRET_KEY, buckets=[S3_BUCKET]
+        )
+        self.processes: dict[str, ManagedProcess] = {
+            "postgres": self.postgres,
+            "nats": self.nats,
+            "s3": self.s3,
+        }
+        self.llm: ManagedProcess | None = None
+        if options.llm == "embedded":
+            from devstack.llm import EmbeddedLLM, ensure_model
+
+            model = ensure_model(options.model_cache)
+            self.llm = EmbeddedLLM(root / "llm", ports.llm, model)
+            self.processes["llm"] = self.llm
+        self.env = self._env()
+        logs = root / "logs"
+        for name in SERVICES:
+            self.processes[name] = PythonProcess(
+                name,
+                logs,
+                ["-m", f"services.{name}", "serve"],
+                {**self.env, "WEFT_GRPC_BIND": f"127.0.0.1:{ports.services[name]}"},
+                grpc_addr=f"127.0.0.1:{ports.services[name]}",
+                cwd=PROJECT_ROOT,
+            )
+        for i, port in enumerate(ports.workers):
+            name = "worker" if i == 0 else f"worker{i + 1}"
+            self.processes[name] = PythonProcess(
+                name,
+                logs,
+                ["-m", "services.runs.worker"],
+                {**self.env, "WEFT_GRPC_BIND": f"127.0.0.1:{port}", "WEFT_WORKER_ID": name},
+                grpc_addr=f"127.0.0.1:{port}",
+                cwd=PROJECT_ROOT,
+            )
+        if options.fake_llm:
+            self.processes["fake_llm"] = PythonProcess(
+                "fake_llm",
+                logs,
+                ["-m", "tests.support.fake_llm", "--port", str(ports.fake_llm)],
+                self.env,
+                http_url=f"http://127.0.0.1:{ports.fake_llm}/health",
+                cwd=PROJECT_ROOT,
+            )
+        for i, port in enumerate(ports.gateways):
+            name = "gateway" if i == 0 else f"gateway{i + 1}"
+            self.processes[name] = PythonProcess(
+                name,
+                logs,
+                ["-m", "gateway"],
+                {
+                    **self.env,
+                    "WEFT_HTTP_PORT": str(port),
+                    "WEFT_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+                },
+                http_url=f"http://127.0.0.1:{port}/healthz",
+                cwd=PROJECT_ROOT,
+            )
+
+    # -- addresses -----------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.options.ports.gateways[0]}"
+
+    @property
+    def gateway_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{p}" for p in self.options.ports.gateways]
+
+    @property
+    def dsn(self) -> str:
+        return self.postgres.dsn
+
+    @property
+    def nats_url(self) -> str:
+        return self.nats.url
+
+    def _env(self) -> dict[str, str]:
+        ports = self.options.ports
+        env = {
+            "PATH": str(Path(sys.executable).parent) + ":/usr/local/bin:/usr/bin:/bin",
+            "PYTHONPATH": str(PROJECT_ROOT),
+            "PYTHONUNBUFFERED": "1",
+            "WEFT_DATABASE_URL": self.postgres.dsn,
+            "WEFT_NATS_URL": self.nats.url,
+            "WEFT_S3_ENDPOINT": self.s3.endpoint,
+            "WEFT_S3_ACCESS_KEY": S3_ACCESS_KEY,
+            "WEFT_S3_SECRET_KEY": S3_SECRET_KEY,
+            "WEFT_S3_BUCKET": S3_BUCKET,
+            "WEFT_S3_SECURE": "false",
+            "WEFT_LLM_LOCAL_BASE_URL": f"http://127.0.0.1:{ports.llm}/v1",
+            "WEFT_LLM_FAKE_BASE_URL": f"http://127.0.0.1:{ports.fake_llm}/v1",
+            "WEFT_GRACE_SECONDS": "5",
+        }
+        for name, port in ports.services.items():
+            env[f"WEFT_{name.upper()}_ADDR"] = f"127.0.0.1:{port}"
+        env.update(self.options.extra_env)
+        return env
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self, name: str | None = None) -> dict[str, float]:
+        """Start everything (or just `name`, waiting for it to be ready again).
+
+        Answers how long each phase took, in seconds."""
+        if name is not None:
+            began = time.monotonic()
+            self.processes[name].start()
+            return {name: time.monotonic() - began}
+        timings: dict[str, float] = {}
+        began = time.monotonic()
+        backing: list[ManagedProcess] = [self.postgres, self.nats, self.s3]
+        if self.llm is not None:
+            backing.append(self.llm)
+        if "fake_llm" in self.processes:
+            backing.append(self.processes["fake_llm"])
+        try:
+            _parallel([p.start for p in backing])
+            timings["backing_servers"] = time.monotonic() - began
+            mark = time.monotonic()
+            self.migrate()
+            timings["migrations"] = time.monotonic() - mark
+            mark = time.monotonic()
+            self._start_python([n for n in self.processes if _is_app(n)])
+            timings["services"] = time.monotonic() - mark
+        except BaseException:
+            self.stop()
+            raise
+        timings["total"] = time.monotonic() - began
+        return timings
+
+    def migrate(self) -> None:
+        def run(name: str) -> None:
+            result = subprocess.run(
+                [sys.executable, "-m", f"services.{name}", "migrate"],
+                env=self.env,
+                cwd=PROJECT_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if result.returncode != 0:
+                raise RuntimeError(f"migrations of {name} failed:\n{result.stderr[-4000:]}")
+
+        _parallel([lambda n=name: run(n) for name in SERVICES])  # type: ignore[misc]
+
+    def _start_python(self, names: list[str]) -> None:
+        procs = [self.processes[n] for n in names]
+        for p in procs:
+            assert isinstance(p, PythonProcess)
+            p.spawn()
+        for p in procs:
+            assert isinstance(p, PythonProcess)
+            p.wait_ready()
+
+    def stop(self, name: str | None = None) -> None:
+        """Stop everything (or just `name`): gateways first, the database last, so
+        nothing in flight is cut off."""
+        if name is not None:
+            self.processes[name].stop()
+            return
+        apps = [p for n, p in self.processes.items() if _is_app(n)]
+        _parallel([p.stop for p in apps])
+        backing = [p for n, p in self.processes.items() if not _is_app(n)]
+        _parallel([p.stop for p in backing])
+
+    def admin(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run `weft-admin` against this stack."""
+        return subprocess.run(
+            [sys.executable, "-m", "admin", *args],
+            env=self.env,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=check,
+        )
+
+
+def _is_app(name: str) -> bool:
+    return name not in ("postgres", "nats", "s3", "llm", "fake_llm")
+
+
+def _parallel(calls: list[Callable[[], None]]) -> None:
+    if not calls:
+        return
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        futures = [pool.submit(call) for call in calls]
+        errors = [f.exception() for f in futures]
+    for error in errors:
+        if error is not None:
+            raise error

