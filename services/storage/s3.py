@@ -7,17 +7,22 @@ the object's size (one S3 part plus a few chunks).
 
 import asyncio
 import io
+import logging
 import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import BinaryIO, Protocol
 
 import urllib3
 from minio import Minio
+from minio.datatypes import Part
 from minio.error import S3Error
 
 from services.storage.config import StorageConfig
+
+log = logging.getLogger(__name__)
 
 PART_SIZE = 5 * 1024 * 1024  # the S3 minimum; bigger parts only cost memory
 
@@ -68,29 +73,41 @@ class ChunkPipe(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def _next(self) -> None:
+    def _next(self) -> bytes:
+        """The next chunk from the loop, or b"" at the end."""
         item = self._queue.get()
         if isinstance(item, BaseException):
             raise item
         if item is None:
             self._eof = True
-            return
+            return b""
         self._loop.call_soon_threadsafe(self._slots.release)
         if self._aborted.is_set():
             raise PipeAborted("upload aborted")
         if self._tee is not None:
             self._tee(item)
-        self._buffer += item
+        return item
 
     def read(self, size: int = -1) -> bytes:  # type: ignore[override]
-        while not self._eof and (size < 0 or len(self._buffer) < size):
-            self._next()
-            if size >= 0 and self._buffer:
-                break  # hand over what we have; minio loops until its part is full
-        if size < 0:
-            data, self._buffer = self._buffer, b""
-        else:
-            data, self._buffer = self._buffer[:size], self._buffer[size:]
+        """Up to `size` bytes (all when negative), blocking until that many or EOF.
+
+        Returning whole parts in one piece matters: the SDK grows its part buffer by
+        concatenation, so many small reads would cost several copies of each part.
+        """
+        pieces = [self._buffer] if self._buffer else []
+        have = len(self._buffer)
+        self._buffer = b""
+        while (size < 0 or have < size) and not self._eof:
+            pieces.append(self._next())
+            have += len(pieces[-1])
+        if 0 <= size < have:
+            # Split only the last chunk, never the whole part.
+            last = pieces.pop()
+            keep = len(last) - (have - size)
+            pieces.append(last[:keep])
+            self._buffer = last[keep:]
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        pieces.clear()
         return data
 
 
@@ -100,6 +117,7 @@ class ObjectStore(Protocol):
     async def ensure_bucket(self) -> None: ...
     async def put_stream(self, key: str, stream: BinaryIO, content_type: str) -> None: ...
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> None: ...
+    async def put_file(self, key: str, path: Path, content_type: str) -> None: ...
     async def get_bytes(self, key: str) -> bytes: ...
     async def remove(self, key: str) -> None: ...
     async def ping(self) -> bool: ...
@@ -140,16 +158,38 @@ class MinioStore:
                 if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     raise
 
-    async def put_stream(self, key: str, stream: BinaryIO, content_type: str) -> None:
-        await self._call(
-            self.client.put_object,
-            self.bucket,
-            key,
-            stream,
-            -1,
-            content_type=content_type,
-            part_size=PART_SIZE,
+    def _put_parts(self, key: str, stream: BinaryIO, content_type: str) -> None:
+        # SDK's put_object(length=-1) keeps several copies of each part alive (it grows
+        # and re-slices its buffer); driving the multipart calls ourselves keeps exactly
+        # one part in memory. These methods are private but stable across minio 7.x,
+        # which is pinned.
+        client = self.client
+        data = stream.read(PART_SIZE)
+        if len(data) < PART_SIZE:
+            client.put_object(
+                self.bucket, key, io.BytesIO(data), len(data), content_type=content_type
+            )
+            return
+        upload_id = client._create_multipart_upload(
+            self.bucket, key, {"Content-Type": content_type}
         )
+        try:
+            parts: list[Part] = []
+            while data:
+                etag = client._upload_part(self.bucket, key, data, None, upload_id, len(parts) + 1)
+                parts.append(Part(len(parts) + 1, etag))
+                data = b""  # drop the sent part before reading the next one
+                data = stream.read(PART_SIZE)
+            client._complete_multipart_upload(self.bucket, key, upload_id, parts)
+        except BaseException:
+            try:
+                client._abort_multipart_upload(self.bucket, key, upload_id)
+            except Exception:
+                log.warning("could not abort multipart upload", extra={"key": key})
+            raise
+
+    async def put_stream(self, key: str, stream: BinaryIO, content_type: str) -> None:
+        await self._call(self._put_parts, key, stream, content_type)
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
         await self._call(
@@ -159,6 +199,16 @@ class MinioStore:
             io.BytesIO(data),
             len(data),
             content_type=content_type,
+        )
+
+    async def put_file(self, key: str, path: Path, content_type: str) -> None:
+        await self._call(
+            self.client.fput_object,
+            self.bucket,
+            key,
+            str(path),
+            content_type=content_type,
+            part_size=PART_SIZE,
         )
 
     async def get_bytes(self, key: str) -> bytes:

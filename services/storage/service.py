@@ -23,7 +23,11 @@ log = logging.getLogger(__name__)
 
 
 class Extractor(Protocol):
-    async def extract(self, path: Path, kind: str, limits: Limits) -> ExtractResult: ...
+    """Extracts `path`, writing the text to `text_path` (result.text stays empty)."""
+
+    async def extract(
+        self, path: Path, kind: str, limits: Limits, text_path: Path
+    ) -> ExtractResult: ...
 
 
 @dataclass(frozen=True)
@@ -112,13 +116,12 @@ class StorageService:
                 object_key, detected.content_type, bytes(head), chunks, cap, detected.kind, spool
             )
             try:
-                result = await self.extractor.extract(spool, detected.kind, self.limits)
+                text_path = Path(tmp) / "text.txt"
+                result = await self.extractor.extract(spool, detected.kind, self.limits, text_path)
                 text_key = None
-                if result.text:
+                if result.text_chars and text_path.exists():
                     text_key = f"attachments/{att_id}/text.txt"
-                    await self.store.put_bytes(
-                        text_key, result.text.encode("utf-8"), "text/plain; charset=utf-8"
-                    )
+                    await self.store.put_file(text_key, text_path, "text/plain; charset=utf-8")
                 record = AttachmentRecord(
                     id=att_id,
                     owner_user_id=header.owner_user_id,
@@ -129,7 +132,7 @@ class StorageService:
                     sha256=sha256,
                     object_key=object_key,
                     text_key=text_key,
-                    text_chars=len(result.text),
+                    text_chars=result.text_chars,
                     extraction_status=result.status,
                     extraction_error=result.error or None,
                     row_count=result.row_count,

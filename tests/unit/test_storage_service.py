@@ -10,7 +10,7 @@ import pytest
 
 from services.storage.config import StorageConfig
 from services.storage.errors import PayloadTooLarge, UnsupportedMediaType
-from services.storage.extract import ExtractResult, Limits, extract_file
+from services.storage.extract import ExtractResult, Limits, extract_to_file
 from services.storage.repository import AttachmentRecord
 from services.storage.service import StorageService, UploadHeader, truncate_text
 from tests.support import storage_files as files
@@ -54,6 +54,9 @@ class FakeStore:
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
         self.objects[key] = data
 
+    async def put_file(self, key: str, path: Path, content_type: str) -> None:
+        self.objects[key] = path.read_bytes()
+
     async def get_bytes(self, key: str) -> bytes:
         return self.objects[key]
 
@@ -83,8 +86,10 @@ class FakeRepo:
 
 
 class InlineExtractor:
-    async def extract(self, path: Path, kind: str, limits: Limits) -> ExtractResult:
-        return extract_file(path, kind, limits)
+    async def extract(
+        self, path: Path, kind: str, limits: Limits, text_path: Path
+    ) -> ExtractResult:
+        return extract_to_file(path, kind, limits, text_path)
 
 
 def _service(store: FakeStore | None = None) -> tuple[StorageService, FakeStore, FakeRepo]:

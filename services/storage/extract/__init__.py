@@ -27,6 +27,7 @@ class ExtractResult:
     row_count: int = 0
     truncated: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
+    text_chars: int = 0  # set when the text went to a file instead of `text`
 
 
 class ExtractionError(Exception):
@@ -92,3 +93,14 @@ def extract_file(path: Path, kind: str, limits: Limits) -> ExtractResult:
         # Parsers raise many kinds of errors on broken input; all mean "unreadable".
         detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         return ExtractResult("failed", error=f"The {kind} file could not be read: {detail}")
+
+
+def extract_to_file(path: Path, kind: str, limits: Limits, text_path: Path) -> ExtractResult:
+    """Like extract_file, but writes the text to `text_path` (UTF-8) and leaves
+    `text` empty, so big texts never travel through the caller's memory."""
+    result = extract_file(path, kind, limits)
+    if result.text:
+        text_path.write_text(result.text, encoding="utf-8")
+    result.text_chars = len(result.text)
+    result.text = ""
+    return result

@@ -13,7 +13,7 @@ import multiprocessing
 import resource
 from pathlib import Path
 
-from services.storage.extract import ExtractResult, Limits, extract_file
+from services.storage.extract import ExtractResult, Limits, extract_to_file
 
 _PRELOAD = [
     "services.storage.extract",
@@ -27,10 +27,12 @@ _PRELOAD = [
 ]
 
 
-def _child(path: str, kind: str, limits: Limits, memory_bytes: int, result_path: str) -> None:
+def _child(
+    path: str, kind: str, limits: Limits, memory_bytes: int, text_path: str, result_path: str
+) -> None:
     if memory_bytes > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    result = extract_file(Path(path), kind, limits)
+    result = extract_to_file(Path(path), kind, limits, Path(text_path))
     Path(result_path).write_text(json.dumps(dataclasses.asdict(result)), encoding="utf-8")
 
 
@@ -43,11 +45,11 @@ class Sandbox:
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(_PRELOAD)
 
-    def _run(self, path: Path, kind: str, limits: Limits) -> ExtractResult:
+    def _run(self, path: Path, kind: str, limits: Limits, text_path: Path) -> ExtractResult:
         result_path = path.with_name(path.name + ".result.json")
         process = self._ctx.Process(
             target=_child,
-            args=(str(path), kind, limits, self.memory_bytes, str(result_path)),
+            args=(str(path), kind, limits, self.memory_bytes, str(text_path), str(result_path)),
             daemon=True,
         )
         process.start()
@@ -70,6 +72,9 @@ class Sandbox:
             process.close()
             result_path.unlink(missing_ok=True)
 
-    async def extract(self, path: Path, kind: str, limits: Limits) -> ExtractResult:
-        """Extracts `path` in a child process; never raises for a bad file."""
-        return await asyncio.to_thread(self._run, path, kind, limits)
+    async def extract(
+        self, path: Path, kind: str, limits: Limits, text_path: Path
+    ) -> ExtractResult:
+        """Extracts `path` in a child process, the text into `text_path` (see
+        extract_to_file); never raises for a bad file."""
+        return await asyncio.to_thread(self._run, path, kind, limits, text_path)
