@@ -99,8 +99,9 @@ class Stack:
             from devstack.llm import EmbeddedLLM, ensure_model
 
             model = ensure_model(options.model_cache)
-            self.llm = EmbeddedLLM(root / "llm", ports.llm, model)
-            self.processes["llm"] = self.llm
+            llm = EmbeddedLLM(root / "llm", ports.llm, model)
+            self.processes["llm"] = llm
+            self.llm = llm
         self.env = self._env()
         logs = root / "logs"
         for name in SERVICES:
