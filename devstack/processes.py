@@ -4,11 +4,28 @@ import sys
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devstack.servers import ManagedProcess
+
+
+class Process(Protocol):
+    """What the stack needs of anything it runs (backing servers, the LLM, our services)."""
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def log_path(self) -> Path: ...
+
+    def is_running(self) -> bool: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 def grpc_serving(addr: str, timeout: float = 0.5) -> bool:

@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack.processes import PythonProcess
-from devstack.servers import ManagedProcess, NatsServer, PostgresServer, SeaweedS3, free_port
+from devstack.processes import Process, PythonProcess
+from devstack.servers import NatsServer, PostgresServer, SeaweedS3, free_port
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +89,12 @@ class Stack:
         self.s3 = SeaweedS3(
             root / "s3", ports.s3, S3_ACCESS_KEY, S3_SECRET_KEY, buckets=[S3_BUCKET]
         )
-        self.processes: dict[str, ManagedProcess] = {
+        self.processes: dict[str, Process] = {
             "postgres": self.postgres,
             "nats": self.nats,
             "s3": self.s3,
         }
-        self.llm: ManagedProcess | None = None
+        self.llm: Process | None = None
         if options.llm == "embedded":
             from devstack.llm import EmbeddedLLM, ensure_model
 
@@ -199,7 +199,7 @@ class Stack:
             return {name: time.monotonic() - began}
         timings: dict[str, float] = {}
         began = time.monotonic()
-        backing: list[ManagedProcess] = [self.postgres, self.nats, self.s3]
+        backing: list[Process] = [self.postgres, self.nats, self.s3]
         if self.llm is not None:
             backing.append(self.llm)
         if "fake_llm" in self.processes:
