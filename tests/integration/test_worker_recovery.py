@@ -96,3 +96,51 @@ async def test_sigkilled_worker_run_resumes_and_counts_each_stage_once(stack: An
     assert completed == ["first", "slow", "last"]
     assert [kind for kind, _ in events].count("run.completed") == 1
     assert [kind for kind, _ in events].count("run.started") == 1
+
+
+async def test_sigterm_finishes_the_current_stage_then_another_worker_resumes(
+    stack: Any,
+) -> None:
+    account = create_account(stack)
+    t = uuid.uuid4().hex[:10]
+    workflow_id = await apply_workflow(
+        stack,
+        [
+            {
+                "id": "slow",
+                "type": "llm",
+                "model": "fake:echo",
+                "prompt": f"[[tag:{t}-slow]] [[sleep:2]] [[reply:done]]",
+            },
+            {"id": "last", "type": "template", "template": "{{ stages.slow }}."},
+        ],
+    )
+    conn = await runs_db(stack)
+    async with aiohttp.ClientSession() as http:
+        try:
+            created = await create_run(http, stack, account, workflow_id)
+            run_id = created["id"]
+            deadline = time.monotonic() + 30
+            while (
+                await conn.fetchval(
+                    "SELECT status FROM stage_results WHERE run_id = $1 AND stage_id = 'slow'",
+                    run_id,
+                )
+                != "running"
+            ):
+                assert time.monotonic() < deadline, "stage 'slow' never started"
+                await asyncio.sleep(0.05)
+            # Graceful stop (grace 5 s in the test stack): "slow" completes, then the run
+            # is released instead of being cut off.
+            await asyncio.to_thread(stack.stop, "worker")
+            slow = await conn.fetchval(
+                "SELECT status FROM stage_results WHERE run_id = $1 AND stage_id = 'slow'", run_id
+            )
+            owner = await conn.fetchval("SELECT worker_id FROM runs WHERE id = $1", run_id)
+            await asyncio.to_thread(stack.start, "worker")
+            run = await wait_for(http, stack, account, run_id, timeout=60)
+        finally:
+            await conn.close()
+    assert slow == "completed" and owner is None
+    assert run["status"] == "completed" and run["result"] == "done."
+    assert (await fake_llm_calls(stack))[f"{t}-slow"] == 1
