@@ -126,9 +126,13 @@ async def run(
     except LLMError as exc:
         raise StageError(LLM_ERROR, exc.message) from None
     duration_ms = int((time.monotonic() - began) * 1000)
-    cost = await ctx.pricer.price(
-        str(stage["id"]), model, answer.input_tokens, answer.output_tokens
-    )
+    try:
+        cost = await ctx.pricer.price(
+            str(stage["id"]), model, answer.input_tokens, answer.output_tokens
+        )
+    except StageError as exc:  # keep the tokens on record even when they cannot be priced
+        spent = StageResult(None, model, answer.input_tokens, answer.output_tokens, 0, 0)
+        raise StageError(exc.code, exc.message, usage=spent) from None
     usage = StageResult(
         output=answer.text,
         model=model,
