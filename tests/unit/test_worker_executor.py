@@ -391,3 +391,13 @@ def test_should_take(row: dict[str, Any], take: bool) -> None:
 )
 def test_result_parsing(text: str, value: Any) -> None:
     assert parse_maybe_json(text) == value
+
+
+async def test_duplicate_job_in_the_same_process_is_dropped() -> None:
+    stages = [{"id": "slow", "type": "llm", "model": "fake:echo", "prompt": "x"}]
+    store = FakeStore(make_run(stages))
+    llm = FakeLLM(delay=0.2)
+    executor = make_executor(store, llm)
+    first, second = await asyncio.gather(executor.execute("run_1"), executor.execute("run_1"))
+    assert (first, second) == (Outcome.DONE, Outcome.DONE)
+    assert len(llm.calls) == 1 and store.status == "completed"

@@ -92,9 +92,21 @@ class Executor:
         self.heartbeat_seconds = heartbeat_seconds
         self.attachment_max_chars = attachment_max_chars
         self.stopping = asyncio.Event()  # set on SIGTERM: finish the stage, then release
+        # Runs executing in this process: a duplicate job for one of them (recovery,
+        # redelivery) must not start a second executor that shares our worker_id.
+        self._in_flight: set[str] = set()
 
     async def execute(self, run_id: str, progress: Heartbeat | None = None) -> Outcome:
         """Run (or resume) the run; the outcome tells the consumer how to settle the job."""
+        if run_id in self._in_flight:
+            return Outcome.DONE
+        self._in_flight.add(run_id)
+        try:
+            return await self._execute(run_id, progress)
+        finally:
+            self._in_flight.discard(run_id)
+
+    async def _execute(self, run_id: str, progress: Heartbeat | None) -> Outcome:
         run = await self.store.claim(run_id, self.worker_id)
         if run is None:
             return Outcome.DONE
