@@ -128,6 +128,20 @@ async def get_run(
     return await conn.fetchrow(f"SELECT * FROM runs WHERE id = $1{lock}", run_id)
 
 
+async def get_run_with_stages(
+    conn: asyncpg.Connection | asyncpg.Pool, run_id: str
+) -> tuple[Record, list[dict[str, Any]]] | None:
+    """The run and its stage results in one round trip (the polling hot path)."""
+    row = await conn.fetchrow(
+        "SELECT r.*, coalesce((SELECT json_agg(s) FROM stage_results s"
+        " WHERE s.run_id = r.id), '[]'::json) AS stage_rows FROM runs r WHERE r.id = $1",
+        run_id,
+    )
+    if row is None:
+        return None
+    return row, list(row["stage_rows"])
+
+
 async def get_status(pool: asyncpg.Pool, run_id: str) -> str | None:
     return await pool.fetchval("SELECT status FROM runs WHERE id = $1", run_id)  # type: ignore[no-any-return]
 

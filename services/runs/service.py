@@ -6,6 +6,7 @@ CreateRun lives in create.py. Everything here raises WeftErrors with public code
 import asyncio
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,7 @@ class RunView:
     """A run row with its stage rows: enough for the snapshot and the proto."""
 
     row: asyncpg.Record
-    stages: list[asyncpg.Record]
+    stages: Sequence[Mapping[str, Any]]
 
     def snapshot(self) -> dict[str, Any]:
         return run_snapshot(self.row, self.stages)
@@ -129,8 +130,10 @@ class RunsService:
         if not 0 <= wait_seconds <= MAX_WAIT_SECONDS:
             raise InvalidArgument(f"wait must be between 0 and {MAX_WAIT_SECONDS}.", param="wait")
         if wait_seconds == 0:
-            row = await self._owned(caller, run_id)
-            return RunView(row, await repo.stage_rows(self._pool, run_id))
+            found = await repo.get_run_with_stages(self._pool, run_id)
+            if found is None or found[0]["user_id"] != caller.user_id:
+                raise _not_found_run(run_id)
+            return RunView(found[0], found[1])
         # Watch before reading, so a change between the read and the wait is not missed.
         event = self._notifier.watch(run_id)
         try:

@@ -94,10 +94,11 @@ def _schema_check(doc: Any) -> None:
     parts = list(err.absolute_path)
     # Name the missing or unexpected key itself, not the object holding it.
     if err.validator == "required" and isinstance(err.instance, dict):
-        missing = [k for k in err.validator_value if k not in err.instance]
+        required = err.validator_value if isinstance(err.validator_value, list) else []
+        missing = [k for k in required if k not in err.instance]
         parts += missing[:1]
     elif err.validator == "additionalProperties" and isinstance(err.instance, dict):
-        allowed = err.schema.get("properties", {})
+        allowed = err.schema.get("properties", {}) if isinstance(err.schema, dict) else {}
         extra = [k for k in err.instance if k not in allowed]
         parts += extra[:1]
     path = json_path(parts) or "definition"

@@ -181,3 +181,35 @@ async def test_allowlist_hides_other_workflows(
     runs_only = key(stack, user["id"], "--scopes", "workflow_runs:create")
     status, body = await get(stack, "/api/v1/workflows", runs_only)
     assert status == 403 and body["error"]["code"] == "MISSING_SCOPE"
+
+
+async def test_runs_pin_the_version_they_were_created_with(
+    stack: Any, runs: runs_pb2_grpc.RunsServiceStub, user: dict[str, Any]
+) -> None:
+    token = key(stack, user["id"])
+    slug = f"pin-{uuid.uuid4().hex[:8]}"
+    wf = await runs.ApplyWorkflow(pb.ApplyWorkflowRequest(definition=definition(slug)))
+    caller = pb.Caller(user_id=user["id"], plan="pro")
+
+    async def create() -> str:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{stack.base_url}/api/v1/workflows/{slug}/runs",
+                json={"input_text": "v", "params": {"count": 1}},
+                headers={"Authorization": f"Bearer {token}"},
+            ) as response:
+                body = await response.json()
+                assert response.status == 201, body
+                return str(body["data"]["id"])
+
+    first = await create()
+    await runs.ApplyWorkflow(
+        pb.ApplyWorkflowRequest(definition=definition(slug, template="v2 {{ input_text }}"))
+    )
+    second = await create()
+    got = [
+        await runs.GetRun(pb.GetRunRequest(caller=caller, run_id=run_id))
+        for run_id in (first, second)
+    ]
+    assert [r.workflow_id for r in got] == [wf.id, wf.id]
+    assert [r.workflow_version for r in got] == [1, 2]
