@@ -84,6 +84,11 @@ class RunsServiceStub:
                 request_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.ListWebhookDeliveriesRequest.SerializeToString,
                 response_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.ListWebhookDeliveriesResponse.FromString,
                 _registered_method=True)
+        self.GetWebhookSecret = channel.unary_unary(
+                '/weft.runs.v1.RunsService/GetWebhookSecret',
+                request_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.GetWebhookSecretRequest.SerializeToString,
+                response_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.WebhookSecret.FromString,
+                _registered_method=True)
         self.BeginIdempotent = channel.unary_unary(
                 '/weft.runs.v1.RunsService/BeginIdempotent',
                 request_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.BeginIdempotentRequest.SerializeToString,
@@ -160,6 +165,13 @@ class RunsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetWebhookSecret(self, request, context):
+        """The account's webhook signing secret, created on first use.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def BeginIdempotent(self, request, context):
         """The idempotency mechanism for creating POSTs handled outside CreateRun (uploads).
         """
@@ -225,6 +237,11 @@ def add_RunsServiceServicer_to_server(servicer, server):
                     servicer.ListWebhookDeliveries,
                     request_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.ListWebhookDeliveriesRequest.FromString,
                     response_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.ListWebhookDeliveriesResponse.SerializeToString,
+            ),
+            'GetWebhookSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWebhookSecret,
+                    request_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.GetWebhookSecretRequest.FromString,
+                    response_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.WebhookSecret.SerializeToString,
             ),
             'BeginIdempotent': grpc.unary_unary_rpc_method_handler(
                     servicer.BeginIdempotent,
@@ -507,6 +524,33 @@ class RunsService:
             '/weft.runs.v1.RunsService/ListWebhookDeliveries',
             weft_dot_runs_dot_v1_dot_runs__pb2.ListWebhookDeliveriesRequest.SerializeToString,
             weft_dot_runs_dot_v1_dot_runs__pb2.ListWebhookDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWebhookSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weft.runs.v1.RunsService/GetWebhookSecret',
+            weft_dot_runs_dot_v1_dot_runs__pb2.GetWebhookSecretRequest.SerializeToString,
+            weft_dot_runs_dot_v1_dot_runs__pb2.WebhookSecret.FromString,
             options,
             channel_credentials,
             insecure,

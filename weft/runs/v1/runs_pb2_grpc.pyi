@@ -45,6 +45,8 @@ class RunsServiceStub:
     WatchRun: _grpc.UnaryStreamMultiCallable[_runs_pb2.WatchRunRequest, _runs_pb2.RunEvent]
     """Lifecycle events of one run, from after_seq on; ends after a terminal event."""
     ListWebhookDeliveries: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ListWebhookDeliveriesRequest, _runs_pb2.ListWebhookDeliveriesResponse]
+    GetWebhookSecret: _grpc.UnaryUnaryMultiCallable[_runs_pb2.GetWebhookSecretRequest, _runs_pb2.WebhookSecret]
+    """The account's webhook signing secret, created on first use."""
     BeginIdempotent: _grpc.UnaryUnaryMultiCallable[_runs_pb2.BeginIdempotentRequest, _runs_pb2.BeginIdempotentResponse]
     """The idempotency mechanism for creating POSTs handled outside CreateRun (uploads)."""
     CompleteIdempotent: _grpc.UnaryUnaryMultiCallable[_runs_pb2.CompleteIdempotentRequest, _runs_pb2.CompleteIdempotentResponse]
@@ -63,6 +65,8 @@ class RunsServiceAsyncStub(RunsServiceStub):
     WatchRun: _aio.UnaryStreamMultiCallable[_runs_pb2.WatchRunRequest, _runs_pb2.RunEvent]  # type: ignore[assignment]
     """Lifecycle events of one run, from after_seq on; ends after a terminal event."""
     ListWebhookDeliveries: _aio.UnaryUnaryMultiCallable[_runs_pb2.ListWebhookDeliveriesRequest, _runs_pb2.ListWebhookDeliveriesResponse]  # type: ignore[assignment]
+    GetWebhookSecret: _aio.UnaryUnaryMultiCallable[_runs_pb2.GetWebhookSecretRequest, _runs_pb2.WebhookSecret]  # type: ignore[assignment]
+    """The account's webhook signing secret, created on first use."""
     BeginIdempotent: _aio.UnaryUnaryMultiCallable[_runs_pb2.BeginIdempotentRequest, _runs_pb2.BeginIdempotentResponse]  # type: ignore[assignment]
     """The idempotency mechanism for creating POSTs handled outside CreateRun (uploads)."""
     CompleteIdempotent: _aio.UnaryUnaryMultiCallable[_runs_pb2.CompleteIdempotentRequest, _runs_pb2.CompleteIdempotentResponse]  # type: ignore[assignment]
@@ -138,6 +142,14 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _runs_pb2.ListWebhookDeliveriesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_runs_pb2.ListWebhookDeliveriesResponse, _abc.Awaitable[_runs_pb2.ListWebhookDeliveriesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetWebhookSecret(
+        self,
+        request: _runs_pb2.GetWebhookSecretRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.WebhookSecret, _abc.Awaitable[_runs_pb2.WebhookSecret]]:
+        """The account's webhook signing secret, created on first use."""
 
     @_abc_1.abstractmethod
     def BeginIdempotent(
