@@ -611,6 +611,7 @@ class WebhookDelivery(_message.Message):
     NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     DELIVERED_AT_FIELD_NUMBER: _builtins.int
+    ATTEMPT_LOG_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     run_id: _builtins.str
     event_type: _builtins.str
@@ -623,6 +624,10 @@ class WebhookDelivery(_message.Message):
     next_attempt_at: _builtins.str
     created_at: _builtins.str
     delivered_at: _builtins.str
+    @_builtins.property
+    def attempt_log(self) -> _containers.RepeatedCompositeFieldContainer[Global___WebhookAttempt]:
+        """oldest first"""
+
     def __init__(
         self,
         *,
@@ -637,14 +642,47 @@ class WebhookDelivery(_message.Message):
         next_attempt_at: _builtins.str = ...,
         created_at: _builtins.str = ...,
         delivered_at: _builtins.str = ...,
+        attempt_log: _abc.Iterable[Global___WebhookAttempt] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "created_at", b"created_at", "delivered_at", b"delivered_at", "event_type", b"event_type", "id", b"id", "last_error", b"last_error", "last_status_code", b"last_status_code", "next_attempt_at", b"next_attempt_at", "run_id", b"run_id", "status", b"status", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_log", b"attempt_log", "attempts", b"attempts", "created_at", b"created_at", "delivered_at", b"delivered_at", "event_type", b"event_type", "id", b"id", "last_error", b"last_error", "last_status_code", b"last_status_code", "next_attempt_at", b"next_attempt_at", "run_id", b"run_id", "status", b"status", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WebhookDelivery: _TypeAlias = WebhookDelivery  # noqa: Y015
+
+@_typing.final
+class WebhookAttempt(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    STATUS_CODE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    attempt: _builtins.int
+    status_code: _builtins.int
+    """0: no HTTP answer (timeout, refused, SSRF guard)"""
+    error: _builtins.str
+    duration_ms: _builtins.int
+    created_at: _builtins.str
+    def __init__(
+        self,
+        *,
+        attempt: _builtins.int = ...,
+        status_code: _builtins.int = ...,
+        error: _builtins.str = ...,
+        duration_ms: _builtins.int = ...,
+        created_at: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "created_at", b"created_at", "duration_ms", b"duration_ms", "error", b"error", "status_code", b"status_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WebhookAttempt: _TypeAlias = WebhookAttempt  # noqa: Y015
 
 @_typing.final
 class ListWebhookDeliveriesRequest(_message.Message):
