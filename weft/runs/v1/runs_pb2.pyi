@@ -572,11 +572,14 @@ class RunEvent(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     RUN_FIELD_NUMBER: _builtins.int
     STAGE_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     type: _builtins.str
     """run.started, stage.started, stage.completed, ..."""
     created_at: _builtins.str
     stage: _builtins.str
+    id: _builtins.str
+    """evt_...: stable, the same id webhooks deliver"""
     @_builtins.property
     def run(self) -> Global___Run: ...
     def __init__(
@@ -587,10 +590,11 @@ class RunEvent(_message.Message):
         created_at: _builtins.str = ...,
         run: Global___Run | None = ...,
         stage: _builtins.str = ...,
+        id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "run", b"run", "seq", b"seq", "stage", b"stage", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "id", b"id", "run", b"run", "seq", b"seq", "stage", b"stage", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
