@@ -13,6 +13,7 @@ process per cache period.
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -77,6 +78,19 @@ def run_wrk(url: str, token: str, connections: int, seconds: int, threads: int) 
     }
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes used so far."""
+    total = 0
+    for pid in pids:
+        try:
+            raw = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def check_token(url: str, token: str) -> None:
     import urllib.request
 
@@ -106,10 +120,20 @@ def with_own_stack(args: argparse.Namespace) -> dict:
             stack.admin("keys", "create", "--user", user["id"], "--name", "bench").stdout
         )
         check_token(stack.base_url, key["secret"])
+        from devstack.servers import process_tree
+
+        gateway_pid = stack.processes["gateway"].pid
+        assert gateway_pid is not None
+        pids = process_tree(gateway_pid)
+        before = cpu_seconds(pids)
         result = run_wrk(
             stack.base_url, key["secret"], args.connections, args.duration, args.threads
         )
+        used = cpu_seconds(pids) - before
         result["gateway_processes"] = args.gateway_processes
+        # Independent of other load on the machine: the gateway's CPU cost per request.
+        result["gateway_cpu_us_per_request"] = round(used / max(1, result["requests"]) * 1e6, 1)
+        result["load_average_1m"] = os.getloadavg()[0]
         return result
     finally:
         stack.stop()
