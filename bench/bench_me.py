@@ -105,11 +105,15 @@ def with_own_stack(args: argparse.Namespace) -> dict:
     from devstack.stack import Ports, Stack, StackOptions
 
     root = Path(tempfile.mkdtemp(prefix="weft-bench-"))
+    ports = Ports.free(gateways=1, workers=0)
     options = StackOptions(
         root=root,
-        ports=Ports.free(gateways=1, workers=0),
+        ports=ports,
         llm="none",
-        extra_env={"WEFT_GATEWAY_PROCESSES": str(args.gateway_processes)},
+        extra_env={
+            "WEFT_GATEWAY_PROCESSES": str(args.gateway_processes),
+            "WEFT_PUBLIC_BASE_URL": f"http://127.0.0.1:{ports.gateways[0]}",
+        },
     )
     stack = Stack(options)
     stack.start()
