@@ -220,6 +220,10 @@ class RunCreator:
         )
         webhook_url = check_webhook_url(inp.webhook_url)
         await self.check_attachments(caller, attachment_ids)
+        if inp.idempotency is not None:
+            replay = await self._peek(caller, inp.idempotency)
+            if replay is not None:
+                return replay
         run_id = new_id("run")
         stages = await self._estimate(caller, definition, _with_ids(inp, attachment_ids), params)
         payer = billing_pb2.Payer(user_id=caller.user_id, team_id=caller.team_id, plan=caller.plan)
@@ -249,6 +253,16 @@ class RunCreator:
         if out.replayed:
             await asyncio.shield(self._release(run_id))
         return out
+
+    async def _peek(self, caller: Caller, idem: IdempotencyRequest) -> CreateRunOutput | None:
+        peek = getattr(self._idempotency, "peek", None)
+        if peek is None:
+            return None
+        async with self._pool.acquire() as conn:
+            stored = await peek(conn, caller.user_id, idem)
+        if stored is None:
+            return None
+        return CreateRunOutput(stored.http_status, stored.body_json, replayed=True)
 
     async def _commit(
         self, caller: Caller, new: repo.NewRun, idem: IdempotencyRequest | None
