@@ -2,6 +2,6 @@
 
 from types import ModuleType
 
-from gateway.routes import attachments, endpoints, events, me, openapi, runs, workflows
+from gateway.routes import attachments, code, endpoints, events, me, openapi, runs, workflows
 
-ROUTE_MODULES: list[ModuleType] = [me, workflows, runs, attachments, endpoints, events, openapi]
+ROUTE_MODULES: list[ModuleType] = [me, workflows, runs, attachments, endpoints, events, openapi, code]
