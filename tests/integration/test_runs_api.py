@@ -485,3 +485,50 @@ async def test_idempotent_create_replays_and_starts_one_run(
         assert status == 201
     finally:
         await c.http.close()
+
+
+async def test_llm_run_without_credits_is_402_with_the_estimate(stack: Any) -> None:
+    email = f"poor-{uuid.uuid4().hex[:10]}@example.com"
+    user = admin_json(stack, "users", "create", "--email", email, "--plan", "pro")
+    token = admin_json(stack, "keys", "create", "--user", user["id"], "--name", "t")["secret"]
+    c = Client(stack.base_url, token)
+    try:
+        # The shipped example: one llm stage on the local model, which has a price here.
+        status, body, _ = await c.create(
+            "wf_timesheet_summary", {"input_text": "Sum it up.", "params": {"csv": "a,b\n1,2"}}
+        )
+        assert status == 402, body
+        assert body["error"]["code"] == "INSUFFICIENT_CREDITS"
+        assert "Estimated cost: $" in body["error"]["message"]
+        _, listed, _ = await c.call("GET", "/api/v1/workflow-runs")
+        assert listed["data"] == []
+    finally:
+        await c.http.close()
+
+
+async def test_creating_a_run_outside_the_allowlist_is_404(
+    stack: Any, workflows: dict[str, str]
+) -> None:
+    email = f"allow-{uuid.uuid4().hex[:10]}@example.com"
+    user = admin_json(stack, "users", "create", "--email", email, "--plan", "pro")
+    token = admin_json(
+        stack,
+        "keys",
+        "create",
+        "--user",
+        user["id"],
+        "--name",
+        "t",
+        "--allowlist",
+        workflows["review"],
+    )["secret"]
+    c = Client(stack.base_url, token)
+    try:
+        status, body, _ = await c.create(
+            workflows["template"], {"input_text": "x", "params": {"max_projects": 1}}
+        )
+        assert status == 404 and body["error"]["code"] == "NOT_FOUND"
+        status, body, _ = await c.create(workflows["review"], {"input_text": "x"})
+        assert status == 201, body
+    finally:
+        await c.http.close()
