@@ -1,7 +1,118 @@
-"""Routes for events (see spec/API.md)."""
+"""GET /api/v1/workflow-runs/:id/events: a run's lifecycle as Server-Sent Events.
 
+Each event: `id: <seq>`, `event: <type>`, `data: {id, type, created_at, stage, data}` with
+`data` the run snapshot (with links) at that moment. Resumable with `Last-Event-ID`
+(events after that seq are replayed, then live). The stream ends after a terminal event;
+a comment line every KEEPALIVE_SECONDS keeps proxies from closing an idle stream. The
+gateway holds no database access: RunsService.WatchRun does the replay and the waiting.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+import grpc
 from aiohttp import web
+
+from gateway.auth import RUNS_CREATE, require
+from gateway.http import dumps
+from gateway.keys import SERVICES
+from gateway.routes.runs import caller, run_links
+from weft.runs.v1 import runs_pb2
+from weftcore.context import REQUEST_ID_HEADER, request_id_var
+from weftcore.errors import InvalidArgument
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE_SECONDS = 15.0
+LAST_EVENT_ID = "Last-Event-ID"
+
+
+def last_event_id(request: web.Request) -> int:
+    """The seq to resume after (header, or `?last_event_id=` for clients without
+    headers, e.g. EventSource on first connect); 0 when absent."""
+    raw = request.headers.get(LAST_EVENT_ID) or request.query.get("last_event_id") or ""
+    if not raw.strip():
+        return 0
+    try:
+        seq = int(raw.strip())
+    except ValueError:
+        seq = -1
+    if seq < 0:
+        raise InvalidArgument("Last-Event-ID must be an event id (a number).", param=LAST_EVENT_ID)
+    return seq
+
+
+def sse_frame(request: web.Request, event: runs_pb2.RunEvent) -> bytes:
+    """One SSE message for a run event."""
+    snapshot: dict[str, Any] = json.loads(event.run.snapshot_json)
+    snapshot["links"] = run_links(request, event.run.id, event.run.workflow_id)
+    data = {
+        "id": event.id,
+        "type": event.type,
+        "created_at": event.created_at,
+        "stage": event.stage or None,
+        "data": snapshot,
+    }
+    return f"id: {event.seq}\nevent: {event.type}\ndata: {dumps(data)}\n\n".encode()
+
+
+async def stream_events(request: web.Request) -> web.StreamResponse:
+    principal = await require(request, RUNS_CREATE)
+    after = last_event_id(request)
+    run_id = request.match_info["run_id"]
+    runs = request.app[SERVICES].runs
+    who = caller(principal)
+    # Ownership (404) must be known before the 200 headers go out.
+    await runs.GetRun(runs_pb2.GetRunRequest(caller=who, run_id=run_id), timeout=10)
+    call = runs.WatchRun(runs_pb2.WatchRunRequest(caller=who, run_id=run_id, after_seq=after))
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            REQUEST_ID_HEADER: request_id_var.get(),
+        }
+    )
+    await response.prepare(request)
+    queue: asyncio.Queue[runs_pb2.RunEvent | None] = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for event in call:
+                await queue.put(event)
+        finally:
+            await queue.put(None)
+
+    reader = asyncio.create_task(pump(), name=f"sse-{run_id}")
+    try:
+        while True:
+            try:
+                event = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            if event is None:
+                break
+            await response.write(sse_frame(request, event))
+    except (ConnectionResetError, asyncio.CancelledError):
+        call.cancel()
+        raise
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, grpc.RpcError, Exception):
+            await reader
+    # The watch ended: after a terminal event, or an error after the headers went out
+    # (then the client reconnects with Last-Event-ID).
+    if reader.done() and not reader.cancelled() and reader.exception() is not None:
+        log.warning("event stream ended early", extra={"run_id": run_id})
+    with contextlib.suppress(ConnectionResetError):
+        await response.write_eof()
+    return response
 
 
 def setup(app: web.Application) -> None:
-    """Registers this module's routes (none yet)."""
+    """Registers GET /api/v1/workflow-runs/{run_id}/events."""
+    app.router.add_get("/api/v1/workflow-runs/{run_id}/events", stream_events)

@@ -12,11 +12,12 @@ from aiohttp import web
 from gateway.auth import RUNS_CREATE, require
 from gateway.http import dumps, json_response, query_int, read_json_object
 from gateway.keys import CONFIG, SERVICES
+from gateway.multipart_runs import declared_fields, form_run, is_form, read_multipart
 from gateway.ratelimit import rate_limit_headers
 from weft.auth.v1 import auth_pb2
 from weft.runs.v1 import runs_pb2
 from weftcore.canonical import json_body_hash
-from weftcore.errors import InvalidArgument, WeftError
+from weftcore.errors import InvalidArgument
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_WAIT_SECONDS = 60
@@ -72,9 +73,14 @@ async def start_run(
     params: Any,
     attachment_ids: list[str],
     webhook_url: str,
+    request_hash: str | None = None,
 ) -> web.Response:
-    """CreateRun for an already validated request; answers 201 (or the replayed answer)."""
+    """CreateRun for an already validated request; answers 201 (or the replayed answer).
+
+    `request_hash`: the idempotency hash when the body is not JSON (multipart)."""
     key = idempotency_key(request)
+    if request_hash is None:
+        request_hash = json_body_hash(body) if key else ""
     reply: runs_pb2.CreateRunResponse = await request.app[SERVICES].runs.CreateRun(
         runs_pb2.CreateRunRequest(
             caller=caller(principal),
@@ -87,7 +93,7 @@ async def start_run(
                 key=key,
                 method=request.method,
                 path=request.path,
-                request_hash=json_body_hash(body) if key else "",
+                request_hash=request_hash if key else "",
             ),
         ),
         timeout=30,
@@ -131,12 +137,8 @@ def _check_create_body(body: dict[str, Any]) -> tuple[str, Any, list[str], str]:
 async def create_run(request: web.Request) -> web.Response:
     principal = await require(request, RUNS_CREATE)
     idempotency_key(request)  # a bad header is a 400 before anything else
-    if request.content_type.startswith("multipart/"):
-        # Multipart run creation (form fields + file parts) is not wired yet.
-        raise WeftError(
-            "Send the run as application/json (upload files first via /api/v1/attachments).",
-            code="UNSUPPORTED_MEDIA_TYPE",
-        )
+    if is_form(request):
+        return await _create_run_multipart(request, principal)
     body = await read_json_object(request)
     input_text, params, ids, webhook_url = _check_create_body(body)
     return await start_run(
@@ -148,6 +150,31 @@ async def create_run(request: web.Request) -> web.Response:
         params=params,
         attachment_ids=ids,
         webhook_url=webhook_url,
+    )
+
+
+async def _create_run_multipart(
+    request: web.Request, principal: auth_pb2.Principal
+) -> web.Response:
+    """`input_text` and each declared field as form fields, files bound to `file`
+    fields by name or added as attachments (gateway/multipart_runs.py)."""
+    workflow_id, fields = await declared_fields(
+        request, caller(principal), request.match_info["workflow_id"]
+    )
+    body = await read_multipart(request, principal)
+    if not any(name == "input_text" for name, _ in body.fields):
+        raise InvalidArgument("input_text is required.", code="MISSING_PARAM", param="input_text")
+    form = form_run(fields, body, input_from_field=False)
+    return await start_run(
+        request,
+        principal,
+        workflow_id,
+        {},
+        input_text=form.input_text,
+        params=form.params,
+        attachment_ids=form.attachment_ids,
+        webhook_url=form.webhook_url,
+        request_hash=body.request_hash,
     )
 
 

@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,13 @@ from services.runs.integrations import idempotency_rpc, make_idempotency, make_r
 from services.runs.notify import Notifier
 from services.runs.outbox import OutboxRelay
 from services.runs.service import RunsService
+from services.runs.watch import RunWatcher
+from services.runs.webhooks import (
+    WebhookConfig,
+    WebhookDispatcher,
+    get_or_create_secret,
+    list_deliveries,
+)
 from weft.billing.v1 import billing_pb2_grpc
 from weft.runs.v1 import runs_pb2 as pb
 from weft.runs.v1 import runs_pb2_grpc
@@ -28,6 +36,7 @@ from weftcore.db import create_pool, ping
 from weftcore.errors import InvalidArgument
 from weftcore.grpc_client import open_channel
 from weftcore.grpc_server import GrpcServer
+from weftcore.ids import iso
 from weftcore.nats import connect, ensure_streams
 from weftcore.service import Check
 
@@ -57,9 +66,12 @@ def _idem(msg: pb.Idempotency) -> IdempotencyRequest | None:
 class RunsServiceServicer(runs_pb2_grpc.RunsServiceServicer):
     """Methods not overridden here answer UNIMPLEMENTED."""
 
-    def __init__(self, service: RunsService, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self, service: RunsService, pool: asyncpg.Pool, watcher: RunWatcher | None = None
+    ) -> None:
         self.service = service
         self.pool = pool
+        self.watcher = watcher or RunWatcher(pool, None)
 
     async def ApplyWorkflow(self, request: pb.ApplyWorkflowRequest, context: Ctx) -> pb.Workflow:
         applied = await self.service.apply_workflow(request.definition)
@@ -134,6 +146,31 @@ class RunsServiceServicer(runs_pb2_grpc.RunsServiceServicer):
         )
         return convert.run(view)
 
+    async def WatchRun(
+        self, request: pb.WatchRunRequest, context: Ctx
+    ) -> AsyncIterator[pb.RunEvent]:
+        caller = convert.caller(request.caller)
+        async for row in self.watcher.events(caller.user_id, request.run_id, request.after_seq):
+            yield convert_event(row)
+
+    async def ListWebhookDeliveries(
+        self, request: pb.ListWebhookDeliveriesRequest, context: Ctx
+    ) -> pb.ListWebhookDeliveriesResponse:
+        found = await list_deliveries(self.pool, request.run_id)
+        return pb.ListWebhookDeliveriesResponse(
+            deliveries=[convert_delivery(row, attempts) for row, attempts in found]
+        )
+
+    async def GetWebhookSecret(
+        self, request: pb.GetWebhookSecretRequest, context: Ctx
+    ) -> pb.WebhookSecret:
+        if not request.account_id:
+            raise InvalidArgument("account_id is required.", param="account_id")
+        row = await get_or_create_secret(self.pool, request.account_id)
+        return pb.WebhookSecret(
+            account_id=row["account_id"], secret=row["secret"], created_at=iso(row["created_at"])
+        )
+
     async def BeginIdempotent(
         self, request: pb.BeginIdempotentRequest, context: Ctx
     ) -> pb.BeginIdempotentResponse:
@@ -143,6 +180,51 @@ class RunsServiceServicer(runs_pb2_grpc.RunsServiceServicer):
         self, request: pb.CompleteIdempotentRequest, context: Ctx
     ) -> pb.CompleteIdempotentResponse:
         return await idempotency_rpc.complete(self.pool, request)
+
+
+def convert_event(row: asyncpg.Record) -> pb.RunEvent:
+    """A run_events row as the proto (the run as it was at that event)."""
+    payload = row["payload"]
+    snapshot = payload["run"]
+    return pb.RunEvent(
+        id=row["event_id"],
+        seq=row["seq"],
+        type=row["type"],
+        stage=row["stage"] or "",
+        created_at=payload["created_at"],
+        run=pb.Run(
+            id=snapshot["id"],
+            workflow_id=snapshot["workflow_id"],
+            status=snapshot["status"],
+            snapshot_json=json.dumps(snapshot, separators=(",", ":"), ensure_ascii=False),
+        ),
+    )
+
+
+def convert_delivery(row: asyncpg.Record, attempts: list[asyncpg.Record]) -> pb.WebhookDelivery:
+    return pb.WebhookDelivery(
+        id=row["id"],
+        run_id=row["run_id"],
+        event_type=row["event_type"],
+        url=row["url"],
+        status=row["status"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        last_status_code=row["last_status_code"],
+        next_attempt_at=iso(row["next_attempt_at"]) if row["status"] == "pending" else "",
+        created_at=iso(row["created_at"]),
+        delivered_at=iso(row["delivered_at"]),
+        attempt_log=[
+            pb.WebhookAttempt(
+                attempt=a["attempt"],
+                status_code=a["status_code"],
+                error=a["error"],
+                duration_ms=a["duration_ms"],
+                created_at=iso(a["created_at"]),
+            )
+            for a in attempts
+        ],
+    )
 
 
 async def apply_workflow_dir(service: RunsService, directory: str) -> None:
@@ -180,11 +262,20 @@ async def wire(
     await ensure_streams(js)
 
     relay = OutboxRelay(pool, nc, js)
-    notifier = Notifier(config.database_url, "runs", relay.wake)
+    webhooks = WebhookDispatcher(pool, WebhookConfig.from_env())
+
+    def on_outbox() -> None:
+        # Webhook deliveries are queued with events, and every event adds an outbox row.
+        relay.wake()
+        webhooks.wake()
+
+    notifier = Notifier(config.database_url, "runs", on_outbox)
     relay.start()
     notifier.start()
+    webhooks.start()
     stack.push_async_callback(relay.close)
     stack.push_async_callback(notifier.close)
+    stack.push_async_callback(webhooks.close)
 
     billing_channel = open_channel(env_str("WEFT_BILLING_ADDR", "127.0.0.1:7104"))
     storage_channel = open_channel(env_str("WEFT_STORAGE_ADDR", "127.0.0.1:7103"))
@@ -198,7 +289,7 @@ async def wire(
         service, os.environ.get("WEFT_WORKFLOWS_DIR", str(DEFAULT_WORKFLOWS_DIR))
     )
     runs_pb2_grpc.add_RunsServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        RunsServiceServicer(service, pool),  # type: ignore[abstract]
+        RunsServiceServicer(service, pool, RunWatcher(pool, nc)),  # type: ignore[abstract]
         server.server,
     )
 
