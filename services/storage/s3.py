@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import urllib3
 from minio import Minio
@@ -110,6 +110,21 @@ class ChunkPipe(io.RawIOBase):
         pieces.clear()
         return data
 
+    def readinto(self, buffer: Any) -> int:
+        """Fills `buffer` completely unless the stream ends first; returns the count."""
+        view = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(view) and not (self._eof and not self._buffer):
+            if not self._buffer:
+                self._buffer = self._next()
+                if not self._buffer:
+                    break
+            n = min(len(view) - filled, len(self._buffer))
+            view[filled : filled + n] = self._buffer[:n]
+            self._buffer = self._buffer[n:]
+            filled += n
+        return filled
+
 
 class ObjectStore(Protocol):
     """What the storage service needs from S3."""
@@ -163,23 +178,25 @@ class MinioStore:
         # and re-slices its buffer); driving the multipart calls ourselves keeps exactly
         # one part in memory. These methods are private but stable across minio 7.x,
         # which is pinned.
+        # One buffer, refilled for every part: no per-part allocation at all.
         client = self.client
-        data = stream.read(PART_SIZE)
-        if len(data) < PART_SIZE:
-            client.put_object(
-                self.bucket, key, io.BytesIO(data), len(data), content_type=content_type
-            )
+        buffer = bytearray(PART_SIZE)
+        size = stream.readinto(buffer)  # type: ignore[attr-defined]
+        if size < PART_SIZE:
+            data = bytes(memoryview(buffer)[:size])
+            client.put_object(self.bucket, key, io.BytesIO(data), size, content_type=content_type)
             return
         upload_id = client._create_multipart_upload(
             self.bucket, key, {"Content-Type": content_type}
         )
         try:
             parts: list[Part] = []
-            while data:
-                etag = client._upload_part(self.bucket, key, data, None, upload_id, len(parts) + 1)
+            while size:
+                body: Any = buffer if size == PART_SIZE else bytes(memoryview(buffer)[:size])
+                etag = client._upload_part(self.bucket, key, body, None, upload_id, len(parts) + 1)
                 parts.append(Part(len(parts) + 1, etag))
-                data = b""  # drop the sent part before reading the next one
-                data = stream.read(PART_SIZE)
+                del body
+                size = stream.readinto(buffer)  # type: ignore[attr-defined]
             client._complete_multipart_upload(self.bucket, key, upload_id, parts)
         except BaseException:
             try:

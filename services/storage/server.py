@@ -1,6 +1,7 @@
 """gRPC surface of the storage service: wiring and the servicer (gRPC <-> domain)."""
 
 import asyncio
+import ctypes
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -93,6 +94,23 @@ class StorageServiceServicer(storage_pb2_grpc.StorageServiceServicer):
         )
 
 
+_M_MMAP_THRESHOLD = -3  # mallopt parameter, glibc malloc.h
+
+
+def pin_mmap_threshold(threshold: int = 1024 * 1024) -> None:
+    """Keep glibc serving big buffers (S3 parts, extracted text) with mmap.
+
+    glibc raises its mmap threshold after the first large free, so later 5 MiB part
+    buffers would come from per-thread arenas that keep their pages: the first big
+    upload would raise RSS for good. A fixed threshold turns that adjustment off.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to tune
+        return
+    libc.mallopt(_M_MMAP_THRESHOLD, threshold)
+
+
 async def _ensure_bucket(store: MinioStore, attempts: int = 20) -> None:
     # S3 may still be starting next to us; give it a few seconds before failing.
     for attempt in range(attempts):
@@ -109,6 +127,7 @@ async def wire(
     config: ServiceConfig, server: GrpcServer, stack: AsyncExitStack
 ) -> dict[str, Check]:
     storage_config = StorageConfig.from_env()
+    pin_mmap_threshold()
     pool = await create_pool(config.database_url, "storage")
     stack.push_async_callback(pool.close)
     store = MinioStore(storage_config)

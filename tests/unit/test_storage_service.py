@@ -197,3 +197,24 @@ def test_truncate_text_stays_within_the_budget() -> None:
     assert cut and len(text) <= 500 and "of 10,000 characters" in text
     assert truncate_text("short", 500) == ("short", False)
     assert truncate_text("z" * 900, 0) == ("z" * 900, False)
+
+
+async def test_chunk_pipe_fills_whole_parts_and_keeps_the_bytes() -> None:
+    from services.storage.s3 import ChunkPipe
+
+    data = bytes(range(256)) * 5000  # 1,280,000 bytes in uneven chunks
+    pipe = ChunkPipe(depth=2)
+    parts: list[bytes] = []
+
+    def consume() -> None:
+        buffer = bytearray(300_000)
+        while n := pipe.readinto(buffer):
+            parts.append(bytes(buffer[:n]))
+
+    reader = asyncio.create_task(asyncio.to_thread(consume))
+    for i in range(0, len(data), 70_001):
+        await pipe.write_chunk(data[i : i + 70_001])
+    pipe.finish()
+    await reader
+    assert b"".join(parts) == data
+    assert [len(p) for p in parts[:-1]] == [300_000] * (len(parts) - 1)
