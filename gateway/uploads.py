@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from weft.storage.v1 import storage_pb2, storage_pb2_grpc
 from weftcore.errors import InvalidArgument, WeftError
@@ -56,7 +57,7 @@ async def iter_parts(reader: MultipartReader) -> AsyncIterator[BodyPartReader]:
     while True:
         try:
             part = await reader.next()
-        except ValueError as exc:
+        except (ValueError, HttpProcessingError) as exc:  # e.g. a part header aiohttp refuses
             raise InvalidArgument(f"Malformed multipart body: {exc}.") from None
         if part is None:
             return

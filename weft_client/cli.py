@@ -110,6 +110,7 @@ async def follow(
     except (WeftError, OSError, TimeoutError) as exc:
         progress.say(f"(no event stream: {type(exc).__name__}; long-polling)")
     run = await weft.runs.get(run["id"])
+    progress.status(run)
     while run["status"] not in TERMINAL:
         left = deadline - time.monotonic()
         if left <= 0:
