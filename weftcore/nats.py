@@ -7,6 +7,8 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StreamConfig
 
+from weftcore.config import env_int
+
 log = logging.getLogger(__name__)
 
 # Work queue: one message per run to execute (or resume); consumed by workers.
@@ -47,8 +49,13 @@ async def connect(url: str, name: str) -> Client:
     )
 
 
-async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
-    """Create or update the streams (idempotent; every service may call it at start)."""
+async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> None:
+    """Create or update the streams (idempotent; every service may call it at start).
+
+    `replicas` defaults to WEFT_NATS_STREAM_REPLICAS (1): 3 on a 3-node NATS cluster, so
+    losing a node loses no job or event."""
+    if replicas is None:
+        replicas = env_int("WEFT_NATS_STREAM_REPLICAS", 1)
     await _ensure(
         js,
         StreamConfig(

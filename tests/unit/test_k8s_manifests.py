@@ -325,6 +325,9 @@ def test_backing_servers_come_from_their_operators(
     assert nats["config"]["jetstream"]["enabled"] is True
     assert nats["config"]["jetstream"]["fileStore"]["pvc"]["enabled"] is True
     assert config_value(objects, "WEFT_NATS_URL") == "nats://nats:4222"
+    # Streams are replicated over the whole NATS cluster in prod (one node in dev).
+    replicas = {"dev": 1, "prod": nats["config"]["cluster"]["replicas"]}[name]
+    assert config_value(objects, "WEFT_NATS_STREAM_REPLICAS") == str(replicas)
 
 
 def test_secrets_referenced_by_pods_exist_in_dev() -> None:
