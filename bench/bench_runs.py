@@ -70,17 +70,25 @@ def wrk(argv_tail: list[str], connections: int, seconds: int, threads: int) -> d
     }
 
 
-def post_script(path: Path, token: str) -> Path:
+def post_script(path: Path, tokens: list[str]) -> Path:
+    """A wrk script that POSTs the run, rotating over the accounts' tokens."""
+    quoted = ", ".join(f'"Bearer {t}"' for t in tokens)
     path.write_text(
-        'wrk.method = "POST"\n'
-        'wrk.body = \'{"input_text":"bench","params":{"n":2}}\'\n'
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+        f"local tokens = {{{quoted}}}\n"
+        "local i = 0\n"
+        'local body = \'{"input_text":"bench","params":{"n":2}}\'\n'
+        "request = function()\n"
+        "  i = i + 1\n"
+        "  local headers = {}\n"
+        '  headers["Content-Type"] = "application/json"\n'
+        '  headers["Authorization"] = tokens[(i % #tokens) + 1]\n'
+        '  return wrk.format("POST", nil, headers, body)\n'
+        "end\n"
     )
     return path
 
 
-async def count_runs(dsn: str, user_id: str, timeout: float) -> dict[str, Any]:
+async def count_runs(dsn: str, user_ids: list[str], timeout: float) -> dict[str, Any]:
     """Wait until the user's runs are all terminal, then count them and any duplicates."""
     import asyncpg
 
@@ -89,9 +97,9 @@ async def count_runs(dsn: str, user_id: str, timeout: float) -> dict[str, Any]:
         began = time.monotonic()
         while time.monotonic() - began < timeout:
             open_runs = await conn.fetchval(
-                "SELECT count(*) FROM runs WHERE user_id = $1"
+                "SELECT count(*) FROM runs WHERE user_id = ANY($1)"
                 " AND status NOT IN ('completed', 'failed', 'canceled')",
-                user_id,
+                user_ids,
             )
             if open_runs == 0:
                 break
@@ -99,19 +107,21 @@ async def count_runs(dsn: str, user_id: str, timeout: float) -> dict[str, Any]:
         drained_s = time.monotonic() - began
         by_status = dict(
             await conn.fetch(
-                "SELECT status, count(*) FROM runs WHERE user_id = $1 GROUP BY status", user_id
+                "SELECT status, count(*) FROM runs WHERE user_id = ANY($1) GROUP BY status",
+                user_ids,
             )
         )
         dup_terminal = await conn.fetchval(
             "SELECT count(*) FROM (SELECT e.run_id FROM run_events e JOIN runs r ON r.id = e.run_id"
-            " WHERE r.user_id = $1 AND e.type IN ('run.completed', 'run.failed')"
+            " WHERE r.user_id = ANY($1) AND e.type IN ('run.completed', 'run.failed')"
             " GROUP BY e.run_id HAVING count(*) > 1) d",
-            user_id,
+            user_ids,
         )
         dup_stages = await conn.fetchval(
             "SELECT count(*) FROM (SELECT s.run_id FROM stage_results s JOIN runs r"
-            " ON r.id = s.run_id WHERE r.user_id = $1 GROUP BY s.run_id HAVING count(*) > 1) d",
-            user_id,
+            " ON r.id = s.run_id WHERE r.user_id = ANY($1)"
+            " GROUP BY s.run_id HAVING count(*) > 1) d",
+            user_ids,
         )
         return {
             "runs_in_db": sum(by_status.values()),
@@ -175,16 +185,20 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         wf_file = root / "bench-workflow.json"
         wf_file.write_text(json.dumps(WORKFLOW))
         workflow_id = json.loads(stack.admin("workflows", "apply", str(wf_file)).stdout)[0]["id"]
-        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-        user = json.loads(
-            stack.admin("users", "create", "--email", email, "--plan", "enterprise").stdout
-        )
-        stack.admin("credits", "grant", "--account", user["id"], "--amount-usd", "1000")
-        token = json.loads(
-            stack.admin("keys", "create", "--user", user["id"], "--name", "bench").stdout
-        )["secret"]
+        users, tokens = [], []
+        for _ in range(args.accounts):
+            email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
+            user = json.loads(
+                stack.admin("users", "create", "--email", email, "--plan", "enterprise").stdout
+            )
+            stack.admin("credits", "grant", "--account", user["id"], "--amount-usd", "1000")
+            token = json.loads(
+                stack.admin("keys", "create", "--user", user["id"], "--name", "bench").stdout
+            )["secret"]
+            users.append(user["id"])
+            tokens.append(token)
         create_url = f"{stack.base_url}/api/v1/workflows/{workflow_id}/runs"
-        script = post_script(root / "post.lua", token)
+        script = post_script(root / "post.lua", tokens)
 
         result: dict[str, Any] = {
             "workers": args.workers,
@@ -193,7 +207,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         create = wrk(["-s", str(script), create_url], args.connections, args.duration, args.threads)
         create["accepted_201"] = create["requests"] - create["non_2xx"]
         result["create"] = create
-        result["create"].update(asyncio.run(count_runs(stack.dsn, user["id"], 300)))
+        result["create"].update(asyncio.run(count_runs(stack.dsn, users, 300)))
 
         latency = asyncio.run(
             latency_to_completed(stack.base_url, token, workflow_id, args.latency_runs)
@@ -235,6 +249,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--gateway-processes", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--accounts", type=int, default=1, help="accounts the creating load is spread over"
+    )
     args = parser.parse_args()
     result = run_bench(args)
     print(json.dumps(result, indent=2))

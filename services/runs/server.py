@@ -1,5 +1,6 @@
 """gRPC surface of the runs service: wiring and the servicer (gRPC <-> domain)."""
 
+import asyncio
 import json
 import logging
 import os
@@ -251,12 +252,26 @@ async def apply_workflow_dir(service: RunsService, directory: str) -> None:
         )
 
 
+async def _connect_nats(url: str, attempts: int = 60) -> Any:
+    """Connect, retrying for a while: NATS restarting next to us must not stop a start.
+    (Once connected, the client reconnects by itself and the outbox keeps new runs.)"""
+    for attempt in range(attempts):
+        try:
+            return await connect(url, "weft-runs")
+        except Exception as exc:
+            if attempt == attempts - 1:
+                raise
+            log.warning("nats not reachable yet", extra={"error": str(exc)})
+            await asyncio.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
 async def wire(
     config: ServiceConfig, server: GrpcServer, stack: AsyncExitStack
 ) -> dict[str, Check]:
     pool = await create_pool(config.database_url, "runs", min_size=4, max_size=20)
     stack.push_async_callback(pool.close)
-    nc = await connect(config.nats_url, "weft-runs")
+    nc = await _connect_nats(config.nats_url)
     stack.push_async_callback(nc.drain)
     js = nc.jetstream()
     await ensure_streams(js)
