@@ -25,7 +25,7 @@ async def deliveries(args: argparse.Namespace, clients: AdminClients) -> None:
     from admin.__main__ import print_json
 
     reply = await clients.runs.ListWebhookDeliveries(
-        pb.ListWebhookDeliveriesRequest(run_id=args.run), timeout=10
+        pb.ListWebhookDeliveriesRequest(run_id=args.run_id), timeout=10
     )
     print_json([_delivery(d) for d in reply.deliveries])
 
@@ -46,7 +46,7 @@ def register(groups: Any) -> None:
     wh = groups.add_parser("webhooks", help="webhook deliveries and signing secrets")
     cmds = wh.add_subparsers(dest="command", required=True)
     p = cmds.add_parser("deliveries", help="a run's webhook deliveries and their attempts")
-    p.add_argument("--run", required=True, metavar="RUN_ID")
+    p.add_argument("--run", dest="run_id", required=True, metavar="RUN_ID")
     p.set_defaults(run=deliveries)
     p = cmds.add_parser("secret", help="the account's webhook signing secret")
     p.add_argument("--account", required=True, metavar="ID", help="team id or user id")
