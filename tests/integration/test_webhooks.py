@@ -136,3 +136,30 @@ async def test_awaiting_input_is_delivered_and_a_bad_signature_fails_verificatio
     assert attempt["doc"]["data"]["human_input_request"]["stage"] == "review"
     body = json.dumps(attempt["doc"]).encode()
     assert not verify("whsec_wrong", body, f"t={int(time.time())},v1=00")
+
+
+async def test_private_destination_is_refused_by_the_ssrf_guard(
+    stack: Any, account: Account, http: aiohttp.ClientSession
+) -> None:
+    workflow_id = await apply_workflow(stack, [{"id": "only", "type": "template", "template": "x"}])
+    # 10.0.0.0/8 is not allowed for this stack (only 127.0.0.1 is, for the receivers).
+    run = await create_run(
+        http, stack, account, workflow_id, "ssrf", webhook_url="https://10.11.12.13/hook"
+    )
+    await wait_for(http, stack, account, run["id"])
+    deliveries: list[dict[str, Any]] = []
+
+    async def attempted() -> bool:
+        shown = await asyncio.to_thread(
+            stack.admin, "webhooks", "deliveries", "--run", run["id"], check=False
+        )
+        deliveries[:] = json.loads(shown.stdout) if shown.returncode == 0 else []
+        return bool(deliveries and deliveries[0]["attempt_log"])
+
+    deadline = time.monotonic() + 60
+    while not await attempted():
+        assert time.monotonic() < deadline, deliveries
+        await asyncio.sleep(0.5)
+    attempt = deliveries[0]["attempt_log"][0]
+    assert attempt["status_code"] == 0 and attempt["error"].startswith("refused"), attempt
+    assert deliveries[0]["status"] == "pending"  # retried later, within the window
