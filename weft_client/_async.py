@@ -97,7 +97,10 @@ class AsyncRuns:
         headers = {"Last-Event-ID": last_event_id} if last_event_id else None
         async with self._t.stream(f"/api/v1/workflow-runs/{run_id}/events", headers) as resp:
             if resp.status != 200:
-                body = await resp.json(content_type=None) if resp.content_length != 0 else None
+                try:
+                    body = await resp.json(content_type=None)
+                except ValueError:  # not the JSON envelope (e.g. a proxy's error page)
+                    body = None
                 raise error_from_response(resp.status, body, dict(resp.headers))
             event: dict[str, Any] = {}
             data: list[str] = []

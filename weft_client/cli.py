@@ -100,9 +100,11 @@ async def follow(
     try:
         async with asyncio.timeout(timeout):
             async for event in weft.runs.events(run["id"]):
+                # data: {id, type, created_at, stage, data: <run snapshot>}
                 data = event.get("data")
-                snapshot = data.get("run", data) if isinstance(data, dict) else {}
-                stage = data.get("stage") if isinstance(data, dict) else None
+                data = data if isinstance(data, dict) else {}
+                snapshot = data.get("data") if isinstance(data.get("data"), dict) else data
+                stage = data.get("stage")
                 if isinstance(snapshot, dict) and "status" in snapshot:
                     progress.event(event.get("event", ""), snapshot, stage)
                 if event.get("event") in {"run.completed", "run.failed", "run.canceled"}:

@@ -272,3 +272,58 @@ def test_cli_params_are_typed_by_the_declared_fields() -> None:
     }
     assert coerce_params([("n", "3"), ("w", "word")], None) == {"n": 3, "w": "word"}
     assert json.dumps(coerce_params([("n", "x")], fields)) == '{"n": "x"}'
+
+
+async def test_cli_follow_shows_stages_from_the_event_stream() -> None:
+    import io
+
+    from weft_client.cli import Progress, follow
+
+    run = {"id": "run_1", "workflow_id": "wf_1", "status": "running", "cost_breakdown": []}
+    done = {**run, "status": "completed", "result": {"ok": 1}}
+    frames = [
+        ("stage.started", "s1", run),
+        ("stage.completed", "s1", run),
+        ("run.completed", None, done),
+    ]
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for seq, (kind, stage, snapshot) in enumerate(frames, 1):
+            data = json.dumps({"id": f"evt_{seq}", "type": kind, "stage": stage, "data": snapshot})
+            await response.write(f"id: {seq}\nevent: {kind}\ndata: {data}\n\n".encode())
+        return response
+
+    async def get_run(request: web.Request) -> web.Response:
+        return web.json_response({"data": done})
+
+    app = web.Application()
+    app.router.add_get("/api/v1/workflow-runs/run_1/events", events)
+    app.router.add_get("/api/v1/workflow-runs/run_1", get_run)
+    srv = TestServer(app)
+    await srv.start_server()
+    out = io.StringIO()
+    try:
+        async with _client(srv) as weft:
+            final = await follow(weft, run, 30, Progress(out))
+    finally:
+        await srv.close()
+    assert final["status"] == "completed"
+    lines = out.getvalue()
+    assert "> stage s1 started" in lines and "+ stage s1 completed" in lines
+    assert lines.index("started") < lines.index("+ stage s1 completed")
+    assert "run run_1: completed" in lines and "long-polling" not in lines
+
+
+async def test_cli_follow_falls_back_to_long_polling(server: tuple[TestServer, Fake]) -> None:
+    import io
+
+    from weft_client.cli import Progress, follow
+
+    srv, _fake = server  # the fake has no /events route: 404
+    out = io.StringIO()
+    async with _client(srv) as weft:
+        final = await follow(weft, {"id": "run_1", "status": "pending"}, 30, Progress(out))
+    assert final["status"] == "completed"
+    assert "long-polling" in out.getvalue() and "run run_1: completed" in out.getvalue()
