@@ -21,6 +21,10 @@ from weftcore.ids import has_prefix, new_id
 
 log = logging.getLogger(__name__)
 
+# Chunks (256 KiB from the gateway) queued for the S3 thread: a bit more than one part,
+# so the next part arrives while the previous one is being sent.
+PIPE_DEPTH = 24
+
 
 class Extractor(Protocol):
     """Extracts `path`, writing the text to `text_path` (result.text stays empty)."""
@@ -112,12 +116,19 @@ class StorageService:
         with tempfile.TemporaryDirectory(prefix="weft-upload-", dir=self.spool_dir) as tmp:
             # Parsers such as openpyxl insist on a matching extension.
             spool = Path(tmp) / f"upload.{detected.kind}"
-            size, sha256 = await self._stream(
-                object_key, detected.content_type, bytes(head), chunks, cap, detected.kind, spool
+            text_path = Path(tmp) / "text.txt"
+            size, sha256, extraction = await self._stream(
+                object_key,
+                detected.content_type,
+                bytes(head),
+                chunks,
+                cap,
+                detected.kind,
+                spool,
+                text_path,
             )
             try:
-                text_path = Path(tmp) / "text.txt"
-                result = await self.extractor.extract(spool, detected.kind, self.limits, text_path)
+                result = await extraction
                 text_key = None
                 if result.text_chars and text_path.exists():
                     text_key = f"attachments/{att_id}/text.txt"
@@ -163,44 +174,55 @@ class StorageService:
         cap: int,
         kind: str,
         spool: Path,
-    ) -> tuple[int, str]:
-        """Streams head + rest to S3 and the spool file; returns (size, sha256 hex)."""
+        text_path: Path,
+    ) -> tuple[int, str, "asyncio.Task[ExtractResult]"]:
+        """Streams head + rest to S3 and the spool file; returns (size, sha256 hex, the
+        extraction task), extraction starting as soon as the spool is complete so it
+        overlaps the last S3 part."""
         hasher = hashlib.sha256()
         size = 0
-        with spool.open("wb") as spool_file:
-            pipe = ChunkPipe(tee=spool_file.write)
-            upload = asyncio.create_task(
-                self.store.put_stream(key, cast(BinaryIO, pipe), content_type)
+        extraction: asyncio.Task[ExtractResult] | None = None
+        pipe = ChunkPipe(depth=PIPE_DEPTH)
+        upload = asyncio.create_task(self.store.put_stream(key, cast(BinaryIO, pipe), content_type))
+        upload.add_done_callback(lambda _: pipe.reader_gone())
+        spool_file = spool.open("wb")
+
+        async def feed(chunk: bytes) -> None:
+            nonlocal size
+            size += len(chunk)
+            if size > cap:
+                raise self._too_large(cap, kind)
+            hasher.update(chunk)
+            spool_file.write(chunk)  # page cache; cheaper than another thread hop
+            await pipe.write_chunk(chunk)
+
+        try:
+            if head:
+                await feed(head)
+            async for chunk in rest:
+                await feed(chunk)
+            pipe.finish()
+            spool_file.close()
+            extraction = asyncio.create_task(
+                self.extractor.extract(spool, kind, self.limits, text_path)
             )
-            upload.add_done_callback(lambda _: pipe.reader_gone())
-
-            async def feed(chunk: bytes) -> None:
-                nonlocal size
-                size += len(chunk)
-                if size > cap:
-                    raise self._too_large(cap, kind)
-                hasher.update(chunk)
-                await pipe.write_chunk(chunk)
-
-            try:
-                if head:
-                    await feed(head)
-                async for chunk in rest:
-                    await feed(chunk)
-                pipe.finish()
+            await upload
+        except BaseException as exc:
+            pipe.abort()
+            spool_file.close()
+            with contextlib.suppress(BaseException):
                 await upload
-            except BaseException as exc:
-                pipe.abort()
+            if extraction is not None:
                 with contextlib.suppress(BaseException):
-                    await upload
-                await self._remove(key)
-                if isinstance(exc, WeftError | asyncio.CancelledError) or upload.cancelled():
-                    raise
-                if upload.done() and upload.exception() is not None:
-                    log.error("S3 upload failed", exc_info=upload.exception())
-                    raise Unavailable("Object storage is unavailable. Retry later.") from None
+                    await extraction
+            await self._remove(key)
+            if isinstance(exc, WeftError | asyncio.CancelledError) or upload.cancelled():
                 raise
-        return size, hasher.hexdigest()
+            if upload.done() and upload.exception() is not None:
+                log.error("S3 upload failed", exc_info=upload.exception())
+                raise Unavailable("Object storage is unavailable. Retry later.") from None
+            raise
+        return size, hasher.hexdigest(), extraction
 
     async def _remove(self, *keys: str) -> None:
         for key in keys:

@@ -3,6 +3,7 @@
 import codecs
 import csv
 import io
+import itertools
 from pathlib import Path
 
 from services.storage.extract import ExtractionError, ExtractResult, Limits, TextBuilder
@@ -41,34 +42,25 @@ def extract(path: Path, limits: Limits) -> ExtractResult:
             raise ExtractionError("The file has no rows.")
         dialect = _dialect(sample)
         f.seek(0)
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        builder = TextBuilder(limits.max_chars)
-        rows = 0
-        columns = 0
-        truncated = False
         try:
-            for row in csv.reader(f, dialect):
-                if rows >= limits.max_rows:
-                    truncated = True
-                    break
-                rows += 1
-                columns = max(columns, len(row))
-                writer.writerow(row)
-                if not builder.add(out.getvalue()):
-                    truncated = True
-                    break
-                out.seek(0)
-                out.truncate()
+            # One row past the limit tells whether the file goes on.
+            rows = list(itertools.islice(csv.reader(f, dialect), limits.max_rows + 1))
         except csv.Error as exc:
-            raise ExtractionError(f"Malformed CSV at row {rows + 1}: {exc}") from None
-    note = ""
-    if truncated:
-        note = f"[Truncated: only the first {rows:,} rows were read.]"
+            raise ExtractionError(f"Malformed CSV: {exc}") from None
+    more_rows = len(rows) > limits.max_rows
+    del rows[limits.max_rows :]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    builder = TextBuilder(limits.max_chars)
+    builder.add(out.getvalue())
+    truncated = more_rows or builder.full
+    columns = max(map(len, rows), default=0)
+    rows_read = len(rows)
+    note = f"[Truncated: only the first {rows_read:,} rows were read.]" if more_rows else ""
     return ExtractResult(
         "extracted",
         text=builder.build(note),
-        row_count=rows,
+        row_count=rows_read,
         truncated=truncated,
         metadata={
             "encoding": encoding,

@@ -16,6 +16,7 @@ from pathlib import Path
 from services.storage.extract import ExtractResult, Limits, extract_to_file
 
 _PRELOAD = [
+    "__main__",  # children then find the entry module already imported
     "services.storage.extract",
     "services.storage.extract.csv",
     "services.storage.extract.xlsx",
