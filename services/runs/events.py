@@ -18,12 +18,16 @@ from weftcore.nats import JOBS_SUBJECT, event_subject
 _NEXT_SEQ = """
 UPDATE runs SET next_event_seq = next_event_seq + 1, updated_at = now()
 WHERE id = $1
-RETURNING *
+RETURNING *, coalesce(
+    (SELECT json_agg(s) FROM stage_results s WHERE s.run_id = $1), '[]'::json
+) AS stage_rows
 """
-_STAGES = "SELECT * FROM stage_results WHERE run_id = $1"
 _INSERT_EVENT = """
-INSERT INTO run_events (run_id, seq, event_id, type, stage, payload, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+WITH event AS (
+    INSERT INTO run_events (run_id, seq, event_id, type, stage, payload, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+)
+INSERT INTO outbox (subject, msg_id, payload) VALUES ($8, $3, $9)
 """
 _INSERT_OUTBOX = "INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, $2, $3)"
 
@@ -35,10 +39,11 @@ async def record_event(
 
     Call it after the state change, inside the same transaction. Locks the run row.
     """
+    # Two round trips: lock + bump the sequence (reading the run and its stages), then
+    # the event and its outbox row.
     row = await conn.fetchrow(_NEXT_SEQ, run_id)
     if row is None:
         raise LookupError(f"run {run_id} does not exist")
-    stages = await conn.fetch(_STAGES, run_id)
     now = utcnow()
     event = RunEvent(
         id=new_id("evt"),
@@ -46,14 +51,22 @@ async def record_event(
         run_id=run_id,
         seq=int(row["next_event_seq"]) - 1,
         created_at=iso(now),
-        run=run_snapshot(row, stages),
+        run=run_snapshot(row, row["stage_rows"]),
         stage=stage,
     )
     payload = event.to_json()
     await conn.execute(
-        _INSERT_EVENT, run_id, event.seq, event.id, type, stage, json.loads(payload), now
+        _INSERT_EVENT,
+        run_id,
+        event.seq,
+        event.id,
+        type,
+        stage,
+        json.loads(payload),
+        now,
+        event_subject(run_id, type),
+        payload,
     )
-    await conn.execute(_INSERT_OUTBOX, event_subject(run_id, type), event.id, payload)
     return event
 
 
