@@ -97,7 +97,11 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
             if event is None:
                 break
             await response.write(sse_frame(request, event))
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:
+        # The client went away (seen on the next write, at the latest the keep-alive).
+        call.cancel()
+        return response
+    except asyncio.CancelledError:
         call.cancel()
         raise
     finally:
