@@ -224,3 +224,54 @@ async def test_bad_language_scope_and_allowlist(
     assert (status, body["error"]["code"]) == (404, "NOT_FOUND")
     status, body = await _code(stack, account.token, "wf_doesnotexist")
     assert (status, body["error"]["code"]) == (404, "NOT_FOUND")
+
+
+# A minimal valid one-page PDF, for the `./doc.pdf` placeholder of file fields.
+_PDF = (
+    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+    b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+    b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 200]>>endobj\n"
+    b"trailer<</Root 1 0 R>>\n%%EOF\n"
+)
+
+
+@pytest.fixture(scope="module")
+async def file_workflow_id(stack: Any) -> str:
+    template = '{{ {"count": params.count, "doc": params.doc} | tojson }}'
+    return await apply_workflow(
+        stack,
+        [{"id": "echo", "type": "template", "output": "json", "template": template}],
+        fields=[
+            {"name": "count", "type": "integer", "required": True},
+            {"name": "doc", "type": "file", "required": True},
+        ],
+    )
+
+
+@pytest.mark.parametrize("variant", ["json", "multipart"])
+@pytest.mark.parametrize("language", ["curl", "python", "node"])
+async def test_file_field_snippets_upload_and_run(
+    stack: Any,
+    account: Account,
+    file_workflow_id: str,
+    tmp_path: Path,
+    language: str,
+    variant: str,
+) -> None:
+    status, body = await _code(
+        stack, account.token, file_workflow_id, language=language, variant=variant
+    )
+    assert status == 200, body
+    code = body["data"][0]["code"]
+    assert "./doc.pdf" in code
+    (tmp_path / "doc.pdf").write_bytes(_PDF)
+    file, command = {
+        "curl": ("run.sh", ["bash", "run.sh"]),
+        "python": ("run.py", [sys.executable, "run.py"]),
+        "node": ("run.js", [shutil.which("node") or "node", "run.js"]),
+    }[language]
+    (tmp_path / file).write_text(code)
+    run = await asyncio.to_thread(_run, command, tmp_path, account.token)
+    assert run["status"] == "completed", run
+    assert run["result"]["count"] == 1
+    assert str(run["result"]["doc"]).startswith("att_")
