@@ -39,6 +39,7 @@ class AttachmentRepository(Protocol):
     async def get_many(
         self, attachment_ids: list[str], owner_user_id: str
     ) -> list[AttachmentRecord]: ...
+    async def delete(self, attachment_id: str, owner_user_id: str) -> AttachmentRecord | None: ...
 
 
 class PgAttachmentRepository:
@@ -88,3 +89,12 @@ class PgAttachmentRepository:
             owner_user_id,
         )
         return [AttachmentRecord(**dict(r)) for r in rows]
+
+    async def delete(self, attachment_id: str, owner_user_id: str) -> AttachmentRecord | None:
+        """Removes the owner's row; answers it (for its object keys), None if not theirs."""
+        row = await self.pool.fetchrow(
+            f"DELETE FROM attachments WHERE id = $1 AND owner_user_id = $2 RETURNING {_COLUMNS}",
+            attachment_id,
+            owner_user_id,
+        )
+        return AttachmentRecord(**dict(row)) if row else None

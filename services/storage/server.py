@@ -78,6 +78,12 @@ class StorageServiceServicer(storage_pb2_grpc.StorageServiceServicer):
     ) -> storage_pb2.Attachment:
         return to_proto(await self.service.get(request.attachment_id, request.owner_user_id))
 
+    async def DeleteAttachment(
+        self, request: storage_pb2.DeleteAttachmentRequest, context: Any
+    ) -> storage_pb2.DeleteAttachmentResponse:
+        await self.service.delete(request.attachment_id, request.owner_user_id)
+        return storage_pb2.DeleteAttachmentResponse()
+
     async def ReadText(
         self, request: storage_pb2.ReadTextRequest, context: Any
     ) -> storage_pb2.ReadTextResponse:

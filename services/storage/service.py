@@ -241,6 +241,16 @@ class StorageService:
             raise NotFound(f"No attachment {attachment_id!r}.", param="attachment_id")
         return record
 
+    async def delete(self, attachment_id: str, owner_user_id: str) -> None:
+        """Removes the owner's attachment (row first, so nobody reads a half-removed one,
+        then its objects, best effort); NOT_FOUND if it is not theirs."""
+        record = None
+        if has_prefix(attachment_id, "att"):
+            record = await self.repo.delete(attachment_id, owner_user_id)
+        if record is None:
+            raise NotFound(f"No attachment {attachment_id!r}.", param="attachment_id")
+        await self._remove(*[k for k in (record.object_key, record.text_key) if k])
+
     async def read_text(
         self, attachment_ids: list[str], owner_user_id: str, max_chars: int
     ) -> list[AttachmentText]:

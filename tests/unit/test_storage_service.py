@@ -84,6 +84,10 @@ class FakeRepo:
     async def get_many(self, ids: list[str], owner_user_id: str) -> list[AttachmentRecord]:
         return [r for i in ids if (r := await self.get(i, owner_user_id))]
 
+    async def delete(self, attachment_id: str, owner_user_id: str) -> AttachmentRecord | None:
+        row = await self.get(attachment_id, owner_user_id)
+        return self.rows.pop(attachment_id) if row else None
+
 
 class InlineExtractor:
     async def extract(
@@ -190,6 +194,19 @@ async def test_get_and_read_text_are_scoped_to_the_owner() -> None:
     assert [t.attachment.id for t in texts] == [b.id, a.id]
     assert texts[0].text == "# beta" and not texts[0].truncated
     assert texts[1].truncated and len(texts[1].text) <= 100 and "Truncated" in texts[1].text
+
+
+async def test_delete_is_scoped_to_the_owner_and_removes_the_objects() -> None:
+    service, store, repo = _service()
+    record = await service.upload(UploadHeader(OWNER, "a.csv"), _chunks(files.csv_bytes(5)))
+    with pytest.raises(NotFound):
+        await service.delete(record.id, "usr_someone_else")
+    assert record.id in repo.rows and record.object_key in store.objects
+    await service.delete(record.id, OWNER)
+    assert record.id not in repo.rows
+    assert record.object_key not in store.objects and record.text_key not in store.objects
+    with pytest.raises(NotFound):
+        await service.get(record.id, OWNER)
 
 
 def test_truncate_text_stays_within_the_budget() -> None:

@@ -49,6 +49,11 @@ class StorageServiceStub:
                 request_serializer=weft_dot_storage_dot_v1_dot_storage__pb2.ReadTextRequest.SerializeToString,
                 response_deserializer=weft_dot_storage_dot_v1_dot_storage__pb2.ReadTextResponse.FromString,
                 _registered_method=True)
+        self.DeleteAttachment = channel.unary_unary(
+                '/weft.storage.v1.StorageService/DeleteAttachment',
+                request_serializer=weft_dot_storage_dot_v1_dot_storage__pb2.DeleteAttachmentRequest.SerializeToString,
+                response_deserializer=weft_dot_storage_dot_v1_dot_storage__pb2.DeleteAttachmentResponse.FromString,
+                _registered_method=True)
 
 
 class StorageServiceServicer:
@@ -75,6 +80,14 @@ class StorageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteAttachment(self, request, context):
+        """Removes an attachment of owner_user_id (row, object, extracted text); NOT_FOUND if
+        it is not theirs. Used for the duplicate upload of an idempotent retry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +105,11 @@ def add_StorageServiceServicer_to_server(servicer, server):
                     servicer.ReadText,
                     request_deserializer=weft_dot_storage_dot_v1_dot_storage__pb2.ReadTextRequest.FromString,
                     response_serializer=weft_dot_storage_dot_v1_dot_storage__pb2.ReadTextResponse.SerializeToString,
+            ),
+            'DeleteAttachment': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAttachment,
+                    request_deserializer=weft_dot_storage_dot_v1_dot_storage__pb2.DeleteAttachmentRequest.FromString,
+                    response_serializer=weft_dot_storage_dot_v1_dot_storage__pb2.DeleteAttachmentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +193,33 @@ class StorageService:
             '/weft.storage.v1.StorageService/ReadText',
             weft_dot_storage_dot_v1_dot_storage__pb2.ReadTextRequest.SerializeToString,
             weft_dot_storage_dot_v1_dot_storage__pb2.ReadTextResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAttachment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weft.storage.v1.StorageService/DeleteAttachment',
+            weft_dot_storage_dot_v1_dot_storage__pb2.DeleteAttachmentRequest.SerializeToString,
+            weft_dot_storage_dot_v1_dot_storage__pb2.DeleteAttachmentResponse.FromString,
             options,
             channel_credentials,
             insecure,

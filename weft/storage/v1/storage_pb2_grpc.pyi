@@ -38,6 +38,10 @@ class StorageServiceStub:
     GetAttachment: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetAttachmentRequest, _storage_pb2.Attachment]
     ReadText: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ReadTextRequest, _storage_pb2.ReadTextResponse]
     """Extracted text of attachments owned by owner_user_id, each capped at max_chars."""
+    DeleteAttachment: _grpc.UnaryUnaryMultiCallable[_storage_pb2.DeleteAttachmentRequest, _storage_pb2.DeleteAttachmentResponse]
+    """Removes an attachment of owner_user_id (row, object, extracted text); NOT_FOUND if
+    it is not theirs. Used for the duplicate upload of an idempotent retry.
+    """
 
 @_typing.type_check_only
 class StorageServiceAsyncStub(StorageServiceStub):
@@ -49,6 +53,10 @@ class StorageServiceAsyncStub(StorageServiceStub):
     GetAttachment: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetAttachmentRequest, _storage_pb2.Attachment]  # type: ignore[assignment]
     ReadText: _aio.UnaryUnaryMultiCallable[_storage_pb2.ReadTextRequest, _storage_pb2.ReadTextResponse]  # type: ignore[assignment]
     """Extracted text of attachments owned by owner_user_id, each capped at max_chars."""
+    DeleteAttachment: _aio.UnaryUnaryMultiCallable[_storage_pb2.DeleteAttachmentRequest, _storage_pb2.DeleteAttachmentResponse]  # type: ignore[assignment]
+    """Removes an attachment of owner_user_id (row, object, extracted text); NOT_FOUND if
+    it is not theirs. Used for the duplicate upload of an idempotent retry.
+    """
 
 class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -75,5 +83,15 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.ReadTextResponse, _abc.Awaitable[_storage_pb2.ReadTextResponse]]:
         """Extracted text of attachments owned by owner_user_id, each capped at max_chars."""
+
+    @_abc_1.abstractmethod
+    def DeleteAttachment(
+        self,
+        request: _storage_pb2.DeleteAttachmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.DeleteAttachmentResponse, _abc.Awaitable[_storage_pb2.DeleteAttachmentResponse]]:
+        """Removes an attachment of owner_user_id (row, object, extracted text); NOT_FOUND if
+        it is not theirs. Used for the duplicate upload of an idempotent retry.
+        """
 
 def add_StorageServiceServicer_to_server(servicer: StorageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
