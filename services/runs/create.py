@@ -2,7 +2,6 @@
 record in one transaction (the outbox relay publishes after the commit)."""
 
 import asyncio
-import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -272,7 +271,7 @@ class RunCreator:
                 stored = await self._idempotency.begin(conn, caller.user_id, idem)
                 if stored is not None:
                     return CreateRunOutput(stored.http_status, stored.body_json, replayed=True)
-            event = await insert_created_run(conn, dataclasses.asdict(new))
+            event = await insert_created_run(conn, vars(new).copy())
             body = json.dumps(
                 {
                     "data": {

@@ -25,11 +25,25 @@ RETURNING *, coalesce(
 _INSERT_EVENT = """
 WITH event AS (
     INSERT INTO run_events (run_id, seq, event_id, type, stage, payload, created_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    VALUES ($1, $2, $3, $4, $5, ($6::text)::jsonb, $7)
 )
-INSERT INTO outbox (subject, msg_id, payload) VALUES ($8, $3, $9)
+INSERT INTO outbox (subject, msg_id, payload) VALUES ($8, $3, convert_to($6::text, 'UTF8'))
 """
 _INSERT_OUTBOX = "INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, $2, $3)"
+
+
+def event_json(event: RunEvent) -> str:
+    """The event as published (RunEvent.to_json's document, without a deep copy)."""
+    doc = {
+        "id": event.id,
+        "type": event.type,
+        "run_id": event.run_id,
+        "seq": event.seq,
+        "created_at": event.created_at,
+        "run": event.run,
+        "stage": event.stage,
+    }
+    return json.dumps(doc, separators=(",", ":"))
 
 
 async def record_event(
@@ -54,7 +68,6 @@ async def record_event(
         run=run_snapshot(row, row["stage_rows"]),
         stage=stage,
     )
-    payload = event.to_json()
     await conn.execute(
         _INSERT_EVENT,
         run_id,
@@ -62,10 +75,9 @@ async def record_event(
         event.id,
         type,
         stage,
-        json.loads(payload),
+        event_json(event),
         now,
         event_subject(run_id, type),
-        payload,
     )
     return event
 
@@ -88,9 +100,10 @@ WITH run AS (
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, 2)
 ), event AS (
     INSERT INTO run_events (run_id, seq, event_id, type, stage, payload, created_at)
-    VALUES ($1, 1, $12, $13, NULL, $14, $11)
+    VALUES ($1, 1, $12, $13, NULL, ($14::text)::jsonb, $11)
 )
-INSERT INTO outbox (subject, msg_id, payload) VALUES ($15, $12, $16), ($17, $18, $19)
+INSERT INTO outbox (subject, msg_id, payload)
+VALUES ($15, $12, convert_to($14::text, 'UTF8')), ($16, $17, $18)
 """
 
 
@@ -117,7 +130,6 @@ async def insert_created_run(conn: asyncpg.Connection, run: dict[str, Any]) -> R
         created_at=iso(now),
         run=run_snapshot(row, []),
     )
-    payload = event.to_json()
     job = json.dumps({"run_id": run["id"]}, separators=(",", ":")).encode()
     await conn.execute(
         _INSERT_CREATED,
@@ -134,9 +146,8 @@ async def insert_created_run(conn: asyncpg.Connection, run: dict[str, Any]) -> R
         now,
         event.id,
         RUN_CREATED,
-        json.loads(payload),
+        event_json(event),
         event_subject(run["id"], RUN_CREATED),
-        payload,
         JOBS_SUBJECT,
         f"job-{run['id']}-0",
         job,
