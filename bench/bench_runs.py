@@ -37,6 +37,20 @@ WORKFLOW = {
     "stages": [{"id": "echo", "type": "template", "template": "{{ input_text }} {{ params.n }}"}],
 }
 
+# Parks in awaiting_input: polling it measures the uncached path (gateway -> runs -> PG).
+REVIEW_WORKFLOW = {
+    "slug": "bench-review",
+    "name": "Bench (waits for review)",
+    "stages": [
+        {
+            "id": "review",
+            "type": "human_review",
+            "prompt": "ok?",
+            "fields": [{"name": "ok", "type": "boolean"}],
+        }
+    ],
+}
+
 
 def wrk(argv_tail: list[str], connections: int, seconds: int, threads: int) -> dict[str, Any]:
     import re
@@ -164,6 +178,22 @@ async def latency_to_completed(base_url: str, token: str, workflow_id: str, n: i
     }
 
 
+async def waiting_run(base_url: str, token: str, workflow_id: str) -> str:
+    """The URL of a run of `workflow_id` once it is awaiting input."""
+    import aiohttp
+
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+        async with http.post(
+            f"{base_url}/api/v1/workflows/{workflow_id}/runs", json={"input_text": "wait"}
+        ) as response:
+            url = str((await response.json())["data"]["links"]["self"])
+        for _ in range(30):
+            async with http.get(f"{url}?wait=5") as response:
+                if (await response.json())["data"]["status"] == "awaiting_input":
+                    return url
+    raise RuntimeError("the review run never reached awaiting_input")
+
+
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     from devstack.stack import Ports, Stack, StackOptions
 
@@ -228,8 +258,20 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             text=True,
         )
         run_url = json.loads(out.stdout)["data"][0]["links"]["self"]
+        # A finished run: immutable, so the gateway answers it from its cache.
         result["get_run"] = wrk(
             ["-H", f"Authorization: Bearer {token}", run_url],
+            args.connections,
+            args.poll_duration,
+            args.threads,
+        )
+        # A run still waiting (awaiting_input): every poll reaches the runs service.
+        review_file = root / "bench-review.json"
+        review_file.write_text(json.dumps(REVIEW_WORKFLOW))
+        review_id = json.loads(stack.admin("workflows", "apply", str(review_file)).stdout)[0]["id"]
+        waiting_url = asyncio.run(waiting_run(stack.base_url, token, review_id))
+        result["get_run_waiting"] = wrk(
+            ["-H", f"Authorization: Bearer {token}", waiting_url],
             args.connections,
             args.poll_duration,
             args.threads,
@@ -256,12 +298,15 @@ def main() -> None:
     result = run_bench(args)
     print(json.dumps(result, indent=2))
     c, g, lat = result["create"], result["get_run"], result["post_to_completed"]
+    w = result["get_run_waiting"]
     print(
         f"create: {c['req_per_s']:.0f} runs/s, p50 {c['p50_ms']:.1f} ms, p99 {c['p99_ms']:.1f} ms,"
         f" accepted {c['accepted_201']}, in db {c['runs_in_db']}, {c['by_status']},"
         f" duplicates {c['runs_with_duplicate_terminal_event']}/"
         f"{c['runs_with_duplicate_stage_result']}\n"
-        f"GET run: {g['req_per_s']:.0f} req/s, p99 {g['p99_ms']:.1f} ms\n"
+        f"GET run (finished, cached): {g['req_per_s']:.0f} req/s, p99 {g['p99_ms']:.1f} ms\n"
+        f"GET run (awaiting_input, uncached): {w['req_per_s']:.0f} req/s,"
+        f" p99 {w['p99_ms']:.1f} ms\n"
         f"POST -> completed: p50 {lat['p50_ms']} ms, p90 {lat['p90_ms']} ms"
     )
 

@@ -14,11 +14,13 @@ from gateway.http import dumps, json_response, query_int, read_json_object
 from gateway.keys import CONFIG, SERVICES
 from gateway.multipart_runs import declared_fields, form_run, is_form, read_multipart
 from gateway.ratelimit import rate_limit_headers
+from gateway.run_cache import TerminalRunCache
 from weft.auth.v1 import auth_pb2
 from weft.runs.v1 import runs_pb2
 from weftcore.canonical import json_body_hash
 from weftcore.errors import InvalidArgument
 
+RUN_CACHE = web.AppKey("terminal_runs", TerminalRunCache)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_WAIT_SECONDS = 60
 _CREATE_FIELDS = frozenset({"input_text", "params", "attachment_ids", "webhook_url"})
@@ -181,13 +183,17 @@ async def _create_run_multipart(
 async def get_run(request: web.Request) -> web.Response:
     principal = await require(request, RUNS_CREATE)
     wait = query_int(request, "wait", 0, 0, MAX_WAIT_SECONDS)
-    run = await request.app[SERVICES].runs.GetRun(
-        runs_pb2.GetRunRequest(
-            caller=caller(principal), run_id=request.match_info["run_id"], wait_seconds=wait
-        ),
-        timeout=wait + 10,
-    )
-    return json_response({"data": run_data(request, run)})
+    run_id = request.match_info["run_id"]
+    cache = request.app[RUN_CACHE]
+    body = cache.get(run_id, principal.user_id)
+    if body is None:
+        run = await request.app[SERVICES].runs.GetRun(
+            runs_pb2.GetRunRequest(caller=caller(principal), run_id=run_id, wait_seconds=wait),
+            timeout=wait + 10,
+        )
+        body = dumps({"data": run_data(request, run)})
+        cache.put(run.id, run.user_id, run.status, body)
+    return web.Response(text=body, content_type="application/json", charset="utf-8")
 
 
 async def list_runs(request: web.Request) -> web.Response:
@@ -241,6 +247,7 @@ async def submit_input(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
+    app[RUN_CACHE] = TerminalRunCache()
     app.router.add_post("/api/v1/workflows/{workflow_id}/runs", create_run)
     app.router.add_get("/api/v1/workflow-runs", list_runs)
     app.router.add_get("/api/v1/workflow-runs/{run_id}", get_run)
