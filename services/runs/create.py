@@ -4,6 +4,7 @@ record in one transaction (the outbox relay publishes after the commit)."""
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -145,12 +146,15 @@ class RunCreator:
         storage: storage_pb2_grpc.StorageServiceStub,
         idempotency: IdempotencyStore,
         rate_limiter: RateLimiter,
+        after_commit: Callable[[], None] = lambda: None,
     ) -> None:
         self._pool = pool
         self._billing = billing
         self._storage = storage
         self._idempotency = idempotency
         self._rate_limiter = rate_limiter
+        # Wakes the outbox relay of this process at once (NOTIFY would, a hop later).
+        self._after_commit = after_commit
 
     async def check_attachments(self, caller: Caller, ids: list[str]) -> None:
         """Each id must be an attachment of the caller (404 naming it otherwise)."""
@@ -288,6 +292,7 @@ class RunCreator:
             response = StoredResponse(201, body)
             if idem is not None:
                 await self._idempotency.complete(conn, caller.user_id, idem, response)
+        self._after_commit()
         return CreateRunOutput(201, body, replayed=False, rate_limit=rate, run_id=new.id)
 
     async def _release(self, run_id: str) -> None:

@@ -298,7 +298,9 @@ async def wire(
     stack.push_async_callback(storage_channel.close)
     billing = billing_pb2_grpc.BillingServiceStub(billing_channel)
     storage = storage_pb2_grpc.StorageServiceStub(storage_channel)
-    creator = RunCreator(pool, billing, storage, make_idempotency(), make_rate_limiter())
+    creator = RunCreator(
+        pool, billing, storage, make_idempotency(), make_rate_limiter(), after_commit=relay.wake
+    )
     service = RunsService(pool, notifier, creator)
     await apply_workflow_dir(
         service, os.environ.get("WEFT_WORKFLOWS_DIR", str(DEFAULT_WORKFLOWS_DIR))
