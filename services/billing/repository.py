@@ -235,6 +235,54 @@ async def get_reservation(
     return _reservation(row)
 
 
+# The account row is updated only if it can cover the estimate; the reservation and its
+# ledger entry exist only if it was. A run_id reserved before aborts the whole statement
+# (unique violation), so nothing is held twice.
+_RESERVE_OWN = f"""
+WITH held AS (
+    UPDATE accounts SET reserved_micros = reserved_micros + $4, updated_at = now()
+    WHERE account_id = $2 AND balance_micros - reserved_micros >= $4
+    RETURNING account_id
+), res AS (
+    INSERT INTO reservations ({_RES_COLS})
+    SELECT $1, $2, $3, '', $4, 'open', 0, 0, false FROM held
+    RETURNING run_id
+), entry AS (
+    INSERT INTO ledger (id, account_id, kind, amount_micros, run_id, user_id, note)
+    SELECT $5, $2, 'reserve', $4, $1, $3, '' FROM res
+)
+SELECT count(*) FROM res
+"""
+# A free estimate (template/http-only run) holds nothing: no account row to lock.
+_RESERVE_FREE = f"""
+WITH res AS (
+    INSERT INTO reservations ({_RES_COLS})
+    VALUES ($1, $2, $3, '', 0, 'open', 0, 0, false)
+    RETURNING run_id
+)
+INSERT INTO ledger (id, account_id, kind, amount_micros, run_id, user_id, note)
+SELECT $4, $2, 'reserve', 0, $1, $3, '' FROM res
+"""
+
+
+async def reserve_own(
+    conn: asyncpg.Connection, run_id: str, user_id: str, estimate: int
+) -> ReservationRow | None:
+    """Reserve `estimate` of the user's own credits for the run in ONE statement (run it
+    outside a transaction: the statement is the transaction). None when the balance does
+    not cover it or the run_id already has a reservation (the caller reads which)."""
+    try:
+        if estimate == 0:
+            await conn.execute(_RESERVE_FREE, run_id, user_id, user_id, new_id("led"))
+        elif not await conn.fetchval(
+            _RESERVE_OWN, run_id, user_id, user_id, estimate, new_id("led")
+        ):
+            return None
+    except asyncpg.UniqueViolationError:
+        return None
+    return ReservationRow(run_id, user_id, user_id, "", estimate, "open", 0, 0)
+
+
 async def insert_reservation(conn: asyncpg.Connection, res: ReservationRow) -> bool:
     """False when another transaction recorded this run_id first."""
     status = await conn.execute(

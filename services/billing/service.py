@@ -67,7 +67,10 @@ class BillingService:
     # --- pricing ------------------------------------------------------------------
 
     async def _prices_for(self, conn: asyncpg.Connection, usages: list[Usage]) -> dict[str, Price]:
-        return await repo.get_prices(conn, sorted({u.model for u in usages if u.model}))
+        models = sorted({u.model for u in usages if u.model})
+        if not models:  # template/http-only runs: no query at all
+            return {}
+        return await repo.get_prices(conn, models)
 
     async def price_usage(self, usages: list[Usage]) -> list[int]:
         """Cost in micros of each stage (pricing.py's rounding), in order."""
@@ -84,9 +87,10 @@ class BillingService:
         if not payer.user_id:
             raise InvalidArgument("payer.user_id is required.", param="payer.user_id")
         async with self.pool.acquire() as conn:
-            existing = await repo.get_reservation(conn, run_id)
-            if existing is not None:
-                return existing
+            if payer.plan not in PAID_PLANS or payer.team_id:
+                existing = await repo.get_reservation(conn, run_id)
+                if existing is not None:
+                    return existing
             if payer.plan not in PAID_PLANS:
                 raise FailedPrecondition("API access needs a paid plan.", code="PAID_PLAN_REQUIRED")
             prices = await self._prices_for(conn, stages)
@@ -97,6 +101,16 @@ class BillingService:
                         f"Unknown model: {usage.model!r} has no price.", param="model"
                     )
             estimate = sum(_price(stages, prices))
+            if not payer.team_id:
+                # One statement, its own transaction: the account row is locked only
+                # inside the server (and not at all for a free estimate).
+                res = await repo.reserve_own(conn, run_id, payer.user_id, estimate)
+                if res is not None:
+                    return res
+                found = await repo.get_reservation(conn, run_id)  # reserved before
+                if found is not None:
+                    return found
+                raise insufficient(estimate)
             try:
                 async with conn.transaction():
                     return await self._reserve_tx(conn, run_id, payer, estimate)
@@ -150,10 +164,13 @@ class BillingService:
                 return CaptureResult(run_id, res.captured_micros, res.released_micros, True)
             cost = sum(_price(stages, await self._prices_for(conn, stages)))
             held = res.amount_micros if res.status == "open" else 0
-            account = await repo.lock_account(conn, res.account_id)
-            charged = min(cost, held + account.available_micros)
-            released = held - min(charged, held)
-            await repo.add_to_account(conn, res.account_id, -charged, -held)
+            if cost or held:
+                account = await repo.lock_account(conn, res.account_id)
+                charged = min(cost, held + account.available_micros)
+                released = held - min(charged, held)
+                await repo.add_to_account(conn, res.account_id, -charged, -held)
+            else:  # nothing to charge or give back: the balance row stays untouched
+                charged = released = 0
             await repo.close_reservation(
                 conn, run_id, "captured", charged, res.released_micros + released
             )

@@ -18,6 +18,7 @@ from services.runs.params import file_values, validate_values
 from weft.billing.v1 import billing_pb2, billing_pb2_grpc
 from weft.storage.v1 import storage_pb2, storage_pb2_grpc
 from weftcore.errors import InvalidArgument, NotFound, WeftError, from_rpc_error
+from weftcore.events import RunEvent
 from weftcore.ids import new_id
 from weftcore.tokens import estimate_tokens
 
@@ -81,6 +82,10 @@ class IdempotencyStore(Protocol):
 
 
 class RateLimiter(Protocol):
+    """Counts run creations. One that also has `ticket(account_id, plan)` and
+    `settle(ticket, row)` (services.runs.ratelimit.PgRateLimiter) is taken inside the
+    statement that inserts the run."""
+
     async def take(self, conn: asyncpg.Connection, account_id: str, plan: str) -> RateLimitState:
         """Count one run; ResourceExhausted (RATE_LIMITED) when over the limit."""
 
@@ -270,30 +275,41 @@ class RunCreator:
     async def _commit(
         self, caller: Caller, new: repo.NewRun, idem: IdempotencyRequest | None
     ) -> CreateRunOutput:
-        async with self._pool.acquire() as conn, conn.transaction():
-            if idem is not None:
-                stored = await self._idempotency.begin(conn, caller.user_id, idem)
-                if stored is not None:
-                    return CreateRunOutput(stored.http_status, stored.body_json, replayed=True)
-            event = await insert_created_run(conn, vars(new).copy())
-            body = json.dumps(
-                {
-                    "data": {
-                        "id": new.id,
-                        "workflow_id": new.workflow_id,
-                        "status": "pending",
-                        "created_at": event.created_at,
-                    }
-                },
-                separators=(",", ":"),
-            )
-            # Last before the commit: it serialises one account's creations until then.
-            rate = await self._rate_limiter.take(conn, caller.account_id, caller.plan)
-            response = StoredResponse(201, body)
-            if idem is not None:
-                await self._idempotency.complete(conn, caller.user_id, idem, response)
+        async with self._pool.acquire() as conn:
+            if idem is None and hasattr(self._rate_limiter, "ticket"):
+                # One statement is its own transaction: the account's rate lock is held
+                # only inside the server, never across a round trip.
+                event, rate = await self._insert(conn, caller, new)
+                body = _created_body(new, event.created_at)
+            else:
+                async with conn.transaction():
+                    if idem is not None:
+                        stored = await self._idempotency.begin(conn, caller.user_id, idem)
+                        if stored is not None:
+                            return CreateRunOutput(
+                                stored.http_status, stored.body_json, replayed=True
+                            )
+                    event, rate = await self._insert(conn, caller, new)
+                    body = _created_body(new, event.created_at)
+                    if idem is not None:
+                        response = StoredResponse(201, body)
+                        await self._idempotency.complete(conn, caller.user_id, idem, response)
         self._after_commit()
         return CreateRunOutput(201, body, replayed=False, rate_limit=rate, run_id=new.id)
+
+    async def _insert(
+        self, conn: asyncpg.Connection, caller: Caller, new: repo.NewRun
+    ) -> tuple[RunEvent, RateLimitState]:
+        """The run, its event and job, and the rate take (ResourceExhausted when full)."""
+        limiter: Any = self._rate_limiter
+        if hasattr(limiter, "ticket"):
+            tk = limiter.ticket(caller.account_id, caller.plan)
+            event, row = await insert_created_run(conn, vars(new).copy(), tk.args())
+            assert row is not None
+            return event, limiter.settle(tk, row)
+        event, _ = await insert_created_run(conn, vars(new).copy())
+        # Last before the commit: it serialises one account's creations until then.
+        return event, await limiter.take(conn, caller.account_id, caller.plan)
 
     async def _release(self, run_id: str) -> None:
         try:
@@ -301,6 +317,20 @@ class RunCreator:
         except Exception:
             # Left open, the reservation only holds credits; billing expires stale ones.
             log.exception("billing release failed", extra={"run_id": run_id})
+
+
+def _created_body(new: repo.NewRun, created_at: str) -> str:
+    return json.dumps(
+        {
+            "data": {
+                "id": new.id,
+                "workflow_id": new.workflow_id,
+                "status": "pending",
+                "created_at": created_at,
+            }
+        },
+        separators=(",", ":"),
+    )
 
 
 def _with_ids(inp: CreateRunInput, ids: list[str]) -> CreateRunInput:

@@ -105,11 +105,46 @@ WITH run AS (
 INSERT INTO outbox (subject, msg_id, payload)
 VALUES ($15, $12, convert_to($14::text, 'UTF8')), ($16, $17, $18)
 """
+# The same rows, only if the rate take ($19..$23, see services/runs/ratelimit.py) took one;
+# answers the take's row. One statement: outside a transaction the account's rate lock
+# lives only inside the server, never across a client round trip.
+_INSERT_CREATED_TAKING = """
+WITH take AS MATERIALIZED (
+    SELECT n, oldest, took FROM rate_take($19::int, $20::text, $21::bigint, $22::bigint,
+                                          $23::bigint)
+), run AS (
+    INSERT INTO runs (id, workflow_id, workflow_version, user_id, team_id, account_id,
+                      input_text, params, attachment_ids, webhook_url, created_at, updated_at,
+                      next_event_seq)
+    SELECT $1::text, $2::text, $3::int, $4::text, $5::text, $6::text, $7::text, $8::jsonb,
+           $9::text[], $10::text, $11::timestamptz, $11::timestamptz, 2
+    FROM take WHERE took = 1
+), event AS (
+    INSERT INTO run_events (run_id, seq, event_id, type, stage, payload, created_at)
+    SELECT $1::text, 1, $12::text, $13::text, NULL, ($14::text)::jsonb, $11::timestamptz
+    FROM take WHERE took = 1
+), queued AS (
+    INSERT INTO outbox (subject, msg_id, payload)
+    SELECT v.subject, v.msg_id, v.payload
+    FROM take, (VALUES ($15::text, $12::text, convert_to($14::text, 'UTF8')),
+                       ($16::text, $17::text, $18::bytea)) AS v (subject, msg_id, payload)
+    WHERE take.took = 1
+)
+SELECT n, oldest, took FROM take
+"""
 
 
-async def insert_created_run(conn: asyncpg.Connection, run: dict[str, Any]) -> RunEvent:
+async def insert_created_run(
+    conn: asyncpg.Connection,
+    run: dict[str, Any],
+    rate_take: tuple[Any, ...] | None = None,
+) -> tuple[RunEvent, asyncpg.Record | None]:
     """Insert a new `pending` run with its `run.created` event and its first job, in one
-    statement (the hot path of CreateRun). `run` holds the runs columns of NewRun."""
+    statement (the hot path of CreateRun). `run` holds the runs columns of NewRun.
+
+    With `rate_take` (the arguments of services.runs.ratelimit.TAKE_SQL) the same
+    statement takes the rate limit first and inserts nothing when it is full; the take's
+    row (n, oldest, took) is answered with the event."""
     now = utcnow()
     row = {
         **run,
@@ -131,8 +166,7 @@ async def insert_created_run(conn: asyncpg.Connection, run: dict[str, Any]) -> R
         run=run_snapshot(row, []),
     )
     job = json.dumps({"run_id": run["id"]}, separators=(",", ":")).encode()
-    await conn.execute(
-        _INSERT_CREATED,
+    args = (
         run["id"],
         run["workflow_id"],
         run["workflow_version"],
@@ -152,4 +186,7 @@ async def insert_created_run(conn: asyncpg.Connection, run: dict[str, Any]) -> R
         f"job-{run['id']}-0",
         job,
     )
-    return event
+    if rate_take is None:
+        await conn.execute(_INSERT_CREATED, *args)
+        return event, None
+    return event, await conn.fetchrow(_INSERT_CREATED_TAKING, *args, *rate_take)

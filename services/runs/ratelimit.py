@@ -2,13 +2,17 @@
 
 Counts live in 10-second buckets (`rate_buckets`); the rolling hour is the sum of the
 last 360. `take` serialises one account's takers with a transaction-scoped advisory lock,
-so the limit is exact under any concurrency and across replicas, and since it runs in the
-creating transaction a run that is rolled back is not counted.
+taken inside the same statement as the count (the `rate_take` SQL function), so the limit
+is exact under any concurrency and across replicas, and since it runs in the creating
+transaction a run that is rolled back is not counted. CreateRun embeds that statement in
+the one that inserts the run, so the lock is held only inside the server.
 """
 
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -22,20 +26,8 @@ DEFAULT_LIMITS = {"free": 0, "pro": 1000, "team": 5000, "enterprise": 50000}
 # First half of the two-int advisory lock key: keeps these locks apart from others'.
 _LOCK_CLASS = 0x5EF7_0002
 
-_TAKE = """
-WITH used AS (
-    SELECT coalesce(sum(count), 0)::bigint AS n, min(bucket) AS oldest
-    FROM rate_buckets WHERE account_id = $1 AND bucket > $2 - $4::bigint
-), gone AS (
-    DELETE FROM rate_buckets WHERE account_id = $1 AND bucket <= $2 - $4::bigint
-), taken AS (
-    INSERT INTO rate_buckets (account_id, bucket, count)
-    SELECT $1, $2, 1 FROM used WHERE used.n < $3
-    ON CONFLICT (account_id, bucket) DO UPDATE SET count = rate_buckets.count + 1
-    RETURNING 1
-)
-SELECT used.n, used.oldest, (SELECT count(*) FROM taken) AS took FROM used
-"""
+# The lock and the count in one statement (migrations/0004_rate_take.sql).
+TAKE_SQL = "SELECT n, oldest, took FROM rate_take($1, $2, $3, $4, $5)"
 
 
 def limits_from_env(env: Mapping[str, str] | None = None) -> dict[str, int]:
@@ -44,6 +36,46 @@ def limits_from_env(env: Mapping[str, str] | None = None) -> dict[str, int]:
         plan: env_int(f"WEFT_RATE_LIMIT_{plan.upper()}", default, env)
         for plan, default in DEFAULT_LIMITS.items()
     }
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """The arguments of one take, fixed before the statement that takes it."""
+
+    account_id: str
+    bucket: int
+    limit: int
+    now: float
+
+    def args(self) -> tuple[int, str, int, int, int]:
+        """TAKE_SQL's arguments, in order."""
+        return (_LOCK_CLASS, self.account_id, self.bucket, self.limit, WINDOW_SECONDS)
+
+
+def ticket(
+    account_id: str, plan: str, now: float | None = None, limits: Mapping[str, int] | None = None
+) -> Ticket:
+    """What `settle` needs to judge one take for `account_id` at `now`."""
+    now = time.time() if now is None else now
+    limit = (limits if limits is not None else limits_from_env()).get(plan, 0)
+    return Ticket(account_id, int(now) // BUCKET_SECONDS * BUCKET_SECONDS, limit, now)
+
+
+def settle(tk: Ticket, row: Mapping[str, Any]) -> RateLimitState:
+    """The state after TAKE_SQL answered `row`; ResourceExhausted when nothing was taken."""
+    used, oldest, took = int(row["n"]), row["oldest"], int(row["took"])
+    # The oldest counted bucket leaves the window WINDOW_SECONDS after it started.
+    first = tk.bucket if oldest is None else int(oldest)
+    reset = max(1, math.ceil(first + WINDOW_SECONDS - tk.now))
+    if not took:
+        raise ResourceExhausted(
+            f"Rate limit of {tk.limit} runs per hour reached. Retry after {reset} seconds.",
+            code="RATE_LIMITED",
+            extra={"limit": tk.limit, "remaining": 0, "retry_after": reset},
+        )
+    return RateLimitState(
+        limit=tk.limit, remaining=max(0, tk.limit - used - 1), reset_seconds=reset
+    )
 
 
 async def take(
@@ -57,27 +89,11 @@ async def take(
 
     Raises ResourceExhausted RATE_LIMITED with extra limit/remaining/retry_after when the
     account already created `limit` runs in the last hour. Call it inside the creating
-    transaction; without one, it opens its own."""
-    now = time.time() if now is None else now
-    limit = (limits if limits is not None else limits_from_env()).get(plan, 0)
-    if not conn.is_in_transaction():
-        async with conn.transaction():
-            return await take(conn, account_id, plan, now, limits)
-    bucket = int(now) // BUCKET_SECONDS * BUCKET_SECONDS
-    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, account_id)
-    row = await conn.fetchrow(_TAKE, account_id, bucket, limit, WINDOW_SECONDS)
+    transaction; without one, it is its own (one statement)."""
+    tk = ticket(account_id, plan, now, limits)
+    row = await conn.fetchrow(TAKE_SQL, *tk.args())
     assert row is not None
-    used, oldest, took = int(row["n"]), row["oldest"], int(row["took"])
-    # The oldest counted bucket leaves the window WINDOW_SECONDS after it started.
-    first = bucket if oldest is None else int(oldest)
-    reset = max(1, math.ceil(first + WINDOW_SECONDS - now))
-    if not took:
-        raise ResourceExhausted(
-            f"Rate limit of {limit} runs per hour reached. Retry after {reset} seconds.",
-            code="RATE_LIMITED",
-            extra={"limit": limit, "remaining": 0, "retry_after": reset},
-        )
-    return RateLimitState(limit=limit, remaining=max(0, limit - used - 1), reset_seconds=reset)
+    return settle(tk, row)
 
 
 class PgRateLimiter:
@@ -88,3 +104,11 @@ class PgRateLimiter:
 
     async def take(self, conn: asyncpg.Connection, account_id: str, plan: str) -> RateLimitState:
         return await take(conn, account_id, plan, limits=self.limits)
+
+    def ticket(self, account_id: str, plan: str) -> Ticket:
+        """For CreateRun's one-statement insert (TAKE_SQL inside it), judged by `settle`."""
+        return ticket(account_id, plan, limits=self.limits)
+
+    def settle(self, tk: Ticket, row: Mapping[str, Any]) -> RateLimitState:
+        """The state after the embedded take answered `row` (see `settle`)."""
+        return settle(tk, row)
