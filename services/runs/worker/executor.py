@@ -165,6 +165,10 @@ class Executor:
                     outcome.cost_micros,
                     elapsed,
                 )
+            if kind in PURE_STAGES and index == len(run.stages) - 1:
+                finished = await self._finish_with(run, index, outcome, attachments or [])
+                if finished is not None:
+                    return finished
             if not await self.store.complete_stage(run, self.worker_id, index, outcome):
                 raise LostRun()
             run.completed[stage_id] = outcome.output
@@ -174,6 +178,30 @@ class Executor:
             await self._fail(run, None, exc)
             return Outcome.DONE
         if not await self.store.finish(run, self.worker_id, result):
+            raise LostRun()
+        return Outcome.DONE
+
+    async def _finish_with(
+        self,
+        run: RunRecord,
+        index: int,
+        outcome: StageResult,
+        attachments: list[AttachmentText],
+    ) -> Outcome | None:
+        """A trailing pure stage's result and the run's completion in one transaction
+        (same rows and events as complete_stage then finish). None: do it the long way
+        (a store without it, or an output template that fails)."""
+        combined = getattr(self.store, "complete_and_finish", None)
+        if combined is None:
+            return None
+        stage_id = str(run.stages[index]["id"])
+        run.completed[stage_id] = outcome.output
+        try:
+            result = self._result(run, attachments)
+        except StageError:
+            del run.completed[stage_id]
+            return None
+        if not await combined(run, self.worker_id, index, outcome, result):
             raise LostRun()
         return Outcome.DONE
 

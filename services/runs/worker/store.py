@@ -206,6 +206,27 @@ class PgStore:
             await record_event(conn, run.id, RUN_COMPLETED)
         return True
 
+    async def complete_and_finish(
+        self, run: RunRecord, worker_id: str, index: int, stage_result: StageResult, result: Any
+    ) -> bool:
+        """complete_stage of the last stage and finish, in ONE transaction (a trailing pure
+        stage: nothing outside happened, so nothing is lost if it rolls back)."""
+        stage = run.stages[index]
+        stage_id = str(stage["id"])
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(_OWNED, run.id, worker_id) is None:
+                return False
+            inserted = await self._settle(conn, run.id, index, stage, "completed", stage_result)
+            if inserted is not None:  # None: completed by an earlier attempt, count it once
+                if inserted:
+                    await record_event(conn, run.id, STAGE_STARTED, stage_id)
+                if stage_result.cost_micros:
+                    await conn.execute(_ADD_COST, run.id, stage_result.cost_micros)
+                await record_event(conn, run.id, STAGE_COMPLETED, stage_id)
+            await conn.execute(_FINISH, run.id, result)
+            await record_event(conn, run.id, RUN_COMPLETED)
+        return True
+
     async def fail(
         self, run: RunRecord, worker_id: str, index: int | None, error: StageError
     ) -> bool:
