@@ -19,10 +19,19 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _rollback_only(conn: asyncpg.Connection) -> None:
+    """Pool reset without a round trip: asyncpg still rolls back an open transaction and
+    drops listeners; no session state (SET, LISTEN, session advisory lock) to undo."""
+
+
 async def create_pool(
-    dsn: str, schema: str, *, min_size: int = 2, max_size: int = 10
+    dsn: str, schema: str, *, min_size: int = 2, max_size: int = 10, light_reset: bool = False
 ) -> asyncpg.Pool:
-    """A pool whose connections see only `schema` (the service's own tables)."""
+    """A pool whose connections see only `schema` (the service's own tables).
+
+    `light_reset`: skip asyncpg's per-release reset query (RESET ALL, UNLISTEN *, ...),
+    one round trip per acquire, for services that never change session state on pooled
+    connections."""
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
@@ -30,6 +39,7 @@ async def create_pool(
         server_settings={"search_path": schema, "application_name": f"weft-{schema}"},
         init=_init_connection,
         command_timeout=30,
+        reset=_rollback_only if light_reset else None,
     )
     assert pool is not None
     return pool

@@ -153,7 +153,7 @@ async def wire(
     config: ServiceConfig, server: GrpcServer, stack: AsyncExitStack
 ) -> dict[str, Check]:
     billing_config = BillingConfig.from_env()
-    pool = await create_pool(config.database_url, "billing")
+    pool = await create_pool(config.database_url, "billing", light_reset=True)
     stack.push_async_callback(pool.close)
     billing = BillingService(pool)
     await billing.seed_prices(list(billing_config.default_prices.values()))

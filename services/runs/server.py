@@ -269,7 +269,7 @@ async def _connect_nats(url: str, attempts: int = 60) -> Any:
 async def wire(
     config: ServiceConfig, server: GrpcServer, stack: AsyncExitStack
 ) -> dict[str, Check]:
-    pool = await create_pool(config.database_url, "runs", min_size=4, max_size=20)
+    pool = await create_pool(config.database_url, "runs", min_size=4, max_size=20, light_reset=True)
     stack.push_async_callback(pool.close)
     nc = await _connect_nats(config.nats_url)
     stack.push_async_callback(nc.drain)

@@ -38,7 +38,11 @@ log = logging.getLogger("services.runs.worker")
 async def serve(config: WorkerConfig) -> None:
     async with AsyncExitStack() as stack:
         pool = await create_pool(
-            config.database_url, "runs", min_size=2, max_size=config.concurrency + 4
+            config.database_url,
+            "runs",
+            min_size=2,
+            max_size=config.concurrency + 4,
+            light_reset=True,
         )
         stack.push_async_callback(pool.close)
         nc = await connect(config.nats_url, f"weft-worker-{config.worker_id}")
