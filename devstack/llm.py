@@ -60,11 +60,15 @@ MODEL_ALIAS = "qwen2.5-coder-1.5b-instruct"
 #: The model id workflows use for the embedded provider.
 MODEL_ID = f"local:{MODEL_ALIAS}"
 
-#: A system prompt that keeps the coder model answering in prose (see module docstring).
+#: A system prompt that keeps the coder model answering in prose, and right. Measured on
+#: "CSV name,hours Ann,3 Bob,4.5 Ann,2: totals per person and overall?": the bare
+#: "Answer in plain text, no code." still gets pandas code at temperature 0; with the
+#: step-by-step/every-row sentences it gives Ann 5, Bob 4.5, total 9.5 in ~50 tokens at
+#: temperature 0 (4/5 right at 0.7). Use temperature 0 for arithmetic.
 PLAIN_TEXT_SYSTEM_PROMPT = (
     "You are a concise assistant. Answer in plain text, no code. "
-    "When the question involves numbers, compute carefully step by step "
-    "and state each result."
+    "When the question involves numbers, go through every row or item, "
+    "compute carefully step by step and state each result. Keep the answer short."
 )
 
 DEFAULT_CTX_SIZE = 8192
