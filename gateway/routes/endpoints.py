@@ -13,8 +13,8 @@ from aiohttp import web
 
 from gateway.auth import RUNS_CREATE, require
 from gateway.http import read_json_object
-from gateway.multipart_runs import declared_fields, form_run, is_form, read_multipart
-from gateway.routes.runs import caller, idempotency_key, start_run
+from gateway.multipart_runs import declared_fields, is_form, read_multipart
+from gateway.routes.runs import caller, idempotency_key, start_form_run, start_run
 from weftcore.errors import InvalidArgument, WeftError, from_rpc_error
 
 # Run options a flat body may carry at the top level unless a field has the name.
@@ -51,17 +51,8 @@ async def call_endpoint(request: web.Request) -> web.Response:
     try:
         if is_form(request):
             form_body = await read_multipart(request, principal)
-            form = form_run(fields, form_body, input_from_field=True)
-            return await start_run(
-                request,
-                principal,
-                workflow_id,
-                {},
-                input_text=form.input_text,
-                params=form.params,
-                attachment_ids=form.attachment_ids,
-                webhook_url=form.webhook_url,
-                request_hash=form_body.request_hash,
+            return await start_form_run(
+                request, principal, workflow_id, fields, form_body, input_from_field=True
             )
         body = await read_json_object(request)
         for name in body:

@@ -12,7 +12,13 @@ from aiohttp import web
 from gateway.auth import RUNS_CREATE, require
 from gateway.http import dumps, json_response, query_int, read_json_object
 from gateway.keys import CONFIG, SERVICES
-from gateway.multipart_runs import declared_fields, form_run, is_form, read_multipart
+from gateway.multipart_runs import (
+    MultipartBody,
+    declared_fields,
+    form_run,
+    is_form,
+    read_multipart,
+)
 from gateway.ratelimit import rate_limit_headers
 from gateway.run_cache import TerminalRunCache
 from weft.auth.v1 import auth_pb2
@@ -110,6 +116,31 @@ async def start_run(
     return json_response(stored, status=reply.http_status, headers=headers)
 
 
+async def start_form_run(
+    request: web.Request,
+    principal: auth_pb2.Principal,
+    workflow_id: str,
+    fields: list[dict[str, Any]],
+    body: MultipartBody,
+    *,
+    input_from_field: bool,
+) -> web.Response:
+    """`start_run` for a multipart body, bound to the workflow's declared `fields`
+    (`form_run`); the idempotency hash is the multipart body's own."""
+    form = form_run(fields, body, input_from_field=input_from_field)
+    return await start_run(
+        request,
+        principal,
+        workflow_id,
+        {},
+        input_text=form.input_text,
+        params=form.params,
+        attachment_ids=form.attachment_ids,
+        webhook_url=form.webhook_url,
+        request_hash=body.request_hash,
+    )
+
+
 def _check_create_body(body: dict[str, Any]) -> tuple[str, Any, list[str], str]:
     for name in body:
         if name not in _CREATE_FIELDS:
@@ -166,17 +197,8 @@ async def _create_run_multipart(
     body = await read_multipart(request, principal)
     if not any(name == "input_text" for name, _ in body.fields):
         raise InvalidArgument("input_text is required.", code="MISSING_PARAM", param="input_text")
-    form = form_run(fields, body, input_from_field=False)
-    return await start_run(
-        request,
-        principal,
-        workflow_id,
-        {},
-        input_text=form.input_text,
-        params=form.params,
-        attachment_ids=form.attachment_ids,
-        webhook_url=form.webhook_url,
-        request_hash=body.request_hash,
+    return await start_form_run(
+        request, principal, workflow_id, fields, body, input_from_field=False
     )
 
 
