@@ -1,13 +1,12 @@
-"""Helpers shared by the attachment integration tests: accounts, keys, uploads."""
+"""Helpers shared by the attachment integration tests: uploads (accounts: tests.support.runs)."""
 
-import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from devstack.stack import Stack
+from tests.support.runs import Account
 
 ATTACHMENT_FIELDS = {
     "id",
@@ -21,22 +20,6 @@ ATTACHMENT_FIELDS = {
     "truncated",
     "created_at",
 }
-
-
-@dataclass(frozen=True)
-class Account:
-    user_id: str
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-def create_account(stack: Stack, email: str, plan: str = "pro") -> Account:
-    user = json.loads(stack.admin("users", "create", "--email", email, "--plan", plan).stdout)
-    key = json.loads(stack.admin("keys", "create", "--user", user["id"], "--name", "t").stdout)
-    return Account(user["id"], key["secret"])
 
 
 def form(filename: str, data: bytes | AsyncIterator[bytes], name: str = "file") -> Any:

@@ -3,12 +3,14 @@
 import importlib.util
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from devstack.stack import PROJECT_ROOT, Ports, Stack, StackOptions
+from tests.support.runs import Account, create_account
 
 
 def _embedded_llm_available() -> bool:
@@ -51,3 +53,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="module")
+def account(stack: Stack) -> Account:
+    """One pro account with credits per test module."""
+    return create_account(stack)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+

@@ -1,20 +1,14 @@
 """POST/GET /api/v1/attachments on the real stack: every kind, hostile files, ownership."""
 
 import hashlib
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
 from devstack.stack import Stack
-from tests.integration.attachments_support import (
-    ATTACHMENT_FIELDS,
-    Account,
-    create_account,
-    form,
-    upload,
-)
+from tests.integration.attachments_support import ATTACHMENT_FIELDS, form, upload
 from tests.support import storage_files as files
+from tests.support.runs import Account, create_user
 from weft.storage.v1 import storage_pb2, storage_pb2_grpc
 from weftcore.grpc_client import open_channel
 
@@ -24,18 +18,12 @@ DOCX_CT = "application/vnd.openxmlformats-officedocument.wordprocessingml.docume
 
 @pytest.fixture(scope="module")
 def owner(stack: Stack) -> Account:
-    return create_account(stack, "attach-owner@example.com")
+    return create_user(stack, "attach-owner@example.com")
 
 
 @pytest.fixture(scope="module")
 def stranger(stack: Stack) -> Account:
-    return create_account(stack, "attach-stranger@example.com")
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
+    return create_user(stack, "attach-stranger@example.com")
 
 
 KINDS = [
@@ -70,7 +58,7 @@ KINDS = [
 @pytest.mark.parametrize(("filename", "data", "kind", "content_type", "rows", "snippet"), KINDS)
 async def test_every_kind_is_stored_and_extracted(
     stack: Stack,
-    session: aiohttp.ClientSession,
+    http: aiohttp.ClientSession,
     owner: Account,
     filename: str,
     data: bytes,
@@ -79,7 +67,7 @@ async def test_every_kind_is_stored_and_extracted(
     rows: int,
     snippet: str,
 ) -> None:
-    status, body = await upload(session, stack, owner, filename, data)
+    status, body = await upload(http, stack, owner, filename, data)
     assert status == 201, body
     att = body["data"]
     assert set(att) == ATTACHMENT_FIELDS
@@ -91,7 +79,7 @@ async def test_every_kind_is_stored_and_extracted(
     assert att["extraction_status"] == "extracted"
     assert att["row_count"] == rows and att["truncated"] is False
 
-    async with session.get(
+    async with http.get(
         f"{stack.base_url}/api/v1/attachments/{att['id']}", headers=owner.headers
     ) as response:
         assert response.status == 200
@@ -118,9 +106,9 @@ async def _read_text(
 
 
 async def test_csv_over_5000_rows_is_truncated_and_read_text_caps(
-    stack: Stack, session: aiohttp.ClientSession, owner: Account
+    stack: Stack, http: aiohttp.ClientSession, owner: Account
 ) -> None:
-    status, body = await upload(session, stack, owner, "big.csv", files.csv_bytes(7000))
+    status, body = await upload(http, stack, owner, "big.csv", files.csv_bytes(7000))
     assert status == 201
     att = body["data"]
     assert (att["row_count"], att["truncated"]) == (5000, True)
@@ -147,14 +135,14 @@ async def test_csv_over_5000_rows_is_truncated_and_read_text_caps(
 )
 async def test_hostile_files_end_in_failed(
     stack: Stack,
-    session: aiohttp.ClientSession,
+    http: aiohttp.ClientSession,
     owner: Account,
     filename: str,
     data: bytes,
     kind: str,
     error: str,
 ) -> None:
-    status, body = await upload(session, stack, owner, filename, data)
+    status, body = await upload(http, stack, owner, filename, data)
     assert status == 201, body
     att = body["data"]
     assert att["kind"] == kind
@@ -172,17 +160,17 @@ async def test_hostile_files_end_in_failed(
     ],
 )
 async def test_unsupported_content_is_415(
-    stack: Stack, session: aiohttp.ClientSession, owner: Account, filename: str, data: bytes
+    stack: Stack, http: aiohttp.ClientSession, owner: Account, filename: str, data: bytes
 ) -> None:
-    status, body = await upload(session, stack, owner, filename, data)
+    status, body = await upload(http, stack, owner, filename, data)
     assert status == 415
     assert body["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
 
 
 async def test_filenames_are_sanitised(
-    stack: Stack, session: aiohttp.ClientSession, owner: Account
+    stack: Stack, http: aiohttp.ClientSession, owner: Account
 ) -> None:
-    status, body = await upload(session, stack, owner, "../../etc/x\x01y\x7f.txt", b"hi")
+    status, body = await upload(http, stack, owner, "../../etc/x\x01y\x7f.txt", b"hi")
     assert status == 201
     assert body["data"]["original_filename"] == "xy.txt"
 
@@ -192,7 +180,7 @@ async def test_filenames_are_sanitised(
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
         f'filename="..\\..\\windows/../../secret.txt"\r\n\r\nhello\r\n--{boundary}--\r\n'
     ).encode()
-    async with session.post(
+    async with http.post(
         f"{stack.base_url}/api/v1/attachments",
         data=raw,
         headers={**owner.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
@@ -202,12 +190,12 @@ async def test_filenames_are_sanitised(
 
 
 async def test_exactly_one_file_part(
-    stack: Stack, session: aiohttp.ClientSession, owner: Account
+    stack: Stack, http: aiohttp.ClientSession, owner: Account
 ) -> None:
     url = f"{stack.base_url}/api/v1/attachments"
     writer = aiohttp.MultipartWriter("form-data")
     writer.append("just a field").set_content_disposition("form-data", name="note")
-    async with session.post(url, data=writer, headers=owner.headers) as response:
+    async with http.post(url, data=writer, headers=owner.headers) as response:
         assert response.status == 400
         error = (await response.json())["error"]
         assert (error["code"], error["param"]) == ("MISSING_PARAM", "file")
@@ -215,34 +203,34 @@ async def test_exactly_one_file_part(
     writer = form("a.txt", b"one")
     second = writer.append(b"two", {"Content-Type": "text/plain"})
     second.set_content_disposition("form-data", name="other", filename="b.txt")
-    async with session.post(url, data=writer, headers=owner.headers) as response:
+    async with http.post(url, data=writer, headers=owner.headers) as response:
         assert response.status == 400
         assert (await response.json())["error"]["code"] == "INVALID_PARAM"
 
-    async with session.post(url, json={"file": "x"}, headers=owner.headers) as response:
+    async with http.post(url, json={"file": "x"}, headers=owner.headers) as response:
         assert response.status == 415
         assert (await response.json())["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
 
 
 async def test_only_the_owner_sees_an_attachment(
-    stack: Stack, session: aiohttp.ClientSession, owner: Account, stranger: Account
+    stack: Stack, http: aiohttp.ClientSession, owner: Account, stranger: Account
 ) -> None:
-    status, body = await upload(session, stack, owner, "mine.txt", b"private")
+    status, body = await upload(http, stack, owner, "mine.txt", b"private")
     assert status == 201
     url = f"{stack.base_url}/api/v1/attachments/{body['data']['id']}"
-    async with session.get(url, headers=stranger.headers) as response:
+    async with http.get(url, headers=stranger.headers) as response:
         assert response.status == 404
         assert (await response.json())["error"]["code"] == "NOT_FOUND"
-    async with session.get(
+    async with http.get(
         f"{stack.base_url}/api/v1/attachments/att_doesnotexist", headers=owner.headers
     ) as response:
         assert response.status == 404
-    async with session.get(url) as response:
+    async with http.get(url) as response:
         assert response.status == 401
 
 
-async def test_free_plan_cannot_upload(stack: Stack, session: aiohttp.ClientSession) -> None:
-    free = create_account(stack, "attach-free@example.com", plan="free")
-    status, body = await upload(session, stack, free, "a.txt", b"x")
+async def test_free_plan_cannot_upload(stack: Stack, http: aiohttp.ClientSession) -> None:
+    free = create_user(stack, "attach-free@example.com", plan="free")
+    status, body = await upload(http, stack, free, "a.txt", b"x")
     assert status == 402
     assert body["error"]["code"] == "PAID_PLAN_REQUIRED"

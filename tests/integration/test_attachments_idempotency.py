@@ -5,7 +5,6 @@ stack: replays, 409s, refusals not stored, and no duplicate left behind in Postg
 import asyncio
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -15,9 +14,9 @@ from multidict import CIMultiDictProxy
 
 from devstack.stack import Stack
 from gateway.routes.attachments import request_hash
-from tests.integration.attachments_support import Account, create_account, form
+from tests.integration.attachments_support import form
 from tests.support import storage_files as files
-from tests.support.runs import apply_workflow
+from tests.support.runs import Account, apply_workflow, create_user
 from weft.runs.v1 import runs_pb2, runs_pb2_grpc
 from weft.storage.v1 import storage_pb2
 from weftcore.grpc_client import open_channel
@@ -26,18 +25,12 @@ Answer = tuple[int, dict[str, Any], CIMultiDictProxy[str]]
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest.fixture
 def owner(stack: Stack) -> Account:
-    return create_account(stack, f"idem-{uuid.uuid4().hex[:10]}@example.com")
+    return create_user(stack, f"idem-{uuid.uuid4().hex[:10]}@example.com")
 
 
 async def post(
-    session: aiohttp.ClientSession,
+    http: aiohttp.ClientSession,
     stack: Stack,
     account: Account,
     key: str | None,
@@ -47,7 +40,7 @@ async def post(
     if key is not None:
         headers["Idempotency-Key"] = key
     url = f"{stack.base_url}/api/v1/attachments"
-    async with session.post(url, data=body, headers=headers) as response:
+    async with http.post(url, data=body, headers=headers) as response:
         return response.status, await response.json(), response.headers
 
 
@@ -83,16 +76,16 @@ async def orphans(stack: Stack) -> set[str]:
 
 
 async def test_a_retry_replays_the_first_answer_and_drops_the_duplicate(
-    stack: Stack, session: aiohttp.ClientSession, owner: Account
+    stack: Stack, http: aiohttp.ClientSession, owner: Account
 ) -> None:
     data = files.csv_bytes(50)
     before = await orphans(stack)
-    status, first, headers = await post(session, stack, owner, "k-1", form("data.csv", data))
+    status, first, headers = await post(http, stack, owner, "k-1", form("data.csv", data))
     assert status == 201, first
     assert "Idempotent-Replayed" not in headers
     assert first["data"]["sha256"] == hashlib.sha256(data).hexdigest()
 
-    status, again, headers = await post(session, stack, owner, "k-1", form("data.csv", data))
+    status, again, headers = await post(http, stack, owner, "k-1", form("data.csv", data))
     assert status == 201, again
     assert headers["Idempotent-Replayed"] == "true"
     assert again == first
@@ -100,14 +93,14 @@ async def test_a_retry_replays_the_first_answer_and_drops_the_duplicate(
     assert await orphans(stack) <= before
 
     # Without a key each upload is its own attachment.
-    status, other, _ = await post(session, stack, owner, None, form("data.csv", data))
+    status, other, _ = await post(http, stack, owner, None, form("data.csv", data))
     assert status == 201 and other["data"]["id"] != first["data"]["id"]
 
 
 async def test_same_key_other_body_is_409_reused(
-    stack: Stack, session: aiohttp.ClientSession, owner: Account
+    stack: Stack, http: aiohttp.ClientSession, owner: Account
 ) -> None:
-    status, first, _ = await post(session, stack, owner, "k-2", form("a.txt", b"alpha"))
+    status, first, _ = await post(http, stack, owner, "k-2", form("a.txt", b"alpha"))
     assert status == 201, first
     before = await orphans(stack)
     for body in (
@@ -115,7 +108,7 @@ async def test_same_key_other_body_is_409_reused(
         form("b.txt", b"alpha"),  # same bytes, other file name (it is in the answer)
         form("a.txt", b"alpha", name="upload"),  # other part name
     ):
-        status, answer, _ = await post(session, stack, owner, "k-2", body)
+        status, answer, _ = await post(http, stack, owner, "k-2", body)
         assert status == 409, answer
         assert answer["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
     assert await rows(stack, owner.user_id) == {first["data"]["id"]}
@@ -125,14 +118,14 @@ async def test_same_key_other_body_is_409_reused(
     workflow_id = await apply_workflow(stack, [{"id": "t", "type": "template", "template": "x"}])
     url = f"{stack.base_url}/api/v1/workflows/{workflow_id}/runs"
     headers = {**owner.headers, "Idempotency-Key": "k-2"}
-    async with session.post(url, json={"input_text": "x"}, headers=headers) as response:
+    async with http.post(url, json={"input_text": "x"}, headers=headers) as response:
         body = await response.json()
         assert response.status == 409, body
         assert body["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
 
 
 async def test_a_claim_in_flight_is_409_and_the_upload_is_dropped(
-    stack: Stack, session: aiohttp.ClientSession, owner: Account
+    stack: Stack, http: aiohttp.ClientSession, owner: Account
 ) -> None:
     data = b"in flight"
     # Hold the key the way a first, unfinished request would (same account, path, hash).
@@ -153,7 +146,7 @@ async def test_a_claim_in_flight_is_409_and_the_upload_is_dropped(
         )
         assert claim.outcome == "proceed"
         before = await orphans(stack)
-        status, answer, _ = await post(session, stack, owner, "k-3", form("f.txt", data))
+        status, answer, _ = await post(http, stack, owner, "k-3", form("f.txt", data))
         assert status == 409, answer
         assert answer["error"]["code"] == "IDEMPOTENCY_IN_FLIGHT"
         assert await rows(stack, owner.user_id) == set()
@@ -168,17 +161,17 @@ async def test_a_claim_in_flight_is_409_and_the_upload_is_dropped(
         )
     finally:
         await channel.close()
-    status, answer, headers = await post(session, stack, owner, "k-3", form("f.txt", data))
+    status, answer, headers = await post(http, stack, owner, "k-3", form("f.txt", data))
     assert status == 201, answer
     assert "Idempotent-Replayed" not in headers
 
 
 async def test_concurrent_retries_store_one_attachment(
-    stack: Stack, session: aiohttp.ClientSession, owner: Account
+    stack: Stack, http: aiohttp.ClientSession, owner: Account
 ) -> None:
     data = files.csv_bytes(200)
     answers = await asyncio.gather(
-        *(post(session, stack, owner, "k-4", form("many.csv", data)) for _ in range(8))
+        *(post(http, stack, owner, "k-4", form("many.csv", data)) for _ in range(8))
     )
     created = [a for s, a, h in answers if s == 201 and "Idempotent-Replayed" not in h]
     replayed = [a for s, a, h in answers if s == 201 and h.get("Idempotent-Replayed") == "true"]
@@ -189,34 +182,34 @@ async def test_concurrent_retries_store_one_attachment(
     assert all(a["error"]["code"] == "IDEMPOTENCY_IN_FLIGHT" for a in in_flight)
     assert await rows(stack, owner.user_id) == {created[0]["data"]["id"]}
     # Once the first answer is stored, every retry replays it.
-    status, again, headers = await post(session, stack, owner, "k-4", form("many.csv", data))
+    status, again, headers = await post(http, stack, owner, "k-4", form("many.csv", data))
     assert (status, again, headers["Idempotent-Replayed"]) == (201, created[0], "true")
 
 
 async def test_refusals_are_not_stored(
-    stack: Stack, session: aiohttp.ClientSession, owner: Account
+    stack: Stack, http: aiohttp.ClientSession, owner: Account
 ) -> None:
     elf = b"\x7fELF\x02\x01\x01" + b"\x00" * 4000
-    status, answer, _ = await post(session, stack, owner, "k-5", form("program.txt", elf))
+    status, answer, _ = await post(http, stack, owner, "k-5", form("program.txt", elf))
     assert (status, answer["error"]["code"]) == (415, "UNSUPPORTED_MEDIA_TYPE")
 
     two = form("a.txt", b"one")
     second = two.append(b"two", {"Content-Type": "text/plain"})
     second.set_content_disposition("form-data", name="other", filename="b.txt")
-    status, answer, _ = await post(session, stack, owner, "k-5", two)
+    status, answer, _ = await post(http, stack, owner, "k-5", two)
     assert (status, answer["error"]["code"]) == (400, "INVALID_PARAM")
 
     # Neither refusal kept the key: a fixed request with it is new, not a 409 or replay.
-    status, answer, headers = await post(session, stack, owner, "k-5", form("a.txt", b"one"))
+    status, answer, headers = await post(http, stack, owner, "k-5", form("a.txt", b"one"))
     assert status == 201, answer
     assert "Idempotent-Replayed" not in headers
     assert await rows(stack, owner.user_id) == {answer["data"]["id"]}
 
 
 async def test_bad_keys_and_other_accounts(
-    stack: Stack, session: aiohttp.ClientSession, owner: Account
+    stack: Stack, http: aiohttp.ClientSession, owner: Account
 ) -> None:
-    status, answer, _ = await post(session, stack, owner, "x" * 257, form("a.txt", b"a"))
+    status, answer, _ = await post(http, stack, owner, "x" * 257, form("a.txt", b"a"))
     assert status == 400
     assert (answer["error"]["code"], answer["error"]["param"]) == (
         "INVALID_PARAM",
@@ -224,10 +217,10 @@ async def test_bad_keys_and_other_accounts(
     )
     assert await rows(stack, owner.user_id) == set()  # refused before anything was stored
 
-    other = create_account(stack, f"idem-{uuid.uuid4().hex[:10]}@example.com")
-    status, mine, _ = await post(session, stack, owner, "shared", form("a.txt", b"a"))
+    other = create_user(stack, f"idem-{uuid.uuid4().hex[:10]}@example.com")
+    status, mine, _ = await post(http, stack, owner, "shared", form("a.txt", b"a"))
     assert status == 201
     # Keys are scoped to the account: the same key elsewhere is a new request.
-    status, theirs, headers = await post(session, stack, other, "shared", form("a.txt", b"a"))
+    status, theirs, headers = await post(http, stack, other, "shared", form("a.txt", b"a"))
     assert status == 201 and "Idempotent-Replayed" not in headers
     assert theirs["data"]["id"] != mine["data"]["id"]

@@ -3,11 +3,9 @@ stage's prompt, with its file name and kind; another account's attachment is a 4
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
 
 from devstack.stack import Stack
 from tests.integration.attachments_support import form
@@ -21,12 +19,6 @@ from tests.support.runs import (
     runs_db,
     wait_for,
 )
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def upload(

@@ -9,20 +9,15 @@ import aiohttp
 import pytest
 
 from devstack.stack import S3_BUCKET, Stack
-from tests.integration.attachments_support import Account, create_account, form, upload, zeros
+from tests.integration.attachments_support import form, upload, zeros
+from tests.support.runs import Account, create_user
 
 MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
 def owner(stack: Stack) -> Account:
-    return create_account(stack, "stream-owner@example.com")
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
+    return create_user(stack, "stream-owner@example.com")
 
 
 def _objects(stack: Stack) -> set[str]:
@@ -53,7 +48,7 @@ async def test_declared_content_length_over_cap_is_413_before_the_body(
 
 
 async def test_csv_over_the_table_cap_is_413_mid_stream_and_nothing_is_kept(
-    stack: Stack, session: aiohttp.ClientSession, owner: Account
+    stack: Stack, http: aiohttp.ClientSession, owner: Account
 ) -> None:
     before = _objects(stack)
 
@@ -63,7 +58,7 @@ async def test_csv_over_the_table_cap_is_413_mid_stream_and_nothing_is_kept(
             yield chunk
 
     # Chunked transfer: no Content-Length, so only counting can catch it.
-    status, body = await upload(session, stack, owner, "huge.csv", csv_rows())
+    status, body = await upload(http, stack, owner, "huge.csv", csv_rows())
     assert status == 413
     assert body["error"]["code"] == "PAYLOAD_TOO_LARGE"
     assert "20 MiB" in body["error"]["message"]
@@ -71,10 +66,10 @@ async def test_csv_over_the_table_cap_is_413_mid_stream_and_nothing_is_kept(
 
 
 async def test_any_file_over_the_general_cap_is_413_mid_stream(
-    stack: Stack, session: aiohttp.ClientSession, owner: Account
+    stack: Stack, http: aiohttp.ClientSession, owner: Account
 ) -> None:
     before = _objects(stack)
-    status, body = await upload(session, stack, owner, "huge.txt", zeros(51 * MIB))
+    status, body = await upload(http, stack, owner, "huge.txt", zeros(51 * MIB))
     assert status == 413
     assert body["error"]["code"] == "PAYLOAD_TOO_LARGE"
     assert _objects(stack) == before
@@ -93,7 +88,7 @@ def _kib(pid: int, field: str) -> int:
 
 
 async def test_a_40_mb_upload_keeps_gateway_and_storage_memory_flat(
-    stack: Stack, session: aiohttp.ClientSession, owner: Account
+    stack: Stack, http: aiohttp.ClientSession, owner: Account
 ) -> None:
     pids = {name: stack.processes[name].pid for name in ("gateway", "storage")}
     baseline = {}
@@ -109,7 +104,7 @@ async def test_a_40_mb_upload_keeps_gateway_and_storage_memory_flat(
             digest.update(chunk)
             yield chunk
 
-    status, data = await upload(session, stack, owner, "big.txt", body())
+    status, data = await upload(http, stack, owner, "big.txt", body())
     assert status == 201, data
     assert data["data"]["byte_size"] == size
     assert data["data"]["sha256"] == digest.hexdigest()
@@ -120,13 +115,13 @@ async def test_a_40_mb_upload_keeps_gateway_and_storage_memory_flat(
 
 
 async def test_a_second_file_part_refuses_the_whole_upload(
-    stack: Stack, session: aiohttp.ClientSession, owner: Account
+    stack: Stack, http: aiohttp.ClientSession, owner: Account
 ) -> None:
     before = _objects(stack)
     writer = form("first.txt", b"first file")
     part = writer.append(b"second", {"Content-Type": "text/plain"})
     part.set_content_disposition("form-data", name="again", filename="second.txt")
-    async with session.post(
+    async with http.post(
         f"{stack.base_url}/api/v1/attachments", data=writer, headers=owner.headers
     ) as response:
         assert response.status == 400

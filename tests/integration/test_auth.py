@@ -3,7 +3,6 @@ answers, GET /me, expiry, revocation (within the documented cache bound), last_u
 and key secrets never reaching a log file or the database."""
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -15,6 +14,7 @@ import asyncpg
 import grpc
 import pytest
 
+from tests.support.runs import admin_json
 from weft.auth.v1 import auth_pb2, auth_pb2_grpc
 from weftcore.errors import from_rpc_error
 from weftcore.grpc_client import open_channel
@@ -22,11 +22,6 @@ from weftcore.grpc_client import open_channel
 ALL_SCOPES = ["workflows:read", "workflow_runs:create"]
 # Every secret minted by this module, to grep logs and the database for at the end.
 SECRETS: list[str] = []
-
-
-def admin_json(stack: Any, *args: str) -> Any:
-    result = stack.admin(*args)
-    return json.loads(result.stdout)
 
 
 def new_user(stack: Any, plan: str = "pro") -> dict[str, Any]:

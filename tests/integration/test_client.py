@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.runs import Account, apply_workflow, create_account
+from tests.support.runs import Account, apply_workflow
 from weft_client import AsyncWeft, BadRequestError, NotFoundError, Weft
 
 TEMPLATE = '{{ {"input": input_text, "count": params.count, "doc": params.get("doc")} | tojson }}'
@@ -18,11 +18,6 @@ FIELDS = [
     {"name": "count", "type": "integer", "required": True},
     {"name": "doc", "type": "file"},
 ]
-
-
-@pytest.fixture(scope="module")
-def account(stack: Any) -> Account:
-    return create_account(stack)
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,12 @@
 the real stack: flat JSON and multipart bodies, file fields, validation, idempotency."""
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.support.runs import Account, apply_workflow, create_account, wait_for
+from tests.support.runs import Account, apply_workflow, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -29,17 +28,6 @@ STAGES = [
         '"text": attachments_text} | tojson }}',
     }
 ]
-
-
-@pytest.fixture(scope="module")
-def account(stack: Any) -> Account:
-    return create_account(stack)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def endpoint_workflow(stack: Any) -> tuple[str, str]:

@@ -24,17 +24,6 @@ TWO_STAGES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def account(stack: Any) -> Account:
-    return create_account(stack)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def read_events(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
     """Parses an SSE body into {id, event, data, comment} dicts until the stream ends."""
     frame: dict[str, Any] = {}

@@ -5,7 +5,6 @@ exactly one run under 200 concurrent POSTs with one key."""
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -19,12 +18,6 @@ STAGES = [{"id": "echo", "type": "template", "template": "{{ input_text }}"}]
 @pytest.fixture(scope="module")
 async def workflow(stack: Any) -> str:
     return await apply_workflow(stack, STAGES)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def post(

@@ -4,7 +4,6 @@ The worker's LLM provider "fake" is tests/support/fake_llm.py; prompts script it
 """
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -13,7 +12,6 @@ import pytest
 from tests.support.runs import (
     Account,
     apply_workflow,
-    create_account,
     create_run,
     event_types,
     fake_llm_calls,
@@ -23,17 +21,6 @@ from tests.support.runs import (
 )
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture(scope="module")
-def account(stack: Any) -> Account:
-    return create_account(stack)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def tag() -> str:

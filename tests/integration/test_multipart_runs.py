@@ -1,27 +1,15 @@
 """multipart/form-data on POST /api/v1/workflows/:id/runs through the real stack."""
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.integration.test_endpoints import FIELDS, STAGES, form, post
-from tests.support.runs import Account, apply_workflow, create_account, wait_for
+from tests.support.runs import Account, apply_workflow, wait_for
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-def account(stack: Any) -> Account:
-    return create_account(stack)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_multipart_run_binds_fields_and_files(

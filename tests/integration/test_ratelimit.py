@@ -2,7 +2,7 @@
 exactly, 429 RATE_LIMITED with Retry-After, and the count shared by two gateway processes."""
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +36,6 @@ def second_gateway(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield url
     finally:
         process.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def use_up(stack: Any, account_id: str, runs: int) -> None:

@@ -12,15 +12,12 @@ import aiohttp
 import asyncpg
 import pytest
 
+from tests.support.runs import admin_json, create_account, create_user
 from weft.runs.v1 import runs_pb2 as pb
 from weft.runs.v1 import runs_pb2_grpc
 from weftcore.grpc_client import open_channel
 
 TERMINAL = {"completed", "failed", "canceled"}
-
-
-def admin_json(stack: Any, *args: str) -> Any:
-    return json.loads(stack.admin(*args).stdout)
 
 
 def template_workflow(slug: str) -> str:
@@ -112,9 +109,7 @@ async def workflows(runs: runs_pb2_grpc.RunsServiceStub) -> dict[str, str]:
 
 def new_account(stack: Any) -> str:
     email = f"runs-{uuid.uuid4().hex[:10]}@example.com"
-    user = admin_json(stack, "users", "create", "--email", email, "--plan", "pro")
-    stack.admin("credits", "grant", "--account", user["id"], "--amount-usd", "50")
-    return str(admin_json(stack, "keys", "create", "--user", user["id"], "--name", "t")["secret"])
+    return create_account(stack, "50", email=email).token
 
 
 @pytest.fixture(scope="module")
@@ -488,10 +483,8 @@ async def test_idempotent_create_replays_and_starts_one_run(
 
 
 async def test_llm_run_without_credits_is_402_with_the_estimate(stack: Any) -> None:
-    email = f"poor-{uuid.uuid4().hex[:10]}@example.com"
-    user = admin_json(stack, "users", "create", "--email", email, "--plan", "pro")
-    token = admin_json(stack, "keys", "create", "--user", user["id"], "--name", "t")["secret"]
-    c = Client(stack.base_url, token)
+    poor = create_user(stack, f"poor-{uuid.uuid4().hex[:10]}@example.com")
+    c = Client(stack.base_url, poor.token)
     try:
         # The shipped example: one llm stage on the local model, which has a price here.
         status, body, _ = await c.create(

@@ -7,7 +7,6 @@ session `stack` has one gateway and one worker).
 """
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -94,12 +93,6 @@ async def probe(scaled: Stack, probe_port: int) -> AsyncIterator[Probe]:
     finally:
         await runner.cleanup()
         await pool.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def echo_stages() -> list[dict[str, Any]]:
@@ -217,10 +210,7 @@ async def test_runs_through_two_gateways_complete_once_on_several_workers(
 def team_plan_account(stack: Stack) -> Account:
     """A team-plan user (limit WEFT_RATE_LIMIT_TEAM) with a key and credits."""
     email = f"scale-{uuid.uuid4().hex[:10]}@example.com"
-    user = json.loads(stack.admin("users", "create", "--email", email, "--plan", "team").stdout)
-    key = json.loads(stack.admin("keys", "create", "--user", user["id"], "--name", "t").stdout)
-    stack.admin("credits", "grant", "--account", user["id"], "--amount-usd", "10.00")
-    return Account(user["id"], key["secret"])
+    return create_account(stack, "10.00", email=email, plan="team")
 
 
 async def test_rate_limit_is_exact_across_gateways(

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.support.runs import Account, apply_workflow, create_account
+from tests.support.runs import Account, apply_workflow
 
 FIELDS: list[dict[str, Any]] = [
     {"name": "count", "type": "integer", "required": True, "constraints": {"min": 2}},
@@ -77,11 +77,6 @@ def go_bin() -> str:
 @pytest.fixture(scope="session")
 def php_bin() -> str:
     return _apt_install("php", "php-cli")
-
-
-@pytest.fixture(scope="module")
-def account(stack: Any) -> Account:
-    return create_account(stack)
 
 
 @pytest.fixture(scope="module")

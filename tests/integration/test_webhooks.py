@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from services.runs.webhooks import verify
-from tests.support.runs import Account, apply_workflow, create_account, create_run, wait_for
+from tests.support.runs import Account, apply_workflow, create_run, wait_for
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -41,17 +41,6 @@ class Receiver:
 
     def answered_ok(self, event_type: str) -> list[dict[str, Any]]:
         return [a for a in self.attempts if a["type"] == event_type and a["status"] == 200]
-
-
-@pytest.fixture(scope="module")
-def account(stack: Any) -> Account:
-    return create_account(stack)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture

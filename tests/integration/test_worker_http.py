@@ -4,26 +4,14 @@ The test stack allowlists 127.0.0.1 (WEFT_HTTP_STAGE_ALLOWLIST), so 127.0.0.2 (a
 loopback) and the link-local metadata address must still be refused.
 """
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.support.runs import Account, apply_workflow, create_account, create_run, wait_for
+from tests.support.runs import Account, apply_workflow, create_run, wait_for
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-def account(stack: Any) -> Account:
-    return create_account(stack)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def fake_llm_base(stack: Any) -> str:

@@ -11,14 +11,11 @@ import aiohttp
 import grpc
 import pytest
 
+from tests.support.runs import admin_json
 from weft.runs.v1 import runs_pb2 as pb
 from weft.runs.v1 import runs_pb2_grpc
 from weftcore.errors import from_rpc_error
 from weftcore.grpc_client import open_channel
-
-
-def admin_json(stack: Any, *args: str) -> Any:
-    return json.loads(stack.admin(*args).stdout)
 
 
 def definition(slug: str, template: str = "Hello {{ input_text }}") -> str:

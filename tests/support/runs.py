@@ -26,13 +26,28 @@ class Account:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-def create_account(stack: Any, credits_usd: str = "100.00") -> Account:
-    """A pro user with an API key (all scopes) and credits, via weft-admin."""
-    email = f"worker-{uuid.uuid4().hex[:10]}@example.com"
-    user = json.loads(stack.admin("users", "create", "--email", email, "--plan", "pro").stdout)
-    key = json.loads(stack.admin("keys", "create", "--user", user["id"], "--name", "t").stdout)
-    stack.admin("credits", "grant", "--account", user["id"], "--amount-usd", credits_usd)
+def admin_json(stack: Any, *args: str) -> Any:
+    """Run `weft-admin *args` against the stack and answer its JSON output."""
+    done = stack.admin(*args)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def create_user(stack: Any, email: str | None = None, plan: str = "pro") -> Account:
+    """A user with an API key (all scopes) and no credits, via weft-admin."""
+    email = email or f"worker-{uuid.uuid4().hex[:10]}@example.com"
+    user = admin_json(stack, "users", "create", "--email", email, "--plan", plan)
+    key = admin_json(stack, "keys", "create", "--user", user["id"], "--name", "t")
     return Account(user["id"], key["secret"])
+
+
+def create_account(
+    stack: Any, credits_usd: str = "100.00", *, email: str | None = None, plan: str = "pro"
+) -> Account:
+    """A user (pro unless `plan`) with an API key (all scopes) and credits, via weft-admin."""
+    account = create_user(stack, email, plan)
+    stack.admin("credits", "grant", "--account", account.user_id, "--amount-usd", credits_usd)
+    return account
 
 
 async def apply_workflow(stack: Any, stages: list[dict[str, Any]], **extra: Any) -> str:
