@@ -10,7 +10,10 @@ import aiohttp
 import pytest
 
 from devstack.stack import PROJECT_ROOT, Ports, Stack, StackOptions
+from tests.support.billing import Stub
 from tests.support.runs import Account, create_account
+from weft.billing.v1 import billing_pb2_grpc
+from weftcore.grpc_client import open_channel
 
 
 def _embedded_llm_available() -> bool:
@@ -66,3 +69,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
 
+
+@pytest.fixture(scope="module")
+async def billing(stack: Stack) -> AsyncIterator[Stub]:
+    channel = open_channel(stack.env["WEFT_BILLING_ADDR"])
+    yield billing_pb2_grpc.BillingServiceStub(channel)
+    await channel.close()

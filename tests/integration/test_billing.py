@@ -3,39 +3,23 @@ allocations, release, prices and the ledger check."""
 
 import asyncio
 import subprocess
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import grpc
 import pytest
 
+from tests.support.billing import priced_model
 from weft.billing.v1 import billing_pb2 as pb
 from weft.billing.v1 import billing_pb2_grpc
 from weftcore.errors import WeftError, from_rpc_error
-from weftcore.grpc_client import open_channel
 from weftcore.ids import new_id
-
-# 10 USD per million input tokens: 1,000 input tokens cost exactly one cent.
-CENT_MODEL_PRICE = pb.Price(input_micros_per_mtok=10_000_000, output_micros_per_mtok=20_000_000)
-
-
-@pytest.fixture(scope="module")
-async def billing(stack: Any) -> AsyncIterator[billing_pb2_grpc.BillingServiceStub]:
-    channel = open_channel(stack.env["WEFT_BILLING_ADDR"])
-    yield billing_pb2_grpc.BillingServiceStub(channel)
-    await channel.close()
 
 
 @pytest.fixture(scope="module")
 async def model(billing: billing_pb2_grpc.BillingServiceStub) -> str:
-    """A model only these tests use, so price changes elsewhere cannot disturb them."""
-    name = f"fake:billing-test-{uuid.uuid4().hex[:8]}"
-    price = pb.Price(model=name)
-    price.MergeFrom(CENT_MODEL_PRICE)
-    await billing.SetPrice(pb.SetPriceRequest(price=price))
-    return name
+    """A model only this module uses (1,000 input tokens cost one cent)."""
+    return await priced_model(billing, "billing-test")
 
 
 def one_cent_stage(model: str) -> pb.StageEstimate:

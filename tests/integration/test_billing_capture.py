@@ -2,7 +2,6 @@
 once per run even when the event is redelivered or billing restarts around it."""
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,22 +9,15 @@ import pytest
 from nats.js import JetStreamContext
 
 from services.billing.service import BillingService
+from tests.support.billing import priced_model
 from weft.billing.v1 import billing_pb2 as pb
 from weft.billing.v1 import billing_pb2_grpc
 from weftcore.db import create_pool
 from weftcore.events import RUN_COMPLETED, RUN_CREATED, RUN_FAILED, RunEvent
-from weftcore.grpc_client import open_channel
 from weftcore.ids import iso, new_id, utcnow
 from weftcore.nats import connect, ensure_streams, event_subject
 
 Stub = billing_pb2_grpc.BillingServiceStub
-
-
-@pytest.fixture(scope="module")
-async def billing(stack: Any) -> AsyncIterator[Stub]:
-    channel = open_channel(stack.env["WEFT_BILLING_ADDR"])
-    yield billing_pb2_grpc.BillingServiceStub(channel)
-    await channel.close()
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +31,8 @@ async def js(stack: Any) -> AsyncIterator[JetStreamContext]:
 
 @pytest.fixture(scope="module")
 async def model(billing: Stub) -> str:
-    """10 USD / Mtok in, 20 USD / Mtok out: 1,000 input tokens cost one cent."""
-    name = f"fake:capture-test-{uuid.uuid4().hex[:8]}"
-    await billing.SetPrice(
-        pb.SetPriceRequest(
-            price=pb.Price(
-                model=name, input_micros_per_mtok=10_000_000, output_micros_per_mtok=20_000_000
-            )
-        )
-    )
-    return name
+    """A model only this module uses (1,000 input tokens cost one cent)."""
+    return await priced_model(billing, "capture-test")
 
 
 async def open_run(billing: Stub, model: str, user: str, stages: int = 1) -> str:

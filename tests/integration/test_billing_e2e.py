@@ -2,52 +2,28 @@
 concurrent creations never overspend."""
 
 import asyncio
-import json
 import re
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
 
+from tests.support.billing import priced_model
+from tests.support.runs import Account, admin_json, apply_workflow, create_user, wait_for
 from weft.billing.v1 import billing_pb2 as pb
 from weft.billing.v1 import billing_pb2_grpc
-from weft.runs.v1 import runs_pb2, runs_pb2_grpc
-from weftcore.grpc_client import open_channel
 
 Stub = billing_pb2_grpc.BillingServiceStub
-TERMINAL = ("completed", "failed", "canceled")
 INSUFFICIENT = re.compile(r"^Insufficient credits\. Estimated cost: \$\d+\.\d\d\.$")
 
 
-@dataclass(frozen=True)
-class Caller:
-    user_id: str
-    headers: dict[str, str]
-
-
-def admin_json(stack: Any, *args: str) -> Any:
-    done = stack.admin(*args)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
-
-def new_caller(stack: Any, plan: str = "pro", team_id: str | None = None) -> Caller:
-    email = f"bill-{uuid.uuid4().hex[:10]}@example.com"
-    user = admin_json(stack, "users", "create", "--email", email, "--plan", plan)
+def new_caller(stack: Any, plan: str = "pro", team_id: str | None = None) -> Account:
+    caller = create_user(stack, f"bill-{uuid.uuid4().hex[:10]}@example.com", plan)
     if team_id:
-        admin_json(stack, "teams", "add-member", "--team", team_id, "--user", user["id"])
-    key = admin_json(stack, "keys", "create", "--user", user["id"], "--name", "billing")
-    return Caller(user["id"], {"Authorization": f"Bearer {key['secret']}"})
-
-
-@pytest.fixture(scope="module")
-async def billing(stack: Any) -> AsyncIterator[Stub]:
-    channel = open_channel(stack.env["WEFT_BILLING_ADDR"])
-    yield billing_pb2_grpc.BillingServiceStub(channel)
-    await channel.close()
+        admin_json(stack, "teams", "add-member", "--team", team_id, "--user", caller.user_id)
+    return caller
 
 
 @pytest.fixture(scope="module")
@@ -58,30 +34,12 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture(scope="module")
 async def model(billing: Stub) -> str:
-    """A fake-provider model priced only for these tests (10 / 20 USD per Mtok)."""
-    name = f"fake:billing-e2e-{uuid.uuid4().hex[:8]}"
-    price = pb.Price(
-        model=name, input_micros_per_mtok=10_000_000, output_micros_per_mtok=20_000_000
-    )
-    await billing.SetPrice(pb.SetPriceRequest(price=price))
-    return name
-
-
-async def apply_workflow(stack: Any, stages: list[dict[str, Any]]) -> str:
-    slug = f"bill-{uuid.uuid4().hex[:12]}"
-    definition = {"slug": slug, "name": f"Billing {slug}", "stages": stages}
-    channel = open_channel(stack.env["WEFT_RUNS_ADDR"])
-    try:
-        reply = await runs_pb2_grpc.RunsServiceStub(channel).ApplyWorkflow(
-            runs_pb2.ApplyWorkflowRequest(definition=json.dumps(definition)), timeout=10
-        )
-    finally:
-        await channel.close()
-    return str(reply.id)
+    """A model only this module uses (1,000 input tokens cost one cent)."""
+    return await priced_model(billing, "billing-e2e")
 
 
 async def post_run(
-    http: aiohttp.ClientSession, stack: Any, caller: Caller, workflow_id: str, text: str
+    http: aiohttp.ClientSession, stack: Any, caller: Account, workflow_id: str, text: str
 ) -> tuple[int, dict[str, Any]]:
     async with http.post(
         f"{stack.base_url}/api/v1/workflows/{workflow_id}/runs",
@@ -89,24 +47,6 @@ async def post_run(
         headers=caller.headers,
     ) as response:
         return response.status, dict(await response.json())
-
-
-async def wait_terminal(
-    http: aiohttp.ClientSession, stack: Any, caller: Caller, run_id: str
-) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + 120
-    while True:
-        async with http.get(
-            f"{stack.base_url}/api/v1/workflow-runs/{run_id}",
-            params={"wait": "10"},
-            headers=caller.headers,
-        ) as response:
-            body = await response.json()
-            assert response.status == 200, body
-        run = dict(body["data"])
-        if run["status"] in TERMINAL:
-            return run
-        assert asyncio.get_running_loop().time() < deadline, f"run stuck: {run}"
 
 
 async def ledger(billing: Stub, account: str, run_id: str) -> dict[str, int]:
@@ -147,7 +87,7 @@ async def test_cost_breakdown_sums_to_cost_cents_and_matches_the_capture(
     )
     status, body = await post_run(http, stack, caller, workflow, "one two three " * 200)
     assert status == 201, body
-    run = await wait_terminal(http, stack, caller, body["data"]["id"])
+    run = await wait_for(http, stack, caller, body["data"]["id"], timeout=120)
     assert run["status"] == "completed", run
 
     breakdown = run["cost_breakdown"]
@@ -252,7 +192,7 @@ async def test_plans_and_team_allocations_through_the_api(
     )  # fmt: skip
     status, body = await post_run(http, stack, member, workflow, "hi")
     assert status == 201, body
-    run = await wait_terminal(http, stack, member, body["data"]["id"])
+    run = await wait_for(http, stack, member, body["data"]["id"], timeout=120)
     entries = await wait_capture(billing, team["id"], run["id"])
     assert entries["capture"] == run["cost_cents"] * 10_000
     own = await billing.GetBalance(pb.GetBalanceRequest(account_id=member.user_id))
