@@ -3,7 +3,6 @@
 import asyncio
 import os
 import signal
-import time
 import uuid
 from typing import Any
 
@@ -18,6 +17,7 @@ from tests.support.runs import (
     fake_llm_calls,
     runs_db,
     wait_for,
+    wait_stage_running,
 )
 
 pytestmark = pytest.mark.timeout(240)
@@ -50,16 +50,7 @@ async def test_sigkilled_worker_run_resumes_and_counts_each_stage_once(stack: An
             created = await create_run(http, stack, account, workflow_id)
             run_id = created["id"]
             # Kill while "slow" is in flight: "first" is persisted, "slow" is claimed.
-            deadline = time.monotonic() + 30
-            while True:
-                status = await conn.fetchval(
-                    "SELECT status FROM stage_results WHERE run_id = $1 AND stage_id = 'slow'",
-                    run_id,
-                )
-                if status == "running":
-                    break
-                assert time.monotonic() < deadline, "stage 'slow' never started"
-                await asyncio.sleep(0.05)
+            await wait_stage_running(conn, run_id, "slow")
             os.kill(stack.processes["worker"].pid, signal.SIGKILL)
             await asyncio.to_thread(stack.stop, "worker")  # reaps the dead process
             await asyncio.to_thread(stack.start, "worker")
@@ -120,16 +111,7 @@ async def test_sigterm_finishes_the_current_stage_then_another_worker_resumes(
         try:
             created = await create_run(http, stack, account, workflow_id)
             run_id = created["id"]
-            deadline = time.monotonic() + 30
-            while (
-                await conn.fetchval(
-                    "SELECT status FROM stage_results WHERE run_id = $1 AND stage_id = 'slow'",
-                    run_id,
-                )
-                != "running"
-            ):
-                assert time.monotonic() < deadline, "stage 'slow' never started"
-                await asyncio.sleep(0.05)
+            await wait_stage_running(conn, run_id, "slow")
             # Graceful stop (grace 5 s in the test stack): "slow" completes, then the run
             # is released instead of being cut off.
             await asyncio.to_thread(stack.stop, "worker")

@@ -147,6 +147,21 @@ async def runs_db(stack: Any) -> asyncpg.Connection:
     return conn
 
 
+async def wait_stage_running(
+    conn: asyncpg.Connection, run_id: str, stage: str, timeout: float = 30.0
+) -> None:
+    """Polls until a worker has claimed `stage` of the run (its row is `running`)."""
+    deadline = time.monotonic() + timeout
+    while (
+        await conn.fetchval(
+            "SELECT status FROM stage_results WHERE run_id = $1 AND stage_id = $2", run_id, stage
+        )
+        != "running"
+    ):
+        assert time.monotonic() < deadline, f"stage {stage!r} never started"
+        await asyncio.sleep(0.05)
+
+
 async def event_types(conn: asyncpg.Connection, run_id: str) -> list[tuple[str, str | None]]:
     rows = await conn.fetch(
         "SELECT type, stage FROM run_events WHERE run_id = $1 ORDER BY seq", run_id
