@@ -10,9 +10,7 @@ component's env in deploy/k8s/base/<component>.yaml).
 """
 
 import ast
-import importlib.util
 import re
-import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,9 +18,9 @@ from typing import Any
 import pytest
 
 from services.runs.ratelimit import DEFAULT_LIMITS, limits_from_env
+from tests.support.k8s import K8S, load_renderer
 
 ROOT = Path(__file__).resolve().parents[2]
-K8S = ROOT / "deploy" / "k8s"
 PACKAGES = ("gateway", "services", "weftcore")
 ENTRY = {
     "gateway": "gateway.__main__",
@@ -157,15 +155,6 @@ def required(component: str) -> tuple[set[str], set[str]]:
     return names - ALLOWED_UNSET.get(component, set()), patterns
 
 
-def _load_renderer() -> Any:
-    spec = importlib.util.spec_from_file_location("kustomize_lite", K8S / "kustomize_lite.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["kustomize_lite"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def manifest_env(objects: list[dict[str, Any]], component: str) -> dict[str, str]:
     """The env the component's container gets: envFrom ConfigMaps, then env entries
     (a Secret or field reference stands in as "<from name/key>")."""
@@ -190,7 +179,7 @@ def manifest_env(objects: list[dict[str, Any]], component: str) -> dict[str, str
 
 @pytest.fixture(scope="module", params=("dev", "prod"))
 def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
-    return list(_load_renderer().build(K8S / "overlays" / str(request.param)))
+    return list(load_renderer().build(K8S / "overlays" / str(request.param)))
 
 
 def test_the_scan_finds_known_reads() -> None:

@@ -2,20 +2,18 @@
 the rules of docs/kubernetes.md: probes, hardened pods, grace periods, PDBs, HPAs,
 network policies, backing servers through their operators, one image."""
 
-import importlib.util
 import re
 import shutil
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
 
+from tests.support.k8s import K8S, load_renderer
+
 ROOT = Path(__file__).resolve().parents[2]
-K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
 # Oldest version we support (native gRPC probes are GA since 1.27) and the newest schema.
 K8S_VERSIONS = ("1.30", kubernetes_validate.latest_version())
@@ -31,16 +29,7 @@ COMPONENTS = ("gateway", *GRPC_COMPONENTS)
 CUSTOM = {("postgresql.cnpg.io/v1", "Cluster"), ("minio.min.io/v2", "Tenant")}
 
 
-def _load_renderer() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("kustomize_lite", K8S / "kustomize_lite.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["kustomize_lite"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-render = _load_renderer()
+render = load_renderer()
 
 
 def build(path: Path) -> list[dict[str, Any]]:
