@@ -13,6 +13,7 @@ from devstack.stack import PROJECT_ROOT, Ports, Stack, StackOptions
 from tests.support.billing import Stub
 from tests.support.runs import Account, create_account
 from weft.billing.v1 import billing_pb2_grpc
+from weft.runs.v1 import runs_pb2_grpc
 from weftcore.grpc_client import open_channel
 
 
@@ -74,4 +75,11 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 async def billing(stack: Stack) -> AsyncIterator[Stub]:
     channel = open_channel(stack.env["WEFT_BILLING_ADDR"])
     yield billing_pb2_grpc.BillingServiceStub(channel)
+    await channel.close()
+
+
+@pytest.fixture(scope="module")
+async def runs(stack: Stack) -> AsyncIterator[runs_pb2_grpc.RunsServiceStub]:
+    channel = open_channel(stack.env["WEFT_RUNS_ADDR"])
+    yield runs_pb2_grpc.RunsServiceStub(channel)
     await channel.close()

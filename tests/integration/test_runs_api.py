@@ -15,7 +15,6 @@ import pytest
 from tests.support.runs import admin_json, create_account, create_user
 from weft.runs.v1 import runs_pb2 as pb
 from weft.runs.v1 import runs_pb2_grpc
-from weftcore.grpc_client import open_channel
 
 TERMINAL = {"completed", "failed", "canceled"}
 
@@ -85,13 +84,6 @@ class Client:
 
     async def create(self, workflow_id: str, body: Any, **headers: str) -> tuple[int, Any, Any]:
         return await self.call("POST", f"/api/v1/workflows/{workflow_id}/runs", body, **headers)
-
-
-@pytest.fixture(scope="module")
-async def runs(stack: Any) -> AsyncIterator[runs_pb2_grpc.RunsServiceStub]:
-    channel = open_channel(stack.env["WEFT_RUNS_ADDR"])
-    yield runs_pb2_grpc.RunsServiceStub(channel)
-    await channel.close()
 
 
 @pytest.fixture(scope="module")

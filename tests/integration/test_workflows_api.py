@@ -3,7 +3,6 @@ get through the gateway with pagination, allowlists and the error envelope."""
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ from tests.support.runs import admin_json
 from weft.runs.v1 import runs_pb2 as pb
 from weft.runs.v1 import runs_pb2_grpc
 from weftcore.errors import from_rpc_error
-from weftcore.grpc_client import open_channel
 
 
 def definition(slug: str, template: str = "Hello {{ input_text }}") -> str:
@@ -31,13 +29,6 @@ def definition(slug: str, template: str = "Hello {{ input_text }}") -> str:
             "stages": [{"id": "greet", "type": "template", "template": template}],
         }
     )
-
-
-@pytest.fixture(scope="module")
-async def runs(stack: Any) -> AsyncIterator[runs_pb2_grpc.RunsServiceStub]:
-    channel = open_channel(stack.env["WEFT_RUNS_ADDR"])
-    yield runs_pb2_grpc.RunsServiceStub(channel)
-    await channel.close()
 
 
 @pytest.fixture(scope="module")
