@@ -25,6 +25,19 @@ def _objects(stack: Stack) -> set[str]:
     return {o.object_name or "" for o in client.list_objects(S3_BUCKET, recursive=True)}
 
 
+async def _objects_once_settled(stack: Stack, expected: set[str], seconds: float = 10) -> set[str]:
+    """The bucket's objects once a refused upload's cleanup had time to finish.
+
+    The gateway answers as soon as it cancels the stream; storage then removes the
+    partial object on its side, so the bucket converges shortly after the answer."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    found = _objects(stack)
+    while found != expected and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+        found = _objects(stack)
+    return found
+
+
 async def test_declared_content_length_over_cap_is_413_before_the_body(
     stack: Stack, owner: Account
 ) -> None:
@@ -62,7 +75,7 @@ async def test_csv_over_the_table_cap_is_413_mid_stream_and_nothing_is_kept(
     assert status == 413
     assert body["error"]["code"] == "PAYLOAD_TOO_LARGE"
     assert "20 MiB" in body["error"]["message"]
-    assert _objects(stack) == before
+    assert await _objects_once_settled(stack, before) == before
 
 
 async def test_any_file_over_the_general_cap_is_413_mid_stream(
@@ -72,7 +85,7 @@ async def test_any_file_over_the_general_cap_is_413_mid_stream(
     status, body = await upload(http, stack, owner, "huge.txt", zeros(51 * MIB))
     assert status == 413
     assert body["error"]["code"] == "PAYLOAD_TOO_LARGE"
-    assert _objects(stack) == before
+    assert await _objects_once_settled(stack, before) == before
 
 
 def _reset_peak(pid: int) -> None:
@@ -125,4 +138,4 @@ async def test_a_second_file_part_refuses_the_whole_upload(
         f"{stack.base_url}/api/v1/attachments", data=writer, headers=owner.headers
     ) as response:
         assert response.status == 400
-    assert _objects(stack) == before
+    assert await _objects_once_settled(stack, before) == before
