@@ -32,7 +32,6 @@ import importlib.util
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,8 +40,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import FrameType, TracebackType
-from typing import IO, Any, Self
+from types import FrameType
+from typing import Any
+
+from devstack.servers import ManagedProcess
 
 # --------------------------------------------------------------------------------------
 # The model
@@ -339,13 +340,13 @@ def _http_json(
         return err.code, payload
 
 
-class EmbeddedLLM:
+class EmbeddedLLM(ManagedProcess):
     """The embedded llama.cpp server as a child process in its own process group.
 
     ``start()`` spawns ``python -m devstack.llm serve ...`` (log in
     ``data_dir/llm.log``) and returns once ``/health`` is ok, ``/v1/models`` lists our
-    alias and a one-token chat completion succeeded. ``stop()`` sends SIGTERM to the
-    group, then SIGKILL after a grace period.
+    alias and a one-token chat completion succeeded. ``stop()`` (from ManagedProcess)
+    sends SIGTERM to the group, then SIGKILL after a grace period.
     """
 
     name = "llm"
@@ -367,7 +368,7 @@ class EmbeddedLLM:
         poll: int = DEFAULT_POLL,
         exit_with_parent: bool = True,
     ) -> None:
-        self.data_dir = Path(data_dir).absolute()
+        super().__init__(data_dir)
         self.port = port
         self.model_path = Path(model_path).absolute()
         self.host = host
@@ -379,11 +380,6 @@ class EmbeddedLLM:
         self.poll = poll
         #: The server exits by itself when the process that started it is gone.
         self.exit_with_parent = exit_with_parent
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-        self._log_offset = 0
-        #: Wall-clock seconds the last successful start() took.
-        self.last_start_seconds: float | None = None
 
     # -- properties ----------------------------------------------------------------
 
@@ -399,17 +395,6 @@ class EmbeddedLLM:
     @property
     def model_id(self) -> str:
         return f"local:{self.alias}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir / f"{self.name}.log"
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def command(self) -> list[str]:
         argv = [
@@ -442,115 +427,44 @@ class EmbeddedLLM:
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def start(self, timeout: float | None = None) -> None:
+    def start(self) -> None:
         """Spawn the server and wait until it really answers. Idempotent."""
         if self.is_running():
             return
         if not self.model_path.is_file():
             raise EmbeddedLLMError(f"model file not found: {self.model_path}")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        self._log = self.log_path.open("ab")
-        self._log_offset = self._log.tell()
         env = dict(os.environ)
         root = str(_repo_root())
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
         env["PYTHONUNBUFFERED"] = "1"
-        self._proc = subprocess.Popen(
-            self.command(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=self.data_dir,
-            env=env,
-            start_new_session=True,  # own process group: stop() signals the group
-        )
-        try:
-            self._wait_ready(started + (self.start_timeout if timeout is None else timeout))
-        except BaseException:
-            self.stop(timeout=2.0)
-            raise
+        self._spawn(self.command(), env=env)
+        self._wait_ready(self._answers, f"a chat completion from {self.alias!r}")
         self.last_start_seconds = time.monotonic() - started
 
-    def _wait_ready(self, deadline: float) -> None:
-        stage = "/health"
-        while True:
-            proc = self._proc
-            if proc is None or proc.poll() is not None:
-                code = None if proc is None else proc.returncode
-                raise EmbeddedLLMError(
-                    f"embedded LLM exited with code {code} during start; log "
-                    f"{self.log_path}:\n{self.log_tail()}"
-                )
-            try:
-                if stage == "/health":
-                    status, body = _http_json(f"{self.root_url}/health", timeout=1.0)
-                    if status == 200 and isinstance(body, dict) and body.get("status") == "ok":
-                        stage = "/v1/models"
-                if stage == "/v1/models":
-                    status, body = _http_json(f"{self.base_url}/models", timeout=2.0)
-                    ids = [m.get("id") for m in (body or {}).get("data", [])]
-                    if status != 200 or self.alias not in ids:
-                        raise EmbeddedLLMError(
-                            f"port {self.port} answers but does not serve {self.alias!r} "
-                            f"(models: {ids}); is another server on it?"
-                        )
-                    stage = "chat"
-                if stage == "chat":
-                    status, body = _http_json(
-                        f"{self.base_url}/chat/completions",
-                        {
-                            "model": self.alias,
-                            "messages": [{"role": "user", "content": "Say OK."}],
-                            "max_tokens": 1,
-                            "temperature": 0,
-                        },
-                        timeout=max(1.0, deadline - time.monotonic()),
-                    )
-                    if status == 200 and body and body.get("choices"):
-                        return
-            except (OSError, ValueError):
-                pass  # not listening yet / connection reset while loading
-            if time.monotonic() >= deadline:
-                raise EmbeddedLLMError(
-                    f"embedded LLM not ready (waiting for {stage}) after start timeout; "
-                    f"log {self.log_path}:\n{self.log_tail()}"
-                )
-            time.sleep(0.2)
-
-    def stop(self, timeout: float | None = None) -> None:
-        """SIGTERM the process group; SIGKILL it after ``timeout`` (default
-        ``stop_timeout``) seconds. Returns once the server is gone. Idempotent."""
-        proc = self._proc
-        if proc is not None:
-            grace = self.stop_timeout if timeout is None else timeout
-            pgid = proc.pid  # start_new_session=True: the child leads its own group
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pgid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=grace)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(pgid, signal.SIGKILL)
-                    proc.wait()
-            # Anything left in the group (there should be nothing) goes too.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGKILL)
-            self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def log_tail(self, max_bytes: int = 6000) -> str:
-        """The end of what the server logged since the last start()."""
-        try:
-            with self.log_path.open("rb") as f:
-                size = f.seek(0, os.SEEK_END)
-                f.seek(max(self._log_offset, size - max_bytes))
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+    def _answers(self) -> bool:
+        """Readiness: healthy, serving our alias (not some other server on the port),
+        and a one-token chat completion works (the model is really loaded)."""
+        status, body = _http_json(f"{self.root_url}/health", timeout=1.0)
+        if status != 200 or not isinstance(body, dict) or body.get("status") != "ok":
+            return False
+        status, body = _http_json(f"{self.base_url}/models", timeout=2.0)
+        ids = [m.get("id") for m in (body or {}).get("data", [])]
+        if status != 200 or self.alias not in ids:
+            raise EmbeddedLLMError(
+                f"port {self.port} answers but does not serve {self.alias!r} (models: {ids})"
+            )
+        status, body = _http_json(
+            f"{self.base_url}/chat/completions",
+            {
+                "model": self.alias,
+                "messages": [{"role": "user", "content": "Say OK."}],
+                "max_tokens": 1,
+                "temperature": 0,
+            },
+            timeout=30.0,
+        )
+        return status == 200 and bool(body) and bool(body.get("choices"))
 
     # -- convenience ---------------------------------------------------------------
 
@@ -578,18 +492,6 @@ class EmbeddedLLM:
         if status != 200 or not isinstance(body, dict):
             raise EmbeddedLLMError(f"chat completion failed: HTTP {status}: {body}")
         return body
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<EmbeddedLLM pid={self.pid} url={self.base_url}>"
