@@ -15,7 +15,8 @@ from pathlib import Path
 import aiohttp
 
 from devstack.stack import S3_BUCKET, Ports, Stack, StackOptions
-from tests.integration.attachments_support import create_account, form
+from tests.integration.attachments_support import form
+from tests.support.runs import create_user
 
 SIZE = 20_000_000
 RUNS = 3
@@ -51,7 +52,7 @@ async def main() -> None:
     stack = Stack(StackOptions(root=root, ports=Ports.free(workers=0), llm="none"))
     stack.start()
     try:
-        account = create_account(stack, "bench-upload@example.com")
+        account = create_user(stack, "bench-upload@example.com")
         data = _csv(SIZE)
         await _gateway(stack, account.token, data[:1_000_000])  # warm connections
         e2e, direct = [], []

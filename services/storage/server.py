@@ -142,6 +142,7 @@ async def wire(
     sandbox = Sandbox(
         storage_config.extraction_timeout_seconds, storage_config.extraction_memory_bytes
     )
+    stack.callback(sandbox.close)
     service = StorageService(storage_config, store, PgAttachmentRepository(pool), sandbox)
     storage_pb2_grpc.add_StorageServiceServicer_to_server(
         StorageServiceServicer(service), server.server

@@ -174,3 +174,22 @@ async def test_sandbox_returns_the_same_result_as_in_process(
         expected.row_count,
         expected.metadata,
     )
+
+
+async def test_a_good_file_reuses_the_warm_child_and_a_bad_one_retires_it(
+    tmp_path: Path,
+) -> None:
+    box = Sandbox(timeout_seconds=5, memory_bytes=0)
+    good = _write(tmp_path, "a.csv", files.csv_bytes(10))
+    assert (await box.extract(good, "csv", Limits(), tmp_path / "1.txt")).status == "extracted"
+    [warm] = box._idle
+    assert (await box.extract(good, "csv", Limits(), tmp_path / "2.txt")).status == "extracted"
+    assert box._idle == [warm]  # the same child served both files
+    slow = _write(tmp_path, "slow.json", files.deep_json(2_000_000))
+    result = await box.extract(slow, "json", Limits(max_json_depth=10**9), tmp_path / "3.txt")
+    assert result.status == "failed"
+    assert box._idle == []  # the child that failed (deadline or depth) was not kept
+    # The next file gets a fresh child and is unaffected.
+    assert (await box.extract(good, "csv", Limits(), tmp_path / "4.txt")).status == "extracted"
+    box.close()
+    assert box._idle == []
