@@ -8,6 +8,7 @@ control pushes back to the client. (aiohttp's `client_max_size` only bounds
 
 import asyncio
 import contextlib
+import logging
 import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from weft.storage.v1 import storage_pb2, storage_pb2_grpc
 from weftcore.errors import InvalidArgument, WeftError
+
+log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 256 * 1024
 # Room for boundaries, part headers and small form fields on top of a file's own cap.
@@ -149,3 +152,20 @@ class StorageUpload:
             await self.call.done_writing()
         attachment: storage_pb2.Attachment = await self.call
         return attachment
+
+
+async def discard_uploads(
+    stub: storage_pb2_grpc.StorageServiceStub, owner_user_id: str, attachment_ids: list[str]
+) -> None:
+    """Deletes uploads whose ids the caller never learns (a replay or a refused request),
+    best effort: a leftover is unreachable garbage, not a leak of anyone's data."""
+    for attachment_id in attachment_ids:
+        try:
+            await stub.DeleteAttachment(
+                storage_pb2.DeleteAttachmentRequest(
+                    attachment_id=attachment_id, owner_user_id=owner_user_id
+                ),
+                timeout=10,
+            )
+        except Exception:
+            log.warning("could not delete a duplicate upload", extra={"attachment": attachment_id})

@@ -19,6 +19,7 @@ from gateway.keys import CONFIG, SERVICES
 from gateway.uploads import (
     StorageUpload,
     check_declared_length,
+    discard_uploads,
     iter_parts,
     open_multipart,
     read_field,
@@ -50,16 +51,7 @@ def attachment_json(att: storage_pb2.Attachment) -> dict[str, Any]:
 
 
 async def _discard(request: web.Request, attachment: storage_pb2.Attachment) -> None:
-    """Deletes a duplicate upload, best effort (a leftover is unreachable, not a leak)."""
-    try:
-        await request.app[SERVICES].storage.DeleteAttachment(
-            storage_pb2.DeleteAttachmentRequest(
-                attachment_id=attachment.id, owner_user_id=attachment.owner_user_id
-            ),
-            timeout=10,
-        )
-    except Exception:
-        log.warning("could not delete a duplicate upload", extra={"attachment": attachment.id})
+    await discard_uploads(request.app[SERVICES].storage, attachment.owner_user_id, [attachment.id])
 
 
 def request_hash(fields: dict[str, str], part_name: str, attachment: storage_pb2.Attachment) -> str:

@@ -7,10 +7,11 @@ calls CreateRun: idempotency header, rate-limit headers, links.
 import json
 from typing import Any
 
+import grpc
 from aiohttp import web
 
 from gateway.auth import RUNS_CREATE, require
-from gateway.http import dumps, json_response, query_int, read_json_object
+from gateway.http import dumps, http_status, json_response, query_int, read_json_object
 from gateway.keys import CONFIG, SERVICES
 from gateway.multipart_runs import (
     MultipartBody,
@@ -21,10 +22,11 @@ from gateway.multipart_runs import (
 )
 from gateway.ratelimit import rate_limit_headers
 from gateway.run_cache import TerminalRunCache
+from gateway.uploads import discard_uploads
 from weft.auth.v1 import auth_pb2
 from weft.runs.v1 import runs_pb2
 from weftcore.canonical import json_body_hash
-from weftcore.errors import InvalidArgument
+from weftcore.errors import InvalidArgument, WeftError, from_rpc_error
 
 RUN_CACHE = web.AppKey("terminal_runs", TerminalRunCache)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -126,19 +128,33 @@ async def start_form_run(
     input_from_field: bool,
 ) -> web.Response:
     """`start_run` for a multipart body, bound to the workflow's declared `fields`
-    (`form_run`); the idempotency hash is the multipart body's own."""
-    form = form_run(fields, body, input_from_field=input_from_field)
-    return await start_run(
-        request,
-        principal,
-        workflow_id,
-        {},
-        input_text=form.input_text,
-        params=form.params,
-        attachment_ids=form.attachment_ids,
-        webhook_url=form.webhook_url,
-        request_hash=body.request_hash,
-    )
+    (`form_run`); the idempotency hash is the multipart body's own.
+
+    The body's files were stored before the run could be created. When no new run uses
+    them (a replay, or a refusal such as 400/409), they are deleted again; after a 5xx it
+    is unknown whether the run committed, so they are kept."""
+    uploaded = [attachment_id for _, attachment_id, _ in body.files]
+    try:
+        form = form_run(fields, body, input_from_field=input_from_field)
+        response = await start_run(
+            request,
+            principal,
+            workflow_id,
+            {},
+            input_text=form.input_text,
+            params=form.params,
+            attachment_ids=form.attachment_ids,
+            webhook_url=form.webhook_url,
+            request_hash=body.request_hash,
+        )
+    except (WeftError, grpc.RpcError) as exc:
+        err = exc if isinstance(exc, WeftError) else from_rpc_error(exc)
+        if http_status(err) < 500:
+            await discard_uploads(request.app[SERVICES].storage, principal.user_id, uploaded)
+        raise
+    if response.headers.get("Idempotent-Replayed") == "true":
+        await discard_uploads(request.app[SERVICES].storage, principal.user_id, uploaded)
+    return response
 
 
 def _check_create_body(body: dict[str, Any]) -> tuple[str, Any, list[str], str]:

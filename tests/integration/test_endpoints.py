@@ -5,9 +5,10 @@ import uuid
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
-from tests.support.runs import Account, apply_workflow, wait_for
+from tests.support.runs import Account, apply_workflow, create_account, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -137,8 +138,9 @@ async def test_endpoint_unknown_slug_and_missing_key(
 
 
 async def test_multipart_endpoint_replay_gives_the_same_run(
-    stack: Any, account: Account, http: aiohttp.ClientSession
+    stack: Any, http: aiohttp.ClientSession
 ) -> None:
+    account = create_account(stack)  # its own, so its stored files can be counted
     workflow_id, slug = await endpoint_workflow(stack)
     url = f"{stack.base_url}/api/v1/endpoints/{slug}"
     key = {"Idempotency-Key": f"mp-{uuid.uuid4().hex}"}
@@ -164,3 +166,13 @@ async def test_multipart_endpoint_replay_gives_the_same_run(
     ) as response:
         listed = (await response.json())["data"]
     assert [r["id"] for r in listed] == [first["data"]["id"]]
+    # The replay's and the conflict's re-uploaded files were deleted again: only the
+    # first request's file remains.
+    conn = await asyncpg.connect(stack.dsn)
+    try:
+        stored = await conn.fetch(
+            "SELECT id FROM storage.attachments WHERE owner_user_id = $1", account.user_id
+        )
+    finally:
+        await conn.close()
+    assert len(stored) == 1, stored
