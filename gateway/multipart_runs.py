@@ -5,8 +5,9 @@ Form fields are coerced to the workflow's declared types; each file part is stre
 storage (never held in memory) and becomes an attachment: bound to a declared `file`
 field of the same name, else added to `attachment_ids`. The idempotency hash covers the
 form fields and the files' sha256 digests (weftcore.canonical), so a retried upload
-replays the first run: its bytes are stored again to learn the digests, but CreateRun
-answers the stored response instead of starting a second run.
+replays the first run: its bytes are stored again to learn the digests, CreateRun
+answers the stored response instead of starting a second run, and the copies are deleted
+(gateway.routes.runs.start_form_run).
 """
 
 import json
