@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_me import _ms, ensure_wrk
+from bench.wrk import wrk
 
 WORKFLOW = {
     "slug": "bench-template",
@@ -50,38 +50,6 @@ REVIEW_WORKFLOW = {
         }
     ],
 }
-
-
-def wrk(argv_tail: list[str], connections: int, seconds: int, threads: int) -> dict[str, Any]:
-    import re
-
-    argv = [
-        ensure_wrk(),
-        f"-t{threads}",
-        f"-c{connections}",
-        f"-d{seconds}s",
-        "--latency",
-        "--timeout",
-        "5s",
-        *argv_tail,
-    ]
-    text = subprocess.run(
-        argv, check=True, capture_output=True, text=True, timeout=seconds + 60
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", text).group(1))  # type: ignore[union-attr]
-    pct = {p: _ms(v) for p, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", text, re.M)}
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    errors = re.search(r"Socket errors: (.*)", text)
-    return {
-        "requests": total,
-        "req_per_s": rps,
-        "p50_ms": pct.get("50"),
-        "p90_ms": pct.get("90"),
-        "p99_ms": pct.get("99"),
-        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-        "socket_errors": errors.group(1) if errors else None,
-    }
 
 
 def post_script(path: Path, tokens: list[str]) -> Path:
