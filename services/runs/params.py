@@ -78,7 +78,9 @@ def validate_value(field: dict[str, Any], value: Any, path: str) -> Any:
 def validate_values(fields: list[dict[str, Any]], values: Any, prefix: str) -> dict[str, Any]:
     """Every declared field checked; defaults applied; unknown or missing ones are 400.
 
-    A null value counts as absent.
+    A null value counts as absent. Every declared field is in the answer, null when it
+    was omitted and has no default, so templates can test `params.x` without tripping
+    over an undefined name.
     """
     if values is None:
         values = {}
@@ -101,8 +103,7 @@ def validate_values(fields: list[dict[str, Any]], values: Any, prefix: str) -> d
                 raise InvalidArgument(
                     f"Missing required parameter {path}.", code=MISSING_PARAM, param=path
                 )
-            if field.get("default") is not None:
-                out[name] = field["default"]
+            out[name] = field.get("default")
             continue
         out[name] = validate_value(field, value, path)
     return out
@@ -110,4 +111,8 @@ def validate_values(fields: list[dict[str, Any]], values: Any, prefix: str) -> d
 
 def file_values(fields: list[dict[str, Any]], values: dict[str, Any]) -> list[str]:
     """Attachment ids given in `file` fields (they need the same ownership check)."""
-    return [values[f["name"]] for f in fields if f["type"] == "file" and f["name"] in values]
+    return [
+        values[f["name"]]
+        for f in fields
+        if f["type"] == "file" and values.get(f["name"]) is not None
+    ]

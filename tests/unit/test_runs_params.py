@@ -57,6 +57,16 @@ def test_valid_values_of_every_type_pass_and_defaults_apply() -> None:
     assert file_values(FIELDS, got) == ["att_123"]
 
 
+def test_omitted_optional_fields_are_present_as_null() -> None:
+    # Templates read `params.extra` / `stages.review.edited_reply` without an undefined error.
+    got = ok({})
+    assert got == {name: None for name in (f["name"] for f in FIELDS)} | {
+        "dry_run": False,
+        "who": "me",
+    }
+    assert file_values(FIELDS, got) == []
+
+
 def test_integral_floats_become_integers_and_ints_are_numbers() -> None:
     got = ok({"max_projects": 3.0, "ratio": 1})
     assert got["max_projects"] == 3 and isinstance(got["max_projects"], int)
