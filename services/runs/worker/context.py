@@ -98,14 +98,9 @@ def join_attachments(attachments: list[AttachmentText]) -> str:
     return "\n\n".join(parts)
 
 
-def template_context(
-    run: RunRecord, attachments: list[AttachmentText] | None = None
-) -> dict[str, Any]:
-    """The variables every template of the run renders with, at this point of the run."""
-    items = attachments or []
+def attachment_variables(attachments: list[AttachmentText]) -> dict[str, Any]:
+    """`attachments` (one object each) and `attachments_text` (all joined) for templates."""
     return {
-        "input_text": run.input_text,
-        "params": params_with_defaults(run),
         "attachments": [
             {
                 "id": a.id,
@@ -114,9 +109,20 @@ def template_context(
                 "text": a.text,
                 "truncated": a.truncated,
             }
-            for a in items
+            for a in attachments
         ],
-        "attachments_text": join_attachments(items),
+        "attachments_text": join_attachments(attachments),
+    }
+
+
+def template_context(
+    run: RunRecord, attachments: list[AttachmentText] | None = None
+) -> dict[str, Any]:
+    """The variables every template of the run renders with, at this point of the run."""
+    return {
+        "input_text": run.input_text,
+        "params": params_with_defaults(run),
+        **attachment_variables(attachments or []),
         "stages": {sid: _stage_value(out) for sid, out in run.completed.items()},
         "run": {"id": run.id, "workflow_id": run.workflow_id},
     }

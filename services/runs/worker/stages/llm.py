@@ -11,7 +11,7 @@ from services.runs.llm_client import LLMError
 from services.runs.worker.context import (
     AttachmentText,
     Services,
-    join_attachments,
+    attachment_variables,
     truncate_attachments,
 )
 from services.runs.worker.model import LLM_ERROR, LLM_INVALID_OUTPUT, StageError, StageResult
@@ -54,20 +54,7 @@ def _fit_context(
     prompt_chars = len(render_or_fail(str(stage["prompt"]), bare, "prompt"))
     budget = _attachment_budget(ctx, model, max_tokens, prompt_chars)
     fitted = truncate_attachments(attachments, budget)
-    return {
-        **context,
-        "attachments": [
-            {
-                "id": a.id,
-                "filename": a.filename,
-                "kind": a.kind,
-                "text": a.text,
-                "truncated": a.truncated,
-            }
-            for a in fitted
-        ],
-        "attachments_text": join_attachments(fitted),
-    }
+    return {**context, **attachment_variables(fitted)}
 
 
 def parse_json_answer(text: str, schema: dict[str, Any] | None) -> Any:
