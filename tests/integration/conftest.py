@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from devstack.stack import PROJECT_ROOT, Ports, Stack, StackOptions
+from devstack.stack import Ports, Stack, StackOptions
 from tests.support.billing import Stub
 from tests.support.runs import Account, create_account
 from weft.billing.v1 import billing_pb2_grpc
@@ -38,12 +38,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root: Path = tmp_path_factory.mktemp("stack")
-    has_worker = (PROJECT_ROOT / "services/runs/worker/__main__.py").exists()
     options = StackOptions(
         root=root,
-        ports=Ports.free(workers=1 if has_worker else 0),
+        ports=Ports.free(),
         llm="embedded" if _embedded_llm_available() else "none",
-        fake_llm=(PROJECT_ROOT / "tests/support/fake_llm.py").exists(),
+        fake_llm=True,
         extra_env={
             # Non-zero prices so costs are exercised end to end.
             "WEFT_PRICES": '{"fake:echo": [1000000, 2000000], '
