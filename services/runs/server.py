@@ -306,7 +306,7 @@ async def wire(
         service, os.environ.get("WEFT_WORKFLOWS_DIR", str(DEFAULT_WORKFLOWS_DIR))
     )
     runs_pb2_grpc.add_RunsServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        RunsServiceServicer(service, pool, RunWatcher(pool, nc)),  # type: ignore[abstract]
+        RunsServiceServicer(service, pool, RunWatcher(pool, nc)),
         server.server,
     )
 
