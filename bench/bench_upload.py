@@ -19,7 +19,7 @@ from tests.integration.attachments_support import form
 from tests.support.runs import create_user
 
 SIZE = 20_000_000
-RUNS = 3
+RUNS = 5
 
 
 def _csv(size: int) -> bytes:

@@ -117,6 +117,7 @@ class StorageService:
             # Parsers such as openpyxl insist on a matching extension.
             spool = Path(tmp) / f"upload.{detected.kind}"
             text_path = Path(tmp) / "text.txt"
+            text_key = f"attachments/{att_id}/text.txt"
             size, sha256, extraction = await self._stream(
                 object_key,
                 detected.content_type,
@@ -126,13 +127,11 @@ class StorageService:
                 detected.kind,
                 spool,
                 text_path,
+                text_key,
             )
             try:
-                result = await extraction
-                text_key = None
-                if result.text_chars and text_path.exists():
-                    text_key = f"attachments/{att_id}/text.txt"
-                    await self.store.put_file(text_key, text_path, "text/plain; charset=utf-8")
+                result, stored_text_key = await extraction
+
                 record = AttachmentRecord(
                     id=att_id,
                     owner_user_id=header.owner_user_id,
@@ -142,7 +141,7 @@ class StorageService:
                     byte_size=size,
                     sha256=sha256,
                     object_key=object_key,
-                    text_key=text_key,
+                    text_key=stored_text_key,
                     text_chars=result.text_chars,
                     extraction_status=result.status,
                     extraction_error=result.error or None,
@@ -152,7 +151,7 @@ class StorageService:
                 )
                 stored = await self.repo.insert(record)
             except BaseException:
-                await self._remove(object_key, f"attachments/{att_id}/text.txt")
+                await self._remove(object_key, text_key)
                 raise
         log.info(
             "attachment stored",
@@ -175,13 +174,14 @@ class StorageService:
         kind: str,
         spool: Path,
         text_path: Path,
-    ) -> tuple[int, str, "asyncio.Task[ExtractResult]"]:
+        text_key: str,
+    ) -> tuple[int, str, "asyncio.Task[tuple[ExtractResult, str | None]]"]:
         """Streams head + rest to S3 and the spool file; returns (size, sha256 hex, the
-        extraction task), extraction starting as soon as the spool is complete so it
-        overlaps the last S3 part."""
+        extraction task), extraction and storing its text starting as soon as the spool
+        is complete, so they overlap the last S3 parts."""
         hasher = hashlib.sha256()
         size = 0
-        extraction: asyncio.Task[ExtractResult] | None = None
+        extraction: asyncio.Task[tuple[ExtractResult, str | None]] | None = None
         pipe = ChunkPipe(depth=PIPE_DEPTH)
         upload = asyncio.create_task(self.store.put_stream(key, cast(BinaryIO, pipe), content_type))
         upload.add_done_callback(lambda _: pipe.reader_gone())
@@ -196,6 +196,7 @@ class StorageService:
             spool_file.write(chunk)  # page cache; cheaper than another thread hop
             await pipe.write_chunk(chunk)
 
+
         try:
             if head:
                 await feed(head)
@@ -203,9 +204,7 @@ class StorageService:
                 await feed(chunk)
             pipe.finish()
             spool_file.close()
-            extraction = asyncio.create_task(
-                self.extractor.extract(spool, kind, self.limits, text_path)
-            )
+            extraction = asyncio.create_task(self._extract(spool, kind, text_path, text_key))
             await upload
         except BaseException as exc:
             pipe.abort()
@@ -215,7 +214,7 @@ class StorageService:
             if extraction is not None:
                 with contextlib.suppress(BaseException):
                     await extraction
-            await self._remove(key)
+            await self._remove(key, text_key)
             if isinstance(exc, WeftError | asyncio.CancelledError) or upload.cancelled():
                 raise
             if upload.done() and upload.exception() is not None:
@@ -223,6 +222,17 @@ class StorageService:
                 raise Unavailable("Object storage is unavailable. Retry later.") from None
             raise
         return size, hasher.hexdigest(), extraction
+
+    async def _extract(
+        self, spool: Path, kind: str, text_path: Path, text_key: str
+    ) -> tuple[ExtractResult, str | None]:
+        """Extracts the spooled file and stores its text under `text_key`; answers the
+        result and the key (None when there is no text)."""
+        result = await self.extractor.extract(spool, kind, self.limits, text_path)
+        if not (result.text_chars and text_path.exists()):
+            return result, None
+        await self.store.put_file(text_key, text_path, "text/plain; charset=utf-8")
+        return result, text_key
 
     async def _remove(self, *keys: str) -> None:
         for key in keys:
