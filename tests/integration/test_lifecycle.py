@@ -96,6 +96,70 @@ async def test_llm_and_template_run_completes_with_costs_and_events(
     assert row["worker_id"] is None
 
 
+async def test_template_only_run_commits_whole_with_every_event(
+    stack: Any, account: Account, http: aiohttp.ClientSession
+) -> None:
+    # All stages pure: the worker computes them and commits the run in one transaction;
+    # clients must see the same rows and events as for a run executed stage by stage.
+    workflow_id = await apply_workflow(
+        stack,
+        [
+            {"id": "greet", "type": "template", "template": "hi {{ input_text }}"},
+            {"id": "shout", "type": "template", "template": "{{ stages.greet | upper }}"},
+        ],
+        output='{"text": {{ stages.shout | tojson }}, "n": {{ params.n }}}',
+        fields=[{"name": "n", "type": "integer", "default": 3}],
+    )
+    created = await create_run(http, stack, account, workflow_id, "ada")
+    run = await wait_for(http, stack, account, created["id"])
+    assert run["status"] == "completed", run
+    assert run["result"] == {"text": "HI ADA", "n": 3}
+    assert [c["stage"] for c in run["cost_breakdown"]] == ["greet", "shout"]
+    assert run["cost_cents"] == 0 and run["started_at"] and run["completed_at"]
+
+    conn = await runs_db(stack)
+    try:
+        events = await conn.fetch(
+            "SELECT seq, type, stage, payload FROM run_events WHERE run_id = $1 ORDER BY seq",
+            created["id"],
+        )
+        stages = await conn.fetch(
+            "SELECT stage_id, status, output FROM stage_results WHERE run_id = $1"
+            " ORDER BY stage_index",
+            created["id"],
+        )
+        row = await conn.fetchrow(
+            "SELECT next_event_seq, worker_id FROM runs WHERE id = $1", created["id"]
+        )
+        queued = await conn.fetch(
+            "SELECT msg_id FROM outbox WHERE msg_id = ANY($1::text[]) ORDER BY id",
+            [e["payload"]["id"] for e in events],
+        )
+    finally:
+        await conn.close()
+    assert [(e["type"], e["stage"]) for e in events] == [
+        ("run.created", None),
+        ("run.started", None),
+        ("stage.started", "greet"),
+        ("stage.completed", "greet"),
+        ("stage.started", "shout"),
+        ("stage.completed", "shout"),
+        ("run.completed", None),
+    ]
+    assert [e["seq"] for e in events] == list(range(1, 8))
+    assert row["next_event_seq"] == 8 and row["worker_id"] is None
+    assert [(s["stage_id"], s["status"], s["output"]) for s in stages] == [
+        ("greet", "completed", "hi ada"),
+        ("shout", "completed", "HI ADA"),
+    ]
+    # Every event went to the outbox, in order; the last one shows the finished run.
+    assert [q["msg_id"] for q in queued] == [e["payload"]["id"] for e in events]
+    assert events[1]["payload"]["run"]["status"] == "running"
+    assert events[3]["payload"]["run"]["cost_breakdown"][0]["stage"] == "greet"
+    final = events[-1]["payload"]["run"]
+    assert final == {k: v for k, v in run.items() if k != "links"}
+
+
 async def test_human_review_awaits_input_then_resumes_to_completed(
     stack: Any, account: Account, http: aiohttp.ClientSession
 ) -> None:

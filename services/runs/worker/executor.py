@@ -22,6 +22,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from services.runs.templating import TemplateRenderError, render
@@ -31,6 +32,7 @@ from services.runs.worker.model import (
     INTERNAL,
     TEMPLATE_ERROR,
     AwaitInput,
+    PurePlan,
     RunRecord,
     StageError,
     StageResult,
@@ -107,6 +109,9 @@ class Executor:
             self._in_flight.discard(run_id)
 
     async def _execute(self, run_id: str, progress: Heartbeat | None) -> Outcome:
+        run_pure = getattr(self.store, "run_pure", None)
+        if run_pure is not None and await run_pure(run_id, self.worker_id, self._pure_plan):
+            return Outcome.DONE
         run = await self.store.claim(run_id, self.worker_id)
         if run is None:
             return Outcome.DONE
@@ -180,6 +185,29 @@ class Executor:
         if not await self.store.finish(run, self.worker_id, result):
             raise LostRun()
         return Outcome.DONE
+
+    async def _pure_plan(self, run: RunRecord) -> PurePlan | None:
+        """Every stage's result and the run's, for a run made only of pure stages (no
+        attachments to fetch either). None when it is not, or when a stage or the output
+        fails: the step-by-step path then records the failure with its events."""
+        if (
+            run.attachment_ids
+            or not run.stages
+            or any(str(stage.get("type")) not in PURE_STAGES for stage in run.stages)
+        ):
+            return None
+        results = []
+        try:
+            for stage in run.stages:
+                began = time.monotonic()
+                outcome = await self._run_stage(stage, run, template_context(run, []), [])
+                assert isinstance(outcome, StageResult)  # pure stages never await input
+                elapsed = int((time.monotonic() - began) * 1000)
+                results.append(replace(outcome, duration_ms=outcome.duration_ms or elapsed))
+                run.completed[str(stage["id"])] = outcome.output
+            return PurePlan(results, self._result(run, []))
+        except StageError:
+            return None
 
     async def _finish_with(
         self,

@@ -51,6 +51,15 @@ class StageResult:
 
 
 @dataclass(frozen=True)
+class PurePlan:
+    """A run made only of pure stages, computed before anything is written: each stage's
+    result (in stage order) and the run's result."""
+
+    stages: list[StageResult]
+    result: Any
+
+
+@dataclass(frozen=True)
 class AwaitInput:
     """A human_review stage with no answer yet: pause the run with this request."""
 
