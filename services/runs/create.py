@@ -14,6 +14,7 @@ import grpc
 
 from services.runs import repository as repo
 from services.runs.events import insert_created_run
+from services.runs.group_commit import CreationBatcher
 from services.runs.params import file_values, validate_values
 from weft.billing.v1 import billing_pb2, billing_pb2_grpc
 from weft.storage.v1 import storage_pb2, storage_pb2_grpc
@@ -152,6 +153,7 @@ class RunCreator:
         idempotency: IdempotencyStore,
         rate_limiter: RateLimiter,
         after_commit: Callable[[], None] = lambda: None,
+        batcher: CreationBatcher | None = None,
     ) -> None:
         self._pool = pool
         self._billing = billing
@@ -160,6 +162,8 @@ class RunCreator:
         self._rate_limiter = rate_limiter
         # Wakes the outbox relay of this process at once (NOTIFY would, a hop later).
         self._after_commit = after_commit
+        # Group commit for creations without an Idempotency-Key (the common case).
+        self._batcher = batcher
 
     async def check_attachments(self, caller: Caller, ids: list[str]) -> None:
         """Each id must be an attachment of the caller (404 naming it otherwise)."""
@@ -275,6 +279,14 @@ class RunCreator:
     async def _commit(
         self, caller: Caller, new: repo.NewRun, idem: IdempotencyRequest | None
     ) -> CreateRunOutput:
+        limiter: Any = self._rate_limiter
+        if idem is None and self._batcher is not None and hasattr(limiter, "ticket"):
+            tk = limiter.ticket(caller.account_id, caller.plan)
+            event, row = await self._batcher.insert(vars(new).copy(), tk.args())
+            rate = limiter.settle(tk, row)
+            self._after_commit()
+            body = _created_body(new, event.created_at)
+            return CreateRunOutput(201, body, replayed=False, rate_limit=rate, run_id=new.id)
         async with self._pool.acquire() as conn:
             if idem is None and hasattr(self._rate_limiter, "ticket"):
                 # One statement is its own transaction: the account's rate lock is held

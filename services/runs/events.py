@@ -134,17 +134,10 @@ SELECT n, oldest, took FROM take
 """
 
 
-async def insert_created_run(
-    conn: asyncpg.Connection,
-    run: dict[str, Any],
-    rate_take: tuple[Any, ...] | None = None,
-) -> tuple[RunEvent, asyncpg.Record | None]:
-    """Insert a new `pending` run with its `run.created` event and its first job, in one
-    statement (the hot path of CreateRun). `run` holds the runs columns of NewRun.
-
-    With `rate_take` (the arguments of services.runs.ratelimit.TAKE_SQL) the same
-    statement takes the rate limit first and inserts nothing when it is full; the take's
-    row (n, oldest, took) is answered with the event."""
+def created_run(run: dict[str, Any]) -> tuple[RunEvent, tuple[Any, ...]]:
+    """A new `pending` run's `run.created` event, and the arguments $1..$18 of
+    _INSERT_CREATED (the run, its event and its first job). `run` holds the runs columns
+    of NewRun."""
     now = utcnow()
     row = {
         **run,
@@ -186,7 +179,31 @@ async def insert_created_run(
         f"job-{run['id']}-0",
         job,
     )
+    return event, args
+
+
+async def insert_created_run(
+    conn: asyncpg.Connection,
+    run: dict[str, Any],
+    rate_take: tuple[Any, ...] | None = None,
+) -> tuple[RunEvent, asyncpg.Record | None]:
+    """Insert a new `pending` run with its `run.created` event and its first job, in one
+    statement (the hot path of CreateRun). `run` holds the runs columns of NewRun.
+
+    With `rate_take` (the arguments of services.runs.ratelimit.TAKE_SQL) the same
+    statement takes the rate limit first and inserts nothing when it is full; the take's
+    row (n, oldest, took) is answered with the event."""
+    event, args = created_run(run)
     if rate_take is None:
         await conn.execute(_INSERT_CREATED, *args)
         return event, None
-    return event, await conn.fetchrow(_INSERT_CREATED_TAKING, *args, *rate_take)
+    return event, await insert_created_taking(conn, args, rate_take)
+
+
+async def insert_created_taking(
+    conn: asyncpg.Connection, args: tuple[Any, ...], rate_take: tuple[Any, ...]
+) -> asyncpg.Record:
+    """The rate take, then (if it took) the run of `created_run`'s `args`; the take's row."""
+    row = await conn.fetchrow(_INSERT_CREATED_TAKING, *args, *rate_take)
+    assert row is not None
+    return row

@@ -17,6 +17,7 @@ from services.runs.create import (
     IdempotencyRequest,
     RunCreator,
 )
+from services.runs.group_commit import CreationBatcher
 from services.runs.integrations import idempotency_rpc, make_idempotency, make_rate_limiter
 from services.runs.notify import Notifier
 from services.runs.outbox import OutboxRelay
@@ -299,7 +300,13 @@ async def wire(
     billing = billing_pb2_grpc.BillingServiceStub(billing_channel)
     storage = storage_pb2_grpc.StorageServiceStub(storage_channel)
     creator = RunCreator(
-        pool, billing, storage, make_idempotency(), make_rate_limiter(), after_commit=relay.wake
+        pool,
+        billing,
+        storage,
+        make_idempotency(),
+        make_rate_limiter(),
+        after_commit=relay.wake,
+        batcher=CreationBatcher(pool),
     )
     service = RunsService(pool, notifier, creator)
     await apply_workflow_dir(

@@ -1,6 +1,7 @@
 """Run-creation rate limits through the public API: RateLimit-* headers, the limit reached
 exactly, 429 RATE_LIMITED with Retry-After, and the count shared by two gateway processes."""
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,6 +96,36 @@ async def test_the_limit_is_exact_and_shared_by_two_gateways(
     finally:
         await conn.close()
     assert made == 3
+
+
+async def test_concurrent_creations_at_the_limit_take_exactly_what_is_left(
+    stack: Any, http: aiohttp.ClientSession
+) -> None:
+    # Concurrent creations share insert statements (group commit): the rate take of each
+    # row must still see the rows before it in the same statement.
+    limit = DEFAULT_LIMITS["pro"]
+    workflow = await apply_workflow(stack, STAGES)
+    account = create_account(stack)
+    await use_up(stack, account.user_id, limit - 5)
+    answers = await asyncio.gather(
+        *(create(http, stack.base_url, account, workflow) for _ in range(30))
+    )
+    accepted = [headers for status, _, headers in answers if status == 201]
+    refused = [body for status, body, _ in answers if status == 429]
+    assert len(accepted) == 5 and len(refused) == 25, [a[0] for a in answers]
+    assert sorted(int(h["RateLimit-Remaining"]) for h in accepted) == [0, 1, 2, 3, 4]
+    assert {body["error"]["code"] for body in refused} == {"RATE_LIMITED"}
+    conn = await runs_db(stack)
+    try:
+        made = await conn.fetchval("SELECT count(*) FROM runs WHERE user_id = $1", account.user_id)
+        jobs = await conn.fetchval(
+            "SELECT count(*) FROM outbox o JOIN runs r ON o.msg_id = 'job-' || r.id || '-0'"
+            " WHERE r.user_id = $1",
+            account.user_id,
+        )
+    finally:
+        await conn.close()
+    assert made == 5 and jobs == 5
 
 
 async def test_a_refused_request_keeps_its_idempotency_key_usable(

@@ -1,0 +1,93 @@
+"""CreationBatcher: concurrent creations share one statement; one bad row fails alone."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from services.runs.group_commit import CreationBatcher
+
+RATE = (7, "usr_a", 1000, 50, 3600)
+
+
+def new_run(run_id: str) -> dict[str, Any]:
+    return {
+        "id": run_id,
+        "workflow_id": "wfl_1",
+        "workflow_version": 1,
+        "user_id": "usr_a",
+        "team_id": "",
+        "account_id": "usr_a",
+        "input_text": "hi",
+        "params": {"n": 1},
+        "attachment_ids": [],
+        "webhook_url": None,
+    }
+
+
+class FakeConn:
+    def __init__(self, bad: set[str]) -> None:
+        self.bad = bad
+        self.batches: list[list[str]] = []
+        self.singles: list[str] = []
+
+    async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        ids = list(args[0])
+        self.batches.append(ids)
+        if self.bad & set(ids):
+            raise asyncpg.exceptions.CheckViolationError("a bad row")
+        return [{"ord": i + 1, "n": i, "oldest": None, "took": 1} for i in range(len(ids))]
+
+    async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any]:
+        self.singles.append(args[0])
+        if args[0] in self.bad:
+            raise asyncpg.exceptions.CheckViolationError("a bad row")
+        return {"n": 0, "oldest": None, "took": 1, "id": args[0]}
+
+
+class FakePool:
+    def __init__(self, conn: FakeConn) -> None:
+        self.conn = conn
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[FakeConn]:
+        await asyncio.sleep(0)  # a real acquire yields too
+        yield self.conn
+
+
+async def test_concurrent_creations_share_one_statement() -> None:
+    conn = FakeConn(bad=set())
+    batcher = CreationBatcher(FakePool(conn))  # type: ignore[arg-type]
+    answers = await asyncio.gather(*(batcher.insert(new_run(f"run_{i}"), RATE) for i in range(10)))
+    assert conn.batches == [[f"run_{i}" for i in range(10)]]
+    assert [row["n"] for _, row in answers] == list(range(10))  # each caller its own row
+    assert [event.run_id for event, _ in answers] == [f"run_{i}" for i in range(10)]
+
+
+async def test_a_failing_row_fails_alone() -> None:
+    conn = FakeConn(bad={"run_3"})
+    batcher = CreationBatcher(FakePool(conn))  # type: ignore[arg-type]
+    answers = await asyncio.gather(
+        *(batcher.insert(new_run(f"run_{i}"), RATE) for i in range(5)), return_exceptions=True
+    )
+    assert isinstance(answers[3], asyncpg.exceptions.CheckViolationError)
+    ok = [a for i, a in enumerate(answers) if i != 3]
+    assert all(not isinstance(a, BaseException) for a in ok)
+    assert conn.singles == [f"run_{i}" for i in range(5)]  # retried one by one
+
+
+async def test_a_caller_gone_before_the_statement_is_left_out() -> None:
+    conn = FakeConn(bad=set())
+    batcher = CreationBatcher(FakePool(conn))  # type: ignore[arg-type]
+    first = asyncio.ensure_future(batcher.insert(new_run("run_gone"), RATE))
+    kept = asyncio.ensure_future(batcher.insert(new_run("run_kept"), RATE))
+    await asyncio.sleep(0)  # both queued, the statement not sent yet
+    first.cancel()
+    _, row = await kept
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert conn.singles == ["run_kept"] and conn.batches == []
+    assert row["id"] == "run_kept"
