@@ -3,6 +3,7 @@
 The worker's LLM provider "fake" is tests/support/fake_llm.py; prompts script it.
 """
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -158,6 +159,36 @@ async def test_template_only_run_commits_whole_with_every_event(
     assert events[3]["payload"]["run"]["cost_breakdown"][0]["stage"] == "greet"
     final = events[-1]["payload"]["run"]
     assert final == {k: v for k, v in run.items() if k != "links"}
+
+
+async def test_concurrent_template_runs_each_get_their_own_result(
+    stack: Any, account: Account, http: aiohttp.ClientSession
+) -> None:
+    # Jobs that arrive together share the worker's transactions: each run must still
+    # get its own result, rows and events.
+    workflow_id = await apply_workflow(
+        stack,
+        [
+            {"id": "greet", "type": "template", "template": "hi {{ input_text }}"},
+            {"id": "shout", "type": "template", "template": "{{ stages.greet | upper }}"},
+        ],
+    )
+    names = [f"n{i}-{tag()}" for i in range(25)]
+    created = await asyncio.gather(
+        *(create_run(http, stack, account, workflow_id, name) for name in names)
+    )
+    runs = await asyncio.gather(*(wait_for(http, stack, account, c["id"]) for c in created))
+    assert [r["result"] for r in runs] == [f"HI {name.upper()}" for name in names]
+    conn = await runs_db(stack)
+    try:
+        counts = await conn.fetch(
+            "SELECT run_id, count(*) AS n, max(seq) AS last FROM run_events"
+            " WHERE run_id = ANY($1::text[]) GROUP BY run_id",
+            [c["id"] for c in created],
+        )
+    finally:
+        await conn.close()
+    assert sorted((r["n"], r["last"]) for r in counts) == [(7, 7)] * 25
 
 
 async def test_human_review_awaits_input_then_resumes_to_completed(

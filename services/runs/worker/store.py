@@ -6,17 +6,16 @@ checked under the row lock. That fence is what makes a stage count once even whe
 workers briefly hold jobs for the same run.
 """
 
-import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from services.runs.events import event_json, record_event
-from services.runs.snapshot import run_snapshot
+from services.runs.events import record_event
 from services.runs.worker.model import PurePlan, RunRecord, StageError, StageResult
+from services.runs.worker.pure import PureRunBatcher
 from weftcore.events import (
     RUN_AWAITING_INPUT,
     RUN_COMPLETED,
@@ -25,10 +24,7 @@ from weftcore.events import (
     STAGE_COMPLETED,
     STAGE_STARTED,
     TERMINAL_STATUSES,
-    RunEvent,
 )
-from weftcore.ids import iso, new_id
-from weftcore.nats import event_subject
 
 log = logging.getLogger(__name__)
 
@@ -89,36 +85,6 @@ _HEARTBEAT = """
 UPDATE runs SET heartbeat_at = now()
 WHERE id = $1 AND status = 'running' AND worker_id = $2 RETURNING 1
 """
-_LOCK_PENDING = """
-SELECT *, now() AS db_now FROM runs WHERE id = $1 AND status = 'pending' FOR UPDATE
-"""
-# A pure run's whole execution: the run completed, its stage rows, its events and their
-# outbox rows (in event order), in one statement. $3 is the transaction's now().
-_WRITE_PURE = """
-WITH run AS (
-    UPDATE runs SET status = 'completed', result = ($2::text)::jsonb, error = NULL,
-           started_at = $3, completed_at = $3, heartbeat_at = $3, updated_at = $3,
-           worker_id = NULL, human_input_request = NULL, cost_micros = $4,
-           next_event_seq = $5
-    WHERE id = $1
-), stages AS (
-    INSERT INTO stage_results (run_id, stage_index, stage_id, stage_type, status, output,
-                               duration_ms, started_at, completed_at)
-    SELECT $1, i, stage_id, stage_type, 'completed', (output::text)::jsonb, duration, $3, $3
-    FROM unnest($6::int[], $7::text[], $8::text[], $9::text[], $10::int[])
-         AS s (i, stage_id, stage_type, output, duration)
-), events AS (
-    INSERT INTO run_events (run_id, seq, event_id, type, stage, payload, created_at)
-    SELECT $1, seq, event_id, type, stage, (payload::text)::jsonb, $3
-    FROM unnest($11::int[], $12::text[], $13::text[], $14::text[], $15::text[])
-         AS e (seq, event_id, type, stage, payload)
-)
-INSERT INTO outbox (subject, msg_id, payload)
-SELECT subject, event_id, convert_to(payload, 'UTF8')
-FROM unnest($16::text[], $12::text[], $15::text[]) WITH ORDINALITY
-     AS o (subject, event_id, payload, n)
-ORDER BY n
-"""
 _RELEASE = (
     "UPDATE runs SET worker_id = NULL WHERE id = $1 AND worker_id = $2 AND status = 'running'"
 )
@@ -153,6 +119,7 @@ class PgStore:
         self.pool = pool
         self.stale_seconds = stale_seconds
         self._definitions: dict[tuple[str, int], dict[str, Any]] = {}  # versions are immutable
+        self._pure = PureRunBatcher(pool, self._definition)
 
     async def claim(self, run_id: str, worker_id: str) -> RunRecord | None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -189,34 +156,10 @@ class PgStore:
         worker_id: str,
         plan: Callable[[RunRecord], Awaitable[PurePlan | None]],
     ) -> bool:
-        """Executes a `pending` run start to finish in ONE transaction, when `plan` (the
-        executor) computes every stage without outside effects: the rows and events of
-        the step-by-step path, in 1 statement instead of ~16. A crash before the commit
-        leaves the run pending and its job redelivered; nothing outside happened.
-
-        False: the run is not pending or `plan` declined; take the step-by-step path."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(_LOCK_PENDING, run_id)
-            if row is None:
-                return False
-            definition = await self._definition(conn, row["workflow_id"], row["workflow_version"])
-            record = RunRecord(
-                id=run_id,
-                workflow_id=row["workflow_id"],
-                user_id=row["user_id"],
-                status="running",
-                input_text=row["input_text"] or "",
-                params=dict(row["params"] or {}),
-                attachment_ids=list(row["attachment_ids"] or []),
-                human_inputs=dict(row["human_inputs"] or {}),
-                definition=definition,
-                first_start=True,
-            )
-            planned = await plan(record)
-            if planned is None:
-                return False
-            await _write_pure(conn, row, record.stages, planned)
-        return True
+        """Executes a `pending` run start to finish in one transaction, shared with other
+        jobs that arrived meanwhile (services.runs.worker.pure), when `plan` computes
+        every stage without outside effects. False: take the step-by-step path."""
+        return await self._pure.run(run_id, plan)
 
     async def _definition(
         self, conn: asyncpg.Connection, workflow_id: str, version: int
@@ -349,70 +292,3 @@ class PgStore:
     async def release(self, run_id: str, worker_id: str) -> None:
         async with self.pool.acquire() as conn:
             await conn.execute(_RELEASE, run_id, worker_id)
-
-
-async def _write_pure(
-    conn: asyncpg.Connection,
-    row: Mapping[str, Any],
-    stages: list[dict[str, Any]],
-    planned: PurePlan,
-) -> None:
-    """The rows and events of a pure run that started and completed at the transaction's
-    now(): run.started, stage.started and stage.completed per stage, run.completed."""
-    now = row["db_now"]
-    run_id = str(row["id"])
-    running = {**row, "status": "running", "started_at": now}
-    events: list[RunEvent] = []
-
-    def add(type: str, stage: str | None, run_row: Mapping[str, Any], rows: list[Any]) -> None:
-        snapshot = run_snapshot(run_row, rows)
-        seq = int(row["next_event_seq"]) + len(events)
-        events.append(RunEvent(new_id("evt"), type, run_id, seq, iso(now), snapshot, stage))
-
-    add(RUN_STARTED, None, running, [])
-    done: list[dict[str, Any]] = []
-    for index, (stage, result) in enumerate(zip(stages, planned.stages, strict=True)):
-        stage_id = str(stage["id"])
-        stage_row: dict[str, Any] = {
-            "stage_index": index,
-            "stage_id": stage_id,
-            "stage_type": str(stage["type"]),
-            "status": "running",
-            "model": result.model,
-            "input_tokens": result.input_tokens,
-            "output_tokens": result.output_tokens,
-            "cost_micros": result.cost_micros,
-            "duration_ms": result.duration_ms,
-        }
-        add(STAGE_STARTED, stage_id, running, [*done, stage_row])
-        done.append({**stage_row, "status": "completed"})
-        add(STAGE_COMPLETED, stage_id, running, done)
-    cost = sum(result.cost_micros for result in planned.stages)
-    final = {
-        **running,
-        "status": "completed",
-        "result": planned.result,
-        "error": None,
-        "completed_at": now,
-        "cost_micros": cost,
-    }
-    add(RUN_COMPLETED, None, final, done)
-    await conn.execute(
-        _WRITE_PURE,
-        run_id,
-        json.dumps(planned.result),
-        now,
-        cost,
-        int(row["next_event_seq"]) + len(events),
-        [r["stage_index"] for r in done],
-        [r["stage_id"] for r in done],
-        [r["stage_type"] for r in done],
-        [json.dumps(result.output) for result in planned.stages],
-        [result.duration_ms for result in planned.stages],
-        [e.seq for e in events],
-        [e.id for e in events],
-        [e.type for e in events],
-        [e.stage for e in events],
-        [event_json(e) for e in events],
-        [event_subject(run_id, e.type) for e in events],
-    )

@@ -1,0 +1,270 @@
+"""Pure runs (only template stages, no attachments) executed whole, in shared transactions.
+
+Such a run has no outside effect, so nothing is lost if its transaction rolls back: a
+pending run is locked, computed by the executor's plan and written completed, with the
+rows and events of the step-by-step path (run.started, stage.started/completed per
+stage, run.completed), in one statement. Jobs that arrive while one transaction runs
+share the next one: under load a handful of round trips carries tens of runs.
+"""
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from services.runs.events import event_json
+from services.runs.snapshot import run_snapshot
+from services.runs.worker.model import PurePlan, RunRecord
+from weftcore.events import RUN_COMPLETED, RUN_STARTED, STAGE_COMPLETED, STAGE_STARTED, RunEvent
+from weftcore.ids import iso, new_id
+from weftcore.nats import event_subject
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 128
+
+Plan = Callable[[RunRecord], Awaitable[PurePlan | None]]
+Definitions = Callable[[asyncpg.Connection, str, int], Awaitable[dict[str, Any]]]
+
+# Row locks in id order, so two workers' batches never wait on each other in a cycle.
+_LOCK_PENDING = """
+SELECT *, now() AS db_now FROM runs
+WHERE id = ANY($1::text[]) AND status = 'pending'
+ORDER BY id
+FOR UPDATE
+"""
+# The runs completed, their stage rows, their events and the events' outbox rows (in
+# event order), in one statement. $1 is the transaction's now().
+_WRITE = """
+WITH run AS (
+    UPDATE runs r SET status = 'completed', result = (u.result)::jsonb, error = NULL,
+           started_at = $1, completed_at = $1, heartbeat_at = $1, updated_at = $1,
+           worker_id = NULL, human_input_request = NULL, cost_micros = u.cost,
+           next_event_seq = u.next_seq
+    FROM unnest($2::text[], $3::text[], $4::bigint[], $5::int[]) AS u (id, result, cost, next_seq)
+    WHERE r.id = u.id
+), stages AS (
+    INSERT INTO stage_results (run_id, stage_index, stage_id, stage_type, status, output,
+                               duration_ms, started_at, completed_at)
+    SELECT run_id, i, stage_id, stage_type, 'completed', (output)::jsonb, duration, $1, $1
+    FROM unnest($6::text[], $7::int[], $8::text[], $9::text[], $10::text[], $11::int[])
+         AS s (run_id, i, stage_id, stage_type, output, duration)
+), events AS (
+    INSERT INTO run_events (run_id, seq, event_id, type, stage, payload, created_at)
+    SELECT run_id, seq, event_id, type, stage, (payload)::jsonb, $1
+    FROM unnest($12::text[], $13::int[], $14::text[], $15::text[], $16::text[], $17::text[])
+         AS e (run_id, seq, event_id, type, stage, payload)
+)
+INSERT INTO outbox (subject, msg_id, payload)
+SELECT subject, event_id, convert_to(payload, 'UTF8')
+FROM unnest($18::text[], $14::text[], $17::text[]) WITH ORDINALITY
+     AS o (subject, event_id, payload, n)
+ORDER BY n
+"""
+
+
+@dataclass
+class _Job:
+    run_id: str
+    plan: Plan
+    done: "asyncio.Future[bool]" = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class PureRunBatcher:
+    """`run(run_id, plan)`: True when the run was pending and pure and is now completed;
+    False when it is not for this path (the caller takes the step-by-step one)."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, definitions: Definitions, max_batch: int = MAX_BATCH
+    ) -> None:
+        self._pool = pool
+        self._definitions = definitions
+        self._max_batch = max_batch
+        self._waiting: list[_Job] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def run(self, run_id: str, plan: Plan) -> bool:
+        job = _Job(run_id, plan)
+        self._waiting.append(job)
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush(), name="pure-runs")
+        return await job.done
+
+    async def _flush(self) -> None:
+        try:
+            while self._waiting:
+                batch = self._waiting[: self._max_batch]
+                del self._waiting[: self._max_batch]
+                await self._execute([job for job in batch if not job.done.done()])
+        finally:
+            self._flusher = None
+
+    async def _execute(self, batch: list[_Job]) -> None:
+        if not batch:
+            return
+        try:
+            outcomes = await self._transaction(batch)
+        except asyncpg.PostgresError as exc:
+            if len(batch) == 1:
+                _settle(batch[0], exc)
+                return
+            log.warning("pure runs batch failed; one by one", extra={"error": repr(exc)})
+            for job in batch:
+                await self._execute([job])
+            return
+        except BaseException as exc:
+            for job in batch:
+                _settle(job, exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        for job, outcome in zip(batch, outcomes, strict=True):
+            _settle(job, outcome)
+
+    async def _transaction(self, batch: list[_Job]) -> list[bool]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(_LOCK_PENDING, sorted({job.run_id for job in batch}))
+            pending = {row["id"]: row for row in rows}
+            outcomes: list[bool] = []
+            written: list[tuple[Mapping[str, Any], list[dict[str, Any]], PurePlan]] = []
+            for job in batch:
+                # pop: a second job for the same run in this batch takes the long way,
+                # which finds it completed.
+                row = pending.pop(job.run_id, None)
+                planned = None
+                record = None
+                if row is not None:
+                    definition = await self._definitions(
+                        conn, row["workflow_id"], row["workflow_version"]
+                    )
+                    record = _record(row, definition)
+                    planned = await job.plan(record)
+                if planned is None or record is None or row is None:
+                    outcomes.append(False)
+                    continue
+                written.append((row, record.stages, planned))
+                outcomes.append(True)
+            if written:
+                await conn.execute(_WRITE, written[0][0]["db_now"], *_columns(written))
+        return outcomes
+
+
+def _settle(job: _Job, outcome: bool | BaseException) -> None:
+    if job.done.done():
+        return
+    if isinstance(outcome, BaseException):
+        job.done.set_exception(outcome)
+    else:
+        job.done.set_result(outcome)
+
+
+def _record(row: Mapping[str, Any], definition: dict[str, Any]) -> RunRecord:
+    return RunRecord(
+        id=row["id"],
+        workflow_id=row["workflow_id"],
+        user_id=row["user_id"],
+        status="running",
+        input_text=row["input_text"] or "",
+        params=dict(row["params"] or {}),
+        attachment_ids=list(row["attachment_ids"] or []),
+        human_inputs=dict(row["human_inputs"] or {}),
+        definition=definition,
+        first_start=True,
+    )
+
+
+def _json(value: Any) -> str | None:
+    """jsonb as text; None stays SQL NULL, as the step-by-step path stores it."""
+    return None if value is None else json.dumps(value)
+
+
+def events_of(
+    row: Mapping[str, Any], stages: list[dict[str, Any]], planned: PurePlan
+) -> list[RunEvent]:
+    """The events of a pure run that started and completed at the transaction's now():
+    run.started, stage.started and stage.completed per stage, run.completed."""
+    now = row["db_now"]
+    run_id = str(row["id"])
+    running = {**row, "status": "running", "started_at": now}
+    events: list[RunEvent] = []
+
+    def add(type: str, stage: str | None, run_row: Mapping[str, Any], rows: list[Any]) -> None:
+        snapshot = run_snapshot(run_row, rows)
+        seq = int(row["next_event_seq"]) + len(events)
+        events.append(RunEvent(new_id("evt"), type, run_id, seq, iso(now), snapshot, stage))
+
+    add(RUN_STARTED, None, running, [])
+    done: list[dict[str, Any]] = []
+    for index, (stage, result) in enumerate(zip(stages, planned.stages, strict=True)):
+        stage_id = str(stage["id"])
+        stage_row: dict[str, Any] = {
+            "stage_index": index,
+            "stage_id": stage_id,
+            "stage_type": str(stage["type"]),
+            "status": "running",
+            "model": result.model,
+            "input_tokens": result.input_tokens,
+            "output_tokens": result.output_tokens,
+            "cost_micros": result.cost_micros,
+            "duration_ms": result.duration_ms,
+        }
+        add(STAGE_STARTED, stage_id, running, [*done, stage_row])
+        done.append({**stage_row, "status": "completed"})
+        add(STAGE_COMPLETED, stage_id, running, done)
+    final = {
+        **running,
+        "status": "completed",
+        "result": planned.result,
+        "error": None,
+        "completed_at": now,
+        "cost_micros": sum(result.cost_micros for result in planned.stages),
+    }
+    add(RUN_COMPLETED, None, final, done)
+    return events
+
+
+def _columns(
+    written: list[tuple[Mapping[str, Any], list[dict[str, Any]], PurePlan]],
+) -> list[list[Any]]:
+    """_WRITE's arrays ($2..$18): runs, stage rows, events, outbox subjects."""
+    runs: list[list[Any]] = [[], [], [], []]
+    stage_rows: list[list[Any]] = [[], [], [], [], [], []]
+    event_rows: list[list[Any]] = [[], [], [], [], [], []]
+    subjects: list[str] = []
+    for row, stages, planned in written:
+        run_id = str(row["id"])
+        events = events_of(row, stages, planned)
+        for column, value in zip(
+            runs,
+            (
+                run_id,
+                _json(planned.result),
+                sum(r.cost_micros for r in planned.stages),
+                int(row["next_event_seq"]) + len(events),
+            ),
+            strict=True,
+        ):
+            column.append(value)
+        for index, (stage, result) in enumerate(zip(stages, planned.stages, strict=True)):
+            values = (
+                run_id,
+                index,
+                str(stage["id"]),
+                str(stage["type"]),
+                _json(result.output),
+                result.duration_ms,
+            )
+            for column, value in zip(stage_rows, values, strict=True):
+                column.append(value)
+        for event in events:
+            event_values = (run_id, event.seq, event.id, event.type, event.stage, event_json(event))
+            for column, value in zip(event_rows, event_values, strict=True):
+                column.append(value)
+            subjects.append(event_subject(run_id, event.type))
+    return [*runs, *stage_rows, *event_rows, subjects]
