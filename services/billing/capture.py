@@ -104,8 +104,55 @@ class CaptureConsumer:
                 log.warning("fetch failed", extra={"error": str(exc)})
                 await asyncio.sleep(1)
                 continue
-            for msg in msgs:
-                await self.handle(msg)
+            await self.handle_batch(msgs)
+
+    async def handle_batch(self, msgs: list[Msg]) -> None:
+        """`handle` for every message of a fetch, sharing statements where it can: one
+        confirm for all run.created events, one zero capture for all free runs that
+        held nothing. Everything else goes through `handle`, one by one."""
+        created: list[tuple[Msg, RunEvent]] = []
+        free: list[tuple[Msg, RunEvent]] = []
+        rest: list[Msg] = []
+        for msg in msgs:
+            try:
+                event = RunEvent.from_json(msg.data)
+                usages = usages_from_event(event) if event.terminal else []
+            except Exception:
+                rest.append(msg)  # `handle` says why and terminates it
+                continue
+            if event.type == RUN_CREATED:
+                created.append((msg, event))
+            elif event.terminal and not any(u.input_tokens or u.output_tokens for u in usages):
+                free.append((msg, event))
+            else:
+                rest.append(msg)
+        if len(created) > 1:
+            try:
+                await self.billing.confirm_many([event.run_id for _, event in created])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("confirm failed; will retry one by one")
+            else:
+                for msg, _ in created:
+                    await msg.ack()
+                created = []
+        captured: set[str] = set()
+        if len(free) > 1:
+            try:
+                captured = await self.billing.capture_free([event.run_id for _, event in free])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("batch capture failed; will capture one by one")
+        for msg, event in free:
+            if event.run_id in captured:
+                await msg.ack()
+                log.info("captured", extra={"run_id": event.run_id, "captured_micros": 0})
+            else:
+                rest.append(msg)
+        for msg in [m for m, _ in created] + rest:
+            await self.handle(msg)
 
     async def _confirm(self, msg: Msg, run_id: str) -> None:
         try:

@@ -334,6 +334,44 @@ async def confirm_reservation(conn: asyncpg.Connection, run_id: str) -> bool:
     return bool(status == "UPDATE 1")
 
 
+async def confirm_reservations(conn: asyncpg.Connection, run_ids: list[str]) -> None:
+    """confirm_reservation for many runs, in one statement."""
+    await conn.execute(
+        "UPDATE reservations SET confirmed_at = now()"
+        " WHERE run_id = ANY($1::text[]) AND confirmed_at IS NULL",
+        run_ids,
+    )
+
+
+# The capture of runs that cost nothing and held nothing (template/http-only runs): no
+# balance changes, so no account lock; each open reservation is closed with its ledger
+# entry (capture, 0), once. Answers the run ids it captured.
+_CAPTURE_FREE = f"""
+WITH res AS (
+    SELECT run_id, account_id, user_id FROM reservations
+    WHERE run_id = ANY($1::text[]) AND status = 'open' AND amount_micros = 0
+    ORDER BY run_id
+    FOR UPDATE
+), closed AS (
+    UPDATE reservations r SET status = 'captured', captured_micros = 0, closed_at = now()
+    FROM res WHERE r.run_id = res.run_id
+    RETURNING {", ".join("r." + c.strip() for c in _RES_COLS.split(","))}
+), entry AS (
+    INSERT INTO ledger (id, account_id, kind, amount_micros, run_id, user_id, note)
+    SELECT ids.entry_id, closed.account_id, 'capture', 0, closed.run_id, closed.user_id, ''
+    FROM closed JOIN unnest($1::text[], $2::text[]) AS ids (run_id, entry_id) USING (run_id)
+)
+SELECT run_id FROM closed
+"""
+
+
+async def capture_free(conn: asyncpg.Connection, run_ids: list[str]) -> set[str]:
+    """Captures, at zero, the runs of `run_ids` whose reservation is open and held
+    nothing; answers those it captured (the others need the general capture)."""
+    rows = await conn.fetch(_CAPTURE_FREE, run_ids, [new_id("led") for _ in run_ids])
+    return {row["run_id"] for row in rows}
+
+
 async def is_unconfirmed(conn: asyncpg.Connection, run_id: str) -> bool:
     return bool(
         await conn.fetchval(

@@ -237,6 +237,18 @@ class BillingService:
         async with self.pool.acquire() as conn:
             return await repo.confirm_reservation(conn, run_id)
 
+    async def confirm_many(self, run_ids: list[str]) -> None:
+        """confirm for a batch of run.created events, in one statement."""
+        async with self.pool.acquire() as conn:
+            await repo.confirm_reservations(conn, run_ids)
+
+    async def capture_free(self, run_ids: list[str]) -> set[str]:
+        """capture(run_id, usages that cost nothing) for many runs at once, for those that
+        also held nothing; answers the runs it captured. Any other (already captured,
+        or held credits to give back) needs `capture`."""
+        async with self.pool.acquire() as conn:  # one statement: its own transaction
+            return await repo.capture_free(conn, run_ids)
+
     async def expire_stale(self, older_than_seconds: float, limit: int = 100) -> int:
         """Releases unconfirmed reservations older than the TTL; returns how many."""
         async with self.pool.acquire() as conn:

@@ -4,10 +4,12 @@ The worker's LLM provider "fake" is tests/support/fake_llm.py; prompts script it
 """
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from tests.support.runs import (
@@ -189,6 +191,28 @@ async def test_concurrent_template_runs_each_get_their_own_result(
     finally:
         await conn.close()
     assert sorted((r["n"], r["last"]) for r in counts) == [(7, 7)] * 25
+    # Billing captures them (free runs share its statements too): once each, at zero.
+    ids = [c["id"] for c in created]
+    billing = await asyncpg.connect(stack.dsn, server_settings={"search_path": "billing"})
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            captured = await billing.fetch(
+                "SELECT r.run_id, r.status, r.captured_micros, count(l.id) AS entries"
+                " FROM reservations r LEFT JOIN ledger l"
+                " ON l.run_id = r.run_id AND l.kind = 'capture'"
+                " WHERE r.run_id = ANY($1::text[]) GROUP BY r.run_id",
+                ids,
+            )
+            if all(r["status"] == "captured" for r in captured) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        await billing.close()
+    assert (
+        sorted((r["status"], r["captured_micros"], r["entries"]) for r in captured)
+        == [("captured", 0, 1)] * 25
+    )
 
 
 async def test_human_review_awaits_input_then_resumes_to_completed(

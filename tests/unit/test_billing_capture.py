@@ -12,19 +12,20 @@ from weftcore.events import RunEvent
 
 
 class FakeMsg:
-    def __init__(self, data: bytes, log: list[str]) -> None:
+    def __init__(self, data: bytes, log: list[str], name: str = "") -> None:
         self.data = data
         self.subject = "weft.runs.run_x.run.completed"
         self.log = log
+        self.name = name  # tells messages apart in the log of a batch
 
     async def ack(self) -> None:
-        self.log.append("ack")
+        self.log.append(f"ack {self.name}".strip())
 
     async def nak(self, delay: float | None = None) -> None:
-        self.log.append("nak")
+        self.log.append(f"nak {self.name}".strip())
 
     async def term(self) -> None:
-        self.log.append("term")
+        self.log.append(f"term {self.name}".strip())
 
 
 class FakeBilling:
@@ -40,15 +41,32 @@ class FakeBilling:
         self.log.append("commit")
         return CaptureResult(run_id, 10_000, 0, False)
 
+    async def confirm(self, run_id: str) -> bool:
+        self.log.append(f"confirm {run_id}")
+        return True
 
-def event(breakdown: list[dict[str, Any]]) -> RunEvent:
+    async def confirm_many(self, run_ids: list[str]) -> None:
+        self.log.append(f"confirm_many {','.join(run_ids)}")
+
+    async def capture_free(self, run_ids: list[str]) -> set[str]:
+        self.log.append(f"capture_free {','.join(run_ids)}")
+        if self.fail is not None:
+            raise self.fail
+        return {r for r in run_ids if r not in self.holding}
+
+    holding: set[str] = set()  # runs whose reservation held credits (capture_free skips)
+
+
+def event(
+    breakdown: list[dict[str, Any]], run_id: str = "run_x", type: str = "run.completed"
+) -> RunEvent:
     return RunEvent(
         id="evt_1",
-        type="run.completed",
-        run_id="run_x",
+        type=type,
+        run_id=run_id,
         seq=5,
         created_at="2026-01-01T00:00:00.000Z",
-        run={"id": "run_x", "status": "completed", "cost_breakdown": breakdown},
+        run={"id": run_id, "status": "completed", "cost_breakdown": breakdown},
     )
 
 
@@ -110,3 +128,55 @@ async def test_poison_messages_are_terminated() -> None:
     billing.fail = InvalidArgument("Unknown model")
     await consumer(billing).handle(FakeMsg(event(BREAKDOWN).to_json(), log))  # type: ignore[arg-type]
     assert log == ["term", "term"]
+
+
+FREE: list[dict[str, Any]] = [BREAKDOWN[0]]  # a template stage: no tokens
+
+
+def batch(log: list[str], *events: tuple[str, RunEvent]) -> list[Any]:
+    return [FakeMsg(e.to_json(), log, name) for name, e in events]
+
+
+async def test_a_batch_shares_confirms_and_free_captures() -> None:
+    log: list[str] = []
+    billing = FakeBilling(log)
+    msgs = batch(
+        log,
+        ("ca", event([], "run_a", "run.created")),
+        ("cb", event([], "run_b", "run.created")),
+        ("da", event(FREE, "run_a")),
+        ("db", event(FREE, "run_b")),
+        ("dc", event(BREAKDOWN, "run_c")),  # spent tokens: the general capture
+    )
+    await consumer(billing).handle_batch(msgs)
+    assert log == [
+        "confirm_many run_a,run_b",
+        "ack ca",
+        "ack cb",
+        "capture_free run_a,run_b",
+        "ack da",
+        "ack db",
+        "commit",
+        "ack dc",
+    ]
+    assert [run_id for run_id, _ in billing.calls] == ["run_c"]
+
+
+async def test_free_runs_that_held_credits_take_the_general_capture() -> None:
+    log: list[str] = []
+    billing = FakeBilling(log)
+    billing.holding = {"run_b"}  # e.g. an llm run that failed before any stage ran
+    await consumer(billing).handle_batch(
+        batch(log, ("da", event(FREE, "run_a")), ("db", event([], "run_b")))
+    )
+    assert log == ["capture_free run_a,run_b", "ack da", "commit", "ack db"]
+
+
+async def test_a_failed_batch_capture_falls_back_one_by_one() -> None:
+    log: list[str] = []
+    billing = FakeBilling(log, fail=ConnectionError("db down"))
+    await consumer(billing).handle_batch(
+        batch(log, ("da", event(FREE, "run_a")), ("db", event(FREE, "run_b")))
+    )
+    # Nothing acked without a commit: each is retried later.
+    assert log == ["capture_free run_a,run_b", "nak da", "nak db"]
