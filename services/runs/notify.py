@@ -1,9 +1,10 @@
 """One dedicated Postgres connection LISTENing for the runs service's notifications.
 
-`weft_run_status` (payload: run id) wakes long-polls; `weft_outbox` wakes the relay.
-Both channels are fed by triggers (0001_runs.sql), so changes made by the workers wake
-the API process too. If the connection drops, it is reopened; callers also poll slowly,
-so a lost notification costs latency, never correctness.
+`weft_run_status` (payload: run id) wakes long-polls; `weft_outbox` wakes the relay;
+`weft_webhooks` wakes the webhook dispatcher. All are fed by triggers (migrations), so
+changes made by the workers wake the API process too. If the connection drops, it is
+reopened; callers also poll slowly, so a lost notification costs latency, never
+correctness.
 """
 
 import asyncio
@@ -16,15 +17,24 @@ log = logging.getLogger(__name__)
 
 RUN_STATUS_CHANNEL = "weft_run_status"
 OUTBOX_CHANNEL = "weft_outbox"
+WEBHOOKS_CHANNEL = "weft_webhooks"
 
 
 class Notifier:
-    """Dispatches run status notifications to waiters and outbox ones to a callback."""
+    """Dispatches run status notifications to waiters, outbox and webhook ones to their
+    callbacks."""
 
-    def __init__(self, dsn: str, schema: str, on_outbox: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        schema: str,
+        on_outbox: Callable[[], None],
+        on_webhooks: Callable[[], None] = lambda: None,
+    ) -> None:
         self._dsn = dsn
         self._schema = schema
         self._on_outbox = on_outbox
+        self._on_webhooks = on_webhooks
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -53,6 +63,9 @@ class Notifier:
         if channel == OUTBOX_CHANNEL:
             self._on_outbox()
             return
+        if channel == WEBHOOKS_CHANNEL:
+            self._on_webhooks()
+            return
         for event in self._waiters.get(str(payload), ()):
             event.set()
 
@@ -68,9 +81,11 @@ class Notifier:
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())  # type: ignore[misc]
                 await conn.add_listener(RUN_STATUS_CHANNEL, self._dispatch)
                 await conn.add_listener(OUTBOX_CHANNEL, self._dispatch)
+                await conn.add_listener(WEBHOOKS_CHANNEL, self._dispatch)
                 delay = 0.2
                 # Anything that happened while we were not listening: wake everyone.
                 self._on_outbox()
+                self._on_webhooks()
                 for events in self._waiters.values():
                     for event in events:
                         event.set()

@@ -280,12 +280,7 @@ async def wire(
     relay = OutboxRelay(pool, nc, js)
     webhooks = WebhookDispatcher(pool, WebhookConfig.from_env())
 
-    def on_outbox() -> None:
-        # Webhook deliveries are queued with events, and every event adds an outbox row.
-        relay.wake()
-        webhooks.wake()
-
-    notifier = Notifier(config.database_url, "runs", on_outbox)
+    notifier = Notifier(config.database_url, "runs", relay.wake, webhooks.wake)
     relay.start()
     notifier.start()
     webhooks.start()
