@@ -8,9 +8,13 @@ from grpc_health.v1 import health_pb2_grpc
 from gateway.config import GatewayConfig
 from weft.auth.v1 import auth_pb2_grpc
 from weft.billing.v1 import billing_pb2_grpc
-from weft.runs.v1 import runs_pb2_grpc
+from weft.runs.v1 import runs_pb2, runs_pb2_grpc
 from weft.storage.v1 import storage_pb2_grpc
+from weftcore.batching import Batcher
+from weftcore.errors import from_rpc_error, from_status_bytes
 from weftcore.grpc_client import open_channel
+
+RunCreator = Batcher[runs_pb2.CreateRunRequest, runs_pb2.CreateRunResponse]
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,8 @@ class Services:
     runs: runs_pb2_grpc.RunsServiceStub
     storage: storage_pb2_grpc.StorageServiceStub
     billing: billing_pb2_grpc.BillingServiceStub
+    # CreateRun, with this process's concurrent requests sharing CreateRuns calls.
+    create_run: RunCreator
 
     def health(self, name: str) -> health_pb2_grpc.HealthStub:
         return health_pb2_grpc.HealthStub(self.channels[name])
@@ -42,4 +48,23 @@ def connect_services(config: GatewayConfig) -> Services:
         runs=runs_pb2_grpc.RunsServiceStub(channels["runs"]),
         storage=storage_pb2_grpc.StorageServiceStub(channels["storage"]),
         billing=billing_pb2_grpc.BillingServiceStub(channels["billing"]),
+        create_run=batched_create_run(runs_pb2_grpc.RunsServiceStub(channels["runs"])),
     )
+
+
+def batched_create_run(stub: runs_pb2_grpc.RunsServiceStub) -> RunCreator:
+    """`call(request)` answers its CreateRunResponse or raises its WeftError."""
+
+    async def send(
+        requests: list[runs_pb2.CreateRunRequest],
+    ) -> list[runs_pb2.CreateRunResponse | BaseException]:
+        try:
+            reply = await stub.CreateRuns(runs_pb2.CreateRunsRequest(requests=requests), timeout=30)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from None
+        return [
+            from_status_bytes(outcome.error) if outcome.error else outcome.response
+            for outcome in reply.outcomes
+        ]
+
+    return Batcher(send)

@@ -106,39 +106,63 @@ _BY_GRPC_CODE: dict[grpc.StatusCode, type[WeftError]] = {
     )
 }
 _BY_GRPC_CODE[grpc.StatusCode.ALREADY_EXISTS] = Conflict
+_GRPC_CODE_BY_VALUE = {c.value[0]: c for c in grpc.StatusCode}
 
 
-def to_status(err: WeftError) -> grpc.Status:
-    """The rich gRPC status for a domain error (reason = public code, param/extra as metadata)."""
+def _status_proto(err: WeftError) -> status_pb2.Status:
     metadata = {k: str(v) for k, v in err.extra.items()}
     if err.param is not None:
         metadata["param"] = err.param
     info = error_details_pb2.ErrorInfo(reason=err.code, domain=ERROR_DOMAIN, metadata=metadata)
     detail = any_pb2.Any()
     detail.Pack(info)
-    status = status_pb2.Status(
+    return status_pb2.Status(
         code=getattr(code_pb2, err.grpc_code.name), message=err.message, details=[detail]
     )
-    return rpc_status.to_status(status)
+
+
+def to_status(err: WeftError) -> grpc.Status:
+    """The rich gRPC status for a domain error (reason = public code, param/extra as metadata)."""
+    return rpc_status.to_status(_status_proto(err))
+
+
+def status_bytes(err: WeftError) -> bytes:
+    """The same status, serialized: one item's error inside a batch call's answer."""
+    return bytes(_status_proto(err).SerializeToString())
+
+
+def from_status_bytes(raw: bytes) -> WeftError:
+    """The domain error of `status_bytes`."""
+    status = status_pb2.Status.FromString(raw)
+    code = _GRPC_CODE_BY_VALUE.get(status.code, grpc.StatusCode.UNKNOWN)
+    return _from_status(status, code, status.message) or Internal("Internal error.")
+
+
+def _from_status(
+    status: status_pb2.Status, code: grpc.StatusCode, message: str
+) -> WeftError | None:
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            extra = dict(info.metadata)
+            param = extra.pop("param", None)
+            cls = _BY_GRPC_CODE.get(code, Internal)
+            return cls(status.message or message, code=info.reason, param=param, extra=extra)
+    return None
 
 
 def from_rpc_error(exc: grpc.RpcError) -> WeftError:
     """Rebuild the domain error a service raised from the status it sent."""
     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
     message = (exc.details() if hasattr(exc, "details") else None) or ""
-    cls = _BY_GRPC_CODE.get(code, Internal)
     trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
     for key, value in trailing or ():
         if key != _DETAILS_KEY:
             continue
-        status = status_pb2.Status.FromString(value)
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                extra = dict(info.metadata)
-                param = extra.pop("param", None)
-                return cls(status.message or message, code=info.reason, param=param, extra=extra)
+        err = _from_status(status_pb2.Status.FromString(value), code, message)
+        if err is not None:
+            return err
     # No ErrorInfo: a transport-level failure (server down, deadline), not a domain error.
     if code == grpc.StatusCode.UNAVAILABLE:
         return Unavailable("A dependency is unavailable. Retry with backoff.")

@@ -30,16 +30,19 @@ def _request_id(details: grpc.HandlerCallDetails) -> str:
     return "-"
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
+def refused(exc: Exception) -> WeftError:
+    """The error a call answers for `exc`, logged: a domain error as it is, anything else
+    as INTERNAL (with its trace in our log, nothing of it to the caller)."""
     if isinstance(exc, WeftError):
-        err = exc
         # One line per refused call, so a request id leads to what went wrong where.
-        log.info("call refused", extra={"code": err.code, "error_message": err.message})
-    else:
-        # Unexpected fault: full trace in our log, nothing of it to the caller.
-        log.exception("unhandled error in gRPC handler")
-        err = Internal("Internal error.")
-    await context.abort_with_status(to_status(err))
+        log.info("call refused", extra={"code": exc.code, "error_message": exc.message})
+        return exc
+    log.exception("unhandled error in gRPC handler")
+    return Internal("Internal error.")
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
+    await context.abort_with_status(to_status(refused(exc)))
 
 
 class ContextInterceptor(grpc.aio.ServerInterceptor):

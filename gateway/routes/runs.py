@@ -26,6 +26,7 @@ from gateway.uploads import discard_uploads
 from weft.auth.v1 import auth_pb2
 from weft.runs.v1 import runs_pb2
 from weftcore.canonical import json_body_hash
+from weftcore.context import request_id_var
 from weftcore.errors import InvalidArgument, WeftError, from_rpc_error
 
 RUN_CACHE = web.AppKey("terminal_runs", TerminalRunCache)
@@ -91,7 +92,7 @@ async def start_run(
     key = idempotency_key(request)
     if request_hash is None:
         request_hash = json_body_hash(body) if key else ""
-    reply: runs_pb2.CreateRunResponse = await request.app[SERVICES].runs.CreateRun(
+    reply = await request.app[SERVICES].create_run.call(
         runs_pb2.CreateRunRequest(
             caller=caller(principal),
             workflow_id=workflow_ref,
@@ -105,8 +106,8 @@ async def start_run(
                 path=request.path,
                 request_hash=request_hash if key else "",
             ),
-        ),
-        timeout=30,
+            request_id=request_id_var.get(),
+        )
     )
     headers = rate_limit_headers(reply.rate_limit if reply.HasField("rate_limit") else None)
     if reply.replayed:

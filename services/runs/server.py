@@ -34,10 +34,11 @@ from weft.runs.v1 import runs_pb2 as pb
 from weft.runs.v1 import runs_pb2_grpc
 from weft.storage.v1 import storage_pb2_grpc
 from weftcore.config import ServiceConfig, env_str
+from weftcore.context import request_id_var
 from weftcore.db import create_pool, ping
-from weftcore.errors import InvalidArgument
+from weftcore.errors import InvalidArgument, status_bytes
 from weftcore.grpc_client import open_channel
-from weftcore.grpc_server import GrpcServer
+from weftcore.grpc_server import GrpcServer, refused
 from weftcore.ids import iso
 from weftcore.nats import connect, ensure_streams
 from weftcore.service import Check
@@ -96,6 +97,24 @@ class RunsServiceServicer(runs_pb2_grpc.RunsServiceServicer):
         return convert.workflow(row)
 
     async def CreateRun(self, request: pb.CreateRunRequest, context: Ctx) -> pb.CreateRunResponse:
+        return await self._create_run(request)
+
+    async def CreateRuns(
+        self, request: pb.CreateRunsRequest, context: Ctx
+    ) -> pb.CreateRunsResponse:
+        # Concurrently: the creations then share the billing and insert batches.
+        outcomes = await asyncio.gather(*(self._create_outcome(r) for r in request.requests))
+        return pb.CreateRunsResponse(outcomes=outcomes)
+
+    async def _create_outcome(self, request: pb.CreateRunRequest) -> pb.CreateRunOutcome:
+        """One request of a batch, in its own task: its request id is its own."""
+        request_id_var.set(request.request_id or "-")
+        try:
+            return pb.CreateRunOutcome(response=await self._create_run(request))
+        except Exception as exc:
+            return pb.CreateRunOutcome(error=status_bytes(refused(exc)))
+
+    async def _create_run(self, request: pb.CreateRunRequest) -> pb.CreateRunResponse:
         inp = CreateRunInput(
             workflow_id=request.workflow_id,
             input_text=request.input_text,

@@ -12,7 +12,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from tests.support.runs import admin_json, create_account, create_user
+from tests.support.runs import Account, admin_json, apply_workflow, create_account, create_user
 from weft.runs.v1 import runs_pb2 as pb
 from weft.runs.v1 import runs_pb2_grpc
 
@@ -517,3 +517,24 @@ async def test_creating_a_run_outside_the_allowlist_is_404(
         assert status == 201, body
     finally:
         await c.http.close()
+
+
+async def test_a_refused_creation_is_logged_with_its_request_id(
+    stack: Any, account: Account, http: aiohttp.ClientSession
+) -> None:
+    # Creations travel in shared CreateRuns calls: each keeps its own request id.
+    workflow_id = await apply_workflow(
+        stack,
+        [{"id": "echo", "type": "template", "template": "{{ input_text }}"}],
+        fields=[{"name": "n", "type": "integer"}],
+    )
+    rid = "test-rid-" + uuid.uuid4().hex[:12]
+    async with http.post(
+        f"{stack.base_url}/api/v1/workflows/{workflow_id}/runs",
+        json={"input_text": "hi", "params": {"n": "not a number"}},
+        headers={**account.headers, "X-Request-Id": rid},
+    ) as response:
+        body = await response.json()
+    assert response.status == 400, body
+    assert body["error"]["param"] == "params.n" and body["error"]["request_id"] == rid
+    assert rid in stack.processes["runs"].log_path.read_text()

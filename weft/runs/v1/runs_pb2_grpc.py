@@ -54,6 +54,11 @@ class RunsServiceStub:
                 request_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.CreateRunRequest.SerializeToString,
                 response_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.CreateRunResponse.FromString,
                 _registered_method=True)
+        self.CreateRuns = channel.unary_unary(
+                '/weft.runs.v1.RunsService/CreateRuns',
+                request_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.CreateRunsRequest.SerializeToString,
+                response_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.CreateRunsResponse.FromString,
+                _registered_method=True)
         self.GetRun = channel.unary_unary(
                 '/weft.runs.v1.RunsService/GetRun',
                 request_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.GetRunRequest.SerializeToString,
@@ -124,6 +129,14 @@ class RunsServiceServicer:
 
     def CreateRun(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateRuns(self, request, context):
+        """CreateRun for many requests at once (a gateway's concurrent requests share one
+        call); each request has its own outcome, in order.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -207,6 +220,11 @@ def add_RunsServiceServicer_to_server(servicer, server):
                     servicer.CreateRun,
                     request_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.CreateRunRequest.FromString,
                     response_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.CreateRunResponse.SerializeToString,
+            ),
+            'CreateRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateRuns,
+                    request_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.CreateRunsRequest.FromString,
+                    response_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.CreateRunsResponse.SerializeToString,
             ),
             'GetRun': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRun,
@@ -362,6 +380,33 @@ class RunsService:
             '/weft.runs.v1.RunsService/CreateRun',
             weft_dot_runs_dot_v1_dot_runs__pb2.CreateRunRequest.SerializeToString,
             weft_dot_runs_dot_v1_dot_runs__pb2.CreateRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weft.runs.v1.RunsService/CreateRuns',
+            weft_dot_runs_dot_v1_dot_runs__pb2.CreateRunsRequest.SerializeToString,
+            weft_dot_runs_dot_v1_dot_runs__pb2.CreateRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,6 +38,10 @@ class RunsServiceStub:
     ListWorkflows: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ListWorkflowsRequest, _runs_pb2.ListWorkflowsResponse]
     GetWorkflow: _grpc.UnaryUnaryMultiCallable[_runs_pb2.GetWorkflowRequest, _runs_pb2.Workflow]
     CreateRun: _grpc.UnaryUnaryMultiCallable[_runs_pb2.CreateRunRequest, _runs_pb2.CreateRunResponse]
+    CreateRuns: _grpc.UnaryUnaryMultiCallable[_runs_pb2.CreateRunsRequest, _runs_pb2.CreateRunsResponse]
+    """CreateRun for many requests at once (a gateway's concurrent requests share one
+    call); each request has its own outcome, in order.
+    """
     GetRun: _grpc.UnaryUnaryMultiCallable[_runs_pb2.GetRunRequest, _runs_pb2.Run]
     ListRuns: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ListRunsRequest, _runs_pb2.ListRunsResponse]
     CancelRun: _grpc.UnaryUnaryMultiCallable[_runs_pb2.CancelRunRequest, _runs_pb2.Run]
@@ -58,6 +62,10 @@ class RunsServiceAsyncStub(RunsServiceStub):
     ListWorkflows: _aio.UnaryUnaryMultiCallable[_runs_pb2.ListWorkflowsRequest, _runs_pb2.ListWorkflowsResponse]  # type: ignore[assignment]
     GetWorkflow: _aio.UnaryUnaryMultiCallable[_runs_pb2.GetWorkflowRequest, _runs_pb2.Workflow]  # type: ignore[assignment]
     CreateRun: _aio.UnaryUnaryMultiCallable[_runs_pb2.CreateRunRequest, _runs_pb2.CreateRunResponse]  # type: ignore[assignment]
+    CreateRuns: _aio.UnaryUnaryMultiCallable[_runs_pb2.CreateRunsRequest, _runs_pb2.CreateRunsResponse]  # type: ignore[assignment]
+    """CreateRun for many requests at once (a gateway's concurrent requests share one
+    call); each request has its own outcome, in order.
+    """
     GetRun: _aio.UnaryUnaryMultiCallable[_runs_pb2.GetRunRequest, _runs_pb2.Run]  # type: ignore[assignment]
     ListRuns: _aio.UnaryUnaryMultiCallable[_runs_pb2.ListRunsRequest, _runs_pb2.ListRunsResponse]  # type: ignore[assignment]
     CancelRun: _aio.UnaryUnaryMultiCallable[_runs_pb2.CancelRunRequest, _runs_pb2.Run]  # type: ignore[assignment]
@@ -99,6 +107,16 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _runs_pb2.CreateRunRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_runs_pb2.CreateRunResponse, _abc.Awaitable[_runs_pb2.CreateRunResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateRuns(
+        self,
+        request: _runs_pb2.CreateRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.CreateRunsResponse, _abc.Awaitable[_runs_pb2.CreateRunsResponse]]:
+        """CreateRun for many requests at once (a gateway's concurrent requests share one
+        call); each request has its own outcome, in order.
+        """
 
     @_abc_1.abstractmethod
     def GetRun(
