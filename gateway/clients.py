@@ -11,8 +11,7 @@ from weft.billing.v1 import billing_pb2_grpc
 from weft.runs.v1 import runs_pb2, runs_pb2_grpc
 from weft.storage.v1 import storage_pb2_grpc
 from weftcore.batching import Batcher
-from weftcore.errors import from_rpc_error, from_status_bytes
-from weftcore.grpc_client import open_channel
+from weftcore.grpc_client import batched_rpc, open_channel
 
 RunCreator = Batcher[runs_pb2.CreateRunRequest, runs_pb2.CreateRunResponse]
 
@@ -54,17 +53,9 @@ def connect_services(config: GatewayConfig) -> Services:
 
 def batched_create_run(stub: runs_pb2_grpc.RunsServiceStub) -> RunCreator:
     """`call(request)` answers its CreateRunResponse or raises its WeftError."""
-
-    async def send(
-        requests: list[runs_pb2.CreateRunRequest],
-    ) -> list[runs_pb2.CreateRunResponse | BaseException]:
-        try:
-            reply = await stub.CreateRuns(runs_pb2.CreateRunsRequest(requests=requests), timeout=30)
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from None
-        return [
-            from_status_bytes(outcome.error) if outcome.error else outcome.response
-            for outcome in reply.outcomes
-        ]
-
-    return Batcher(send)
+    return batched_rpc(
+        stub.CreateRuns,
+        lambda requests: runs_pb2.CreateRunsRequest(requests=requests),
+        lambda outcome: outcome.response,
+        timeout=30,
+    )

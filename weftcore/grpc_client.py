@@ -5,7 +5,9 @@ from typing import Any
 
 import grpc
 
+from weftcore.batching import Batcher
 from weftcore.context import REQUEST_ID_METADATA, request_id_var
+from weftcore.errors import from_rpc_error, from_status_bytes
 from weftcore.grpc_server import MAX_MESSAGE_BYTES
 
 
@@ -54,3 +56,26 @@ def open_channel(target: str) -> grpc.aio.Channel:
             ("grpc.keepalive_time_ms", 30000),
         ],
     )
+
+
+def batched_rpc(
+    method: Callable[..., Any],
+    batch_request: Callable[[list[Any]], Any],
+    answer: Callable[[Any], Any],
+    timeout: float,
+) -> Batcher[Any, Any]:
+    """A Batcher over a batch RPC whose reply has `outcomes`, one per item in order, each
+    with `error` (a serialized status) or the item's answer (`answer(outcome)`). A caller
+    gets its answer or its own WeftError; a failed call fails its batch's callers."""
+
+    async def send(items: list[Any]) -> list[Any]:
+        try:
+            reply = await method(batch_request(items), timeout=timeout)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from None
+        return [
+            from_status_bytes(outcome.error) if outcome.error else answer(outcome)
+            for outcome in reply.outcomes
+        ]
+
+    return Batcher(send)

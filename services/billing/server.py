@@ -1,5 +1,6 @@
 """gRPC surface of the billing service: wiring and the servicer (gRPC <-> domain)."""
 
+import asyncio
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -12,8 +13,10 @@ from services.billing.service import BillingService, Payer
 from weft.billing.v1 import billing_pb2 as pb
 from weft.billing.v1 import billing_pb2_grpc
 from weftcore.config import ServiceConfig
+from weftcore.context import request_id_var
 from weftcore.db import create_pool, ping
-from weftcore.grpc_server import GrpcServer
+from weftcore.errors import status_bytes
+from weftcore.grpc_server import GrpcServer, refused
 from weftcore.ids import iso
 from weftcore.nats import connect, ensure_streams
 from weftcore.service import Check
@@ -63,6 +66,20 @@ class BillingServiceServicer(billing_pb2_grpc.BillingServiceServicer):
             Usage(s.stage, s.model, s.input_tokens, s.max_output_tokens) for s in request.stages
         ]
         return _reservation(await self.billing.reserve(request.run_id, payer, stages))
+
+    async def ReserveMany(
+        self, request: pb.ReserveManyRequest, context: Ctx
+    ) -> pb.ReserveManyResponse:
+        outcomes = await asyncio.gather(*(self._reserve_outcome(r) for r in request.requests))
+        return pb.ReserveManyResponse(outcomes=outcomes)
+
+    async def _reserve_outcome(self, request: pb.ReserveRequest) -> pb.ReserveOutcome:
+        """One request of a batch, in its own task: its request id is its own."""
+        request_id_var.set(request.request_id or "-")
+        try:
+            return pb.ReserveOutcome(reservation=await self.Reserve(request, None))
+        except Exception as exc:
+            return pb.ReserveOutcome(error=status_bytes(refused(exc)))
 
     async def Capture(self, request: pb.CaptureRequest, context: Ctx) -> pb.CaptureResponse:
         result = await self.billing.capture(request.run_id, _usages(request.stages))

@@ -18,6 +18,8 @@ from services.runs.group_commit import CreationBatcher
 from services.runs.params import file_values, validate_values
 from weft.billing.v1 import billing_pb2, billing_pb2_grpc
 from weft.storage.v1 import storage_pb2, storage_pb2_grpc
+from weftcore.batching import Batcher
+from weftcore.context import request_id_var
 from weftcore.errors import InvalidArgument, NotFound, WeftError, from_rpc_error
 from weftcore.events import RunEvent
 from weftcore.ids import new_id
@@ -154,6 +156,7 @@ class RunCreator:
         rate_limiter: RateLimiter,
         after_commit: Callable[[], None] = lambda: None,
         batcher: CreationBatcher | None = None,
+        reserve_batcher: Batcher[billing_pb2.ReserveRequest, billing_pb2.Reservation] | None = None,
     ) -> None:
         self._pool = pool
         self._billing = billing
@@ -164,6 +167,8 @@ class RunCreator:
         self._after_commit = after_commit
         # Group commit for creations without an Idempotency-Key (the common case).
         self._batcher = batcher
+        # Reserve, with concurrent creations sharing ReserveMany calls.
+        self._reserve_batcher = reserve_batcher
 
     async def check_attachments(self, caller: Caller, ids: list[str]) -> None:
         """Each id must be an attachment of the caller (404 naming it otherwise)."""
@@ -239,10 +244,14 @@ class RunCreator:
         run_id = new_id("run")
         stages = await self._estimate(caller, definition, _with_ids(inp, attachment_ids), params)
         payer = billing_pb2.Payer(user_id=caller.user_id, team_id=caller.team_id, plan=caller.plan)
+        reserve = billing_pb2.ReserveRequest(
+            run_id=run_id, payer=payer, stages=stages, request_id=request_id_var.get()
+        )
         try:
-            await self._billing.Reserve(
-                billing_pb2.ReserveRequest(run_id=run_id, payer=payer, stages=stages), timeout=10
-            )
+            if self._reserve_batcher is not None:
+                await self._reserve_batcher.call(reserve)
+            else:
+                await self._billing.Reserve(reserve, timeout=10)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from None
         new = repo.NewRun(

@@ -29,7 +29,7 @@ from services.runs.webhooks import (
     get_or_create_secret,
     list_deliveries,
 )
-from weft.billing.v1 import billing_pb2_grpc
+from weft.billing.v1 import billing_pb2, billing_pb2_grpc
 from weft.runs.v1 import runs_pb2 as pb
 from weft.runs.v1 import runs_pb2_grpc
 from weft.storage.v1 import storage_pb2_grpc
@@ -37,7 +37,7 @@ from weftcore.config import ServiceConfig, env_str
 from weftcore.context import request_id_var
 from weftcore.db import create_pool, ping
 from weftcore.errors import InvalidArgument, status_bytes
-from weftcore.grpc_client import open_channel
+from weftcore.grpc_client import batched_rpc, open_channel
 from weftcore.grpc_server import GrpcServer, refused
 from weftcore.ids import iso
 from weftcore.nats import connect, ensure_streams
@@ -321,6 +321,12 @@ async def wire(
         make_rate_limiter(),
         after_commit=relay.wake,
         batcher=CreationBatcher(pool),
+        reserve_batcher=batched_rpc(
+            billing.ReserveMany,
+            lambda requests: billing_pb2.ReserveManyRequest(requests=requests),
+            lambda outcome: outcome.reservation,
+            timeout=10,
+        ),
     )
     service = RunsService(pool, notifier, creator)
     await apply_workflow_dir(

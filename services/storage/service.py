@@ -196,7 +196,6 @@ class StorageService:
             spool_file.write(chunk)  # page cache; cheaper than another thread hop
             await pipe.write_chunk(chunk)
 
-
         try:
             if head:
                 await feed(head)

@@ -39,6 +39,11 @@ class BillingServiceStub:
                 request_serializer=weft_dot_billing_dot_v1_dot_billing__pb2.ReserveRequest.SerializeToString,
                 response_deserializer=weft_dot_billing_dot_v1_dot_billing__pb2.Reservation.FromString,
                 _registered_method=True)
+        self.ReserveMany = channel.unary_unary(
+                '/weft.billing.v1.BillingService/ReserveMany',
+                request_serializer=weft_dot_billing_dot_v1_dot_billing__pb2.ReserveManyRequest.SerializeToString,
+                response_deserializer=weft_dot_billing_dot_v1_dot_billing__pb2.ReserveManyResponse.FromString,
+                _registered_method=True)
         self.Capture = channel.unary_unary(
                 '/weft.billing.v1.BillingService/Capture',
                 request_serializer=weft_dot_billing_dot_v1_dot_billing__pb2.CaptureRequest.SerializeToString,
@@ -101,6 +106,14 @@ class BillingServiceServicer:
         PERMISSION_DENIED with reason NO_ALLOCATION, INVALID_ARGUMENT INVALID_PARAM for a
         model without a price. A reservation whose run.created event never arrives is
         released after WEFT_BILLING_RESERVATION_TTL_SECONDS (default 900).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReserveMany(self, request, context):
+        """Reserve for many runs at once (a runs process's concurrent creations share one
+        call); each request has its own outcome, in order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -181,6 +194,11 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     request_deserializer=weft_dot_billing_dot_v1_dot_billing__pb2.ReserveRequest.FromString,
                     response_serializer=weft_dot_billing_dot_v1_dot_billing__pb2.Reservation.SerializeToString,
             ),
+            'ReserveMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReserveMany,
+                    request_deserializer=weft_dot_billing_dot_v1_dot_billing__pb2.ReserveManyRequest.FromString,
+                    response_serializer=weft_dot_billing_dot_v1_dot_billing__pb2.ReserveManyResponse.SerializeToString,
+            ),
             'Capture': grpc.unary_unary_rpc_method_handler(
                     servicer.Capture,
                     request_deserializer=weft_dot_billing_dot_v1_dot_billing__pb2.CaptureRequest.FromString,
@@ -259,6 +277,33 @@ class BillingService:
             '/weft.billing.v1.BillingService/Reserve',
             weft_dot_billing_dot_v1_dot_billing__pb2.ReserveRequest.SerializeToString,
             weft_dot_billing_dot_v1_dot_billing__pb2.Reservation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReserveMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weft.billing.v1.BillingService/ReserveMany',
+            weft_dot_billing_dot_v1_dot_billing__pb2.ReserveManyRequest.SerializeToString,
+            weft_dot_billing_dot_v1_dot_billing__pb2.ReserveManyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,10 @@ class BillingServiceStub:
     model without a price. A reservation whose run.created event never arrives is
     released after WEFT_BILLING_RESERVATION_TTL_SECONDS (default 900).
     """
+    ReserveMany: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ReserveManyRequest, _billing_pb2.ReserveManyResponse]
+    """Reserve for many runs at once (a runs process's concurrent creations share one
+    call); each request has its own outcome, in order.
+    """
     Capture: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CaptureRequest, _billing_pb2.CaptureResponse]
     """Captures a finished run's actual cost and releases the rest; exactly once per run_id."""
     Release: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ReleaseRequest, _billing_pb2.Reservation]
@@ -71,6 +75,10 @@ class BillingServiceAsyncStub(BillingServiceStub):
     PERMISSION_DENIED with reason NO_ALLOCATION, INVALID_ARGUMENT INVALID_PARAM for a
     model without a price. A reservation whose run.created event never arrives is
     released after WEFT_BILLING_RESERVATION_TTL_SECONDS (default 900).
+    """
+    ReserveMany: _aio.UnaryUnaryMultiCallable[_billing_pb2.ReserveManyRequest, _billing_pb2.ReserveManyResponse]  # type: ignore[assignment]
+    """Reserve for many runs at once (a runs process's concurrent creations share one
+    call); each request has its own outcome, in order.
     """
     Capture: _aio.UnaryUnaryMultiCallable[_billing_pb2.CaptureRequest, _billing_pb2.CaptureResponse]  # type: ignore[assignment]
     """Captures a finished run's actual cost and releases the rest; exactly once per run_id."""
@@ -105,6 +113,16 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         PERMISSION_DENIED with reason NO_ALLOCATION, INVALID_ARGUMENT INVALID_PARAM for a
         model without a price. A reservation whose run.created event never arrives is
         released after WEFT_BILLING_RESERVATION_TTL_SECONDS (default 900).
+        """
+
+    @_abc_1.abstractmethod
+    def ReserveMany(
+        self,
+        request: _billing_pb2.ReserveManyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ReserveManyResponse, _abc.Awaitable[_billing_pb2.ReserveManyResponse]]:
+        """Reserve for many runs at once (a runs process's concurrent creations share one
+        call); each request has its own outcome, in order.
         """
 
     @_abc_1.abstractmethod
