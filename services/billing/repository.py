@@ -283,6 +283,33 @@ async def reserve_own(
     return ReservationRow(run_id, user_id, user_id, "", estimate, "open", 0, 0)
 
 
+_RESERVE_FREE_MANY = f"""
+WITH res AS (
+    INSERT INTO reservations ({_RES_COLS})
+    SELECT run_id, user_id, user_id, '', 0, 'open', 0, 0, false
+    FROM unnest($1::text[], $2::text[]) AS f (run_id, user_id)
+    ON CONFLICT (run_id) DO NOTHING
+    RETURNING run_id, account_id, user_id
+)
+INSERT INTO ledger (id, account_id, kind, amount_micros, run_id, user_id, note)
+SELECT ids.entry_id, res.account_id, 'reserve', 0, res.run_id, res.user_id, ''
+FROM res JOIN unnest($1::text[], $3::text[]) AS ids (run_id, entry_id) USING (run_id)
+RETURNING run_id
+"""
+
+
+async def reserve_free_many(conn: asyncpg.Connection, runs: list[tuple[str, str]]) -> set[str]:
+    """reserve_own(run_id, user_id, 0) for many (run_id, user_id) in ONE statement; answers
+    the run ids reserved now (the others already had a reservation)."""
+    rows = await conn.fetch(
+        _RESERVE_FREE_MANY,
+        [run_id for run_id, _ in runs],
+        [user_id for _, user_id in runs],
+        [new_id("led") for _ in runs],
+    )
+    return {row["run_id"] for row in rows}
+
+
 async def insert_reservation(conn: asyncpg.Connection, res: ReservationRow) -> bool:
     """False when another transaction recorded this run_id first."""
     status = await conn.execute(

@@ -1,6 +1,7 @@
 """gRPC surface of the billing service: wiring and the servicer (gRPC <-> domain)."""
 
 import asyncio
+import logging
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -23,7 +24,15 @@ from weftcore.service import Check
 
 GRPC_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BillingService"].full_name
 
+log = logging.getLogger(__name__)
+
 Ctx = Any  # grpc.aio.ServicerContext; unused: errors travel as WeftError via the interceptor
+
+
+def _reserve_args(request: pb.ReserveRequest) -> tuple[str, Payer, list[Usage]]:
+    payer = Payer(request.payer.user_id, request.payer.team_id, request.payer.plan)
+    stages = [Usage(s.stage, s.model, s.input_tokens, s.max_output_tokens) for s in request.stages]
+    return request.run_id, payer, stages
 
 
 def _reservation(res: ReservationRow) -> pb.Reservation:
@@ -61,17 +70,28 @@ class BillingServiceServicer(billing_pb2_grpc.BillingServiceServicer):
         self.billing = billing
 
     async def Reserve(self, request: pb.ReserveRequest, context: Ctx) -> pb.Reservation:
-        payer = Payer(request.payer.user_id, request.payer.team_id, request.payer.plan)
-        stages = [
-            Usage(s.stage, s.model, s.input_tokens, s.max_output_tokens) for s in request.stages
-        ]
-        return _reservation(await self.billing.reserve(request.run_id, payer, stages))
+        return _reservation(await self.billing.reserve(*_reserve_args(request)))
 
     async def ReserveMany(
         self, request: pb.ReserveManyRequest, context: Ctx
     ) -> pb.ReserveManyResponse:
-        outcomes = await asyncio.gather(*(self._reserve_outcome(r) for r in request.requests))
-        return pb.ReserveManyResponse(outcomes=outcomes)
+        requests = list(request.requests)
+        outcomes: dict[int, pb.ReserveOutcome] = {}
+        free = [i for i, r in enumerate(requests) if self.billing.is_free_own(*_reserve_args(r))]
+        if len(free) > 1:
+            try:
+                rows = await self.billing.reserve_free(
+                    [(requests[i].run_id, _reserve_args(requests[i])[1]) for i in free]
+                )
+            except Exception:
+                log.exception("batch reserve failed; reserving one by one")
+            else:
+                for i, row in zip(free, rows, strict=True):
+                    outcomes[i] = pb.ReserveOutcome(reservation=_reservation(row))
+        rest = [i for i in range(len(requests)) if i not in outcomes]
+        answers = await asyncio.gather(*(self._reserve_outcome(requests[i]) for i in rest))
+        outcomes.update(zip(rest, answers, strict=True))
+        return pb.ReserveManyResponse(outcomes=[outcomes[i] for i in range(len(requests))])
 
     async def _reserve_outcome(self, request: pb.ReserveRequest) -> pb.ReserveOutcome:
         """One request of a batch, in its own task: its request id is its own."""

@@ -12,7 +12,7 @@ import pytest
 from tests.support.billing import priced_model
 from weft.billing.v1 import billing_pb2 as pb
 from weft.billing.v1 import billing_pb2_grpc
-from weftcore.errors import WeftError, from_rpc_error
+from weftcore.errors import WeftError, from_rpc_error, from_status_bytes
 from weftcore.ids import new_id
 
 
@@ -89,6 +89,43 @@ async def test_100_concurrent_reservations_against_credits_for_37(
     finally:
         await conn.close()
     assert low >= 0
+    await assert_ledger_sound(billing)
+
+
+async def test_reserve_many_answers_each_request_in_order(
+    billing: billing_pb2_grpc.BillingServiceStub, stack: Any, model: str
+) -> None:
+    # Free reservations share one statement; the others are reserved one by one; every
+    # request gets its own outcome, errors included.
+    user = new_id("usr")
+    await billing.Grant(pb.GrantRequest(account_id=user, amount_micros=1_000_000))
+    earlier = new_id("run")
+    assert isinstance(await reserve(billing, [], user_id=user, run_id=earlier), pb.Reservation)
+    payer = pb.Payer(user_id=user, plan="pro")
+    fresh = [new_id("run") for _ in range(3)]
+    requests = [
+        pb.ReserveRequest(run_id=fresh[0], payer=payer),
+        pb.ReserveRequest(run_id=earlier, payer=payer),  # reserved before: the same answer
+        pb.ReserveRequest(run_id=new_id("run"), payer=pb.Payer(user_id=user, plan="free")),
+        pb.ReserveRequest(run_id=fresh[1], payer=payer, stages=[one_cent_stage(model)]),
+        pb.ReserveRequest(run_id=fresh[2], payer=payer),
+    ]
+    reply = await billing.ReserveMany(pb.ReserveManyRequest(requests=requests))
+    outcomes = list(reply.outcomes)
+    assert [o.reservation.run_id for o in outcomes] == [fresh[0], earlier, "", fresh[1], fresh[2]]
+    refused = from_status_bytes(outcomes[2].error)
+    assert refused.code == "PAID_PLAN_REQUIRED"
+    assert outcomes[3].reservation.amount_micros > 0
+    conn = await asyncpg.connect(stack.dsn, server_settings={"search_path": "billing"})
+    try:
+        entries = await conn.fetch(
+            "SELECT run_id, count(*) AS n FROM ledger WHERE kind = 'reserve'"
+            " AND run_id = ANY($1::text[]) GROUP BY run_id",
+            [*fresh, earlier],
+        )
+    finally:
+        await conn.close()
+    assert sorted(r["n"] for r in entries) == [1, 1, 1, 1]  # once each, the earlier too
     await assert_ledger_sound(billing)
 
 
