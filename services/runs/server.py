@@ -296,7 +296,7 @@ async def wire(
     js = nc.jetstream()
     await ensure_streams(js)
 
-    relay = OutboxRelay(pool, nc, js)
+    relay = OutboxRelay(pool, nc)
     webhooks = WebhookDispatcher(pool, WebhookConfig.from_env())
 
     notifier = Notifier(config.database_url, "runs", relay.wake, webhooks.wake)
