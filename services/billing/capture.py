@@ -57,7 +57,7 @@ class CaptureConsumer:
     """Pulls terminal events and captures each run; owned by the service's exit stack."""
 
     def __init__(
-        self, js: JetStreamContext, billing: BillingService, durable: str, batch: int = 16
+        self, js: JetStreamContext, billing: BillingService, durable: str, batch: int = 64
     ) -> None:
         self.js = js
         self.billing = billing
