@@ -22,7 +22,7 @@ class Batcher(Generic[Item, Answer]):
         send: "SendBatch[Item, Answer]",
         *,
         max_batch: int = 128,
-        max_in_flight: int = 2,
+        max_in_flight: int = 4,
     ) -> None:
         self._send = send
         self._max_batch = max_batch

@@ -92,23 +92,28 @@ async def start_run(
     key = idempotency_key(request)
     if request_hash is None:
         request_hash = json_body_hash(body) if key else ""
-    reply = await request.app[SERVICES].create_run.call(
-        runs_pb2.CreateRunRequest(
-            caller=caller(principal),
-            workflow_id=workflow_ref,
-            input_text=input_text,
-            params_json=dumps(params if params is not None else {}),
-            attachment_ids=attachment_ids,
-            webhook_url=webhook_url,
-            idempotency=runs_pb2.Idempotency(
-                key=key,
-                method=request.method,
-                path=request.path,
-                request_hash=request_hash if key else "",
-            ),
-            request_id=request_id_var.get(),
-        )
+    create = runs_pb2.CreateRunRequest(
+        caller=caller(principal),
+        workflow_id=workflow_ref,
+        input_text=input_text,
+        params_json=dumps(params if params is not None else {}),
+        attachment_ids=attachment_ids,
+        webhook_url=webhook_url,
+        idempotency=runs_pb2.Idempotency(
+            key=key,
+            method=request.method,
+            path=request.path,
+            request_hash=request_hash if key else "",
+        ),
+        request_id=request_id_var.get(),
     )
+    services = request.app[SERVICES]
+    if attachment_ids:
+        # Reading attachments can take a while: not in a batch, where every request
+        # would wait for it.
+        reply = await services.runs.CreateRun(create, timeout=30)
+    else:
+        reply = await services.create_run.call(create)
     headers = rate_limit_headers(reply.rate_limit if reply.HasField("rate_limit") else None)
     if reply.replayed:
         headers["Idempotent-Replayed"] = "true"
