@@ -28,6 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import cpu
 from bench.wrk import wrk
 
 WORKFLOW = {
@@ -206,10 +207,19 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             "workers": args.workers,
             "gateway_processes": args.gateway_processes,
         }
+        before = cpu.snapshot()
         create = wrk(["-s", str(script), create_url], args.connections, args.duration, args.threads)
         create["accepted_201"] = create["requests"] - create["non_2xx"]
         result["create"] = create
         result["create"].update(asyncio.run(count_runs(stack.dsn, users, 300)))
+        time.sleep(2)  # billing's captures of the last runs
+        # Creation and execution of every run, until the last one was captured ("other"
+        # is whatever else ran on the machine meanwhile).
+        runs = max(1, result["create"]["runs_in_db"])
+        result["cpu_ms_per_run"] = {
+            name: round(1000 * seconds / runs, 3)
+            for name, seconds in cpu.per_component(before, cpu.snapshot()).items()
+        }
 
         latency = asyncio.run(
             latency_to_completed(stack.base_url, token, workflow_id, args.latency_runs)
@@ -279,7 +289,8 @@ def main() -> None:
         f"GET run (finished, cached): {g['req_per_s']:.0f} req/s, p99 {g['p99_ms']:.1f} ms\n"
         f"GET run (awaiting_input, uncached): {w['req_per_s']:.0f} req/s,"
         f" p99 {w['p99_ms']:.1f} ms\n"
-        f"POST -> completed: p50 {lat['p50_ms']} ms, p90 {lat['p90_ms']} ms"
+        f"POST -> completed: p50 {lat['p50_ms']} ms, p90 {lat['p90_ms']} ms\n"
+        f"CPU per run (ms): {result['cpu_ms_per_run']}"
     )
 
 
