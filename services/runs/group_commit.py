@@ -10,15 +10,14 @@ If a batch fails for a reason one of its rows may cause, each row is retried alo
 one creation's error never becomes another's.
 """
 
-import asyncio
 import json
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
 from services.runs.events import created_run, insert_created_taking
+from weftcore.batching import Batcher
 from weftcore.events import RUN_CREATED, RunEvent
 from weftcore.nats import JOBS_SUBJECT
 
@@ -68,23 +67,18 @@ SELECT ord, n, oldest, took FROM take ORDER BY ord
 """
 
 
-@dataclass
-class _Creation:
-    args: tuple[Any, ...]  # events.created_run's
-    rate_take: tuple[Any, ...]  # ratelimit.TAKE_SQL's
-    answer: "asyncio.Future[asyncpg.Record]" = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+Creation = tuple[tuple[Any, ...], tuple[Any, ...]]  # events.created_run's args, the take's
 
 
 class CreationBatcher:
-    """`insert` = events.insert_created_run with a rate take, sharing statements."""
+    """`insert` = events.insert_created_run with a rate take, sharing statements: one
+    statement at a time, carrying every creation that arrived meanwhile."""
 
     def __init__(self, pool: asyncpg.Pool, max_batch: int = MAX_BATCH) -> None:
         self._pool = pool
-        self._max_batch = max_batch
-        self._waiting: list[_Creation] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._batcher: Batcher[Creation, asyncpg.Record] = Batcher(
+            self._write, max_batch=max_batch, max_in_flight=1
+        )
 
     async def insert(
         self, run: dict[str, Any], rate_take: tuple[Any, ...]
@@ -92,64 +86,27 @@ class CreationBatcher:
         """The run's created event and its take's row (n, oldest, took); nothing is
         inserted when took is 0."""
         event, args = created_run(run)
-        creation = _Creation(args, rate_take)
-        self._waiting.append(creation)
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush(), name="create-group-commit")
-        return event, await creation.answer
+        return event, await self._batcher.call((args, rate_take))
 
-    async def _flush(self) -> None:
-        try:
-            while self._waiting:
-                batch = self._waiting[: self._max_batch]
-                del self._waiting[: self._max_batch]
-                # A caller that gave up before its statement was sent is simply left out.
-                await self._write([c for c in batch if not c.answer.done()])
-        finally:
-            self._flusher = None
-
-    async def _write(self, batch: list[_Creation]) -> None:
-        if not batch:
-            return
+    async def _write(self, batch: list[Creation]) -> list[asyncpg.Record | BaseException]:
         try:
             async with self._pool.acquire() as conn:
                 if len(batch) == 1:
-                    only = batch[0]
-                    rows = [await insert_created_taking(conn, only.args, only.rate_take)]
-                else:
-                    rows = await conn.fetch(_INSERT_MANY, *_columns(batch))
+                    return [await insert_created_taking(conn, *batch[0])]
+                return list(await conn.fetch(_INSERT_MANY, *_columns(batch)))
         except asyncpg.PostgresError as exc:
             if len(batch) == 1:
-                _answer(batch[0], exc)
-                return
+                return [exc]
             log.warning("group insert failed; inserting one by one", extra={"error": repr(exc)})
-            for creation in batch:
-                await self._write([creation])
-            return
-        except BaseException as exc:
-            for creation in batch:
-                _answer(creation, exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return
-        for creation, row in zip(batch, rows, strict=True):
-            _answer(creation, row)
+            return [(await self._write([creation]))[0] for creation in batch]
 
 
-def _answer(creation: _Creation, outcome: asyncpg.Record | BaseException) -> None:
-    if creation.answer.done():
-        return
-    if isinstance(outcome, BaseException):
-        creation.answer.set_exception(outcome)
-    else:
-        creation.answer.set_result(outcome)
-
-
-def _columns(batch: list[_Creation]) -> list[Any]:
+def _columns(batch: list[Creation]) -> list[Any]:
     """_INSERT_MANY's arguments: one array per column, then the constants."""
-    lock_class, window = batch[0].rate_take[0], batch[0].rate_take[4]
-    assert all(c.rate_take[0] == lock_class and c.rate_take[4] == window for c in batch)
-    rows = [c.args for c in batch]
+    takes = [take for _, take in batch]
+    lock_class, window = takes[0][0], takes[0][4]
+    assert all(take[0] == lock_class and take[4] == window for take in takes)
+    rows = [args for args, _ in batch]
     columns: list[Any] = [list(column) for column in zip(*rows, strict=True)]
     # created_run's args: 0 id .. 6 input_text, 7 params, 8 attachment_ids, 9 webhook_url,
     # 10 created_at, 11 event id, 12 type, 13 event json, 14 subject, 15 jobs subject,
@@ -167,9 +124,9 @@ def _columns(batch: list[_Creation]) -> list[Any]:
         columns[14],
         columns[16],
         columns[17],
-        [c.rate_take[1] for c in batch],
-        [c.rate_take[2] for c in batch],
-        [c.rate_take[3] for c in batch],
+        [take[1] for take in takes],
+        [take[2] for take in takes],
+        [take[3] for take in takes],
         lock_class,
         window,
         RUN_CREATED,

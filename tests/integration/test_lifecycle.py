@@ -25,6 +25,12 @@ from tests.support.runs import (
 
 pytestmark = pytest.mark.timeout(180)
 
+# Two template stages: a run of them is pure (the worker computes and commits it whole).
+GREET_SHOUT = [
+    {"id": "greet", "type": "template", "template": "hi {{ input_text }}"},
+    {"id": "shout", "type": "template", "template": "{{ stages.greet | upper }}"},
+]
+
 
 def tag() -> str:
     return uuid.uuid4().hex[:12]
@@ -106,10 +112,7 @@ async def test_template_only_run_commits_whole_with_every_event(
     # clients must see the same rows and events as for a run executed stage by stage.
     workflow_id = await apply_workflow(
         stack,
-        [
-            {"id": "greet", "type": "template", "template": "hi {{ input_text }}"},
-            {"id": "shout", "type": "template", "template": "{{ stages.greet | upper }}"},
-        ],
+        GREET_SHOUT,
         output='{"text": {{ stages.shout | tojson }}, "n": {{ params.n }}}',
         fields=[{"name": "n", "type": "integer", "default": 3}],
     )
@@ -170,10 +173,7 @@ async def test_concurrent_template_runs_each_get_their_own_result(
     # get its own result, rows and events.
     workflow_id = await apply_workflow(
         stack,
-        [
-            {"id": "greet", "type": "template", "template": "hi {{ input_text }}"},
-            {"id": "shout", "type": "template", "template": "{{ stages.greet | upper }}"},
-        ],
+        GREET_SHOUT,
     )
     names = [f"n{i}-{tag()}" for i in range(25)]
     created = await asyncio.gather(

@@ -33,6 +33,8 @@ class FakeConn:
         self.bad = bad
         self.batches: list[list[str]] = []
         self.singles: list[str] = []
+        self.gate = asyncio.Event()  # statements wait for it
+        self.gate.set()
 
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         ids = list(args[0])
@@ -43,6 +45,7 @@ class FakeConn:
 
     async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any]:
         self.singles.append(args[0])
+        await self.gate.wait()
         if args[0] in self.bad:
             raise asyncpg.exceptions.CheckViolationError("a bad row")
         return {"n": 0, "oldest": None, "took": 1, "id": args[0]}
@@ -58,10 +61,24 @@ class FakePool:
         yield self.conn
 
 
-async def test_concurrent_creations_share_one_statement() -> None:
-    conn = FakeConn(bad=set())
+async def one_out(conn: FakeConn) -> tuple[CreationBatcher, "asyncio.Future[Any]"]:
+    """A batcher whose first creation went out alone at once and is held there."""
+    conn.gate.clear()
     batcher = CreationBatcher(FakePool(conn))  # type: ignore[arg-type]
-    answers = await asyncio.gather(*(batcher.insert(new_run(f"run_{i}"), RATE) for i in range(10)))
+    first = asyncio.ensure_future(batcher.insert(new_run("run_first"), RATE))
+    await asyncio.sleep(0.01)
+    assert conn.singles == ["run_first"]
+    return batcher, first
+
+
+async def test_creations_made_during_a_statement_share_the_next() -> None:
+    conn = FakeConn(bad=set())
+    batcher, first = await one_out(conn)
+    rest = asyncio.gather(*(batcher.insert(new_run(f"run_{i}"), RATE) for i in range(10)))
+    await asyncio.sleep(0.01)
+    conn.gate.set()
+    await first
+    answers = await rest
     assert conn.batches == [[f"run_{i}" for i in range(10)]]
     assert [row["n"] for _, row in answers] == list(range(10))  # each caller its own row
     assert [event.run_id for event, _ in answers] == [f"run_{i}" for i in range(10)]
@@ -69,25 +86,31 @@ async def test_concurrent_creations_share_one_statement() -> None:
 
 async def test_a_failing_row_fails_alone() -> None:
     conn = FakeConn(bad={"run_3"})
-    batcher = CreationBatcher(FakePool(conn))  # type: ignore[arg-type]
-    answers = await asyncio.gather(
+    batcher, first = await one_out(conn)
+    rest = asyncio.gather(
         *(batcher.insert(new_run(f"run_{i}"), RATE) for i in range(5)), return_exceptions=True
     )
+    await asyncio.sleep(0.01)
+    conn.gate.set()
+    await first
+    answers = await rest
     assert isinstance(answers[3], asyncpg.exceptions.CheckViolationError)
-    ok = [a for i, a in enumerate(answers) if i != 3]
-    assert all(not isinstance(a, BaseException) for a in ok)
-    assert conn.singles == [f"run_{i}" for i in range(5)]  # retried one by one
+    assert all(not isinstance(a, BaseException) for i, a in enumerate(answers) if i != 3)
+    assert conn.batches == [[f"run_{i}" for i in range(5)]]
+    assert conn.singles == ["run_first"] + [f"run_{i}" for i in range(5)]  # one by one
 
 
 async def test_a_caller_gone_before_the_statement_is_left_out() -> None:
     conn = FakeConn(bad=set())
-    batcher = CreationBatcher(FakePool(conn))  # type: ignore[arg-type]
-    first = asyncio.ensure_future(batcher.insert(new_run("run_gone"), RATE))
+    batcher, first = await one_out(conn)
+    gone = asyncio.ensure_future(batcher.insert(new_run("run_gone"), RATE))
     kept = asyncio.ensure_future(batcher.insert(new_run("run_kept"), RATE))
-    await asyncio.sleep(0)  # both queued, the statement not sent yet
-    first.cancel()
+    await asyncio.sleep(0.01)  # both wait for the first statement
+    gone.cancel()
+    conn.gate.set()
+    await first
     _, row = await kept
     with pytest.raises(asyncio.CancelledError):
-        await first
-    assert conn.singles == ["run_kept"] and conn.batches == []
+        await gone
+    assert conn.singles == ["run_first", "run_kept"] and conn.batches == []
     assert row["id"] == "run_kept"

@@ -1,5 +1,6 @@
 """The worker's view of a run and of a stage's outcome (no I/O here)."""
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,32 @@ class RunRecord:
     @property
     def stages(self) -> list[dict[str, Any]]:
         return list(self.definition.get("stages") or [])
+
+    @classmethod
+    def from_row(
+        cls,
+        row: Mapping[str, Any],
+        definition: dict[str, Any],
+        stage_rows: Iterable[Mapping[str, Any]] = (),
+        *,
+        first_start: bool,
+    ) -> "RunRecord":
+        """The run to execute, from its `runs` row and its `stage_results` rows."""
+        rows = list(stage_rows)
+        return cls(
+            id=row["id"],
+            workflow_id=row["workflow_id"],
+            user_id=row["user_id"],
+            status="running",
+            input_text=row["input_text"] or "",
+            params=dict(row["params"] or {}),
+            attachment_ids=list(row["attachment_ids"] or []),
+            human_inputs=dict(row["human_inputs"] or {}),
+            definition=definition,
+            completed={s["stage_id"]: s["output"] for s in rows if s["status"] == "completed"},
+            started={s["stage_id"] for s in rows if s["status"] == "running"},
+            first_start=first_start,
+        )
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,10 @@ stage, run.completed), in one statement. Jobs that arrive while one transaction 
 share the next one: under load a handful of round trips carries tens of runs.
 """
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -19,6 +18,7 @@ import asyncpg
 from services.runs.events import event_json
 from services.runs.snapshot import run_snapshot
 from services.runs.worker.model import PurePlan, RunRecord
+from weftcore.batching import Batcher
 from weftcore.events import RUN_COMPLETED, RUN_STARTED, STAGE_COMPLETED, STAGE_STARTED, RunEvent
 from weftcore.ids import iso, new_id
 from weftcore.nats import event_subject
@@ -67,65 +67,37 @@ ORDER BY n
 """
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Job:
     run_id: str
     plan: Plan
-    done: "asyncio.Future[bool]" = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
 
 
 class PureRunBatcher:
     """`run(run_id, plan)`: True when the run was pending and pure and is now completed;
-    False when it is not for this path (the caller takes the step-by-step one)."""
+    False when it is not for this path (the caller takes the step-by-step one). One
+    transaction at a time, carrying every job that arrived meanwhile."""
 
     def __init__(
         self, pool: asyncpg.Pool, definitions: Definitions, max_batch: int = MAX_BATCH
     ) -> None:
         self._pool = pool
         self._definitions = definitions
-        self._max_batch = max_batch
-        self._waiting: list[_Job] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._batcher: Batcher[_Job, bool] = Batcher(
+            self._execute, max_batch=max_batch, max_in_flight=1
+        )
 
     async def run(self, run_id: str, plan: Plan) -> bool:
-        job = _Job(run_id, plan)
-        self._waiting.append(job)
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush(), name="pure-runs")
-        return await job.done
+        return await self._batcher.call(_Job(run_id, plan))
 
-    async def _flush(self) -> None:
+    async def _execute(self, batch: list[_Job]) -> list[bool | BaseException]:
         try:
-            while self._waiting:
-                batch = self._waiting[: self._max_batch]
-                del self._waiting[: self._max_batch]
-                await self._execute([job for job in batch if not job.done.done()])
-        finally:
-            self._flusher = None
-
-    async def _execute(self, batch: list[_Job]) -> None:
-        if not batch:
-            return
-        try:
-            outcomes = await self._transaction(batch)
+            return list(await self._transaction(batch))
         except asyncpg.PostgresError as exc:
             if len(batch) == 1:
-                _settle(batch[0], exc)
-                return
+                return [exc]
             log.warning("pure runs batch failed; one by one", extra={"error": repr(exc)})
-            for job in batch:
-                await self._execute([job])
-            return
-        except BaseException as exc:
-            for job in batch:
-                _settle(job, exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return
-        for job, outcome in zip(batch, outcomes, strict=True):
-            _settle(job, outcome)
+            return [(await self._execute([job]))[0] for job in batch]
 
     async def _transaction(self, batch: list[_Job]) -> list[bool]:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -143,7 +115,7 @@ class PureRunBatcher:
                     definition = await self._definitions(
                         conn, row["workflow_id"], row["workflow_version"]
                     )
-                    record = _record(row, definition)
+                    record = RunRecord.from_row(row, definition, first_start=True)
                     planned = await job.plan(record)
                 if planned is None or record is None or row is None:
                     outcomes.append(False)
@@ -153,30 +125,6 @@ class PureRunBatcher:
             if written:
                 await conn.execute(_WRITE, written[0][0]["db_now"], *_columns(written))
         return outcomes
-
-
-def _settle(job: _Job, outcome: bool | BaseException) -> None:
-    if job.done.done():
-        return
-    if isinstance(outcome, BaseException):
-        job.done.set_exception(outcome)
-    else:
-        job.done.set_result(outcome)
-
-
-def _record(row: Mapping[str, Any], definition: dict[str, Any]) -> RunRecord:
-    return RunRecord(
-        id=row["id"],
-        workflow_id=row["workflow_id"],
-        user_id=row["user_id"],
-        status="running",
-        input_text=row["input_text"] or "",
-        params=dict(row["params"] or {}),
-        attachment_ids=list(row["attachment_ids"] or []),
-        human_inputs=dict(row["human_inputs"] or {}),
-        definition=definition,
-        first_start=True,
-    )
 
 
 def _json(value: Any) -> str | None:

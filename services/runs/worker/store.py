@@ -135,20 +135,7 @@ class PgStore:
                 await record_event(conn, run_id, RUN_STARTED)
             definition = await self._definition(conn, row["workflow_id"], row["workflow_version"])
             stages = await conn.fetch(_STAGES, run_id)
-        return RunRecord(
-            id=run_id,
-            workflow_id=row["workflow_id"],
-            user_id=row["user_id"],
-            status="running",
-            input_text=row["input_text"] or "",
-            params=dict(row["params"] or {}),
-            attachment_ids=list(row["attachment_ids"] or []),
-            human_inputs=dict(row["human_inputs"] or {}),
-            definition=definition,
-            completed={s["stage_id"]: s["output"] for s in stages if s["status"] == "completed"},
-            started={s["stage_id"] for s in stages if s["status"] == "running"},
-            first_start=first_start,
-        )
+        return RunRecord.from_row(row, definition, stages, first_start=first_start)
 
     async def run_pure(
         self,
