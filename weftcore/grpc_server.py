@@ -4,15 +4,17 @@ import asyncio
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from weftcore.context import REQUEST_ID_METADATA, request_id_var
-from weftcore.errors import Internal, WeftError, to_status
+from weftcore.errors import Internal, WeftError, status_bytes, to_status
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Large enough for upload chunks and JSON documents; uploads stream in 256 KiB pieces.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -39,6 +41,17 @@ def refused(exc: Exception) -> WeftError:
         return exc
     log.exception("unhandled error in gRPC handler")
     return Internal("Internal error.")
+
+
+async def batch_item(request_id: str, answer: Awaitable[T]) -> tuple[T | None, bytes]:
+    """One item of a batch call, answered as its own call would be: in the caller's task
+    (asyncio.gather gives each its own), with its request id; (answer, b"") or (None, the
+    serialized error status)."""
+    request_id_var.set(request_id or "-")
+    try:
+        return await answer, b""
+    except Exception as exc:
+        return None, status_bytes(refused(exc))
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:

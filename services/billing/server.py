@@ -14,10 +14,8 @@ from services.billing.service import BillingService, Payer
 from weft.billing.v1 import billing_pb2 as pb
 from weft.billing.v1 import billing_pb2_grpc
 from weftcore.config import ServiceConfig
-from weftcore.context import request_id_var
 from weftcore.db import create_pool, ping
-from weftcore.errors import status_bytes
-from weftcore.grpc_server import GrpcServer, refused
+from weftcore.grpc_server import GrpcServer, batch_item
 from weftcore.ids import iso
 from weftcore.nats import connect, ensure_streams
 from weftcore.service import Check
@@ -94,12 +92,8 @@ class BillingServiceServicer(billing_pb2_grpc.BillingServiceServicer):
         return pb.ReserveManyResponse(outcomes=[outcomes[i] for i in range(len(requests))])
 
     async def _reserve_outcome(self, request: pb.ReserveRequest) -> pb.ReserveOutcome:
-        """One request of a batch, in its own task: its request id is its own."""
-        request_id_var.set(request.request_id or "-")
-        try:
-            return pb.ReserveOutcome(reservation=await self.Reserve(request, None))
-        except Exception as exc:
-            return pb.ReserveOutcome(error=status_bytes(refused(exc)))
+        answer, error = await batch_item(request.request_id, self.Reserve(request, None))
+        return pb.ReserveOutcome(reservation=answer, error=error)
 
     async def Capture(self, request: pb.CaptureRequest, context: Ctx) -> pb.CaptureResponse:
         result = await self.billing.capture(request.run_id, _usages(request.stages))

@@ -34,11 +34,10 @@ from weft.runs.v1 import runs_pb2 as pb
 from weft.runs.v1 import runs_pb2_grpc
 from weft.storage.v1 import storage_pb2_grpc
 from weftcore.config import ServiceConfig, env_str
-from weftcore.context import request_id_var
 from weftcore.db import create_pool, ping
-from weftcore.errors import InvalidArgument, status_bytes
+from weftcore.errors import InvalidArgument
 from weftcore.grpc_client import batched_rpc, open_channel
-from weftcore.grpc_server import GrpcServer, refused
+from weftcore.grpc_server import GrpcServer, batch_item
 from weftcore.ids import iso
 from weftcore.nats import connect, ensure_streams
 from weftcore.service import Check
@@ -107,12 +106,8 @@ class RunsServiceServicer(runs_pb2_grpc.RunsServiceServicer):
         return pb.CreateRunsResponse(outcomes=outcomes)
 
     async def _create_outcome(self, request: pb.CreateRunRequest) -> pb.CreateRunOutcome:
-        """One request of a batch, in its own task: its request id is its own."""
-        request_id_var.set(request.request_id or "-")
-        try:
-            return pb.CreateRunOutcome(response=await self._create_run(request))
-        except Exception as exc:
-            return pb.CreateRunOutcome(error=status_bytes(refused(exc)))
+        answer, error = await batch_item(request.request_id, self._create_run(request))
+        return pb.CreateRunOutcome(response=answer, error=error)
 
     async def _create_run(self, request: pb.CreateRunRequest) -> pb.CreateRunResponse:
         inp = CreateRunInput(
