@@ -112,11 +112,16 @@ class PureRunBatcher:
                 planned = None
                 record = None
                 if row is not None:
-                    definition = await self._definitions(
-                        conn, row["workflow_id"], row["workflow_version"]
-                    )
-                    record = RunRecord.from_row(row, definition, first_start=True)
-                    planned = await job.plan(record)
+                    try:
+                        definition = await self._definitions(
+                            conn, row["workflow_id"], row["workflow_version"]
+                        )
+                        record = RunRecord.from_row(row, definition, first_start=True)
+                        planned = await job.plan(record)
+                    except Exception:
+                        # This run's own problem: the step-by-step path reports it for
+                        # this run alone instead of failing the others here.
+                        log.exception("pure run not planned", extra={"run_id": job.run_id})
                 if planned is None or record is None or row is None:
                     outcomes.append(False)
                     continue
