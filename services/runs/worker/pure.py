@@ -46,7 +46,7 @@ WITH run AS (
            worker_id = NULL, human_input_request = NULL, cost_micros = u.cost,
            next_event_seq = u.next_seq
     FROM unnest($2::text[], $3::text[], $4::bigint[], $5::int[]) AS u (id, result, cost, next_seq)
-    WHERE r.id = u.id
+    WHERE r.id = u.id AND r.id = ANY($2::text[])  -- the index, however the join is planned
 ), stages AS (
     INSERT INTO stage_results (run_id, stage_index, stage_id, stage_type, status, output,
                                duration_ms, started_at, completed_at)
