@@ -205,8 +205,8 @@ class MinioStore:
 
     def _put_parts(self, key: str, stream: BinaryIO, content_type: str) -> None:
         # SDK's put_object(length=-1) keeps several copies of each part alive (it grows
-        # and re-slices its buffer); driving the multipart calls ourselves keeps exactly
-        # PARALLEL_PARTS parts in memory. These methods are private but stable across
+        # and re-slices its buffer); driving the multipart calls ourselves keeps at most
+        # PARALLEL_PARTS + 1 parts in memory. These methods are private but stable across
         # minio 7.x, which is pinned.
         client = self.client
         buffer = bytearray(PART_SIZE)
@@ -233,12 +233,14 @@ class MinioStore:
             while size:
                 number += 1
                 body: Any = buffer if size == PART_SIZE else bytes(memoryview(buffer)[:size])
+                if len(in_flight) == PARALLEL_PARTS:
+                    settle_oldest()
                 sent = self._part_senders.submit(
                     client._upload_part, self.bucket, key, body, None, upload_id, number
                 )
                 in_flight.append((number, sent, buffer))
-                if len(in_flight) == PARALLEL_PARTS:
-                    settle_oldest()
+                # Read the next part while these are sent (one more buffer): the last part
+                # then goes out as soon as its last byte is in, not after an earlier one.
                 buffer = spare.pop() if spare else bytearray(PART_SIZE)
                 size = stream.readinto(buffer)  # type: ignore[attr-defined]
             while in_flight:
