@@ -145,9 +145,11 @@ class ObjectStore(Protocol):
 class UnsignedPayloadMinio(Minio):
     """A minio client that signs request bodies as UNSIGNED-PAYLOAD, as the SDK itself
     does over TLS. Over plain HTTP the SDK would hash every part for the signature and
-    the server would hash it again to check: ~20% of an upload's CPU, for no integrity
-    the TCP checksum and our own whole-file sha256 do not already give. Headers, query
-    and credentials stay signed."""
+    the server would hash it again to check: ~20% of an upload's CPU. Headers, query and
+    credentials stay signed; what plain HTTP loses is tamper-evidence of the body, so
+    plain HTTP is for loopback or a private network only (WEFT_S3_SECURE otherwise).
+    The SDK's Content-MD5 over TLS is dropped too: only Object Lock buckets require it,
+    and ours have none."""
 
     def _build_headers(
         self,
