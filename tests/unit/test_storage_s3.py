@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from minio.datatypes import Part
 
+from services.storage import s3
 from services.storage.config import StorageConfig
-from services.storage.s3 import PARALLEL_PARTS, PART_SIZE, MinioStore, UnsignedPayloadMinio
+from services.storage.s3 import PART_SIZE, MinioStore, UnsignedPayloadMinio
 
 CONFIG = StorageConfig.from_env(
     {
@@ -76,7 +77,11 @@ def payload(size: int) -> bytes:
     return bytes(i % 251 for i in range(size))
 
 
-def test_parts_go_out_in_parallel_and_complete_in_order(store: MinioStore) -> None:
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_parts_complete_in_order_with_at_most_the_limit_in_flight(
+    store: MinioStore, monkeypatch: pytest.MonkeyPatch, parallel: int
+) -> None:
+    monkeypatch.setattr(s3, "PARALLEL_PARTS", parallel)
     data = payload(3 * PART_SIZE + 12345)
     sdk = FakeSDK()
     store.client = sdk  # type: ignore[assignment]
@@ -84,7 +89,7 @@ def test_parts_go_out_in_parallel_and_complete_in_order(store: MinioStore) -> No
     assert [p.part_number for p in sdk.completed or []] == [1, 2, 3, 4]
     assert [p.etag for p in sdk.completed or []] == ["etag-1", "etag-2", "etag-3", "etag-4"]
     assert b"".join(sdk.parts[n] for n in sorted(sdk.parts)) == data
-    assert sdk.max_in_flight == PARALLEL_PARTS
+    assert sdk.max_in_flight == parallel
     assert not sdk.aborted
 
 
