@@ -38,7 +38,11 @@ async def _sandbox_ms(sandbox: Sandbox, path: Path, kind: str) -> float:
 
 
 async def main() -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-extract-"))
+    with tempfile.TemporaryDirectory(prefix="bench-extract-") as name:
+        await measure(Path(name))
+
+
+async def measure(tmp: Path) -> None:
     csv_path = tmp / "rows.csv"
     csv_path.write_bytes(files.csv_bytes(4999))  # + header = 5,000 rows
     pdf_path = tmp / "pages.pdf"

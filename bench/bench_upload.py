@@ -7,6 +7,7 @@ Starts its own stack on free ports (about a minute). Run: .venv/bin/python -m be
 
 import asyncio
 import io
+import shutil
 import statistics
 import tempfile
 import time
@@ -67,6 +68,7 @@ async def main() -> None:
         print(f"  ratio: {100 * e2e_rate / direct_rate:.0f}% (target >= 60%)")
     finally:
         stack.stop()
+        shutil.rmtree(root, ignore_errors=True)  # its PostgreSQL, NATS and S3 data
 
 
 if __name__ == "__main__":
