@@ -13,7 +13,7 @@ from weft.storage.v1 import storage_pb2_grpc
 from weftcore.batching import Batcher
 from weftcore.grpc_client import batched_rpc, open_channel
 
-RunCreator = Batcher[runs_pb2.CreateRunRequest, runs_pb2.CreateRunResponse]
+CreateRunBatcher = Batcher[runs_pb2.CreateRunRequest, runs_pb2.CreateRunResponse]
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Services:
     storage: storage_pb2_grpc.StorageServiceStub
     billing: billing_pb2_grpc.BillingServiceStub
     # CreateRun, with this process's concurrent requests sharing CreateRuns calls.
-    create_run: RunCreator
+    create_run: CreateRunBatcher
 
     def health(self, name: str) -> health_pb2_grpc.HealthStub:
         return health_pb2_grpc.HealthStub(self.channels[name])
@@ -51,7 +51,7 @@ def connect_services(config: GatewayConfig) -> Services:
     )
 
 
-def batched_create_run(stub: runs_pb2_grpc.RunsServiceStub) -> RunCreator:
+def batched_create_run(stub: runs_pb2_grpc.RunsServiceStub) -> CreateRunBatcher:
     """`call(request)` answers its CreateRunResponse or raises its WeftError."""
     return batched_rpc(
         stub.CreateRuns,
