@@ -1,20 +1,18 @@
 """Object storage behind a small interface, with a minio-SDK implementation.
 
-The SDK is synchronous: uploads run in a dedicated thread pool and read from a
-`ChunkPipe`, a bounded hand-off from the event loop, so memory stays flat whatever
-the object's size (one S3 part plus a few chunks).
+The SDK is synchronous, so its calls run in dedicated thread pools. Multipart uploads
+send each part straight from a section of the upload's spool file (`FileSection`), a
+block at a time: memory stays flat whatever the object's size or the parts in flight.
 """
 
 import asyncio
 import io
 import logging
-import queue
-import threading
-from collections import deque
+import os
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 import urllib3
 from minio import Minio
@@ -25,121 +23,68 @@ from services.storage.config import StorageConfig
 
 log = logging.getLogger(__name__)
 
-PART_SIZE = 5 * 1024 * 1024  # the S3 minimum; bigger parts only cost memory
-# Parts of one upload sent at once. 2 is faster (the next part goes out while the server
-# still stores the previous one: 20 MB uploads at ~64% of a direct put instead of ~55%)
-# but each part in flight holds its 5 MiB buffer, and with 2 the storage service's peak
-# memory during a 40 MB upload measured 27-35 MiB here, over the 30 MB the streaming
-# test (and issue 5) allow; with 1 it measured 21-28 MiB.
-PARALLEL_PARTS = 1
+# Bytes read from a spool file per socket send; also all a part in flight holds.
+SEND_BLOCK = 128 * 1024
 
 
-class PipeAborted(Exception):
-    """The producer gave up (cap breached, client gone); the upload must not complete."""
+class FileSection(io.RawIOBase):
+    """`length` bytes of an open file from `offset`, as a seekable reader.
 
+    Reads use pread, so many sections of one file can be read at once from different
+    threads. `len()` gives the section's size (the Content-Length); seeking lets
+    urllib3 rewind the body when it retries a request."""
 
-class ChunkPipe(io.RawIOBase):
-    """A file-like reader fed chunk by chunk from the event loop, at most `depth` ahead.
-
-    `read()` runs in the upload thread and blocks until data arrives; `write()` is awaited
-    on the loop and waits while `depth` chunks are pending (backpressure to the client).
-    Every chunk handed to the reader is also passed to `tee` (e.g. a spool file).
-    """
-
-    def __init__(self, depth: int = 8, tee: Callable[[bytes], object] | None = None) -> None:
+    def __init__(self, fd: int, offset: int, length: int) -> None:
         super().__init__()
-        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue()
-        self._slots = asyncio.Semaphore(depth)
-        self._loop = asyncio.get_running_loop()
-        self._buffer = b""
-        self._eof = False
-        self._tee = tee
-        self._aborted = threading.Event()
-        self._reader_gone = False
+        self._fd = fd
+        self._offset = offset
+        self._length = length
+        self._position = 0
 
-    async def write_chunk(self, chunk: bytes) -> None:
-        """Queues `chunk`, waiting while the reader is `depth` chunks behind."""
-        await self._slots.acquire()
-        if self._reader_gone:
-            self._slots.release()  # wake the next waiter too
-            raise PipeAborted("the upload stopped reading")
-        self._queue.put(chunk)
-
-    def reader_gone(self) -> None:
-        """Called on the loop when the upload ended early, so writers stop waiting."""
-        self._reader_gone = True
-        self._slots.release()
-
-    def finish(self) -> None:
-        self._queue.put(None)
-
-    def abort(self) -> None:
-        self._aborted.set()
-        self._queue.put(PipeAborted("upload aborted"))
+    def __len__(self) -> int:
+        return self._length
 
     def readable(self) -> bool:
         return True
 
-    def _next(self) -> bytes:
-        """The next chunk from the loop, or b"" at the end."""
-        item = self._queue.get()
-        if isinstance(item, BaseException):
-            raise item
-        if item is None:
-            self._eof = True
-            return b""
-        self._loop.call_soon_threadsafe(self._slots.release)
-        if self._aborted.is_set():
-            raise PipeAborted("upload aborted")
-        if self._tee is not None:
-            self._tee(item)
-        return item
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, position: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self._length}
+        self._position = min(max(0, base[whence] + position), self._length)
+        return self._position
 
     def read(self, size: int = -1) -> bytes:  # type: ignore[override]
-        """Up to `size` bytes (all when negative), blocking until that many or EOF.
-
-        Returning whole parts in one piece matters: the SDK grows its part buffer by
-        concatenation, so many small reads would cost several copies of each part.
-        """
-        pieces = [self._buffer] if self._buffer else []
-        have = len(self._buffer)
-        self._buffer = b""
-        while (size < 0 or have < size) and not self._eof:
-            pieces.append(self._next())
-            have += len(pieces[-1])
-        if 0 <= size < have:
-            # Split only the last chunk, never the whole part.
-            last = pieces.pop()
-            keep = len(last) - (have - size)
-            pieces.append(last[:keep])
-            self._buffer = last[keep:]
-        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-        pieces.clear()
+        left = self._length - self._position
+        if size < 0 or size > left:
+            size = left
+        data = os.pread(self._fd, size, self._offset + self._position) if size else b""
+        if len(data) < size:
+            raise OSError(f"spool file ended {size - len(data)} bytes early")
+        self._position += len(data)
         return data
 
-    def readinto(self, buffer: Any) -> int:
-        """Fills `buffer` completely unless the stream ends first; returns the count."""
-        view = memoryview(buffer).cast("B")
-        filled = 0
-        while filled < len(view) and not (self._eof and not self._buffer):
-            if not self._buffer:
-                self._buffer = self._next()
-                if not self._buffer:
-                    break
-            n = min(len(view) - filled, len(self._buffer))
-            view[filled : filled + n] = self._buffer[:n]
-            self._buffer = self._buffer[n:]
-            filled += n
-        return filled
+
+class MultipartStore(Protocol):
+    """The writes a `SpooledUpload` makes."""
+
+    async def put_file(self, key: str, path: Path, content_type: str) -> None: ...
+    async def start_multipart(self, key: str, content_type: str) -> str: ...
+    async def put_part(
+        self, key: str, upload_id: str, number: int, fd: int, offset: int, length: int
+    ) -> str: ...
+    async def complete_multipart(self, key: str, upload_id: str, etags: list[str]) -> None: ...
+    async def abort_multipart(self, key: str, upload_id: str) -> None: ...
 
 
-class ObjectStore(Protocol):
+class ObjectStore(MultipartStore, Protocol):
     """What the storage service needs from S3."""
 
     async def ensure_bucket(self) -> None: ...
-    async def put_stream(self, key: str, stream: BinaryIO, content_type: str) -> None: ...
-    async def put_bytes(self, key: str, data: bytes, content_type: str) -> None: ...
-    async def put_file(self, key: str, path: Path, content_type: str) -> None: ...
     async def get_bytes(self, key: str) -> bytes: ...
     async def remove(self, key: str) -> None: ...
     async def ping(self) -> bool: ...
@@ -152,31 +97,33 @@ class UnsignedPayloadMinio(Minio):
     credentials stay signed; what plain HTTP loses is tamper-evidence of the body, so
     plain HTTP is for loopback or a private network only (WEFT_S3_SECURE otherwise).
     The SDK's Content-MD5 over TLS is dropped too: only Object Lock buckets require it,
-    and ours have none."""
+    and ours have none. Bodies may also be `FileSection`s, streamed by urllib3."""
 
     def _build_headers(
         self,
         host: str,
         headers: dict[str, Any] | None = None,
-        body: bytes | None = None,
+        body: Any = None,
         creds: Any = None,
     ) -> tuple[dict[str, Any], Any]:
-        if not body or creds is None:
+        if not body:
             return super()._build_headers(host, headers, body, creds)  # type: ignore[no-any-return]
         built, date = super()._build_headers(host, headers, None, creds)
         built["Content-Length"] = str(len(body))
-        built["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD"
+        if creds is not None:
+            built["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD"
         return built, date
 
 
 class MinioStore:
     """ObjectStore on the minio SDK (MinIO in production, SeaweedFS locally)."""
 
-    def __init__(self, config: StorageConfig, max_concurrent_uploads: int = 16) -> None:
+    def __init__(self, config: StorageConfig, max_concurrent_calls: int = 32) -> None:
         http = urllib3.PoolManager(
-            maxsize=max_concurrent_uploads,
+            maxsize=max_concurrent_calls,
             timeout=urllib3.Timeout(connect=5.0, read=60.0),
             retries=urllib3.Retry(total=3, backoff_factor=0.2),
+            blocksize=SEND_BLOCK,
         )
         self.client = UnsignedPayloadMinio(
             config.s3_endpoint,
@@ -187,13 +134,8 @@ class MinioStore:
             http_client=http,
         )
         self.bucket = config.s3_bucket
-        # Own threads: uploads block on their pipe for as long as the client sends, so
-        # they must not starve asyncio's default executor.
-        self._executor = ThreadPoolExecutor(max_concurrent_uploads, thread_name_prefix="s3")
-        # Separate, so part sends never wait behind uploads that wait on their parts.
-        self._part_senders = ThreadPoolExecutor(
-            max_concurrent_uploads * PARALLEL_PARTS, thread_name_prefix="s3-part"
-        )
+        # Own threads, so slow S3 calls never starve asyncio's default executor.
+        self._executor = ThreadPoolExecutor(max_concurrent_calls, thread_name_prefix="s3")
 
     async def _call(self, fn: Callable[..., object], *args: object, **kwargs: object) -> object:
         loop = asyncio.get_running_loop()
@@ -208,80 +150,42 @@ class MinioStore:
                 if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     raise
 
-    def _put_parts(self, key: str, stream: BinaryIO, content_type: str) -> None:
-        # SDK's put_object(length=-1) keeps several copies of each part alive (it grows
-        # and re-slices its buffer); driving the multipart calls ourselves keeps exactly
-        # PARALLEL_PARTS parts in memory. These methods are private but stable across
-        # minio 7.x, which is pinned.
-        client = self.client
-        buffer = bytearray(PART_SIZE)
-        size = stream.readinto(buffer)  # type: ignore[attr-defined]
-        if size < PART_SIZE:
-            data = bytes(memoryview(buffer)[:size])
-            client.put_object(self.bucket, key, io.BytesIO(data), size, content_type=content_type)
-            return
-        upload_id = client._create_multipart_upload(
-            self.bucket, key, {"Content-Type": content_type}
-        )
-        # Parts in flight, oldest first, each with the buffer it owns until it is sent.
-        in_flight: deque[tuple[int, Future[str], bytearray]] = deque()
-        parts: list[Part] = []
-        spare: list[bytearray] = []
-
-        def settle_oldest() -> None:
-            number, sent, owned = in_flight.popleft()
-            parts.append(Part(number, sent.result()))
-            spare.append(owned)
-
-        try:
-            number = 0
-            while size:
-                number += 1
-                # The last, shorter part is a view of the buffer, not a copy of it.
-                body: Any = buffer if size == PART_SIZE else memoryview(buffer)[:size]
-                sent = self._part_senders.submit(
-                    client._upload_part, self.bucket, key, body, None, upload_id, number
-                )
-                in_flight.append((number, sent, buffer))
-                if len(in_flight) == PARALLEL_PARTS:
-                    settle_oldest()
-                buffer = spare.pop() if spare else bytearray(PART_SIZE)
-                size = stream.readinto(buffer)  # type: ignore[attr-defined]
-            while in_flight:
-                settle_oldest()
-            client._complete_multipart_upload(self.bucket, key, upload_id, parts)
-        except BaseException:
-            for _, sent, _ in in_flight:
-                sent.cancel()
-            wait([sent for _, sent, _ in in_flight])
-            try:
-                client._abort_multipart_upload(self.bucket, key, upload_id)
-            except Exception:
-                log.warning("could not abort multipart upload", extra={"key": key})
-            raise
-
-    async def put_stream(self, key: str, stream: BinaryIO, content_type: str) -> None:
-        await self._call(self._put_parts, key, stream, content_type)
-
-    async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
-        await self._call(
-            self.client.put_object,
-            self.bucket,
-            key,
-            io.BytesIO(data),
-            len(data),
-            content_type=content_type,
-        )
-
     async def put_file(self, key: str, path: Path, content_type: str) -> None:
-        await self._call(
-            self.client.fput_object,
-            self.bucket,
-            key,
-            str(path),
-            content_type=content_type,
-            part_size=PART_SIZE,
+        def put() -> None:
+            with path.open("rb") as file:
+                length = os.fstat(file.fileno()).st_size
+                body = FileSection(file.fileno(), 0, length) if length else b""
+                headers = {"Content-Type": content_type}
+                self.client._put_object(self.bucket, key, body, headers)  # type: ignore[arg-type]
+
+        await self._call(put)
+
+    # The multipart calls are the SDK's private methods: its public put_object reads
+    # whole parts into memory, and they are stable across minio 7.x, which is pinned.
+
+    async def start_multipart(self, key: str, content_type: str) -> str:
+        upload_id = await self._call(
+            self.client._create_multipart_upload, self.bucket, key, {"Content-Type": content_type}
         )
+        assert isinstance(upload_id, str)
+        return upload_id
+
+    async def put_part(
+        self, key: str, upload_id: str, number: int, fd: int, offset: int, length: int
+    ) -> str:
+        body = FileSection(fd, offset, length)
+        etag = await self._call(
+            self.client._upload_part, self.bucket, key, body, None, upload_id, number
+        )
+        assert isinstance(etag, str)
+        return etag
+
+    async def complete_multipart(self, key: str, upload_id: str, etags: list[str]) -> None:
+        parts = [Part(number, etag) for number, etag in enumerate(etags, start=1)]
+        await self._call(self.client._complete_multipart_upload, self.bucket, key, upload_id, parts)
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        await self._call(self.client._abort_multipart_upload, self.bucket, key, upload_id)
 
     async def get_bytes(self, key: str) -> bytes:
         def fetch() -> bytes:
@@ -308,4 +212,3 @@ class MinioStore:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
-        self._part_senders.shutdown(wait=False, cancel_futures=True)

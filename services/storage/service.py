@@ -8,22 +8,19 @@ import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol, cast
+from typing import Protocol
 
 from services.storage.config import StorageConfig
 from services.storage.detect import SNIFF_BYTES, cap_for, detect, sanitize_filename
 from services.storage.errors import PayloadTooLarge
 from services.storage.extract import ExtractResult, Limits
 from services.storage.repository import AttachmentRecord, AttachmentRepository
-from services.storage.s3 import ChunkPipe, ObjectStore
-from weftcore.errors import InvalidArgument, NotFound, Unavailable, WeftError
+from services.storage.s3 import ObjectStore
+from services.storage.spooled_upload import SpooledUpload
+from weftcore.errors import InvalidArgument, NotFound, Unavailable
 from weftcore.ids import has_prefix, new_id
 
 log = logging.getLogger(__name__)
-
-# Chunks (256 KiB from the gateway) queued for the S3 thread: a bit more than one part,
-# so the next part arrives while the previous one is being sent.
-PIPE_DEPTH = 24
 
 
 class Extractor(Protocol):
@@ -176,49 +173,46 @@ class StorageService:
         text_path: Path,
         text_key: str,
     ) -> tuple[int, str, "asyncio.Task[tuple[ExtractResult, str | None]]"]:
-        """Streams head + rest to S3 and the spool file; returns (size, sha256 hex, the
-        extraction task), extraction and storing its text starting as soon as the spool
-        is complete, so they overlap the last S3 parts."""
+        """Streams head + rest to the spool file and from it to S3; returns (size,
+        sha256 hex, the extraction task). Parts go to S3 as soon as the spool holds
+        them; extraction and storing its text start as soon as the spool is complete,
+        so they overlap the last parts."""
         hasher = hashlib.sha256()
         size = 0
         extraction: asyncio.Task[tuple[ExtractResult, str | None]] | None = None
-        pipe = ChunkPipe(depth=PIPE_DEPTH)
-        upload = asyncio.create_task(self.store.put_stream(key, cast(BinaryIO, pipe), content_type))
-        upload.add_done_callback(lambda _: pipe.reader_gone())
         spool_file = spool.open("wb")
+        upload = SpooledUpload(self.store, key, content_type, spool)
 
-        async def feed(chunk: bytes) -> None:
+        def feed(chunk: bytes) -> None:
             nonlocal size
             size += len(chunk)
             if size > cap:
                 raise self._too_large(cap, kind)
             hasher.update(chunk)
             spool_file.write(chunk)  # page cache; cheaper than another thread hop
-            await pipe.write_chunk(chunk)
+            if upload.due(size):
+                spool_file.flush()  # the part's sender reads the file, not our buffer
+                upload.grown(size)
 
         try:
             if head:
-                await feed(head)
+                feed(head)
             async for chunk in rest:
-                await feed(chunk)
-            pipe.finish()
+                feed(chunk)
             spool_file.close()
             extraction = asyncio.create_task(self._extract(spool, kind, text_path, text_key))
-            await upload
-        except BaseException as exc:
-            pipe.abort()
+            try:
+                await upload.finish(size)
+            except Exception as exc:
+                log.error("S3 upload failed", exc_info=exc)
+                raise Unavailable("Object storage is unavailable. Retry later.") from None
+        except BaseException:
             spool_file.close()
-            with contextlib.suppress(BaseException):
-                await upload
+            await upload.abort()
             if extraction is not None:
                 with contextlib.suppress(BaseException):
                     await extraction
             await self._remove(key, text_key)
-            if isinstance(exc, WeftError | asyncio.CancelledError) or upload.cancelled():
-                raise
-            if upload.done() and upload.exception() is not None:
-                log.error("S3 upload failed", exc_info=upload.exception())
-                raise Unavailable("Object storage is unavailable. Retry later.") from None
             raise
         return size, hasher.hexdigest(), extraction
 

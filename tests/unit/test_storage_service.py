@@ -1,10 +1,9 @@
 """The upload flow with fakes behind ObjectStore / AttachmentRepository (no network)."""
 
-import asyncio
 import hashlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import BinaryIO
 
 import pytest
 
@@ -34,28 +33,33 @@ class FakeStore:
         self.objects: dict[str, bytes] = {}
         self.removed: list[str] = []
         self.fail_put = fail_put
-        self.max_read = 0
+        self.uploads: dict[str, list[bytes]] = {}
 
     async def ensure_bucket(self) -> None:
         return None
 
-    async def put_stream(self, key: str, stream: BinaryIO, content_type: str) -> None:
-        def consume() -> bytes:
-            data = bytearray()
-            while chunk := stream.read(64 * 1024):
-                self.max_read = max(self.max_read, len(chunk))
-                if self.fail_put:
-                    raise OSError("S3 is down")
-                data += chunk
-            return bytes(data)
-
-        self.objects[key] = await asyncio.to_thread(consume)
-
-    async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
-        self.objects[key] = data
-
     async def put_file(self, key: str, path: Path, content_type: str) -> None:
+        if self.fail_put:
+            raise OSError("S3 is down")
         self.objects[key] = path.read_bytes()
+
+    async def start_multipart(self, key: str, content_type: str) -> str:
+        self.uploads[key] = []
+        return key
+
+    async def put_part(
+        self, key: str, upload_id: str, number: int, fd: int, offset: int, length: int
+    ) -> str:
+        if self.fail_put:
+            raise OSError("S3 is down")
+        self.uploads[upload_id].append(os.pread(fd, length, offset))
+        return f"etag-{number}"
+
+    async def complete_multipart(self, key: str, upload_id: str, etags: list[str]) -> None:
+        self.objects[key] = b"".join(self.uploads.pop(upload_id))
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        self.uploads.pop(upload_id)
 
     async def get_bytes(self, key: str) -> bytes:
         return self.objects[key]
@@ -214,24 +218,3 @@ def test_truncate_text_stays_within_the_budget() -> None:
     assert cut and len(text) <= 500 and "of 10,000 characters" in text
     assert truncate_text("short", 500) == ("short", False)
     assert truncate_text("z" * 900, 0) == ("z" * 900, False)
-
-
-async def test_chunk_pipe_fills_whole_parts_and_keeps_the_bytes() -> None:
-    from services.storage.s3 import ChunkPipe
-
-    data = bytes(range(256)) * 5000  # 1,280,000 bytes in uneven chunks
-    pipe = ChunkPipe(depth=2)
-    parts: list[bytes] = []
-
-    def consume() -> None:
-        buffer = bytearray(300_000)
-        while n := pipe.readinto(buffer):
-            parts.append(bytes(buffer[:n]))
-
-    reader = asyncio.create_task(asyncio.to_thread(consume))
-    for i in range(0, len(data), 70_001):
-        await pipe.write_chunk(data[i : i + 70_001])
-    pipe.finish()
-    await reader
-    assert b"".join(parts) == data
-    assert [len(p) for p in parts[:-1]] == [300_000] * (len(parts) - 1)
