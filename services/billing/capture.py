@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from services.billing.pricing import Usage
+from services.billing.repository import FreeCapture
 from services.billing.service import BillingService
 from weftcore.errors import InvalidArgument, NotFound
 from weftcore.events import RUN_CANCELED, RUN_COMPLETED, RUN_CREATED, RUN_FAILED, RunEvent
@@ -122,7 +123,7 @@ class CaptureConsumer:
                 continue
             if event.type == RUN_CREATED:
                 created.append((msg, event))
-            elif event.terminal and not any(u.input_tokens or u.output_tokens for u in usages):
+            elif event.terminal and not _spent_tokens(usages):
                 free.append((msg, event))
             else:
                 rest.append(msg)
@@ -137,18 +138,20 @@ class CaptureConsumer:
                 for msg, _ in created:
                     await msg.ack()
                 created = []
-        captured: set[str] = set()
+        done = FreeCapture(set(), set())
         if len(free) > 1:
             try:
-                captured = await self.billing.capture_free([event.run_id for _, event in free])
+                done = await self.billing.capture_free([event.run_id for _, event in free])
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("batch capture failed; will capture one by one")
         for msg, event in free:
-            if event.run_id in captured:
+            if event.run_id in done.captured:
                 await msg.ack()
                 log.info("captured", extra={"run_id": event.run_id, "captured_micros": 0})
+            elif event.run_id in done.unreserved:
+                await msg.ack()  # a free run that never reserved: nothing to capture
             else:
                 rest.append(msg)
         for msg in [m for m, _ in created] + rest:
@@ -181,8 +184,10 @@ class CaptureConsumer:
         try:
             result = await self.billing.capture(event.run_id, usages)
         except NotFound:
-            # Runs that never reserved (created before billing, or free): nothing to capture.
-            log.warning("terminal event without reservation", extra={"run_id": event.run_id})
+            # Free runs on a user's own account never reserve; for any other run this
+            # means it was created before billing kept reservations. Nothing to capture.
+            if _spent_tokens(usages):
+                log.warning("terminal event without reservation", extra={"run_id": event.run_id})
             await msg.ack()
             return
         except InvalidArgument as exc:
@@ -205,3 +210,7 @@ class CaptureConsumer:
                 "already_captured": result.already_captured,
             },
         )
+
+
+def _spent_tokens(usages: list[Usage]) -> bool:
+    return any(u.input_tokens or u.output_tokens for u in usages)

@@ -388,15 +388,28 @@ WITH res AS (
     SELECT ids.entry_id, closed.account_id, 'capture', 0, closed.run_id, closed.user_id, ''
     FROM closed JOIN unnest($1::text[], $2::text[]) AS ids (run_id, entry_id) USING (run_id)
 )
-SELECT run_id FROM closed
+SELECT run_id, true AS captured FROM closed
+UNION ALL
+SELECT u.run_id, false FROM unnest($1::text[]) AS u (run_id)
+WHERE NOT EXISTS (SELECT 1 FROM reservations r WHERE r.run_id = u.run_id)
 """
 
 
-async def capture_free(conn: asyncpg.Connection, run_ids: list[str]) -> set[str]:
+@dataclass(frozen=True)
+class FreeCapture:
+    captured: set[str]  # open, held nothing: now captured at zero
+    unreserved: set[str]  # never reserved (free runs on their own account): nothing to do
+
+
+async def capture_free(conn: asyncpg.Connection, run_ids: list[str]) -> FreeCapture:
     """Captures, at zero, the runs of `run_ids` whose reservation is open and held
-    nothing; answers those it captured (the others need the general capture)."""
+    nothing, and finds those that never reserved; any other run of `run_ids` needs the
+    general capture."""
     rows = await conn.fetch(_CAPTURE_FREE, run_ids, [new_id("led") for _ in run_ids])
-    return {row["run_id"] for row in rows}
+    return FreeCapture(
+        captured={row["run_id"] for row in rows if row["captured"]},
+        unreserved={row["run_id"] for row in rows if not row["captured"]},
+    )
 
 
 async def is_unconfirmed(conn: asyncpg.Connection, run_id: str) -> bool:

@@ -271,9 +271,10 @@ class BillingService:
         async with self.pool.acquire() as conn:
             await repo.confirm_reservations(conn, run_ids)
 
-    async def capture_free(self, run_ids: list[str]) -> set[str]:
+    async def capture_free(self, run_ids: list[str]) -> repo.FreeCapture:
         """capture(run_id, usages that cost nothing) for many runs at once, for those that
-        also held nothing; answers the runs it captured. Any other (already captured,
+        also held nothing; answers the runs it captured and those that never reserved
+        (free runs on a user's own account skip billing). Any other (already captured,
         or held credits to give back) needs `capture`."""
         async with self.pool.acquire() as conn:  # one statement: its own transaction
             return await repo.capture_free(conn, run_ids)

@@ -20,7 +20,7 @@ from weft.billing.v1 import billing_pb2, billing_pb2_grpc
 from weft.storage.v1 import storage_pb2, storage_pb2_grpc
 from weftcore.batching import Batcher
 from weftcore.context import request_id_var
-from weftcore.errors import InvalidArgument, NotFound, WeftError, from_rpc_error
+from weftcore.errors import FailedPrecondition, InvalidArgument, NotFound, WeftError, from_rpc_error
 from weftcore.events import RunEvent
 from weftcore.ids import new_id
 from weftcore.tokens import estimate_tokens
@@ -243,17 +243,7 @@ class RunCreator:
                 return replay
         run_id = new_id("run")
         stages = await self._estimate(caller, definition, _with_ids(inp, attachment_ids), params)
-        payer = billing_pb2.Payer(user_id=caller.user_id, team_id=caller.team_id, plan=caller.plan)
-        reserve = billing_pb2.ReserveRequest(
-            run_id=run_id, payer=payer, stages=stages, request_id=request_id_var.get()
-        )
-        try:
-            if self._reserve_batcher is not None:
-                await self._reserve_batcher.call(reserve)
-            else:
-                await self._billing.Reserve(reserve, timeout=10)
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from None
+        reserved = await self._reserve(caller, run_id, stages)
         new = repo.NewRun(
             id=run_id,
             workflow_id=workflow["id"],
@@ -269,11 +259,37 @@ class RunCreator:
         try:
             out = await self._commit(caller, new, inp.idempotency)
         except BaseException:
-            await asyncio.shield(self._release(run_id))
+            if reserved:
+                await asyncio.shield(self._release(run_id))
             raise
-        if out.replayed:
+        if out.replayed and reserved:
             await asyncio.shield(self._release(run_id))
         return out
+
+    async def _reserve(
+        self, caller: Caller, run_id: str, stages: list[billing_pb2.StageEstimate]
+    ) -> bool:
+        """Holds the run's estimate in billing; False when there is nothing to hold.
+
+        A run with no priced stage on a user's own account can cost nothing and needs
+        no allocation check, so it skips billing: no reservation, no capture, no ledger
+        entries of zero. A team member's free run still asks (NO_ALLOCATION applies)."""
+        if not stages and not caller.team_id:
+            if caller.plan not in PAID_PLANS:
+                raise FailedPrecondition("API access needs a paid plan.", code="PAID_PLAN_REQUIRED")
+            return False
+        payer = billing_pb2.Payer(user_id=caller.user_id, team_id=caller.team_id, plan=caller.plan)
+        reserve = billing_pb2.ReserveRequest(
+            run_id=run_id, payer=payer, stages=stages, request_id=request_id_var.get()
+        )
+        try:
+            if self._reserve_batcher is not None:
+                await self._reserve_batcher.call(reserve)
+            else:
+                await self._billing.Reserve(reserve, timeout=10)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from None
+        return True
 
     async def _peek(self, caller: Caller, idem: IdempotencyRequest) -> CreateRunOutput | None:
         peek = getattr(self._idempotency, "peek", None)

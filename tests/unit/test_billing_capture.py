@@ -6,6 +6,7 @@ import pytest
 
 from services.billing.capture import CaptureConsumer, usages_from_event
 from services.billing.pricing import Usage
+from services.billing.repository import FreeCapture
 from services.billing.service import CaptureResult
 from weftcore.errors import InvalidArgument, NotFound
 from weftcore.events import RunEvent
@@ -48,13 +49,17 @@ class FakeBilling:
     async def confirm_many(self, run_ids: list[str]) -> None:
         self.log.append(f"confirm_many {','.join(run_ids)}")
 
-    async def capture_free(self, run_ids: list[str]) -> set[str]:
+    async def capture_free(self, run_ids: list[str]) -> FreeCapture:
         self.log.append(f"capture_free {','.join(run_ids)}")
         if self.fail is not None:
             raise self.fail
-        return {r for r in run_ids if r not in self.holding}
+        return FreeCapture(
+            captured={r for r in run_ids if r not in self.holding | self.unreserved},
+            unreserved={r for r in run_ids if r in self.unreserved},
+        )
 
     holding: set[str] = set()  # runs whose reservation held credits (capture_free skips)
+    unreserved: set[str] = set()  # runs that never reserved (free, own account)
 
 
 def event(
@@ -170,6 +175,17 @@ async def test_free_runs_that_held_credits_take_the_general_capture() -> None:
         batch(log, ("da", event(FREE, "run_a")), ("db", event([], "run_b")))
     )
     assert log == ["capture_free run_a,run_b", "ack da", "commit", "ack db"]
+
+
+async def test_free_runs_that_never_reserved_are_acked_without_a_capture() -> None:
+    log: list[str] = []
+    billing = FakeBilling(log)
+    billing.unreserved = {"run_b"}  # a template-only run on its owner's account
+    await consumer(billing).handle_batch(
+        batch(log, ("da", event(FREE, "run_a")), ("db", event([], "run_b")))
+    )
+    assert log == ["capture_free run_a,run_b", "ack da", "ack db"]
+    assert billing.calls == []
 
 
 async def test_a_failed_batch_capture_falls_back_one_by_one() -> None:
