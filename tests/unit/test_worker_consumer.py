@@ -48,6 +48,11 @@ class FakeExecutor:
             raise self.outcome
         return self.outcome
 
+    room = 16  # runs that could start stage by stage now
+
+    def stepwise_room(self) -> int:
+        return self.room
+
 
 def consumer(outcome: Outcome | Exception) -> tuple[JobConsumer, FakeExecutor]:
     executor = FakeExecutor(outcome)
@@ -94,3 +99,26 @@ async def test_malformed_job_is_terminated_without_executing() -> None:
 )
 def test_run_id_of(data: bytes, run_id: str | None) -> None:
     assert run_id_of(FakeMsg(data)) == run_id  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("room", "jobs_in_flight", "asked"), [(3, 128, 3), (16, 5, 5)])
+async def test_a_fetch_asks_for_no_more_jobs_than_there_is_room_for(
+    room: int, jobs_in_flight: int, asked: int
+) -> None:
+    sizes: list[int] = []
+
+    class FakeSub:
+        async def fetch(self, batch: int, timeout: float) -> list[Any]:
+            sizes.append(batch)
+            job.stop()
+            return []
+
+    class FakeJS:
+        async def pull_subscribe(self, *args: Any, **kwargs: Any) -> FakeSub:
+            return FakeSub()
+
+    executor = FakeExecutor(Outcome.DONE)
+    executor.room = room  # e.g. LLM runs busy: their jobs should wait in JetStream
+    job = JobConsumer(FakeJS(), executor, ConsumerSettings(jobs_in_flight=jobs_in_flight))  # type: ignore[arg-type]
+    await job.run()
+    assert sizes == [asked]

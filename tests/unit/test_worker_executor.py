@@ -1,6 +1,7 @@
 """Executor logic with fakes: order, resume after a crash, failures, human review, fencing."""
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -401,3 +402,60 @@ async def test_duplicate_job_in_the_same_process_is_dropped() -> None:
     first, second = await asyncio.gather(executor.execute("run_1"), executor.execute("run_1"))
     assert (first, second) == (Outcome.DONE, Outcome.DONE)
     assert len(llm.calls) == 1 and store.status == "completed"
+
+
+class CountingLLM(FakeLLM):
+    """Slow answers; remembers how many calls overlapped at most."""
+
+    def __init__(self) -> None:
+        super().__init__(delay=0.1)
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    async def chat(self, model_id: str, messages: list[dict[str, str]], **kw: Any) -> ChatResult:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await super().chat(model_id, messages, **kw)
+        finally:
+            self.in_flight -= 1
+
+
+class ManyRuns(FakeStore):
+    """Every run id is a run of its own with the same stages."""
+
+    async def claim(self, run_id: str, worker_id: str) -> RunRecord | None:
+        self.status = "pending"
+        run = await super().claim(run_id, worker_id)
+        return None if run is None else replace(run, id=run_id)
+
+    async def complete_stage(
+        self, run: RunRecord, worker_id: str, index: int, result: StageResult
+    ) -> bool:
+        self.log.append(("complete", run.id))  # the stage rows are per run: not shared
+        return True
+
+
+async def test_at_most_concurrency_runs_go_stage_by_stage_and_waiting_jobs_stay_alive() -> None:
+    llm = CountingLLM()
+    executor = make_executor(
+        ManyRuns(make_run(TWO_STAGES)), llm, concurrency=2, job_keepalive_seconds=0.03
+    )
+    keepalives: dict[str, int] = {}
+    room_seen: list[int] = []
+
+    async def job(run_id: str) -> Outcome:
+        async def progress() -> None:
+            keepalives[run_id] = keepalives.get(run_id, 0) + 1
+
+        return await executor.execute(run_id, progress)
+
+    jobs = [asyncio.create_task(job(f"run_{i}")) for i in range(5)]
+    while not all(j.done() for j in jobs):
+        room_seen.append(executor.stepwise_room())
+        await asyncio.sleep(0.01)
+    assert [j.result() for j in jobs] == [Outcome.DONE] * 5
+    assert llm.max_in_flight == 2 and len(llm.calls) == 5
+    assert min(room_seen) == 2 - 5  # all five wanted a slot: the consumer fetches none
+    assert executor.stepwise_room() == 2
+    assert keepalives.get("run_4", 0) >= 1  # queued longest: told JetStream it lives

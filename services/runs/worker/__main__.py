@@ -68,13 +68,18 @@ async def serve(config: WorkerConfig) -> None:
 
         store = PgStore(pool, config.stale_seconds)
         executor = Executor(
-            store, services, config.worker_id, heartbeat_seconds=config.heartbeat_seconds
+            store,
+            services,
+            config.worker_id,
+            heartbeat_seconds=config.heartbeat_seconds,
+            concurrency=config.concurrency,
+            job_keepalive_seconds=config.ack_wait_seconds / 3,
         )
         consumer = JobConsumer(
             js,
             executor,
             ConsumerSettings(
-                concurrency=config.concurrency,
+                jobs_in_flight=config.jobs_in_flight,
                 ack_wait_seconds=config.ack_wait_seconds,
                 max_deliver=config.max_deliver,
             ),
@@ -109,6 +114,7 @@ async def serve(config: WorkerConfig) -> None:
             extra={
                 "worker_id": config.worker_id,
                 "concurrency": config.concurrency,
+                "jobs_in_flight": config.jobs_in_flight,
                 "ssrf": describe(policy),
             },
         )

@@ -20,7 +20,8 @@ class WorkerConfig:
     grace_seconds: float
     # Unique per process start: a restarted worker must not pass for its dead self.
     worker_id: str
-    concurrency: int
+    concurrency: int  # runs executed stage by stage at once (LLM, HTTP, review)
+    jobs_in_flight: int  # jobs held at once; template-only runs among them batch
     heartbeat_seconds: float
     stale_seconds: float  # a running run with an older heartbeat has no live worker
     pending_recovery_seconds: float
@@ -43,6 +44,7 @@ class WorkerConfig:
             grace_seconds=env_float("WEFT_GRACE_SECONDS", 10.0, source),
             worker_id=f"{base}-{secrets.token_hex(4)}",
             concurrency=env_int("WEFT_WORKER_CONCURRENCY", 16, source),
+            jobs_in_flight=env_int("WEFT_WORKER_JOBS_IN_FLIGHT", 128, source),
             heartbeat_seconds=heartbeat,
             stale_seconds=env_float("WEFT_WORKER_STALE_SECONDS", max(10.0, heartbeat * 5), source),
             pending_recovery_seconds=env_float(

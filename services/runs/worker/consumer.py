@@ -27,7 +27,9 @@ DURABLE = "runs-worker"
 
 @dataclass(frozen=True)
 class ConsumerSettings:
-    concurrency: int = 8  # runs in flight per worker process
+    # Jobs a worker process holds at once. Template-only runs among them are computed
+    # together, several per transaction; the executor caps the others separately.
+    jobs_in_flight: int = 128
     ack_wait_seconds: float = 30.0
     max_deliver: int = 20
     retry_delay_seconds: float = 2.0
@@ -69,7 +71,9 @@ class JobConsumer:
         """Fetch and dispatch until stop() is called; NATS outages are waited out."""
         sub = None
         while not self._stop.is_set():
-            free = self.settings.concurrency - len(self._tasks)
+            free = min(
+                self.settings.jobs_in_flight - len(self._tasks), self.executor.stepwise_room()
+            )
             if free <= 0:
                 await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
                 continue

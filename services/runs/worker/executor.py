@@ -87,12 +87,21 @@ class Executor:
         *,
         heartbeat_seconds: float = 2.0,
         attachment_max_chars: int = 200_000,
+        concurrency: int = 16,
+        job_keepalive_seconds: float = 10.0,
     ) -> None:
         self.store = store
         self.services = services
         self.worker_id = worker_id
         self.heartbeat_seconds = heartbeat_seconds
         self.attachment_max_chars = attachment_max_chars
+        # Runs executed stage by stage at once (LLM, HTTP and review stages): the guard
+        # on model servers. Template-only runs are computed whole and do not count.
+        self._concurrency = concurrency
+        self._stepwise_slots = asyncio.Semaphore(concurrency)
+        self._stepwise = 0  # runs executing stage by stage, or waiting for a slot to
+        # A job waiting for a slot tells JetStream it is alive this often (< ack_wait).
+        self.job_keepalive_seconds = job_keepalive_seconds
         self.stopping = asyncio.Event()  # set on SIGTERM: finish the stage, then release
         # Runs executing in this process: a duplicate job for one of them (recovery,
         # redelivery) must not start a second executor that shares our worker_id.
@@ -112,6 +121,32 @@ class Executor:
         run_pure = getattr(self.store, "run_pure", None)
         if run_pure is not None and await run_pure(run_id, self.worker_id, self._pure_plan):
             return Outcome.DONE
+        self._stepwise += 1
+        try:
+            await self._take_stepwise_slot(progress)
+            try:
+                return await self._execute_stepwise(run_id, progress)
+            finally:
+                self._stepwise_slots.release()
+        finally:
+            self._stepwise -= 1
+
+    def stepwise_room(self) -> int:
+        """How many more runs could start stage by stage now. The consumer fetches no
+        more than this, so LLM jobs queue in JetStream (visible as lag, free for other
+        workers to take) rather than inside a busy worker."""
+        return self._concurrency - self._stepwise
+
+    async def _take_stepwise_slot(self, progress: Heartbeat | None) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._stepwise_slots.acquire(), self.job_keepalive_seconds)
+                return
+            except TimeoutError:
+                if progress is not None:
+                    await progress()  # still queued here: not for redelivery elsewhere
+
+    async def _execute_stepwise(self, run_id: str, progress: Heartbeat | None) -> Outcome:
         run = await self.store.claim(run_id, self.worker_id)
         if run is None:
             return Outcome.DONE
