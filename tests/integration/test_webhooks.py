@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from services.runs.webhooks import verify
-from tests.support.runs import Account, apply_workflow, create_run, wait_for
+from tests.support.runs import Account, apply_workflow, create_run, runs_db, wait_for
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -152,3 +152,26 @@ async def test_private_destination_is_refused_by_the_ssrf_guard(
     attempt = deliveries[0]["attempt_log"][0]
     assert attempt["status_code"] == 0 and attempt["error"].startswith("refused"), attempt
     assert deliveries[0]["status"] == "pending"  # retried later, within the window
+
+
+async def test_the_dispatcher_is_woken_only_when_a_delivery_is_queued(
+    stack: Any, account: Account, http: aiohttp.ClientSession, receiver: Receiver
+) -> None:
+    workflow_id = await apply_workflow(
+        stack, [{"id": "only", "type": "template", "template": "done {{ input_text }}"}]
+    )
+    wakes: list[str] = []
+    conn = await runs_db(stack)
+    try:
+        await conn.add_listener("weft_webhooks", lambda *_: wakes.append("wake"))
+        plain = await create_run(http, stack, account, workflow_id, "no hook")
+        assert (await wait_for(http, stack, account, plain["id"]))["status"] == "completed"
+        await asyncio.sleep(0.5)  # a notification would have arrived by now
+        assert wakes == [], "a run without a webhook woke the dispatcher"
+        hooked = await create_run(
+            http, stack, account, workflow_id, "hook", webhook_url=receiver.url
+        )
+        await wait_for(http, stack, account, hooked["id"])
+        await eventually(lambda: bool(wakes), timeout=10)
+    finally:
+        await conn.close()
