@@ -139,3 +139,36 @@ async def test_a_second_file_part_refuses_the_whole_upload(
     ) as response:
         assert response.status == 400
     assert await _objects_once_settled(stack, before) == before
+
+
+async def test_concurrent_multipart_uploads_each_store_their_own_bytes(
+    stack: Stack, http: aiohttp.ClientSession, owner: Account
+) -> None:
+    # Parts are read back from each upload's spool file while it is still written:
+    # three uploads of three parts each at once must not mix their files or parts.
+    bodies = [
+        b"".join(f"{n},line {i}\n".encode() for i in range(1_100_000))[: 12 * MIB + 1234 * n]
+        for n in range(3)
+    ]
+    answers = await asyncio.gather(
+        *(upload(http, stack, owner, f"file{n}.txt", body) for n, body in enumerate(bodies))
+    )
+    client = stack.s3.client()
+
+    def stored(key: str) -> bytes:
+        response = client.get_object(S3_BUCKET, key)
+        try:
+            return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+    for body, (status, data) in zip(bodies, answers, strict=True):
+        assert status == 201, data
+        assert data["data"]["byte_size"] == len(body)
+        assert data["data"]["sha256"] == hashlib.sha256(body).hexdigest()
+        key = f"attachments/{data['data']['id']}/original"
+        assert (
+            hashlib.sha256(await asyncio.to_thread(stored, key)).hexdigest()
+            == (data["data"]["sha256"])
+        )
