@@ -1,6 +1,6 @@
 """Object storage behind a small interface, with a minio-SDK implementation.
 
-The SDK is synchronous, so its calls run in dedicated thread pools. Multipart uploads
+The SDK is synchronous, so its calls run in a dedicated thread pool. Multipart uploads
 send each part straight from a section of the upload's spool file (`FileSection`), a
 block at a time: memory stays flat whatever the object's size or the parts in flight.
 """

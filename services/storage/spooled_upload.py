@@ -21,10 +21,10 @@ class UploadAborted(Exception):
 class SpooledUpload:
     """Uploads the file growing at `path` to `key`, each part as soon as it is written.
 
-    The writer calls `grown(length)` after flushing, `finish(length)` once the file is
-    complete, and `abort()` if it gives up. A file under one part is a single PUT at
-    the end; anything larger is a multipart upload whose parts go out in the order
-    written, at most `parallel` at a time.
+    The writer flushes and calls `grown(length)` whenever `due(length)`, then
+    `finish(length)` once the file is complete, or `abort()` if it gives up. A file
+    under one part is a single PUT at the end; anything larger is a multipart upload
+    whose parts go out in the order written, at most `parallel` at a time.
     """
 
     def __init__(
