@@ -99,7 +99,7 @@ class Executor:
         # on model servers. Template-only runs are computed whole and do not count.
         self._concurrency = concurrency
         self._stepwise_slots = asyncio.Semaphore(concurrency)
-        self._stepwise = 0  # runs executing stage by stage, or waiting for a slot to
+        self._stepwise = 0  # runs executing stage by stage or waiting to
         # A job waiting for a slot tells JetStream it is alive this often (< ack_wait).
         self.job_keepalive_seconds = job_keepalive_seconds
         self.stopping = asyncio.Event()  # set on SIGTERM: finish the stage, then release
@@ -143,8 +143,12 @@ class Executor:
                 await asyncio.wait_for(self._stepwise_slots.acquire(), self.job_keepalive_seconds)
                 return
             except TimeoutError:
-                if progress is not None:
+                if progress is None:
+                    continue
+                try:
                     await progress()  # still queued here: not for redelivery elsewhere
+                except Exception:  # NATS down: a redelivery finds the run taken or done
+                    log.debug("in_progress failed", exc_info=True)
 
     async def _execute_stepwise(self, run_id: str, progress: Heartbeat | None) -> Outcome:
         run = await self.store.claim(run_id, self.worker_id)
