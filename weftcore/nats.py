@@ -18,10 +18,20 @@ JOBS_SUBJECT = "weft.jobs.run"
 # billing capture and webhooks.
 EVENTS_STREAM = "WEFT_RUNS"
 EVENTS_SUBJECTS = "weft.runs.>"
+# Billing's copy of the events that move money (run.created confirms a reservation, a
+# terminal event captures it): `weft.billing.<run_id>.<event>`, published only for runs
+# that hold a reservation, so billing never reads the many runs that cannot cost
+# anything. A work queue: a copy is gone once billing acked it, and kept until then.
+BILLING_STREAM = "WEFT_BILLING"
+BILLING_SUBJECTS = "weft.billing.>"
 
 
 def event_subject(run_id: str, event_type: str) -> str:
     return f"weft.runs.{run_id}.{event_type}"
+
+
+def billing_subject(run_id: str, event_type: str) -> str:
+    return f"weft.billing.{run_id}.{event_type}"
 
 
 async def connect(url: str, name: str) -> Client:
@@ -72,6 +82,15 @@ async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> N
             subjects=[EVENTS_SUBJECTS],
             retention=RetentionPolicy.LIMITS,
             max_age=24 * 3600,
+            num_replicas=replicas,
+        ),
+    )
+    await _ensure(
+        js,
+        StreamConfig(
+            name=BILLING_STREAM,
+            subjects=[BILLING_SUBJECTS],
+            retention=RetentionPolicy.WORK_QUEUE,
             num_replicas=replicas,
         ),
     )

@@ -1,5 +1,9 @@
 """Captures finished runs from JetStream: terminal run events -> BillingService.capture.
 
+Reads billing's copies of the events (weftcore.nats.BILLING_STREAM), which the runs
+service publishes only for runs that hold a reservation: run.created confirms the
+reservation, a terminal event captures it.
+
 A durable pull consumer; a message is acked only after the capture transaction
 committed, so a crash anywhere before the ack means redelivery, and redelivery is
 harmless because capture is idempotent on run_id (row lock + unique ledger entry).
@@ -18,16 +22,13 @@ from services.billing.pricing import Usage
 from services.billing.repository import FreeCapture
 from services.billing.service import BillingService
 from weftcore.errors import InvalidArgument, NotFound
-from weftcore.events import RUN_CANCELED, RUN_COMPLETED, RUN_CREATED, RUN_FAILED, RunEvent
-from weftcore.nats import EVENTS_STREAM
+from weftcore.events import RUN_CREATED, RunEvent
+from weftcore.nats import BILLING_STREAM
 
 log = logging.getLogger(__name__)
 
 ACK_WAIT_SECONDS = 5.0
 FETCH_SECONDS = 1.0
-TERMINAL_SUBJECTS = [f"weft.runs.*.{t}" for t in (RUN_COMPLETED, RUN_FAILED, RUN_CANCELED)]
-# run.created confirms a reservation: its run committed, so the reservation never expires.
-SUBJECTS = [f"weft.runs.*.{RUN_CREATED}", *TERMINAL_SUBJECTS]
 
 
 def usages_from_event(event: RunEvent) -> list[Usage]:
@@ -55,7 +56,8 @@ def _tokens(value: Any) -> int:
 
 
 class CaptureConsumer:
-    """Pulls terminal events and captures each run; owned by the service's exit stack."""
+    """Pulls billing's copies of run events: confirms reservations on run.created and
+    captures each finished run; owned by the service's exit stack."""
 
     def __init__(
         self, js: JetStreamContext, billing: BillingService, durable: str, batch: int = 64
@@ -69,10 +71,9 @@ class CaptureConsumer:
 
     async def start(self) -> None:
         await self.js.add_consumer(
-            EVENTS_STREAM,
+            BILLING_STREAM,
             ConsumerConfig(
                 durable_name=self.durable,
-                filter_subjects=SUBJECTS,
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
                 # Short: a message handed to a pull request of a replica that just
@@ -81,7 +82,7 @@ class CaptureConsumer:
                 max_ack_pending=256,
             ),
         )
-        self._sub = await self.js.pull_subscribe_bind(durable=self.durable, stream=EVENTS_STREAM)
+        self._sub = await self.js.pull_subscribe_bind(durable=self.durable, stream=BILLING_STREAM)
         self._task = asyncio.create_task(self._loop(self._sub), name="billing-capture")
 
     async def stop(self) -> None:
@@ -184,8 +185,8 @@ class CaptureConsumer:
         try:
             result = await self.billing.capture(event.run_id, usages)
         except NotFound:
-            # Free runs on a user's own account never reserve; for any other run this
-            # means it was created before billing kept reservations. Nothing to capture.
+            # Copies come only for runs that reserved, except runs created before the
+            # runs service recorded that (it assumes they did). Nothing to capture.
             if _spent_tokens(usages):
                 log.warning("terminal event without reservation", extra={"run_id": event.run_id})
             await msg.ack()

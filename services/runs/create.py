@@ -255,6 +255,7 @@ class RunCreator:
             params=params,
             attachment_ids=attachment_ids,
             webhook_url=webhook_url,
+            holds_reservation=reserved,
         )
         try:
             out = await self._commit(caller, new, inp.idempotency)

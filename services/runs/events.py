@@ -11,9 +11,9 @@ from typing import Any
 import asyncpg
 
 from services.runs.snapshot import run_snapshot
-from weftcore.events import RUN_CREATED, RunEvent
+from weftcore.events import BILLING_EVENTS, RUN_CREATED, RunEvent
 from weftcore.ids import iso, new_id, utcnow
-from weftcore.nats import JOBS_SUBJECT, event_subject
+from weftcore.nats import JOBS_SUBJECT, billing_subject, event_subject
 
 _NEXT_SEQ = """
 UPDATE runs SET next_event_seq = next_event_seq + 1, updated_at = now()
@@ -27,9 +27,20 @@ WITH event AS (
     INSERT INTO run_events (run_id, seq, event_id, type, stage, payload, created_at)
     VALUES ($1, $2, $3, $4, $5, ($6::text)::jsonb, $7)
 )
-INSERT INTO outbox (subject, msg_id, payload) VALUES ($8, $3, convert_to($6::text, 'UTF8'))
+INSERT INTO outbox (subject, msg_id, payload)
+SELECT v.subject, $3, convert_to($6::text, 'UTF8')
+FROM (VALUES (1, $8::text), (2, $9::text)) AS v (k, subject)  -- $9: billing's copy or NULL
+WHERE v.subject IS NOT NULL
+ORDER BY v.k
 """
 _INSERT_OUTBOX = "INSERT INTO outbox (subject, msg_id, payload) VALUES ($1, $2, $3)"
+
+
+def billing_copy(run_id: str, event_type: str, holds_reservation: bool) -> str | None:
+    """The subject of billing's copy of the event, or None when billing needs none."""
+    if holds_reservation and event_type in BILLING_EVENTS:
+        return billing_subject(run_id, event_type)
+    return None
 
 
 def event_json(event: RunEvent) -> str:
@@ -78,6 +89,7 @@ async def record_event(
         event_json(event),
         now,
         event_subject(run_id, type),
+        billing_copy(run_id, type, row["holds_reservation"]),
     )
     return event
 
@@ -96,28 +108,33 @@ _INSERT_CREATED = """
 WITH run AS (
     INSERT INTO runs (id, workflow_id, workflow_version, user_id, team_id, account_id,
                       input_text, params, attachment_ids, webhook_url, created_at, updated_at,
-                      next_event_seq)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, 2)
+                      next_event_seq, holds_reservation)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, 2, $19)
 ), event AS (
     INSERT INTO run_events (run_id, seq, event_id, type, stage, payload, created_at)
     VALUES ($1, 1, $12, $13, NULL, ($14::text)::jsonb, $11)
 )
 INSERT INTO outbox (subject, msg_id, payload)
-VALUES ($15, $12, convert_to($14::text, 'UTF8')), ($16, $17, $18)
+SELECT v.subject, v.msg_id, v.payload
+FROM (VALUES (1, $15::text, $12::text, convert_to($14::text, 'UTF8')),
+             (2, $20::text, $12::text, convert_to($14::text, 'UTF8')),
+             (3, $16::text, $17::text, $18::bytea)) AS v (k, subject, msg_id, payload)
+WHERE v.subject IS NOT NULL  -- $20: billing's copy of the event, or NULL
+ORDER BY v.k
 """
-# The same rows, only if the rate take ($19..$23, see services/runs/ratelimit.py) took one;
+# The same rows, only if the rate take ($21..$25, see services/runs/ratelimit.py) took one;
 # answers the take's row. One statement: outside a transaction the account's rate lock
 # lives only inside the server, never across a client round trip.
 _INSERT_CREATED_TAKING = """
 WITH take AS MATERIALIZED (
-    SELECT n, oldest, took FROM rate_take($19::int, $20::text, $21::bigint, $22::bigint,
-                                          $23::bigint)
+    SELECT n, oldest, took FROM rate_take($21::int, $22::text, $23::bigint, $24::bigint,
+                                          $25::bigint)
 ), run AS (
     INSERT INTO runs (id, workflow_id, workflow_version, user_id, team_id, account_id,
                       input_text, params, attachment_ids, webhook_url, created_at, updated_at,
-                      next_event_seq)
+                      next_event_seq, holds_reservation)
     SELECT $1::text, $2::text, $3::int, $4::text, $5::text, $6::text, $7::text, $8::jsonb,
-           $9::text[], $10::text, $11::timestamptz, $11::timestamptz, 2
+           $9::text[], $10::text, $11::timestamptz, $11::timestamptz, 2, $19::boolean
     FROM take WHERE took = 1
 ), event AS (
     INSERT INTO run_events (run_id, seq, event_id, type, stage, payload, created_at)
@@ -126,16 +143,18 @@ WITH take AS MATERIALIZED (
 ), queued AS (
     INSERT INTO outbox (subject, msg_id, payload)
     SELECT v.subject, v.msg_id, v.payload
-    FROM take, (VALUES ($15::text, $12::text, convert_to($14::text, 'UTF8')),
-                       ($16::text, $17::text, $18::bytea)) AS v (subject, msg_id, payload)
-    WHERE take.took = 1
+    FROM take, (VALUES (1, $15::text, $12::text, convert_to($14::text, 'UTF8')),
+                       (2, $20::text, $12::text, convert_to($14::text, 'UTF8')),
+                       (3, $16::text, $17::text, $18::bytea)) AS v (k, subject, msg_id, payload)
+    WHERE take.took = 1 AND v.subject IS NOT NULL
+    ORDER BY v.k
 )
 SELECT n, oldest, took FROM take
 """
 
 
 def created_run(run: dict[str, Any]) -> tuple[RunEvent, tuple[Any, ...]]:
-    """A new `pending` run's `run.created` event, and the arguments $1..$18 of
+    """A new `pending` run's `run.created` event, and the arguments $1..$20 of
     _INSERT_CREATED (the run, its event and its first job). `run` holds the runs columns
     of NewRun."""
     now = utcnow()
@@ -178,6 +197,8 @@ def created_run(run: dict[str, Any]) -> tuple[RunEvent, tuple[Any, ...]]:
         JOBS_SUBJECT,
         f"job-{run['id']}-0",
         job,
+        run["holds_reservation"],
+        billing_copy(run["id"], RUN_CREATED, run["holds_reservation"]),
     )
     return event, args
 

@@ -32,35 +32,39 @@ WITH input AS (
                          $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
                          $11::timestamptz[], $12::text[], $13::text[], $14::text[],
                          $15::text[], $16::bytea[], $17::text[], $18::bigint[],
-                         $19::bigint[])
+                         $19::bigint[], $20::boolean[], $21::text[])
         WITH ORDINALITY AS i (id, workflow_id, workflow_version, user_id, team_id,
                               account_id, input_text, params, attachment_ids, webhook_url,
                               created_at, event_id, event, subject, job_id, job,
-                              rate_account, bucket, lim, ord)
+                              rate_account, bucket, lim, holds_reservation, billing_subject,
+                              ord)
 ), take AS MATERIALIZED (
     SELECT i.ord, t.n, t.oldest, t.took
     FROM (SELECT * FROM input ORDER BY rate_account, ord) AS i
-    CROSS JOIN LATERAL rate_take($20::int, i.rate_account, i.bucket, i.lim, $21::bigint) AS t
+    CROSS JOIN LATERAL rate_take($22::int, i.rate_account, i.bucket, i.lim, $23::bigint) AS t
 ), taken AS (
     SELECT i.* FROM input i JOIN take USING (ord) WHERE take.took = 1
 ), run AS (
     INSERT INTO runs (id, workflow_id, workflow_version, user_id, team_id, account_id,
                       input_text, params, attachment_ids, webhook_url, created_at, updated_at,
-                      next_event_seq)
+                      next_event_seq, holds_reservation)
     SELECT id, workflow_id, workflow_version, user_id, team_id, account_id, input_text,
            params::jsonb, ARRAY(SELECT jsonb_array_elements_text(attachment_ids::jsonb)),
-           webhook_url, created_at, created_at, 2
+           webhook_url, created_at, created_at, 2, holds_reservation
     FROM taken
 ), event AS (
     INSERT INTO run_events (run_id, seq, event_id, type, stage, payload, created_at)
-    SELECT id, 1, event_id, $22::text, NULL, event::jsonb, created_at FROM taken
+    SELECT id, 1, event_id, $24::text, NULL, event::jsonb, created_at FROM taken
 ), queued AS (
     INSERT INTO outbox (subject, msg_id, payload)
     SELECT v.subject, v.msg_id, v.payload
     FROM taken
     CROSS JOIN LATERAL (VALUES (1, taken.subject, taken.event_id, convert_to(taken.event, 'UTF8')),
-                               (2, $23::text, taken.job_id, taken.job))
+                               (2, taken.billing_subject, taken.event_id,
+                                convert_to(taken.event, 'UTF8')),
+                               (3, $25::text, taken.job_id, taken.job))
          AS v (k, subject, msg_id, payload)
+    WHERE v.subject IS NOT NULL  -- billing's copy only for runs that hold a reservation
     ORDER BY taken.ord, v.k
 )
 SELECT ord, n, oldest, took FROM take ORDER BY ord
@@ -110,7 +114,7 @@ def _columns(batch: list[Creation]) -> list[Any]:
     columns: list[Any] = [list(column) for column in zip(*rows, strict=True)]
     # created_run's args: 0 id .. 6 input_text, 7 params, 8 attachment_ids, 9 webhook_url,
     # 10 created_at, 11 event id, 12 type, 13 event json, 14 subject, 15 jobs subject,
-    # 16 job id, 17 job payload.
+    # 16 job id, 17 job payload, 18 holds_reservation, 19 billing subject.
     params = [json.dumps(value) for value in columns[7]]
     attachments = [json.dumps(list(value or [])) for value in columns[8]]
     return [
@@ -127,6 +131,8 @@ def _columns(batch: list[Creation]) -> list[Any]:
         [take[1] for take in takes],
         [take[2] for take in takes],
         [take[3] for take in takes],
+        columns[18],
+        columns[19],
         lock_class,
         window,
         RUN_CREATED,

@@ -119,6 +119,7 @@ class NewRun:
     params: dict[str, Any]
     attachment_ids: list[str]
     webhook_url: str | None
+    holds_reservation: bool  # billing gets copies of its money events
 
 
 async def get_run(

@@ -15,7 +15,7 @@ from weft.billing.v1 import billing_pb2_grpc
 from weftcore.db import create_pool
 from weftcore.events import RUN_COMPLETED, RUN_CREATED, RUN_FAILED, RunEvent
 from weftcore.ids import iso, new_id, utcnow
-from weftcore.nats import connect, ensure_streams, event_subject
+from weftcore.nats import billing_subject, connect, ensure_streams
 
 Stub = billing_pb2_grpc.BillingServiceStub
 
@@ -84,7 +84,7 @@ def llm_stage(stage: str, model: str, input_tokens: int, output_tokens: int) -> 
 async def publish(
     js: JetStreamContext, run_id: str, payload: bytes, kind: str = RUN_COMPLETED
 ) -> None:
-    await js.publish(event_subject(run_id, kind), payload)
+    await js.publish(billing_subject(run_id, kind), payload)
 
 
 async def ledger_kinds(billing: Stub, account: str, run_id: str) -> list[str]:
@@ -195,7 +195,7 @@ async def test_unconfirmed_reservations_expire_and_late_runs_still_pay(
         id=new_id("evt"), type=RUN_CREATED, run_id=committed, seq=1,
         created_at=iso(utcnow()), run={"id": committed, "status": "pending"},
     )  # fmt: skip
-    await js.publish(event_subject(committed, RUN_CREATED), created.to_json())
+    await js.publish(billing_subject(committed, RUN_CREATED), created.to_json())
 
     pool = await create_pool(stack.dsn, "billing", min_size=1, max_size=2)
     try:

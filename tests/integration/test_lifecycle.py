@@ -16,15 +16,17 @@ import pytest
 from services.billing.config import BillingConfig
 from tests.support.runs import (
     Account,
+    admin_json,
     apply_workflow,
     create_run,
+    create_user,
     event_types,
     fake_llm_calls,
     post_run_action,
     runs_db,
     wait_for,
 )
-from weftcore.nats import EVENTS_STREAM
+from weftcore.nats import BILLING_STREAM
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -106,6 +108,19 @@ async def test_llm_and_template_run_completes_with_costs_and_events(
     expected = -(-raw // 10_000) * 10_000
     assert row["cost_micros"] == int(stage_cost) == expected
     assert row["worker_id"] is None
+    # Billing captured exactly that, from its copy of run.completed.
+    await billing_caught_up(stack)
+    billing = await asyncpg.connect(stack.dsn, server_settings={"search_path": "billing"})
+    try:
+        captured = await billing.fetchrow(
+            "SELECT status, captured_micros FROM reservations WHERE run_id = $1", created["id"]
+        )
+    finally:
+        await billing.close()
+    assert captured is not None and dict(captured) == {
+        "status": "captured",
+        "captured_micros": expected,
+    }
 
 
 async def test_template_only_run_commits_whole_with_every_event(
@@ -194,10 +209,20 @@ async def test_concurrent_template_runs_each_get_their_own_result(
     finally:
         await conn.close()
     assert sorted((r["n"], r["last"]) for r in counts) == [(7, 7)] * 25
-    # Template-only runs on the owner's account cost nothing and skip billing: billing
-    # acks their events (no message left pending) and keeps no reservation or ledger
+    # Template-only runs on the owner's account cost nothing and skip billing: no copy
+    # of their events is published for billing, which keeps no reservation or ledger
     # entry of zero for them.
     ids = [c["id"] for c in created]
+    conn = await runs_db(stack)
+    try:
+        subjects = await conn.fetch(
+            "SELECT DISTINCT split_part(subject, '.', 2) AS family FROM outbox"
+            " WHERE msg_id IN (SELECT event_id FROM run_events WHERE run_id = ANY($1::text[]))",
+            ids,
+        )
+    finally:
+        await conn.close()
+    assert [r["family"] for r in subjects] == ["runs"]
     await billing_caught_up(stack)
     billing = await asyncpg.connect(stack.dsn, server_settings={"search_path": "billing"})
     try:
@@ -212,6 +237,54 @@ async def test_concurrent_template_runs_each_get_their_own_result(
     assert (reservations, entries) == (0, 0)
 
 
+async def test_a_team_members_free_run_is_reserved_and_captured_through_billings_copies(
+    stack: Any, http: aiohttp.ClientSession
+) -> None:
+    # A team member's run reserves even when it cannot cost anything (the allocation
+    # check applies), so billing gets copies of its run.created and run.completed, on
+    # the pure path too, and closes the reservation at zero.
+    team = admin_json(stack, "teams", "create", "--name", f"T {tag()}", "--plan", "team")
+    member = create_user(stack)
+    admin_json(stack, "teams", "add-member", "--team", team["id"], "--user", member.user_id)
+    stack.admin("credits", "grant", "--account", team["id"], "--amount-usd", "5")
+    stack.admin(
+        "allocations", "set", "--team", team["id"], "--user", member.user_id, "--monthly-usd", "1"
+    )
+    workflow_id = await apply_workflow(stack, GREET_SHOUT)
+    created = await create_run(http, stack, member, workflow_id, "bo")
+    run = await wait_for(http, stack, member, created["id"])
+    assert run["status"] == "completed" and run["result"] == "HI BO"
+
+    conn = await runs_db(stack)
+    try:
+        copies = await conn.fetch(
+            "SELECT subject FROM outbox WHERE subject LIKE 'weft.billing.%' AND subject LIKE $1"
+            " ORDER BY id",
+            f"%.{created['id']}.%",
+        )
+    finally:
+        await conn.close()
+    assert [r["subject"] for r in copies] == [
+        f"weft.billing.{created['id']}.run.created",
+        f"weft.billing.{created['id']}.run.completed",
+    ]
+    await billing_caught_up(stack)
+    billing = await asyncpg.connect(stack.dsn, server_settings={"search_path": "billing"})
+    try:
+        reservation = await billing.fetchrow(
+            "SELECT account_id, status, captured_micros FROM reservations WHERE run_id = $1",
+            created["id"],
+        )
+    finally:
+        await billing.close()
+    assert reservation is not None
+    assert dict(reservation) == {
+        "account_id": team["id"],
+        "status": "captured",
+        "captured_micros": 0,
+    }
+
+
 async def billing_caught_up(stack: Any, seconds: float = 30) -> None:
     """Waits until billing's capture consumer has acked every event published so far."""
     nc = await nats.connect(stack.nats.url)
@@ -219,7 +292,7 @@ async def billing_caught_up(stack: Any, seconds: float = 30) -> None:
         js = nc.jetstream()
         deadline = time.monotonic() + seconds
         while True:
-            info = await js.consumer_info(EVENTS_STREAM, BillingConfig.consumer_name)
+            info = await js.consumer_info(BILLING_STREAM, BillingConfig.consumer_name)
             if info.num_pending == 0 and info.num_ack_pending == 0:
                 return
             assert time.monotonic() < deadline, f"billing still has {info} to handle"

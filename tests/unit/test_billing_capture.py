@@ -15,7 +15,7 @@ from weftcore.events import RunEvent
 class FakeMsg:
     def __init__(self, data: bytes, log: list[str], name: str = "") -> None:
         self.data = data
-        self.subject = "weft.runs.run_x.run.completed"
+        self.subject = "weft.billing.run_x.run.completed"
         self.log = log
         self.name = name  # tells messages apart in the log of a batch
 

@@ -8,12 +8,13 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.runs.group_commit import CreationBatcher
+from services.runs.events import created_run
+from services.runs.group_commit import CreationBatcher, _columns
 
 RATE = (7, "usr_a", 1000, 50, 3600)
 
 
-def new_run(run_id: str) -> dict[str, Any]:
+def new_run(run_id: str, holds_reservation: bool = False) -> dict[str, Any]:
     return {
         "id": run_id,
         "workflow_id": "wfl_1",
@@ -25,6 +26,7 @@ def new_run(run_id: str) -> dict[str, Any]:
         "params": {"n": 1},
         "attachment_ids": [],
         "webhook_url": None,
+        "holds_reservation": holds_reservation,
     }
 
 
@@ -114,3 +116,12 @@ async def test_a_caller_gone_before_the_statement_is_left_out() -> None:
         await gone
     assert conn.singles == ["run_first", "run_kept"] and conn.batches == []
     assert row["id"] == "run_kept"
+
+
+def test_only_a_run_holding_a_reservation_gets_billing_a_copy_of_run_created() -> None:
+    runs = [new_run("run_f", holds_reservation=False), new_run("run_h", holds_reservation=True)]
+    batch = [(created_run(run)[1], RATE) for run in runs]
+    columns = _columns(batch)
+    # $20 holds_reservation, $21 billing's subject (NULL: no copy).
+    assert columns[19] == [False, True]
+    assert columns[20] == [None, "weft.billing.run_h.run.created"]

@@ -13,7 +13,7 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 DEFINITION = {"stages": [{"id": "echo", "type": "template", "template": "{{ input_text }}"}]}
 
 
-def pending(run_id: str) -> dict[str, Any]:
+def pending(run_id: str, holds_reservation: bool = False) -> dict[str, Any]:
     return {
         "id": run_id,
         "workflow_id": "wf_1",
@@ -33,6 +33,7 @@ def pending(run_id: str) -> dict[str, Any]:
         "started_at": None,
         "completed_at": None,
         "db_now": NOW,
+        "holds_reservation": holds_reservation,
     }
 
 
@@ -80,3 +81,29 @@ async def test_runs_are_written_together_and_the_rest_handed_back() -> None:
     assert len(conn.writes) == 1
     _, written_ids, results, *_ = conn.writes[0]
     assert written_ids == ["run_a"] and results == ['"run_a"']
+
+
+async def test_billing_gets_a_copy_of_run_completed_only_for_a_reserved_run() -> None:
+    conn = FakeConn([pending("run_free"), pending("run_held", holds_reservation=True)])
+    batcher = PureRunBatcher(FakePool(conn), definitions)  # type: ignore[arg-type]
+    assert await batcher._execute([_Job(r, plan) for r in ("run_free", "run_held")]) == [
+        True,
+        True,
+    ]
+    args = conn.writes[0]
+    event_ids, event_payloads = args[13], args[16]
+    subjects, msg_ids, payloads = args[17], args[18], args[19]
+    # Every event once on weft.runs, in event order; billing's copy right after its event.
+    assert [s for s in subjects if s.startswith("weft.runs.")] == [
+        f"weft.runs.{run}.{kind}"
+        for run in ("run_free", "run_held")
+        for kind in ("run.started", "stage.started", "stage.completed", "run.completed")
+    ]
+    assert subjects[-2:] == [
+        "weft.runs.run_held.run.completed",
+        "weft.billing.run_held.run.completed",
+    ]
+    assert sum(s.startswith("weft.billing.") for s in subjects) == 1
+    # The copy is the same message: same id (JetStream de-duplicates per stream), same body.
+    assert msg_ids[-1] == msg_ids[-2] == event_ids[-1]
+    assert payloads[-1] == payloads[-2] == event_payloads[-1]

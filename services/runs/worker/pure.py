@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from services.runs.events import event_json
+from services.runs.events import billing_copy, event_json
 from services.runs.snapshot import run_snapshot
 from services.runs.worker.model import PurePlan, RunRecord
 from weftcore.batching import Batcher
@@ -38,7 +38,7 @@ ORDER BY id
 FOR UPDATE
 """
 # The runs completed, their stage rows, their events and the events' outbox rows (in
-# event order), in one statement. $1 is the transaction's now().
+# event order, with billing's copies), in one statement. $1 is the transaction's now().
 _WRITE = """
 WITH run AS (
     UPDATE runs r SET status = 'completed', result = (u.result)::jsonb, error = NULL,
@@ -60,9 +60,9 @@ WITH run AS (
          AS e (run_id, seq, event_id, type, stage, payload)
 )
 INSERT INTO outbox (subject, msg_id, payload)
-SELECT subject, event_id, convert_to(payload, 'UTF8')
-FROM unnest($18::text[], $14::text[], $17::text[]) WITH ORDINALITY
-     AS o (subject, event_id, payload, n)
+SELECT subject, msg_id, convert_to(payload, 'UTF8')
+FROM unnest($18::text[], $19::text[], $20::text[]) WITH ORDINALITY
+     AS o (subject, msg_id, payload, n)
 ORDER BY n
 """
 
@@ -185,11 +185,11 @@ def events_of(
 def _columns(
     written: list[tuple[Mapping[str, Any], list[dict[str, Any]], PurePlan]],
 ) -> list[list[Any]]:
-    """_WRITE's arrays ($2..$18): runs, stage rows, events, outbox subjects."""
+    """_WRITE's arrays ($2..$20): runs, stage rows, events, outbox rows."""
     runs: list[list[Any]] = [[], [], [], []]
     stage_rows: list[list[Any]] = [[], [], [], [], [], []]
     event_rows: list[list[Any]] = [[], [], [], [], [], []]
-    subjects: list[str] = []
+    outbox: list[list[str]] = [[], [], []]
     for row, stages, planned in written:
         run_id = str(row["id"])
         events = events_of(row, stages, planned)
@@ -216,8 +216,15 @@ def _columns(
             for column, value in zip(stage_rows, values, strict=True):
                 column.append(value)
         for event in events:
-            event_values = (run_id, event.seq, event.id, event.type, event.stage, event_json(event))
+            payload = event_json(event)
+            event_values = (run_id, event.seq, event.id, event.type, event.stage, payload)
             for column, value in zip(event_rows, event_values, strict=True):
                 column.append(value)
-            subjects.append(event_subject(run_id, event.type))
-    return [*runs, *stage_rows, *event_rows, subjects]
+            subjects = [event_subject(run_id, event.type)]
+            billing = billing_copy(run_id, event.type, row["holds_reservation"])
+            if billing is not None:
+                subjects.append(billing)
+            for subject in subjects:
+                for column, value in zip(outbox, (subject, event.id, payload), strict=True):
+                    column.append(value)
+    return [*runs, *stage_rows, *event_rows, *outbox]
