@@ -73,11 +73,14 @@ async def plan(record: RunRecord) -> PurePlan | None:
 
 
 async def test_runs_are_written_together_and_the_rest_handed_back() -> None:
-    conn = FakeConn([pending("run_a"), pending("run_b"), pending("run_broken")])
+    done = {**pending("run_done"), "status": "completed"}  # a redelivered job's run
+    conn = FakeConn([pending("run_a"), pending("run_b"), pending("run_broken"), done])
     batcher = PureRunBatcher(FakePool(conn), definitions)  # type: ignore[arg-type]
-    answers = await batcher._execute([_Job(r, plan) for r in ("run_a", "run_broken", "run_gone")])
-    # run_broken's plan failed and run_gone is not pending: both take the long way.
-    assert answers == [True, False, False]
+    jobs = [_Job(r, plan) for r in ("run_a", "run_broken", "run_gone", "run_done")]
+    answers = await batcher._execute(jobs)
+    # run_broken's plan failed, run_gone does not exist and run_done is not pending:
+    # each takes the long way.
+    assert answers == [True, False, False, False]
     assert len(conn.writes) == 1
     _, written_ids, results, *_ = conn.writes[0]
     assert written_ids == ["run_a"] and results == ['"run_a"']
