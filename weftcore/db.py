@@ -25,18 +25,33 @@ async def _rollback_only(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    dsn: str, schema: str, *, min_size: int = 2, max_size: int = 10, light_reset: bool = False
+    dsn: str,
+    schema: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    light_reset: bool = False,
+    custom_plans: bool = False,
 ) -> asyncpg.Pool:
     """A pool whose connections see only `schema` (the service's own tables).
 
     `light_reset`: skip asyncpg's per-release reset query (RESET ALL, UNLISTEN *, ...),
     one round trip per acquire, for services that never change session state on pooled
-    connections."""
+    connections.
+
+    `custom_plans`: plan every execution of a prepared statement for its parameters.
+    asyncpg prepares each statement once per connection and Postgres may then keep a
+    generic plan made while a table was small: a sequential scan that stays in use
+    as the table grows, until the next ANALYZE. For pools whose statements work on
+    batches, where planning is cheap next to executing."""
+    settings = {"search_path": schema, "application_name": f"weft-{schema}"}
+    if custom_plans:
+        settings["plan_cache_mode"] = "force_custom_plan"
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
-        server_settings={"search_path": schema, "application_name": f"weft-{schema}"},
+        server_settings=settings,
         init=_init_connection,
         command_timeout=30,
         reset=_rollback_only if light_reset else None,

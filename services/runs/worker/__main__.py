@@ -43,6 +43,7 @@ async def serve(config: WorkerConfig) -> None:
             min_size=2,
             max_size=config.concurrency + 4,
             light_reset=True,
+            custom_plans=True,  # its hot statements lock and update runs by the batch
         )
         stack.push_async_callback(pool.close)
         nc = await connect(config.nats_url, f"weft-worker-{config.worker_id}")
