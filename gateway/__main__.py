@@ -14,6 +14,7 @@ from aiohttp import web
 from gateway.app import init_app
 from gateway.config import GatewayConfig
 from weftcore.config import ConfigError
+from weftcore.heap import freeze_startup_heap
 from weftcore.logs import setup_logging
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ async def _serve(config: GatewayConfig, sock: socket.socket) -> None:
     await runner.setup()
     site = web.SockSite(runner, sock)
     await site.start()
+    freeze_startup_heap()
     log.info("gateway listening", extra={"host": config.host, "port": config.port})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -16,6 +16,7 @@ import uvloop
 from weftcore.config import ConfigError, ServiceConfig
 from weftcore.db import migrate
 from weftcore.grpc_server import GrpcServer
+from weftcore.heap import freeze_startup_heap
 from weftcore.logs import setup_logging
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ async def serve(
         server = GrpcServer(grpc_service_names, config.grpc_bind, config.grace_seconds)
         checks = await wiring(config, server, stack)
         await server.start()
+        freeze_startup_heap()
         watcher = asyncio.create_task(watch_dependencies(server, checks, 1.0))
         try:
             await server.wait_for_signal()

@@ -28,6 +28,7 @@ from weftcore.config import ConfigError
 from weftcore.db import create_pool, ping
 from weftcore.grpc_client import open_channel
 from weftcore.grpc_server import GrpcServer
+from weftcore.heap import freeze_startup_heap
 from weftcore.logs import setup_logging
 from weftcore.nats import connect, ensure_streams
 from weftcore.service import watch_dependencies
@@ -94,6 +95,7 @@ async def serve(config: WorkerConfig) -> None:
             return nc.is_connected
 
         await server.start()
+        freeze_startup_heap()
         tasks = [
             asyncio.create_task(consumer.run(), name="consumer"),
             asyncio.create_task(
