@@ -19,6 +19,8 @@ RUN_CANCELED = "run.canceled"
 
 TERMINAL_EVENTS = frozenset({RUN_COMPLETED, RUN_FAILED, RUN_CANCELED})
 TERMINAL_STATUSES = frozenset({"completed", "failed", "canceled"})
+# The events POSTed to a run's webhook_url.
+WEBHOOK_EVENTS = TERMINAL_EVENTS | {RUN_AWAITING_INPUT}
 # The events billing acts on, for runs that hold a reservation (weftcore.nats.BILLING_STREAM).
 BILLING_EVENTS = TERMINAL_EVENTS | {RUN_CREATED}
 

@@ -1,8 +1,9 @@
 """Recording run events and jobs inside the caller's transaction (the outbox pattern).
 
-Nothing here talks to NATS: rows land in `run_events` and `outbox` in the same
-transaction as the state change they describe, and the relay (services/runs/outbox.py)
-publishes them. So an event exists if and only if its state change committed.
+Nothing here talks to NATS: rows land in `run_events` and `outbox` (and in
+`webhook_deliveries` for a run with a webhook_url) in the same transaction as the state
+change they describe, and the relay (services/runs/outbox.py) publishes them. So an
+event exists if and only if its state change committed.
 """
 
 import json
@@ -11,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from services.runs.snapshot import run_snapshot
-from weftcore.events import BILLING_EVENTS, RUN_CREATED, RunEvent
+from weftcore.events import BILLING_EVENTS, RUN_CREATED, WEBHOOK_EVENTS, RunEvent
 from weftcore.ids import iso, new_id, utcnow
 from weftcore.nats import JOBS_SUBJECT, billing_subject, event_subject
 
@@ -26,6 +27,10 @@ _INSERT_EVENT = """
 WITH event AS (
     INSERT INTO run_events (run_id, seq, event_id, type, stage, payload, created_at)
     VALUES ($1, $2, $3, $4, $5, ($6::text)::jsonb, $7)
+), hook AS (  -- $11: the run's webhook_url if this event is delivered there, else NULL
+    INSERT INTO webhook_deliveries (id, run_id, account_id, event_type, url, created_at)
+    SELECT $3, $1, $10, $4, $11, $7 WHERE $11::text IS NOT NULL
+    ON CONFLICT (id) DO NOTHING
 )
 INSERT INTO outbox (subject, msg_id, payload)
 SELECT v.subject, $3, convert_to($6::text, 'UTF8')
@@ -41,6 +46,11 @@ def billing_copy(run_id: str, event_type: str, holds_reservation: bool) -> str |
     if holds_reservation and event_type in BILLING_EVENTS:
         return billing_subject(run_id, event_type)
     return None
+
+
+def webhook_url_for(event_type: str, webhook_url: str | None) -> str | None:
+    """Where the event is POSTed (a delivery queued with it), or None."""
+    return webhook_url if webhook_url and event_type in WEBHOOK_EVENTS else None
 
 
 def event_json(event: RunEvent) -> str:
@@ -60,7 +70,8 @@ def event_json(event: RunEvent) -> str:
 async def record_event(
     conn: asyncpg.Connection, run_id: str, type: str, stage: str | None = None
 ) -> RunEvent:
-    """Append event `type` for the run (as it is now in this transaction) and queue it.
+    """Append event `type` for the run (as it is now in this transaction) and queue it
+    for JetStream (and its webhook, if the run has one).
 
     Call it after the state change, inside the same transaction. Locks the run row.
     """
@@ -90,6 +101,8 @@ async def record_event(
         now,
         event_subject(run_id, type),
         billing_copy(run_id, type, row["holds_reservation"]),
+        row["account_id"],
+        webhook_url_for(type, row["webhook_url"]),
     )
     return event
 

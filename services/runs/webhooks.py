@@ -1,10 +1,11 @@
 """Webhook deliveries: signed POSTs of run events, retried with exponential backoff.
 
-Rows in `webhook_deliveries` are queued by a trigger in the same transaction as their
-event (0003_webhooks.sql). A `WebhookDispatcher` task in every runs API process claims
-due rows with `FOR UPDATE SKIP LOCKED` and pushes their `next_attempt_at` past the HTTP
-timeout (a lease), so replicas never send one delivery concurrently; a replica that dies
-mid-send leaves the lease to expire and another one retries (at-least-once).
+Rows in `webhook_deliveries` are queued by the statement that inserts their event, in
+the same transaction (services/runs/events.py, worker/pure.py). A `WebhookDispatcher`
+task in every runs API process claims due rows with `FOR UPDATE SKIP LOCKED` and pushes
+their `next_attempt_at` past the HTTP timeout (a lease), so replicas never send one
+delivery concurrently; a replica that dies mid-send leaves the lease to expire and
+another one retries (at-least-once).
 
 Signature: `Weft-Signature: t=<unix>,v1=<hex hmac-sha256(secret, "<t>.<body>")>`, keyed
 with the account's secret (`whsec_...`, created on first use).

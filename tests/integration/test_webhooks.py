@@ -175,3 +175,40 @@ async def test_the_dispatcher_is_woken_only_when_a_delivery_is_queued(
         await eventually(lambda: bool(wakes), timeout=10)
     finally:
         await conn.close()
+
+
+async def test_runs_finished_together_queue_one_delivery_each_only_with_a_webhook(
+    stack: Any, account: Account, http: aiohttp.ClientSession, receiver: Receiver
+) -> None:
+    # Created together, these runs finish in shared worker statements: deliveries are
+    # queued per statement, from every event it inserted.
+    workflow_id = await apply_workflow(
+        stack, [{"id": "only", "type": "template", "template": "done {{ input_text }}"}]
+    )
+    created = await asyncio.gather(
+        *(
+            create_run(
+                http,
+                stack,
+                account,
+                workflow_id,
+                f"r{i}",
+                **({"webhook_url": receiver.url} if i % 2 else {}),
+            )
+            for i in range(12)
+        )
+    )
+    for run in created:
+        assert (await wait_for(http, stack, account, run["id"]))["status"] == "completed"
+    conn = await runs_db(stack)
+    try:
+        queued = await conn.fetch(
+            "SELECT d.run_id, d.event_type, d.url, e.event_id FROM webhook_deliveries d"
+            " JOIN run_events e ON e.event_id = d.id WHERE d.run_id = ANY($1::text[])",
+            [run["id"] for run in created],
+        )
+    finally:
+        await conn.close()
+    hooked = {run["id"] for i, run in enumerate(created) if i % 2}
+    assert sorted(row["run_id"] for row in queued) == sorted(hooked)
+    assert {(row["event_type"], row["url"]) for row in queued} == {("run.completed", receiver.url)}

@@ -13,7 +13,9 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 DEFINITION = {"stages": [{"id": "echo", "type": "template", "template": "{{ input_text }}"}]}
 
 
-def pending(run_id: str, holds_reservation: bool = False) -> dict[str, Any]:
+def pending(
+    run_id: str, holds_reservation: bool = False, webhook_url: str | None = None
+) -> dict[str, Any]:
     return {
         "id": run_id,
         "workflow_id": "wf_1",
@@ -34,6 +36,8 @@ def pending(run_id: str, holds_reservation: bool = False) -> dict[str, Any]:
         "completed_at": None,
         "db_now": NOW,
         "holds_reservation": holds_reservation,
+        "account_id": "usr_1",
+        "webhook_url": webhook_url,
     }
 
 
@@ -110,3 +114,23 @@ async def test_billing_gets_a_copy_of_run_completed_only_for_a_reserved_run() ->
     # The copy is the same message: same id (JetStream de-duplicates per stream), same body.
     assert msg_ids[-1] == msg_ids[-2] == event_ids[-1]
     assert payloads[-1] == payloads[-2] == event_payloads[-1]
+
+
+async def test_a_webhook_delivery_is_queued_with_run_completed_only_for_a_run_with_a_url() -> None:
+    hooked = pending("run_hooked", webhook_url="https://example.com/hook")
+    conn = FakeConn([pending("run_plain"), hooked])
+    batcher = PureRunBatcher(FakePool(conn), definitions)  # type: ignore[arg-type]
+    assert await batcher._execute([_Job(r, plan) for r in ("run_plain", "run_hooked")]) == [
+        True,
+        True,
+    ]
+    args = conn.writes[0]
+    event_ids, types = args[13], args[14]
+    completed = event_ids[types.index("run.completed", 4)]  # run_hooked's
+    assert list(args[20:25]) == [
+        [completed],
+        ["run_hooked"],
+        ["usr_1"],
+        ["run.completed"],
+        ["https://example.com/hook"],
+    ]

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from services.runs.events import billing_copy, event_json
+from services.runs.events import billing_copy, event_json, webhook_url_for
 from services.runs.snapshot import run_snapshot
 from services.runs.worker.model import PurePlan, RunRecord
 from weftcore.batching import Batcher
@@ -40,8 +40,9 @@ WHERE id = ANY($1::text[])
 ORDER BY id
 FOR UPDATE
 """
-# The runs completed, their stage rows, their events and the events' outbox rows (in
-# event order, with billing's copies), in one statement. $1 is the transaction's now().
+# The runs completed, their stage rows, their events, the events' outbox rows (in event
+# order, with billing's copies) and webhook deliveries, in one statement. $1 is the
+# transaction's now().
 _WRITE = """
 WITH run AS (
     UPDATE runs r SET status = 'completed', result = (u.result)::jsonb, error = NULL,
@@ -61,6 +62,12 @@ WITH run AS (
     SELECT run_id, seq, event_id, type, stage, (payload)::jsonb, $1
     FROM unnest($12::text[], $13::int[], $14::text[], $15::text[], $16::text[], $17::text[])
          AS e (run_id, seq, event_id, type, stage, payload)
+), hooks AS (  -- the runs with a webhook_url: their run.completed delivery
+    INSERT INTO webhook_deliveries (id, run_id, account_id, event_type, url, created_at)
+    SELECT event_id, run_id, account_id, type, url, $1
+    FROM unnest($21::text[], $22::text[], $23::text[], $24::text[], $25::text[])
+         AS h (event_id, run_id, account_id, type, url)
+    ON CONFLICT (id) DO NOTHING
 )
 INSERT INTO outbox (subject, msg_id, payload)
 SELECT subject, msg_id, convert_to(payload, 'UTF8')
@@ -188,11 +195,13 @@ def events_of(
 def _columns(
     written: list[tuple[Mapping[str, Any], list[dict[str, Any]], PurePlan]],
 ) -> list[list[Any]]:
-    """_WRITE's arrays ($2..$20): runs, stage rows, events, outbox rows."""
+    """_WRITE's arrays ($2..$25): runs, stage rows, events, outbox rows, webhook
+    deliveries."""
     runs: list[list[Any]] = [[], [], [], []]
     stage_rows: list[list[Any]] = [[], [], [], [], [], []]
     event_rows: list[list[Any]] = [[], [], [], [], [], []]
     outbox: list[list[str]] = [[], [], []]
+    hooks: list[list[str]] = [[], [], [], [], []]
     for row, stages, planned in written:
         run_id = str(row["id"])
         events = events_of(row, stages, planned)
@@ -230,4 +239,9 @@ def _columns(
             for subject in subjects:
                 for column, value in zip(outbox, (subject, event.id, payload), strict=True):
                     column.append(value)
-    return [*runs, *stage_rows, *event_rows, *outbox]
+            url = webhook_url_for(event.type, row["webhook_url"])
+            if url is not None:
+                hook = (event.id, run_id, str(row["account_id"]), event.type, url)
+                for column, value in zip(hooks, hook, strict=True):
+                    column.append(value)
+    return [*runs, *stage_rows, *event_rows, *outbox, *hooks]
