@@ -26,7 +26,7 @@ RETURNING *, coalesce(
 _INSERT_EVENT = """
 WITH event AS (
     INSERT INTO run_events (run_id, seq, event_id, type, stage, payload, created_at)
-    VALUES ($1, $2, $3, $4, $5, ($6::text)::jsonb, $7)
+    VALUES ($1, $2, $3, $4, $5, ($6::text)::json, $7)
 ), hook AS (  -- $11: the run's webhook_url if this event is delivered there, else NULL
     INSERT INTO webhook_deliveries (id, run_id, account_id, event_type, url, created_at)
     SELECT $3, $1, $10, $4, $11, $7 WHERE $11::text IS NOT NULL
@@ -125,7 +125,7 @@ WITH run AS (
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, 2, $19)
 ), event AS (
     INSERT INTO run_events (run_id, seq, event_id, type, stage, payload, created_at)
-    VALUES ($1, 1, $12, $13, NULL, ($14::text)::jsonb, $11)
+    VALUES ($1, 1, $12, $13, NULL, ($14::text)::json, $11)
 )
 INSERT INTO outbox (subject, msg_id, payload)
 SELECT v.subject, v.msg_id, v.payload
@@ -151,7 +151,7 @@ WITH take AS MATERIALIZED (
     FROM take WHERE took = 1
 ), event AS (
     INSERT INTO run_events (run_id, seq, event_id, type, stage, payload, created_at)
-    SELECT $1::text, 1, $12::text, $13::text, NULL, ($14::text)::jsonb, $11::timestamptz
+    SELECT $1::text, 1, $12::text, $13::text, NULL, ($14::text)::json, $11::timestamptz
     FROM take WHERE took = 1
 ), queued AS (
     INSERT INTO outbox (subject, msg_id, payload)

@@ -54,7 +54,7 @@ WITH input AS (
     FROM taken
 ), event AS (
     INSERT INTO run_events (run_id, seq, event_id, type, stage, payload, created_at)
-    SELECT id, 1, event_id, $24::text, NULL, event::jsonb, created_at FROM taken
+    SELECT id, 1, event_id, $24::text, NULL, event::json, created_at FROM taken
 ), queued AS (
     INSERT INTO outbox (subject, msg_id, payload)
     SELECT v.subject, v.msg_id, v.payload

@@ -59,7 +59,7 @@ WITH run AS (
          AS s (run_id, i, stage_id, stage_type, output, duration)
 ), events AS (
     INSERT INTO run_events (run_id, seq, event_id, type, stage, payload, created_at)
-    SELECT run_id, seq, event_id, type, stage, (payload)::jsonb, $1
+    SELECT run_id, seq, event_id, type, stage, (payload)::json, $1
     FROM unnest($12::text[], $13::int[], $14::text[], $15::text[], $16::text[], $17::text[])
          AS e (run_id, seq, event_id, type, stage, payload)
 ), hooks AS (  -- the runs with a webhook_url: their run.completed delivery
