@@ -6,6 +6,7 @@ from typing import Any
 import grpc
 from aiohttp import web
 
+from weftcore import jsontext
 from weftcore.context import REQUEST_ID_HEADER, request_id_var
 from weftcore.errors import InvalidArgument, WeftError, from_rpc_error
 
@@ -36,7 +37,7 @@ _STATUS_BY_GRPC = {
 
 
 def dumps(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return jsontext.dumps(data)
 
 
 def json_response(

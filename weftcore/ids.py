@@ -4,7 +4,6 @@ Ids sort by creation time (48-bit milliseconds first), so "newest first" paginat
 use the id as cursor without a second index.
 """
 
-import base64
 import functools
 import os
 import time
@@ -15,16 +14,18 @@ _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 PREFIXES = ("wf", "run", "att", "key", "usr", "team", "req", "evt", "whd", "led")
 
 
-_FROM_RFC4648 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
+# Every pair of characters, indexed by the 10 bits they encode.
+_PAIRS = [first + second for first in _ALPHABET for second in _ALPHABET]
+_PAIR_SHIFTS = tuple(range(120, -1, -10))
 
 
 def encode_id(millis: int, rand: int) -> str:
     """The 26 characters of an id: 50 bits of milliseconds, then 80 random bits.
 
-    Hot (every run makes several ids), so the C base32 encoder does the work: the 130
-    bits, left-aligned in 20 bytes, are its first 26 characters."""
-    value = ((millis & (1 << 50) - 1) << 80 | rand & (1 << 80) - 1) << 30
-    return base64.b32encode(value.to_bytes(20, "big"))[:26].translate(_FROM_RFC4648).decode()
+    Hot (every run makes several ids): 13 lookups of two characters each, twice as fast
+    as base64.b32encode, which is pure Python in 3.11."""
+    value = (millis & (1 << 50) - 1) << 80 | rand & (1 << 80) - 1
+    return "".join([_PAIRS[value >> shift & 1023] for shift in _PAIR_SHIFTS])
 
 
 def new_id(prefix: str) -> str:

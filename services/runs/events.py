@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from services.runs.snapshot import run_snapshot
+from weftcore import jsontext
 from weftcore.events import BILLING_EVENTS, RUN_CREATED, WEBHOOK_EVENTS, RunEvent
 from weftcore.ids import iso, new_id, utcnow
 from weftcore.nats import JOBS_SUBJECT, billing_subject, event_subject
@@ -64,7 +65,7 @@ def event_json(event: RunEvent) -> str:
         "run": event.run,
         "stage": event.stage,
     }
-    return json.dumps(doc, separators=(",", ":"))
+    return jsontext.dumps(doc)
 
 
 async def record_event(
