@@ -90,14 +90,18 @@ async def test_runs_are_written_together_and_the_rest_handed_back() -> None:
     assert written_ids == ["run_a"] and results == ['"run_a"']
 
 
-async def test_billing_gets_a_copy_of_run_completed_only_for_a_reserved_run() -> None:
-    conn = FakeConn([pending("run_free"), pending("run_held", holds_reservation=True)])
+async def written_together(*rows: dict[str, Any]) -> tuple[Any, ...]:
+    """_WRITE's arguments for pending `rows` executed in one batch (all of them written)."""
+    conn = FakeConn(list(rows))
     batcher = PureRunBatcher(FakePool(conn), definitions)  # type: ignore[arg-type]
-    assert await batcher._execute([_Job(r, plan) for r in ("run_free", "run_held")]) == [
-        True,
-        True,
-    ]
-    args = conn.writes[0]
+    ids = [row["id"] for row in rows]
+    assert await batcher._execute([_Job(run_id, plan) for run_id in ids]) == [True] * len(ids)
+    assert len(conn.writes) == 1
+    return conn.writes[0]
+
+
+async def test_billing_gets_a_copy_of_run_completed_only_for_a_reserved_run() -> None:
+    args = await written_together(pending("run_free"), pending("run_held", holds_reservation=True))
     event_ids, event_payloads = args[13], args[16]
     subjects, msg_ids, payloads = args[17], args[18], args[19]
     # Every event once on weft.runs, in event order; billing's copy right after its event.
@@ -118,13 +122,7 @@ async def test_billing_gets_a_copy_of_run_completed_only_for_a_reserved_run() ->
 
 async def test_a_webhook_delivery_is_queued_with_run_completed_only_for_a_run_with_a_url() -> None:
     hooked = pending("run_hooked", webhook_url="https://example.com/hook")
-    conn = FakeConn([pending("run_plain"), hooked])
-    batcher = PureRunBatcher(FakePool(conn), definitions)  # type: ignore[arg-type]
-    assert await batcher._execute([_Job(r, plan) for r in ("run_plain", "run_hooked")]) == [
-        True,
-        True,
-    ]
-    args = conn.writes[0]
+    args = await written_together(pending("run_plain"), hooked)
     event_ids, types = args[13], args[14]
     completed = event_ids[types.index("run.completed", 4)]  # run_hooked's
     assert list(args[20:25]) == [
