@@ -152,7 +152,7 @@ class CaptureConsumer:
                 await msg.ack()
                 log.info("captured", extra={"run_id": event.run_id, "captured_micros": 0})
             elif event.run_id in done.unreserved:
-                await msg.ack()  # a free run that never reserved: nothing to capture
+                await msg.ack()  # never reserved (a run from before 0008): nothing to capture
             else:
                 rest.append(msg)
         for msg in [m for m, _ in created] + rest:

@@ -398,7 +398,9 @@ WHERE NOT EXISTS (SELECT 1 FROM reservations r WHERE r.run_id = u.run_id)
 @dataclass(frozen=True)
 class FreeCapture:
     captured: set[str]  # open, held nothing: now captured at zero
-    unreserved: set[str]  # never reserved (free runs on their own account): nothing to do
+    # Never reserved: since runs record holds_reservation (runs migration 0008) only
+    # runs created before it still send billing copies for such runs. Nothing to do.
+    unreserved: set[str]
 
 
 async def capture_free(conn: asyncpg.Connection, run_ids: list[str]) -> FreeCapture:

@@ -274,8 +274,9 @@ class BillingService:
     async def capture_free(self, run_ids: list[str]) -> repo.FreeCapture:
         """capture(run_id, usages that cost nothing) for many runs at once, for those that
         also held nothing; answers the runs it captured and those that never reserved
-        (free runs on a user's own account skip billing). Any other (already captured,
-        or held credits to give back) needs `capture`."""
+        (only runs created before the runs service recorded holds_reservation still
+        reach billing). Any other (already captured, or held credits to give back)
+        needs `capture`."""
         async with self.pool.acquire() as conn:  # one statement: its own transaction
             return await repo.capture_free(conn, run_ids)
 
