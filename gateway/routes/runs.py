@@ -21,7 +21,7 @@ from gateway.multipart_runs import (
     read_multipart,
 )
 from gateway.ratelimit import rate_limit_headers
-from gateway.run_cache import TerminalRunCache
+from gateway.run_cache import TerminalRunCache, Viewer
 from gateway.uploads import discard_uploads
 from weft.auth.v1 import auth_pb2
 from weft.runs.v1 import runs_pb2
@@ -44,6 +44,11 @@ def caller(p: auth_pb2.Principal) -> runs_pb2.Caller:
         has_allowlist=p.has_allowlist,
         workflow_allowlist=list(p.workflow_allowlist),
     )
+
+
+def viewer(p: auth_pb2.Principal) -> Viewer:
+    """Who may see which runs, for the gateway's own cache of finished runs."""
+    return Viewer(p.user_id, frozenset(p.workflow_allowlist) if p.has_allowlist else None)
 
 
 def run_links(request: web.Request, run_id: str, workflow_id: str) -> dict[str, str]:
@@ -229,14 +234,14 @@ async def get_run(request: web.Request) -> web.Response:
     wait = query_int(request, "wait", 0, 0, MAX_WAIT_SECONDS)
     run_id = request.match_info["run_id"]
     cache = request.app[RUN_CACHE]
-    body = cache.get(run_id, principal.user_id)
+    body = cache.get(run_id, viewer(principal))
     if body is None:
         run = await request.app[SERVICES].runs.GetRun(
             runs_pb2.GetRunRequest(caller=caller(principal), run_id=run_id, wait_seconds=wait),
             timeout=wait + 10,
         )
         body = dumps({"data": run_data(request, run)})
-        cache.put(run.id, run.user_id, run.status, body)
+        cache.put(run.id, run.user_id, run.workflow_id, run.status, body)
     return web.Response(text=body, content_type="application/json", charset="utf-8")
 
 

@@ -45,6 +45,15 @@ class Caller:
         """Who pays and whose rate limit counts: the team, else the user."""
         return self.team_id or self.user_id
 
+    def may_use(self, workflow_id: str) -> bool:
+        """Whether the key's allowlist (if any) admits the workflow."""
+        return self.allowlist is None or workflow_id in self.allowlist
+
+    def can_see_run(self, user_id: str, workflow_id: str) -> bool:
+        """A run is visible to its owner through a key that may use its workflow; to
+        anyone else it does not exist."""
+        return user_id == self.user_id and self.may_use(workflow_id)
+
 
 @dataclass(frozen=True)
 class IdempotencyRequest:

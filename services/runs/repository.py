@@ -162,18 +162,22 @@ async def stage_rows_for(pool: asyncpg.Pool, run_ids: list[str]) -> dict[str, li
 async def list_runs(
     pool: asyncpg.Pool,
     user_id: str,
+    allowlist: list[str] | None,
     workflow_id: str,
     status: str,
     limit: int,
     starting_after: str,
 ) -> list[Record]:
-    """The user's runs newest first (ids are time-ordered), after the cursor."""
+    """The user's runs newest first (ids are time-ordered), after the cursor, of the
+    workflows in `allowlist` only when one is given."""
     return await pool.fetch(
         "SELECT * FROM runs WHERE user_id = $1"
-        " AND ($2 = '' OR workflow_id = $2) AND ($3 = '' OR status = $3)"
-        " AND ($4 = '' OR id < $4)"
-        " ORDER BY id DESC LIMIT $5",
+        " AND ($2::text[] IS NULL OR workflow_id = ANY($2))"
+        " AND ($3 = '' OR workflow_id = $3) AND ($4 = '' OR status = $4)"
+        " AND ($5 = '' OR id < $5)"
+        " ORDER BY id DESC LIMIT $6",
         user_id,
+        allowlist,
         workflow_id,
         status,
         starting_after,

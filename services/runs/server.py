@@ -166,7 +166,7 @@ class RunsServiceServicer(runs_pb2_grpc.RunsServiceServicer):
         self, request: pb.WatchRunRequest, context: Ctx
     ) -> AsyncIterator[pb.RunEvent]:
         caller = convert.caller(request.caller)
-        async for row in self.watcher.events(caller.user_id, request.run_id, request.after_seq):
+        async for row in self.watcher.events(caller, request.run_id, request.after_seq):
             yield convert_event(row)
 
     async def ListWebhookDeliveries(

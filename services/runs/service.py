@@ -118,7 +118,7 @@ class RunsService:
 
     async def _owned(self, caller: Caller, run_id: str) -> asyncpg.Record:
         row = await repo.get_run(self._pool, run_id) if run_id.startswith("run_") else None
-        if row is None or row["user_id"] != caller.user_id:
+        if row is None or not caller.can_see_run(row["user_id"], row["workflow_id"]):
             raise _not_found_run(run_id)
         return row
 
@@ -131,7 +131,9 @@ class RunsService:
             raise InvalidArgument(f"wait must be between 0 and {MAX_WAIT_SECONDS}.", param="wait")
         if wait_seconds == 0:
             found = await repo.get_run_with_stages(self._pool, run_id)
-            if found is None or found[0]["user_id"] != caller.user_id:
+            if found is None or not caller.can_see_run(
+                found[0]["user_id"], found[0]["workflow_id"]
+            ):
                 raise _not_found_run(run_id)
             return RunView(found[0], found[1])
         # Watch before reading, so a change between the read and the wait is not missed.
@@ -165,8 +167,11 @@ class RunsService:
         if status and status not in STATUSES:
             shown = ", ".join(sorted(STATUSES))
             raise InvalidArgument(f"status must be one of: {shown}.", param="status")
+        if workflow_id and not caller.may_use(workflow_id):
+            return [], False  # as for a workflow that does not exist
+        allowlist = None if caller.allowlist is None else list(caller.allowlist)
         rows = await repo.list_runs(
-            self._pool, caller.user_id, workflow_id, status, limit + 1, starting_after
+            self._pool, caller.user_id, allowlist, workflow_id, status, limit + 1, starting_after
         )
         more = len(rows) > limit
         rows = rows[:limit]

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 from nats.aio.client import Client
 
+from services.runs.create import Caller
 from weftcore.errors import NotFound
 from weftcore.events import TERMINAL_EVENTS, TERMINAL_STATUSES
 from weftcore.nats import event_subject
@@ -51,13 +52,15 @@ class RunWatcher:
             return None
 
     async def events(
-        self, user_id: str, run_id: str, after_seq: int = 0
+        self, caller: Caller, run_id: str, after_seq: int = 0
     ) -> AsyncIterator[asyncpg.Record]:
         """The run's event rows after `after_seq`, as they happen; ends after a terminal
-        event (at once if the run already ended before `after_seq`). Not the caller's
-        run: NotFound."""
-        owner = await self._pool.fetchval("SELECT user_id FROM runs WHERE id = $1", run_id)
-        if owner is None or owner != user_id:
+        event (at once if the run already ended before `after_seq`). A run the caller
+        may not see: NotFound."""
+        owner = await self._pool.fetchrow(
+            "SELECT user_id, workflow_id FROM runs WHERE id = $1", run_id
+        )
+        if owner is None or not caller.can_see_run(owner["user_id"], owner["workflow_id"]):
             raise NotFound(f"No such run: {run_id}.")
         wake = asyncio.Event()
         # Subscribe before the first read so nothing committed in between is missed.
