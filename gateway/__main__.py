@@ -13,6 +13,7 @@ from aiohttp import web
 
 from gateway.app import init_app
 from gateway.config import GatewayConfig
+from gateway.http_server import GatewayRunner
 from weftcore.config import ConfigError
 from weftcore.heap import freeze_startup_heap
 from weftcore.logs import setup_logging
@@ -21,7 +22,13 @@ log = logging.getLogger(__name__)
 
 
 async def _serve(config: GatewayConfig, sock: socket.socket) -> None:
-    runner = web.AppRunner(init_app(config), access_log=None, shutdown_timeout=config.grace_seconds)
+    runner = GatewayRunner(
+        init_app(config),
+        access_log=None,
+        shutdown_timeout=config.grace_seconds,
+        # Also bounds how long a request head may take to arrive (gateway.http_server).
+        keepalive_timeout=config.idle_timeout_seconds,
+    )
     await runner.setup()
     site = web.SockSite(runner, sock)
     await site.start()

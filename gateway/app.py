@@ -21,7 +21,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def init_app(config: GatewayConfig) -> web.Application:
     app = web.Application(
-        middlewares=[make_middleware(config.max_json_bytes)],
+        middlewares=[make_middleware(config)],
         client_max_size=config.max_json_bytes,
     )
     app[CONFIG] = config

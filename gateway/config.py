@@ -24,6 +24,9 @@ class GatewayConfig:
     max_table_upload_bytes: int
     auth_cache_seconds: float
     grace_seconds: float
+    idle_timeout_seconds: float
+    body_min_bytes_per_second: int
+    body_rate_window_seconds: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "GatewayConfig":
@@ -45,4 +48,7 @@ class GatewayConfig:
             max_table_upload_bytes=env_int("WEFT_MAX_TABLE_UPLOAD_BYTES", 20 * 1024 * 1024, env),
             auth_cache_seconds=env_float("WEFT_AUTH_CACHE_SECONDS", 5.0, env),
             grace_seconds=env_float("WEFT_GRACE_SECONDS", 10.0, env),
+            idle_timeout_seconds=env_float("WEFT_HTTP_IDLE_TIMEOUT_SECONDS", 15.0, env),
+            body_min_bytes_per_second=env_int("WEFT_HTTP_BODY_MIN_BYTES_PER_SECOND", 1024, env),
+            body_rate_window_seconds=env_float("WEFT_HTTP_BODY_RATE_WINDOW_SECONDS", 10.0, env),
         )

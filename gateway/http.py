@@ -1,11 +1,11 @@
 """JSON responses, the error envelope and body parsing: the HTTP edge of domain errors."""
 
-import json
 from typing import Any
 
 import grpc
 from aiohttp import web
 
+from gateway.client_input import parse_json
 from weftcore import jsontext
 from weftcore.context import REQUEST_ID_HEADER, request_id_var
 from weftcore.errors import InvalidArgument, WeftError, from_rpc_error
@@ -20,6 +20,8 @@ _STATUS_BY_CODE = {
     "UNSUPPORTED_MEDIA_TYPE": 415,
     "INVALID_JSON": 400,
     "METHOD_NOT_ALLOWED": 405,
+    "REQUEST_TIMEOUT": 408,
+    "HEADERS_TOO_LARGE": 431,
 }
 _STATUS_BY_GRPC = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
@@ -77,14 +79,9 @@ def as_weft_error(exc: grpc.RpcError) -> WeftError:
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object; 400 INVALID_JSON for anything else."""
+    """The body as a JSON object of storable values (gateway.client_input); 400 else."""
     raw = await request.read()  # bounded by client_max_size (413 beyond it)
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidArgument(
-            f"Request body is not valid JSON: {exc}.", code="INVALID_JSON"
-        ) from None
+    data = parse_json(raw)
     if not isinstance(data, dict):
         raise InvalidArgument("Request body must be a JSON object.", code="INVALID_JSON")
     return data

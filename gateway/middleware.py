@@ -1,5 +1,6 @@
 """Request id, size caps and the one place where every failure becomes the envelope."""
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -9,7 +10,10 @@ import grpc
 from aiohttp import web
 
 from gateway import metrics
+from gateway.client_input import check_url_values
+from gateway.config import GatewayConfig
 from gateway.http import error_response
+from gateway.http_server import watch_body
 from gateway.ratelimit import rate_limited_headers
 from weftcore.context import REQUEST_ID_HEADER, request_id_var
 from weftcore.errors import Internal, InvalidArgument, NotFound, WeftError, from_rpc_error
@@ -40,13 +44,24 @@ def _from_http_exception(exc: web.HTTPException) -> WeftError:
     return Internal("Internal error.")
 
 
-def make_middleware(max_json_bytes: int) -> Any:
+def make_middleware(config: GatewayConfig) -> Any:
+    max_json_bytes = config.max_json_bytes
+
     @web.middleware
     async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
         sent = request.headers.get(REQUEST_ID_HEADER)
         rid = sent if sent is not None and _valid_request_id(sent) else new_id("req")
         request_id_var.set(rid)
         started = time.perf_counter()
+        watchdog = None
+        if not request.content.is_eof():
+            watchdog = asyncio.create_task(
+                watch_body(
+                    request.content,
+                    config.body_min_bytes_per_second,
+                    config.body_rate_window_seconds,
+                )
+            )
         try:
             # Refuse a declared-too-large JSON body before reading a byte of it; uploads
             # (multipart) enforce their own, larger caps while streaming.
@@ -60,17 +75,31 @@ def make_middleware(max_json_bytes: int) -> Any:
                     f"Request body is over the {max_json_bytes}-byte limit.",
                     code="PAYLOAD_TOO_LARGE",
                 )
+            check_url_values(request.match_info, "Path parameter")
+            check_url_values(request.query, "Query parameter")
             response = await handler(request)
         except WeftError as err:
             response = error_response(err, headers=rate_limited_headers(err))
         except grpc.RpcError as exc:
             mapped = from_rpc_error(exc)
             response = error_response(mapped, headers=rate_limited_headers(mapped))
+            if response.status >= 500:
+                log.error(
+                    "service call failed",
+                    extra={"path": request.path, "code": mapped.code, "grpc": str(exc.code())},
+                )
         except web.HTTPException as exc:
             response = error_response(_from_http_exception(exc), headers=_allow_header(exc))
         except Exception:
             log.exception("unhandled error", extra={"path": request.path})
             response = error_response(Internal("Internal error."))
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+        if not request.content.is_eof():
+            # The body was not read to its end (refused early, or too slow): the
+            # connection cannot carry another request.
+            response.force_close()
         response.headers[REQUEST_ID_HEADER] = rid
         metrics.observe(request, response.status, time.perf_counter() - started)
         return response

@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.client_input import check_text, parse_json
 from gateway.keys import CONFIG, SERVICES
 from gateway.uploads import StorageUpload, iter_parts, open_multipart, read_field
 from weft.auth.v1 import auth_pb2
@@ -72,7 +73,9 @@ async def read_multipart(request: web.Request, principal: auth_pb2.Principal) ->
     unsupported kinds: 415, both from storage). Urlencoded forms carry fields only."""
     if request.content_type == URLENCODED:
         posted = await request.post()  # bounded by client_max_size (the JSON cap)
-        return MultipartBody(fields=[(k, v) for k, v in posted.items() if isinstance(v, str)])
+        return MultipartBody(
+            fields=[(k, check_text(v, k)) for k, v in posted.items() if isinstance(v, str)]
+        )
     reader = await open_multipart(request)
     cap = request.app[CONFIG].max_upload_bytes
     body = MultipartBody()
@@ -121,9 +124,13 @@ def coerce(declared: dict[str, Any], raw: str, param: str) -> Any:
         raise InvalidArgument(f"{param} must be true or false.", param=param)
     if kind == "json":
         try:
-            return json.loads(text)
-        except json.JSONDecodeError:
-            raise InvalidArgument(f"{param} must be valid JSON.", param=param) from None
+            return parse_json(text)
+        except InvalidArgument as exc:
+            inner = exc.param or ""
+            where = param + (inner if inner.startswith("[") or not inner else f".{inner}")
+            raise InvalidArgument(
+                f"{param} must be valid JSON: {exc.message}", param=where
+            ) from None
     if kind == "select":
         options = (declared.get("constraints") or {}).get("options", [])
         for option in options:

@@ -18,6 +18,7 @@ import grpc
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from gateway.client_input import check_text, text_problem
 from weft.storage.v1 import storage_pb2, storage_pb2_grpc
 from weftcore.errors import InvalidArgument, WeftError
 
@@ -75,8 +76,15 @@ def is_file(part: BodyPartReader) -> bool:
 
 def part_filename(part: BodyPartReader) -> str:
     """The client's file name. Some clients (aiohttp; browsers for quotes and newlines)
-    percent-encode it; storage then strips paths and control characters."""
-    return urllib.parse.unquote(part.filename or "")
+    percent-encode it; storage then strips paths and control characters. A name that
+    is not text (raw bytes that are not UTF-8, NUL) is a 400."""
+    name = urllib.parse.unquote(part.filename or "")
+    problem = text_problem(name)
+    if problem is not None:
+        raise InvalidArgument(
+            f"The filename of part {part.name or 'file'!r} {problem}.", param=part.name or "file"
+        )
+    return name
 
 
 async def read_field(part: BodyPartReader, max_bytes: int = MAX_FIELD_BYTES) -> str:
@@ -89,11 +97,12 @@ async def read_field(part: BodyPartReader, max_bytes: int = MAX_FIELD_BYTES) -> 
                 f"Form field {part.name!r} is over {max_bytes:,} bytes.", param=part.name
             )
     try:
-        return data.decode(part.get_charset("utf-8"))
+        text = data.decode(part.get_charset("utf-8"))
     except (UnicodeDecodeError, LookupError):
         raise InvalidArgument(
             f"Form field {part.name!r} is not valid text.", param=part.name
         ) from None
+    return check_text(text, part.name or "")
 
 
 async def file_chunks(part: BodyPartReader, cap: int) -> AsyncIterator[bytes]:

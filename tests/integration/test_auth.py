@@ -182,7 +182,7 @@ async def scoped_app(stack: Any) -> AsyncIterator[str]:
     from gateway.middleware import make_middleware
 
     config = GatewayConfig.from_env(stack.env)
-    app = web.Application(middlewares=[make_middleware(config.max_json_bytes)])
+    app = web.Application(middlewares=[make_middleware(config)])
     app[CONFIG] = config
     app[SERVICES] = connect_services(config)
 
