@@ -22,6 +22,7 @@ class GatewayConfig:
     max_json_bytes: int
     max_upload_bytes: int
     max_table_upload_bytes: int
+    max_form_bytes: int
     auth_cache_seconds: float
     grace_seconds: float
     idle_timeout_seconds: float
@@ -46,6 +47,7 @@ class GatewayConfig:
             max_json_bytes=env_int("WEFT_MAX_JSON_BYTES", 1024 * 1024, env),
             max_upload_bytes=env_int("WEFT_MAX_UPLOAD_BYTES", 50 * 1024 * 1024, env),
             max_table_upload_bytes=env_int("WEFT_MAX_TABLE_UPLOAD_BYTES", 20 * 1024 * 1024, env),
+            max_form_bytes=env_int("WEFT_MAX_FORM_BYTES", 100 * 1024 * 1024, env),
             auth_cache_seconds=env_float("WEFT_AUTH_CACHE_SECONDS", 5.0, env),
             grace_seconds=env_float("WEFT_GRACE_SECONDS", 10.0, env),
             idle_timeout_seconds=env_float("WEFT_HTTP_IDLE_TIMEOUT_SECONDS", 15.0, env),

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from gateway.client_input import check_text, parse_json
 from gateway.keys import CONFIG, SERVICES
-from gateway.uploads import StorageUpload, iter_parts, open_multipart, read_field
+from gateway.uploads import FormBudget, StorageUpload, iter_parts, open_multipart, read_field
 from weft.auth.v1 import auth_pb2
 from weft.runs.v1 import runs_pb2
 from weftcore.canonical import multipart_body_hash
@@ -76,19 +76,21 @@ async def read_multipart(request: web.Request, principal: auth_pb2.Principal) ->
         return MultipartBody(
             fields=[(k, check_text(v, k)) for k, v in posted.items() if isinstance(v, str)]
         )
+    config = request.app[CONFIG]
+    budget = FormBudget.of(request, config.max_form_bytes, config.max_json_bytes)
     reader = await open_multipart(request)
-    cap = request.app[CONFIG].max_upload_bytes
+    cap = config.max_upload_bytes
     body = MultipartBody()
-    async for part in iter_parts(reader):
+    async for part in iter_parts(reader, budget):
         name = part.name or ""
         if part.filename is None:
-            body.fields.append((name, await read_field(part)))
+            body.fields.append((name, await read_field(part, budget)))
             continue
         if len(body.files) >= MAX_FILE_PARTS:
             raise InvalidArgument(f"At most {MAX_FILE_PARTS} files per run.", param=name or "file")
         upload = StorageUpload(request.app[SERVICES].storage, principal.user_id)
         async with upload:
-            await upload.send_part(part, cap)
+            await upload.send_part(part, cap, budget)
             attachment = await upload.finish()
         body.files.append((name, attachment.id, attachment.sha256))
     return body

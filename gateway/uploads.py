@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp import BodyPartReader, MultipartReader, StreamReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.client_input import check_text, text_problem
@@ -25,9 +25,9 @@ from weftcore.errors import InvalidArgument, WeftError
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 256 * 1024
-# Room for boundaries, part headers and small form fields on top of a file's own cap.
-MULTIPART_OVERHEAD_BYTES = 64 * 1024
 MAX_FIELD_BYTES = 64 * 1024
+# Parts of one body (files, fields), whatever their size: each costs a part header parse.
+MAX_FORM_PARTS = 64
 UPLOAD_TIMEOUT_SECONDS = 600.0
 
 
@@ -39,11 +39,48 @@ def too_large(cap: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"The upload is over the {cap / (1024 * 1024):g} MiB limit.")
 
 
-def check_declared_length(request: web.Request, cap: int) -> None:
-    """413 before reading a byte when Content-Length already says the body is too big."""
-    length = request.content_length
-    if length is not None and length > cap + MULTIPART_OVERHEAD_BYTES:
-        raise too_large(cap)
+@dataclass
+class FormBudget:
+    """Caps on one multipart body as a whole, counted as it streams (chunked bodies
+    too): its bytes on the wire (files included), the bytes of its text fields (those
+    are held in memory, so they share the JSON body cap) and its number of parts."""
+
+    content: StreamReader
+    max_body_bytes: int
+    max_field_bytes: int
+    max_parts: int = MAX_FORM_PARTS
+    parts: int = 0
+    field_bytes: int = 0
+
+    @classmethod
+    def of(cls, request: web.Request, max_body_bytes: int, max_field_bytes: int) -> "FormBudget":
+        """The budget of the request's body; 413 at once when Content-Length is over."""
+        length = request.content_length
+        if length is not None and length > max_body_bytes:
+            raise _body_too_large(max_body_bytes)
+        return cls(request.content, max_body_bytes, max_field_bytes)
+
+    def check_body(self) -> None:
+        if self.content.total_bytes > self.max_body_bytes:
+            raise _body_too_large(self.max_body_bytes)
+
+    def count_part(self) -> None:
+        self.parts += 1
+        if self.parts > self.max_parts:
+            raise PayloadTooLarge(f"The form has more than {self.max_parts} parts.")
+        self.check_body()
+
+    def count_field_bytes(self, size: int) -> None:
+        self.field_bytes += size
+        if self.field_bytes > self.max_field_bytes:
+            raise PayloadTooLarge(
+                f"The form's text fields are over {self.max_field_bytes:,} bytes together."
+            )
+        self.check_body()
+
+
+def _body_too_large(cap: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The request body is over the {cap / (1024 * 1024):g} MiB limit.")
 
 
 async def open_multipart(request: web.Request) -> MultipartReader:
@@ -56,9 +93,10 @@ async def open_multipart(request: web.Request) -> MultipartReader:
         raise InvalidArgument(f"Malformed multipart body: {exc}.") from None
 
 
-async def iter_parts(reader: MultipartReader) -> AsyncIterator[BodyPartReader]:
-    """The top-level parts; nested multiparts are refused."""
+async def iter_parts(reader: MultipartReader, budget: FormBudget) -> AsyncIterator[BodyPartReader]:
+    """The top-level parts, counted against `budget`; nested multiparts are refused."""
     while True:
+        budget.count_part()
         try:
             part = await reader.next()
         except (ValueError, HttpProcessingError) as exc:  # e.g. a part header aiohttp refuses
@@ -87,11 +125,14 @@ def part_filename(part: BodyPartReader) -> str:
     return name
 
 
-async def read_field(part: BodyPartReader, max_bytes: int = MAX_FIELD_BYTES) -> str:
-    """A (non-file) form field as text, at most `max_bytes`."""
+async def read_field(
+    part: BodyPartReader, budget: FormBudget, max_bytes: int = MAX_FIELD_BYTES
+) -> str:
+    """A (non-file) form field as text, at most `max_bytes`, counted against `budget`."""
     data = bytearray()
     while chunk := await part.read_chunk(CHUNK_BYTES):
         data += chunk
+        budget.count_field_bytes(len(chunk))
         if len(data) > max_bytes:
             raise PayloadTooLarge(
                 f"Form field {part.name!r} is over {max_bytes:,} bytes.", param=part.name
@@ -105,13 +146,15 @@ async def read_field(part: BodyPartReader, max_bytes: int = MAX_FIELD_BYTES) -> 
     return check_text(text, part.name or "")
 
 
-async def file_chunks(part: BodyPartReader, cap: int) -> AsyncIterator[bytes]:
-    """The part's bytes in chunks; 413 as soon as more than `cap` bytes arrived."""
+async def file_chunks(part: BodyPartReader, cap: int, budget: FormBudget) -> AsyncIterator[bytes]:
+    """The part's bytes in chunks; 413 as soon as more than `cap` bytes arrived, or the
+    whole body is over its budget."""
     size = 0
     while chunk := await part.read_chunk(CHUNK_BYTES):
         size += len(chunk)
         if size > cap:
             raise too_large(cap)
+        budget.check_body()
         yield chunk
 
 
@@ -140,7 +183,7 @@ class StorageUpload:
             await self.call
             raise InvalidArgument("The upload ended early.") from None
 
-    async def send_part(self, part: BodyPartReader, cap: int) -> int:
+    async def send_part(self, part: BodyPartReader, cap: int, budget: FormBudget) -> int:
         """Streams a file part to storage; returns the number of bytes sent."""
         self.call = self.stub.Upload(timeout=self.timeout)
         header = storage_pb2.UploadHeader(
@@ -150,7 +193,7 @@ class StorageUpload:
         )
         await self._write(storage_pb2.UploadChunk(header=header))
         sent = 0
-        async for chunk in file_chunks(part, cap):
+        async for chunk in file_chunks(part, cap, budget):
             await self._write(storage_pb2.UploadChunk(data=chunk))
             sent += len(chunk)
         return sent

@@ -17,8 +17,8 @@ from gateway.http import json_response
 from gateway.idempotency import begin, complete, idempotency_key
 from gateway.keys import CONFIG, SERVICES
 from gateway.uploads import (
+    FormBudget,
     StorageUpload,
-    check_declared_length,
     discard_uploads,
     iter_parts,
     open_multipart,
@@ -66,7 +66,8 @@ async def create_attachment(request: web.Request) -> web.Response:
     idempotency_key(request)  # a bad header is a 400 before anything is uploaded
     config = request.app[CONFIG]
     cap = config.max_upload_bytes
-    check_declared_length(request, cap)
+    # One file, plus room for the form's framing and its (small) text fields.
+    budget = FormBudget.of(request, cap + config.max_json_bytes, config.max_json_bytes)
     reader = await open_multipart(request)
     fields: dict[str, str] = {}
     part_name = ""
@@ -74,14 +75,14 @@ async def create_attachment(request: web.Request) -> web.Response:
     async with upload:
         # The stream stays open until the body ends, so a second file part can still
         # refuse the whole request (storage then drops the object).
-        async for part in iter_parts(reader):
+        async for part in iter_parts(reader, budget):
             if part.filename is None:
-                fields[part.name or ""] = await read_field(part)
+                fields[part.name or ""] = await read_field(part, budget)
                 continue
             if upload.call is not None:
                 raise InvalidArgument("Send exactly one file part.", param=part.name or "file")
             part_name = part.name or ""
-            await upload.send_part(part, cap)
+            await upload.send_part(part, cap, budget)
         if upload.call is None:
             raise InvalidArgument(
                 "A file part is required (multipart/form-data with a `file` part).",

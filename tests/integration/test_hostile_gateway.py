@@ -8,6 +8,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -141,8 +142,8 @@ def strict_gateway(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 async def _exchange(port: int, chunks: list[bytes], pause: float = 0.0) -> tuple[bytes, float]:
-    """Sends `chunks`, `pause` seconds apart, until the server closes the connection;
-    answers what the server sent and how long the connection lived."""
+    """Sends `chunks`, `pause` seconds apart, until the server answers or closes the
+    connection; answers what the server sent and how long the exchange took."""
     loop = asyncio.get_running_loop()
     began = loop.time()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -156,14 +157,15 @@ async def _exchange(port: int, chunks: list[bytes], pause: float = 0.0) -> tuple
     reading = asyncio.create_task(read_all())
     try:
         for chunk in chunks:
-            if reading.done():
-                break
+            if reading.done() or received:
+                break  # the server answered (or closed): no point in sending more
             writer.write(chunk)
             with contextlib.suppress(ConnectionError):
                 await writer.drain()
             if pause:
                 await asyncio.wait([reading], timeout=pause)
-        await asyncio.wait_for(reading, 30)
+        # The whole answer, until the server closes (or a moment after it answered).
+        await asyncio.wait([reading], timeout=2 if received else 30)
     finally:
         reading.cancel()
         writer.close()
@@ -435,3 +437,80 @@ async def test_multipart_values_no_service_can_store_are_400(
             answer = await response.json()
         assert response.status == 400, (case, answer)
         assert answer["error"]["code"] in ("INVALID_PARAM", "INVALID_JSON"), (case, answer)
+
+
+# ---- 2. multipart bodies are capped as a whole -------------------------------------
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def _chunked(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+async def test_endless_form_fields_are_refused_early_without_buffering(
+    stack: Any, typed: tuple[str, str]
+) -> None:
+    """~150 MB of 60 KB text fields, chunked (no Content-Length), on every multipart
+    route: 413 long before the end, and the gateway's memory stays flat."""
+    account = create_account(stack, "1")
+    workflow_id, slug = typed
+    port = int(stack.base_url.rsplit(":", 1)[1])
+    gateway_pid = stack.processes["gateway"].pid
+    boundary = b"capboundary"
+    field = (
+        b"--"
+        + boundary
+        + b'\r\nContent-Disposition: form-data; name="name"\r\n\r\n'
+        + b"x" * 60_000
+        + b"\r\n"
+    )
+    framed = _chunked(field)
+    before = _rss_kib(gateway_pid)
+    for path in (
+        "/api/v1/attachments",
+        f"/api/v1/workflows/{workflow_id}/runs",
+        f"/api/v1/endpoints/{slug}",
+    ):
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {account.token}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary.decode()}\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n"
+        ).encode()
+        answer, _ = await _exchange(port, [head, *([framed] * 2500)])
+        status, _, envelope = _parse_answer(answer)
+        assert status == 413, (path, answer[:300])
+        assert envelope["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    grown_mib = (_rss_kib(gateway_pid) - before) / 1024
+    assert grown_mib < 40, f"gateway RSS grew {grown_mib:.0f} MiB"
+
+
+async def test_too_many_parts_and_a_declared_oversize_body_are_413(
+    stack: Any, typed: tuple[str, str], http: aiohttp.ClientSession
+) -> None:
+    account = create_account(stack, "1")
+    workflow_id, _ = typed
+    url = f"{stack.base_url}/api/v1/workflows/{workflow_id}/runs"
+    form = aiohttp.FormData(default_to_multipart=True)
+    form.add_field("input_text", "hi")
+    for i in range(80):
+        form.add_field(f"f{i}", "v")
+    async with http.post(url, data=form, headers=account.headers) as response:
+        answer = await response.json()
+    assert response.status == 413 and answer["error"]["code"] == "PAYLOAD_TOO_LARGE", answer
+    assert "parts" in answer["error"]["message"]
+    port = int(stack.base_url.rsplit(":", 1)[1])
+    head = (
+        f"POST /api/v1/workflows/{workflow_id}/runs HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {account.token}\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\n"
+        f"Content-Length: {200 * 1024 * 1024}\r\n\r\n"
+    ).encode()
+    answer_raw, _ = await _exchange(port, [head])
+    status, _, envelope = _parse_answer(answer_raw)
+    assert status == 413 and envelope["error"]["code"] == "PAYLOAD_TOO_LARGE"
