@@ -65,9 +65,15 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     run_id = request.match_info["run_id"]
     runs = request.app[SERVICES].runs
     who = caller(principal)
-    # Ownership (404) must be known before the 200 headers go out.
-    await runs.GetRun(runs_pb2.GetRunRequest(caller=who, run_id=run_id), timeout=10)
     call = runs.WatchRun(runs_pb2.WatchRunRequest(caller=who, run_id=run_id, after_seq=after))
+    # A refusal (404, 429 over the account's open streams) must be known before the 200
+    # headers go out: the service sends its headers only once it accepted the stream.
+    try:
+        await call.initial_metadata()
+        await call.wait_for_connection()  # raises the call's error if it already ended
+    except BaseException:
+        call.cancel()
+        raise
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8",

@@ -20,6 +20,7 @@ from services.runs.create import (
 from services.runs.group_commit import CreationBatcher
 from services.runs.integrations import idempotency_rpc, make_idempotency, make_rate_limiter
 from services.runs.notify import Notifier
+from services.runs.open_waits import OpenWaits
 from services.runs.outbox import OutboxRelay
 from services.runs.service import RunsService
 from services.runs.watch import RunWatcher
@@ -33,7 +34,7 @@ from weft.billing.v1 import billing_pb2, billing_pb2_grpc
 from weft.runs.v1 import runs_pb2 as pb
 from weft.runs.v1 import runs_pb2_grpc
 from weft.storage.v1 import storage_pb2_grpc
-from weftcore.config import ServiceConfig, env_str
+from weftcore.config import ServiceConfig, env_int, env_str
 from weftcore.db import create_pool, ping
 from weftcore.errors import InvalidArgument
 from weftcore.grpc_client import batched_rpc, open_channel
@@ -166,8 +167,12 @@ class RunsServiceServicer(runs_pb2_grpc.RunsServiceServicer):
         self, request: pb.WatchRunRequest, context: Ctx
     ) -> AsyncIterator[pb.RunEvent]:
         caller = convert.caller(request.caller)
-        async for row in self.watcher.events(caller, request.run_id, request.after_seq):
-            yield convert_event(row)
+        await self.watcher.check_visible(caller, request.run_id)
+        with self.service.open_waits.hold(caller.account_id):
+            # Accepted: the gateway waits for these headers before answering 200.
+            await context.send_initial_metadata(())
+            async for row in self.watcher.events(request.run_id, request.after_seq):
+                yield convert_event(row)
 
     async def ListWebhookDeliveries(
         self, request: pb.ListWebhookDeliveriesRequest, context: Ctx
@@ -323,12 +328,14 @@ async def wire(
             timeout=10,
         ),
     )
-    service = RunsService(pool, notifier, creator)
+    service = RunsService(
+        pool, notifier, creator, OpenWaits(env_int("WEFT_MAX_OPEN_WAITS_PER_ACCOUNT", 100))
+    )
     await apply_workflow_dir(
         service, os.environ.get("WEFT_WORKFLOWS_DIR", str(DEFAULT_WORKFLOWS_DIR))
     )
     runs_pb2_grpc.add_RunsServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        RunsServiceServicer(service, pool, RunWatcher(pool, nc)),
+        RunsServiceServicer(service, pool, RunWatcher(pool, nc, notifier)),
         server.server,
     )
 

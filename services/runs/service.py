@@ -16,6 +16,7 @@ from services.runs import repository as repo
 from services.runs.create import Caller, CreateRunInput, CreateRunOutput, RunCreator
 from services.runs.events import enqueue_job, record_event
 from services.runs.notify import Notifier
+from services.runs.open_waits import OpenWaits
 from services.runs.params import validate_values
 from services.runs.snapshot import run_snapshot
 from services.runs.workflows import load_definition
@@ -27,8 +28,6 @@ log = logging.getLogger(__name__)
 MAX_WAIT_SECONDS = 60
 # How stale another replica's view of a re-applied workflow may be.
 WORKFLOW_CACHE_SECONDS = 2.0
-# Long-polls re-read the status this often even without a notification (lost NOTIFY).
-_RECHECK_SECONDS = 2.0
 STATUSES = frozenset({"pending", "running", "awaiting_input", "completed", "failed", "canceled"})
 
 
@@ -60,10 +59,13 @@ def check_limit(limit: int) -> int:
 
 
 class RunsService:
-    def __init__(self, pool: asyncpg.Pool, notifier: Notifier, creator: RunCreator) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, notifier: Notifier, creator: RunCreator, open_waits: OpenWaits
+    ) -> None:
         self._pool = pool
         self._notifier = notifier
         self._creator = creator
+        self.open_waits = open_waits
         # Workflows by id/slug for a moment: every CreateRun reads one, they rarely change.
         self._workflows: dict[str, tuple[float, asyncpg.Record]] = {}
 
@@ -137,25 +139,28 @@ class RunsService:
                 raise _not_found_run(run_id)
             return RunView(found[0], found[1])
         # Watch before reading, so a change between the read and the wait is not missed.
+        # Only the notifier wakes the wait (it wakes every waiter after reconnecting, so
+        # no change is missed); the status is re-read only when it may have changed.
         event = self._notifier.watch(run_id)
         try:
             row = await self._owned(caller, run_id)
             known = known_status or row["status"]
             loop = asyncio.get_running_loop()
             deadline = loop.time() + wait_seconds
-            while row["status"] == known and row["status"] not in TERMINAL_STATUSES:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    await asyncio.wait_for(event.wait(), min(remaining, _RECHECK_SECONDS))
-                except TimeoutError:
-                    pass
-                event.clear()
-                fresh = await repo.get_run(self._pool, run_id)
-                if fresh is None:
-                    raise _not_found_run(run_id)
-                row = fresh
+            with self.open_waits.hold(caller.account_id):
+                while row["status"] == known and row["status"] not in TERMINAL_STATUSES:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        await asyncio.wait_for(event.wait(), remaining)
+                    except TimeoutError:
+                        break
+                    event.clear()
+                    fresh = await repo.get_run(self._pool, run_id)
+                    if fresh is None:
+                        raise _not_found_run(run_id)
+                    row = fresh
         finally:
             self._notifier.unwatch(run_id, event)
         return RunView(row, await repo.stage_rows(self._pool, run_id))

@@ -514,3 +514,57 @@ async def test_too_many_parts_and_a_declared_oversize_body_are_413(
     answer_raw, _ = await _exchange(port, [head])
     status, _, envelope = _parse_answer(answer_raw)
     assert status == 413 and envelope["error"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+# ---- 13. open long-polls and event streams are capped per account -------------------
+
+
+async def test_open_long_polls_and_streams_are_capped_per_account(
+    stack: Any, workflows: dict[str, str]
+) -> None:
+    account = create_account(stack, "5")
+    other = create_account(stack, "5")
+    base = f"{stack.base_url}/api/v1"
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        runs = []
+        for who in (account, other):
+            async with http.post(
+                f"{base}/workflows/{workflows['hidden_review']}/runs",
+                json={"input_text": "hold"},
+                headers=who.headers,
+            ) as r:
+                runs.append((await r.json())["data"]["id"])
+        for who, run_id in zip((account, other), runs, strict=True):
+            await wait_for(http, stack, who, run_id, ("awaiting_input",))
+        run_id = runs[0]
+
+        async def poll(seconds: int) -> tuple[int, Any, Any]:
+            async with http.get(
+                f"{base}/workflow-runs/{run_id}",
+                params={"wait": str(seconds)},
+                headers=account.headers,
+            ) as r:
+                return r.status, await r.json(), r.headers
+
+        holders = [asyncio.create_task(poll(8)) for _ in range(100)]
+        await asyncio.sleep(2)  # all 100 are waiting in the runs service now
+        status, body, headers = await poll(1)
+        assert status == 429, body
+        assert body["error"]["code"] == "RATE_LIMITED" and body["error"]["limit"] == 100
+        assert headers["Retry-After"] == "1"
+        async with http.get(f"{base}/workflow-runs/{run_id}/events", headers=account.headers) as r:
+            assert r.status == 429, await r.text()
+            assert (await r.json())["error"]["code"] == "RATE_LIMITED"
+        # Another account is not affected, and a poll without wait is not a wait.
+        async with http.get(
+            f"{base}/workflow-runs/{runs[1]}", params={"wait": "1"}, headers=other.headers
+        ) as r:
+            assert r.status == 200
+        async with http.get(f"{base}/workflow-runs/{run_id}", headers=account.headers) as r:
+            assert r.status == 200
+        results = await asyncio.gather(*holders)
+        assert {status for status, _, _ in results} == {200}
+        # Released: the account may wait again.
+        status, body, _ = await poll(1)
+        assert status == 200, body
