@@ -49,6 +49,7 @@ async def test_schemathesis_finds_no_5xx_and_no_schema_violation(
         f"{stack.base_url}/api/v1/openapi.json",
         "--checks", CHECKS,
         "--max-examples", "12",
+        "--mode", "all",  # valid and invalid data
         "--phases", "examples,fuzzing",
         "--workers", "1",
         "--seed", "7",
