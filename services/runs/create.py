@@ -1,5 +1,6 @@
-"""CreateRun: validate, reserve credits, then commit run + event + job + idempotency
-record in one transaction (the outbox relay publishes after the commit)."""
+"""CreateRun: validate, claim the Idempotency-Key (if any), reserve credits, then commit
+run + event + job + idempotency answer in one transaction (the outbox relay publishes
+after the commit)."""
 
 import asyncio
 import json
@@ -68,7 +69,7 @@ class RateLimitState:
 
 
 class IdempotencyStore(Protocol):
-    """The auth engineer's idempotency records, used inside the creating transaction."""
+    """The idempotency records (services/runs/idempotency.py)."""
 
     async def begin(
         self, conn: asyncpg.Connection, account_id: str, req: IdempotencyRequest
@@ -81,7 +82,14 @@ class IdempotencyStore(Protocol):
         account_id: str,
         req: IdempotencyRequest,
         response: StoredResponse,
-    ) -> None: ...
+    ) -> None:
+        """Store the answer, inside the transaction that did the work; Conflict
+        (IDEMPOTENCY_IN_FLIGHT) when the key is no longer held."""
+
+    async def forget(
+        self, conn: asyncpg.Connection, account_id: str, req: IdempotencyRequest
+    ) -> None:
+        """Release a held key without an answer (the request did no work)."""
 
 
 class RateLimiter(Protocol):
@@ -91,6 +99,9 @@ class RateLimiter(Protocol):
 
     async def take(self, conn: asyncpg.Connection, account_id: str, plan: str) -> RateLimitState:
         """Count one run; ResourceExhausted (RATE_LIMITED) when over the limit."""
+
+    async def current(self, conn: asyncpg.Connection, account_id: str, plan: str) -> RateLimitState:
+        """The state now, counting nothing (the headers of a replayed answer)."""
 
 
 @dataclass(frozen=True)
@@ -228,7 +239,8 @@ class RunCreator:
     async def create(
         self, caller: Caller, workflow: asyncpg.Record, inp: CreateRunInput
     ) -> CreateRunOutput:
-        """Validate, reserve, commit. The workflow is the caller-visible current version."""
+        """Validate, claim the key, reserve, commit. The workflow is the caller-visible
+        current version."""
         definition: dict[str, Any] = workflow["definition"]
         check_input_text(inp.input_text)
         params = validate_values(definition.get("fields", []), inp.params, "params")
@@ -237,12 +249,34 @@ class RunCreator:
         )
         webhook_url = check_webhook_url(inp.webhook_url)
         await self.check_attachments(caller, attachment_ids)
-        if inp.idempotency is not None:
-            replay = await self._peek(caller, inp.idempotency)
-            if replay is not None:
-                return replay
+        inp = _with_ids(inp, attachment_ids)
+        idem = inp.idempotency
+        if idem is None:
+            return await self._reserve_and_commit(caller, workflow, inp, params, webhook_url)
+        # The key first: a concurrent retry must get the replay or IDEMPOTENCY_IN_FLIGHT,
+        # never a refusal of its own (e.g. 402 because the first one holds the credits).
+        replay = await self._claim(caller, idem)
+        if replay is not None:
+            return replay
+        try:
+            return await self._reserve_and_commit(caller, workflow, inp, params, webhook_url)
+        except BaseException:
+            # No run was written: the key must not stay claimed (every retry would be
+            # IDEMPOTENCY_IN_FLIGHT) nor remember a refusal that did no work. After a
+            # commit this is a no-op: only an in-flight claim is forgotten.
+            await asyncio.shield(self._unclaim(caller, idem))
+            raise
+
+    async def _reserve_and_commit(
+        self,
+        caller: Caller,
+        workflow: asyncpg.Record,
+        inp: CreateRunInput,
+        params: Any,
+        webhook_url: str | None,
+    ) -> CreateRunOutput:
         run_id = new_id("run")
-        stages = await self._estimate(caller, definition, _with_ids(inp, attachment_ids), params)
+        stages = await self._estimate(caller, workflow["definition"], inp, params)
         reserved = await self._reserve(caller, run_id, stages)
         new = repo.NewRun(
             id=run_id,
@@ -253,19 +287,16 @@ class RunCreator:
             account_id=caller.account_id,
             input_text=inp.input_text,
             params=params,
-            attachment_ids=attachment_ids,
+            attachment_ids=inp.attachment_ids,
             webhook_url=webhook_url,
             holds_reservation=reserved,
         )
         try:
-            out = await self._commit(caller, new, inp.idempotency)
+            return await self._commit(caller, new, inp.idempotency)
         except BaseException:
             if reserved:
                 await asyncio.shield(self._release(run_id))
             raise
-        if out.replayed and reserved:
-            await asyncio.shield(self._release(run_id))
-        return out
 
     async def _reserve(
         self, caller: Caller, run_id: str, stages: list[billing_pb2.StageEstimate]
@@ -292,15 +323,24 @@ class RunCreator:
             raise from_rpc_error(exc) from None
         return True
 
-    async def _peek(self, caller: Caller, idem: IdempotencyRequest) -> CreateRunOutput | None:
-        peek = getattr(self._idempotency, "peek", None)
-        if peek is None:
-            return None
+    async def _claim(self, caller: Caller, idem: IdempotencyRequest) -> CreateRunOutput | None:
+        """Hold the key (committed, so concurrent retries see it in flight), or answer
+        the stored response with the rate limit as it is now (a replay takes nothing)."""
         async with self._pool.acquire() as conn:
-            stored = await peek(conn, caller.user_id, idem)
-        if stored is None:
-            return None
-        return CreateRunOutput(stored.http_status, stored.body_json, replayed=True)
+            async with conn.transaction():
+                stored = await self._idempotency.begin(conn, caller.user_id, idem)
+            if stored is None:
+                return None
+            rate = await self._rate_limiter.current(conn, caller.account_id, caller.plan)
+        return CreateRunOutput(stored.http_status, stored.body_json, replayed=True, rate_limit=rate)
+
+    async def _unclaim(self, caller: Caller, idem: IdempotencyRequest) -> None:
+        try:
+            async with self._pool.acquire() as conn:
+                await self._idempotency.forget(conn, caller.user_id, idem)
+        except Exception:
+            # Left in flight, the key is taken over by a retry after the lease.
+            log.exception("idempotency key not released", extra={"key": idem.key})
 
     async def _commit(
         self, caller: Caller, new: repo.NewRun, idem: IdempotencyRequest | None
@@ -321,12 +361,6 @@ class RunCreator:
                 body = _created_body(new, event.created_at)
             else:
                 async with conn.transaction():
-                    if idem is not None:
-                        stored = await self._idempotency.begin(conn, caller.user_id, idem)
-                        if stored is not None:
-                            return CreateRunOutput(
-                                stored.http_status, stored.body_json, replayed=True
-                            )
                     event, rate = await self._insert(conn, caller, new)
                     body = _created_body(new, event.created_at)
                     if idem is not None:
@@ -394,7 +428,15 @@ class NoIdempotency:
     ) -> None:
         return None
 
+    async def forget(
+        self, conn: asyncpg.Connection, account_id: str, req: IdempotencyRequest
+    ) -> None:
+        return None
+
 
 class NoRateLimit:
     async def take(self, conn: asyncpg.Connection, account_id: str, plan: str) -> RateLimitState:
+        return RateLimitState(limit=0, remaining=0, reset_seconds=0)
+
+    async def current(self, conn: asyncpg.Connection, account_id: str, plan: str) -> RateLimitState:
         return RateLimitState(limit=0, remaining=0, reset_seconds=0)

@@ -4,17 +4,21 @@ replayed rate-limit headers, internal webhook URLs, http stages that cannot buil
 request, and team captures over a member's allocation."""
 
 import asyncio
+import uuid
 from typing import Any
 
 import aiohttp
 import pytest
 
+from tests.support.billing import Stub, priced_model
 from tests.support.runs import (
     Account,
     apply_workflow,
     create_account,
+    create_user,
     runs_db,
 )
+from weft.billing.v1 import billing_pb2 as pb
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -83,3 +87,100 @@ async def test_oversized_creation_batches_never_fail_other_requests(stack: Any) 
     assert statuses[24:] == [201] * 6, statuses  # the small account is never hurt
     assert statuses.count(201) == 30, statuses
     assert await count_runs(stack, big.user_id) == 24
+
+
+# --- one Idempotency-Key, many concurrent retries ----------------------------------------
+
+
+async def one_run_of_credit(stack: Any, billing: Stub) -> tuple[str, Account, int]:
+    """A priced workflow (review first: nothing finishes and frees credits) and an account
+    with credits for exactly one run of it; answers (workflow, account, estimate)."""
+    model = await priced_model(billing, "hostile")
+    workflow = await apply_workflow(
+        stack,
+        [
+            REVIEW,
+            {"id": "answer", "type": "llm", "model": model, "prompt": "{{ input_text }}",
+             "max_tokens": 200},
+        ],
+    )  # fmt: skip
+    probe = create_account(stack)
+    async with aiohttp.ClientSession() as http:
+        status, body, _ = await post(http, runs_url(stack, workflow), probe, {"input_text": "one"})
+    assert status == 201, body
+    ledger = await billing.ListLedger(pb.ListLedgerRequest(account_id=probe.user_id, limit=100))
+    (estimate,) = [
+        e.amount_micros
+        for e in ledger.entries
+        if e.kind == "reserve" and e.run_id == body["data"]["id"]
+    ]
+    account = create_user(stack)
+    await billing.Grant(pb.GrantRequest(account_id=account.user_id, amount_micros=estimate))
+    return workflow, account, estimate
+
+
+async def test_concurrent_retries_with_one_key_never_get_402(stack: Any, billing: Stub) -> None:
+    workflow, account, _ = await one_run_of_credit(stack, billing)
+    key = f"storm-{uuid.uuid4()}"
+    url = runs_url(stack, workflow)
+    connector = aiohttp.TCPConnector(limit=64)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        same = [post(http, url, account, {"input_text": "one"}, key) for _ in range(20)]
+        other = [post(http, url, account, {"input_text": "other"}, key) for _ in range(5)]
+        answers = await asyncio.gather(*same, *other)
+        # Once the first has finished, a different body is refused as a reused key.
+        late = await post(http, url, account, {"input_text": "other"}, key)
+
+    def code(body: dict[str, Any]) -> str:
+        return str(body.get("error", {}).get("code", ""))
+
+    assert all(status != 402 for status, _, _ in answers), [b for s, b, _ in answers if s == 402]
+    created = [b for s, b, h in answers[:20] if s == 201 and "Idempotent-Replayed" not in h]
+    replayed = [b for s, b, h in answers[:20] if h.get("Idempotent-Replayed") == "true"]
+    in_flight = [b for s, b, _ in answers[:20] if s == 409 and code(b) == "IDEMPOTENCY_IN_FLIGHT"]
+    assert len(created) == 1, answers
+    assert len(created) + len(replayed) + len(in_flight) == 20, answers
+    assert all(b["data"]["id"] == created[0]["data"]["id"] for b in replayed)
+    assert all(s == 409 and code(b) == "IDEMPOTENCY_KEY_REUSED" for s, b, _ in answers[20:])
+    assert (late[0], code(late[1])) == (409, "IDEMPOTENCY_KEY_REUSED")
+    assert await count_runs(stack, account.user_id) == 1
+
+
+async def test_a_refusal_after_the_key_is_claimed_releases_it(
+    stack: Any, billing: Stub, http: aiohttp.ClientSession
+) -> None:
+    workflow, account, estimate = await one_run_of_credit(stack, billing)
+    url = runs_url(stack, workflow)
+    first = await post(http, url, account, {"input_text": "one"})
+    assert first[0] == 201, first[1]
+    key = f"broke-{uuid.uuid4()}"
+    status, body, _ = await post(http, url, account, {"input_text": "one"}, key)
+    assert (status, body["error"]["code"]) == (402, "INSUFFICIENT_CREDITS"), body
+    # The 402 was not stored and the key is not left in flight: after a top-up the very
+    # same request with the same key is a new run.
+    await billing.Grant(pb.GrantRequest(account_id=account.user_id, amount_micros=estimate))
+    status, body, headers = await post(http, url, account, {"input_text": "one"}, key)
+    assert status == 201 and "Idempotent-Replayed" not in headers, body
+
+
+# --- RateLimit-* headers on replays ------------------------------------------------------
+
+
+async def test_a_replay_carries_the_current_rate_limit_without_using_it(
+    stack: Any, http: aiohttp.ClientSession
+) -> None:
+    workflow = await apply_workflow(stack, [{"id": "t", "type": "template", "template": "x"}])
+    account = create_account(stack)
+    url = runs_url(stack, workflow)
+    key = f"rl-{uuid.uuid4()}"
+    status, first, headers = await post(http, url, account, {"input_text": "a"}, key)
+    assert status == 201, first
+    remaining = int(headers["RateLimit-Remaining"])
+    for _ in range(2):
+        status, again, replay = await post(http, url, account, {"input_text": "a"}, key)
+        assert (status, replay.get("Idempotent-Replayed")) == (201, "true"), again
+        assert replay["RateLimit-Limit"] == headers["RateLimit-Limit"]
+        assert int(replay["RateLimit-Remaining"]) == remaining  # nothing was used
+        assert 0 < int(replay["RateLimit-Reset"]) <= 3600
+    status, _, fresh = await post(http, url, account, {"input_text": "b"})
+    assert status == 201 and int(fresh["RateLimit-Remaining"]) == remaining - 1
