@@ -8,7 +8,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import asyncpg
 import grpc
@@ -17,6 +16,8 @@ from services.runs import repository as repo
 from services.runs.events import insert_created_run
 from services.runs.group_commit import CreationBatcher
 from services.runs.params import file_values, validate_values
+from services.runs.ssrf import SSRFPolicy, SSRFRefused
+from services.runs.webhook_url import CREATION_RESOLVE_SECONDS, check_webhook_url
 from weft.billing.v1 import billing_pb2, billing_pb2_grpc
 from weft.storage.v1 import storage_pb2, storage_pb2_grpc
 from weftcore.batching import Batcher
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 MAX_INPUT_CHARS = 50_000
 MAX_ATTACHMENTS = 20
 PAID_PLANS = frozenset({"pro", "team", "enterprise"})
-_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 @dataclass(frozen=True)
@@ -124,27 +124,16 @@ class CreateRunOutput:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def check_webhook_url(url: str) -> str | None:
-    """https anywhere, or http to localhost (development); 400 otherwise."""
+async def check_webhook(url: str, policy: SSRFPolicy) -> str | None:
+    """The run's webhook URL, or None; 400 naming `webhook_url` when the rule that every
+    delivery applies (services/runs/webhook_url.py) refuses it."""
     if not url:
         return None
-    bad = InvalidArgument(
-        "webhook_url must be an https URL (or http://localhost in development).",
-        param="webhook_url",
-    )
-    if len(url) > 2048:
-        raise bad
     try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError:
-        raise bad from None
-    if not host:
-        raise bad
-    if parts.scheme == "https" or (parts.scheme == "http" and host in _LOCAL_HOSTS):
-        return url
-    raise bad
+        await check_webhook_url(url, policy, resolve_timeout=CREATION_RESOLVE_SECONDS)
+    except SSRFRefused as exc:
+        raise InvalidArgument(f"webhook_url refused: {exc.message}.", param="webhook_url") from None
+    return url
 
 
 def check_input_text(text: str) -> None:
@@ -168,6 +157,7 @@ class RunCreator:
         after_commit: Callable[[], None] = lambda: None,
         batcher: CreationBatcher | None = None,
         reserve_batcher: Batcher[billing_pb2.ReserveRequest, billing_pb2.Reservation] | None = None,
+        webhook_policy: SSRFPolicy | None = None,
     ) -> None:
         self._pool = pool
         self._billing = billing
@@ -180,6 +170,8 @@ class RunCreator:
         self._batcher = batcher
         # Reserve, with concurrent creations sharing ReserveMany calls.
         self._reserve_batcher = reserve_batcher
+        # What webhook deliveries may reach (WebhookConfig.policy): refused here already.
+        self._webhook_policy = webhook_policy or SSRFPolicy()
 
     async def check_attachments(self, caller: Caller, ids: list[str]) -> None:
         """Each id must be an attachment of the caller (404 naming it otherwise)."""
@@ -247,7 +239,7 @@ class RunCreator:
         attachment_ids = list(
             dict.fromkeys([*inp.attachment_ids, *file_values(definition.get("fields", []), params)])
         )
-        webhook_url = check_webhook_url(inp.webhook_url)
+        webhook_url = await check_webhook(inp.webhook_url, self._webhook_policy)
         await self.check_attachments(caller, attachment_ids)
         inp = _with_ids(inp, attachment_ids)
         idem = inp.idempotency

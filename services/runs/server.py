@@ -292,7 +292,8 @@ async def wire(
     await ensure_streams(js)
 
     relay = OutboxRelay(pool, nc)
-    webhooks = WebhookDispatcher(pool, WebhookConfig.from_env())
+    webhook_config = WebhookConfig.from_env()
+    webhooks = WebhookDispatcher(pool, webhook_config)
 
     notifier = Notifier(config.database_url, "runs", relay.wake, webhooks.wake)
     relay.start()
@@ -322,6 +323,7 @@ async def wire(
             lambda outcome: outcome.reservation,
             timeout=10,
         ),
+        webhook_policy=webhook_config.policy,
     )
     service = RunsService(pool, notifier, creator)
     await apply_workflow_dir(

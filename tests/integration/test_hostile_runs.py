@@ -4,19 +4,26 @@ replayed rate-limit headers, internal webhook URLs, http stages that cannot buil
 request, and team captures over a member's allocation."""
 
 import asyncio
+import json
+import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from tests.support.billing import Stub, priced_model
 from tests.support.runs import (
     Account,
     apply_workflow,
     create_account,
+    create_run,
     create_user,
+    post_run_action,
     runs_db,
+    wait_for,
 )
 from weft.billing.v1 import billing_pb2 as pb
 
@@ -184,3 +191,135 @@ async def test_a_replay_carries_the_current_rate_limit_without_using_it(
         assert 0 < int(replay["RateLimit-Reset"]) <= 3600
     status, _, fresh = await post(http, url, account, {"input_text": "b"})
     assert status == 201 and int(fresh["RateLimit-Remaining"]) == remaining - 1
+
+
+# --- webhook URLs: one rule at creation and at delivery ----------------------------------
+
+REFUSED_WEBHOOKS = [
+    "https://169.254.169.254/latest/meta-data/",
+    "https://0.0.0.0:8443/hook",
+    "https://user:pass@127.0.0.1/hook",
+    "https://10.11.12.13/hook",
+    "https://192.168.1.10/hook",
+    "https://[::ffff:10.0.0.1]/hook",
+    "https://[fe80::1]/hook",
+    "https://[::]/hook",
+    "http://example.com/hook",
+]
+
+
+async def test_internal_webhook_urls_are_refused_at_creation(
+    stack: Any, http: aiohttp.ClientSession
+) -> None:
+    account = create_account(stack)
+    slug = f"hook-{uuid.uuid4().hex[:10]}"
+    workflow = await apply_workflow(
+        stack, [{"id": "t", "type": "template", "template": "x"}], slug=slug
+    )
+    endpoint = f"{stack.base_url}/api/v1/endpoints/{slug}"
+    for hook in REFUSED_WEBHOOKS:
+        # The published endpoint's flat body passes webhook_url through the same rule.
+        for url, body in [
+            (runs_url(stack, workflow), {"input_text": "x", "webhook_url": hook}),
+            (endpoint, {"webhook_url": hook}),
+        ]:
+            status, answer, _ = await post(http, url, account, body)
+            assert status == 400, (hook, url, answer)
+            assert answer["error"]["code"] == "INVALID_PARAM", answer
+            assert answer["error"]["param"] == "webhook_url", answer
+            assert answer["error"]["message"].startswith("webhook_url refused: "), answer
+            assert "http stage" not in answer["error"]["message"], answer
+    assert await count_runs(stack, account.user_id) == 0
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[int, list[dict[str, Any]]]]:
+    """A webhook receiver on 127.0.0.1 answering 200: (port, bodies received)."""
+    received: list[dict[str, Any]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        received.append(json.loads(await request.read()))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield runner.addresses[0][1], received
+    finally:
+        await runner.cleanup()
+
+
+async def eventually(check: Any, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.2)
+
+
+async def deliveries(stack: Any, run_id: str) -> list[dict[str, Any]]:
+    shown = await asyncio.to_thread(
+        stack.admin, "webhooks", "deliveries", "--run", run_id, check=False
+    )
+    return list(json.loads(shown.stdout)) if shown.returncode == 0 else []
+
+
+async def test_loopback_webhook_is_accepted_and_delivered_where_configured(
+    stack: Any,
+    account: Account,
+    http: aiohttp.ClientSession,
+    receiver: tuple[int, list[dict[str, Any]]],
+) -> None:
+    # The test stack allows loopback webhooks (WEFT_WEBHOOK_ALLOW_LOOPBACK, as in dev).
+    port, received = receiver
+    workflow = await apply_workflow(stack, [{"id": "t", "type": "template", "template": "x"}])
+    run = await create_run(
+        http, stack, account, workflow, "hooked", webhook_url=f"http://localhost:{port}/hook"
+    )
+
+    async def delivered() -> bool:
+        return any(doc["data"]["id"] == run["id"] for doc in received)
+
+    await eventually(delivered)
+
+
+async def test_a_delivery_refused_by_the_guard_fails_at_once(
+    stack: Any,
+    account: Account,
+    http: aiohttp.ClientSession,
+    receiver: tuple[int, list[dict[str, Any]]],
+) -> None:
+    # A URL accepted at creation that the guard refuses at delivery (a name that now
+    # resolves inside, or a configuration that changed): made here by editing the run.
+    port, _ = receiver
+    workflow = await apply_workflow(stack, [REVIEW])
+    run = await create_run(
+        http, stack, account, workflow, "x", webhook_url=f"http://127.0.0.1:{port}/hook"
+    )
+    await wait_for(http, stack, account, run["id"], ("awaiting_input",))
+    conn = await runs_db(stack)
+    try:
+        await conn.execute(
+            "UPDATE runs SET webhook_url = 'https://10.11.12.13/hook' WHERE id = $1", run["id"]
+        )
+    finally:
+        await conn.close()
+    status, body = await post_run_action(
+        http, stack, account, run["id"], "input", {"values": {"ok": True}}
+    )
+    assert status == 200, body
+    assert (await wait_for(http, stack, account, run["id"]))["status"] == "completed"
+    found: list[dict[str, Any]] = []
+
+    async def refused() -> bool:
+        found[:] = [d for d in await deliveries(stack, run["id"]) if d["url"].startswith("https")]
+        return bool(found and found[0]["attempt_log"] and found[0]["status"] != "pending")
+
+    await eventually(refused)
+    (delivery,) = found
+    assert delivery["status"] == "failed", delivery
+    assert delivery["attempts"] == 1, delivery
+    assert "refused" in delivery["last_error"] and "webhook" in delivery["last_error"], delivery
