@@ -323,3 +323,33 @@ async def test_a_delivery_refused_by_the_guard_fails_at_once(
     assert delivery["status"] == "failed", delivery
     assert delivery["attempts"] == 1, delivery
     assert "refused" in delivery["last_error"] and "webhook" in delivery["last_error"], delivery
+
+
+# --- http stages that cannot build their request -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stage", "input_text"),
+    [
+        ({"headers": {"X-Note": "{{ input_text }}"}}, "a\r\nX-Injected: 1"),
+        ({"headers": {"X-Bad\r\nX-Injected": "1"}}, "x"),
+        ({"url": "http://127.0.0.1:{{ input_text }}/health"}, "99999"),
+    ],
+)
+async def test_an_http_stage_that_cannot_build_its_request_fails_the_run(
+    stack: Any,
+    account: Account,
+    http: aiohttp.ClientSession,
+    stage: dict[str, Any],
+    input_text: str,
+) -> None:
+    # The fake LLM's /health answers (127.0.0.1 is allowlisted for http stages here).
+    target = str(stack.env["WEFT_LLM_FAKE_BASE_URL"]).removesuffix("/v1") + "/health"
+    definition = {"id": "call", "type": "http", "url": target, **stage}
+    workflow = await apply_workflow(stack, [definition])
+    created = await create_run(http, stack, account, workflow, input_text)
+    run = await wait_for(http, stack, account, created["id"], timeout=30)
+    assert run["status"] == "failed", run
+    assert run["error"]["stage"] == "call", run
+    assert run["error"]["code"] == "HTTP_INVALID_REQUEST", run
+    assert run["error"]["message"].startswith("http stage: "), run
