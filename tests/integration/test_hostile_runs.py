@@ -17,6 +17,7 @@ from aiohttp import web
 from tests.support.billing import Stub, priced_model
 from tests.support.runs import (
     Account,
+    admin_json,
     apply_workflow,
     create_account,
     create_run,
@@ -353,3 +354,57 @@ async def test_an_http_stage_that_cannot_build_its_request_fails_the_run(
     assert run["error"]["stage"] == "call", run
     assert run["error"]["code"] == "HTTP_INVALID_REQUEST", run
     assert run["error"]["message"].startswith("http stage: "), run
+
+
+# --- team captures never pass the member's allocation ------------------------------------
+
+
+async def test_team_capture_never_exceeds_the_members_allocation(
+    stack: Any, billing: Stub, http: aiohttp.ClientSession
+) -> None:
+    model = await priced_model(billing, "alloc")  # 10 micros per input token, 20 per output
+    # One-letter words: about 1.5 real tokens for every estimated one, and the echoed
+    # answer is far longer than the one output token reserved.
+    workflow = await apply_workflow(
+        stack,
+        [{"id": "answer", "type": "llm", "model": model, "prompt": "{{ input_text }}",
+          "max_tokens": 1}],
+    )  # fmt: skip
+    team = admin_json(stack, "teams", "create", "--name", f"t-{uuid.uuid4().hex[:6]}")
+    member = create_user(stack, plan="team")
+    admin_json(stack, "teams", "add-member", "--team", team["id"], "--user", member.user_id)
+    await billing.Grant(pb.GrantRequest(account_id=team["id"], amount_micros=10_000_000))
+    allocation = 10_000  # one cent
+    await billing.SetAllocation(
+        pb.SetAllocationRequest(
+            team_id=team["id"], user_id=member.user_id, monthly_micros=allocation
+        )
+    )
+    run = await create_run(http, stack, member, workflow, "a " * 600)
+    finished = await wait_for(http, stack, member, run["id"], timeout=120)
+    assert finished["status"] == "completed", finished
+    (stage,) = finished["cost_breakdown"]
+    actual = stage["cost_cents"] * 10_000  # stages are priced in whole cents
+    assert stage["input_tokens"] * 10 + stage["output_tokens"] * 20 > allocation
+    assert actual > allocation  # the run really cost more than the member may spend
+
+    async def captured() -> bool:
+        reply = await billing.ListLedger(pb.ListLedgerRequest(account_id=team["id"], limit=100))
+        return any(e.kind == "capture" and e.run_id == run["id"] for e in reply.entries)
+
+    await eventually(captured)
+    reply = await billing.ListLedger(pb.ListLedgerRequest(account_id=team["id"], limit=100))
+    (capture,) = [e for e in reply.entries if e.kind == "capture" and e.run_id == run["id"]]
+    assert capture.amount_micros == allocation, capture
+    assert "capped" in capture.note and str(actual) in capture.note, capture.note
+    spent = await billing.SetAllocation(
+        pb.SetAllocationRequest(
+            team_id=team["id"], user_id=member.user_id, monthly_micros=allocation
+        )
+    )
+    assert spent.spent_this_month_micros == allocation
+    balance = await billing.GetBalance(pb.GetBalanceRequest(account_id=team["id"]))
+    assert balance.balance_micros == 10_000_000 - allocation
+    assert balance.reserved_micros == 0
+    # The run still shows what it used.
+    assert finished["cost_cents"] == stage["cost_cents"] > 1
