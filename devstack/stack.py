@@ -181,6 +181,8 @@ class Stack:
             "WEFT_LLM_LOCAL_BASE_URL": f"http://127.0.0.1:{ports.llm}/v1",
             "WEFT_LLM_FAKE_BASE_URL": f"http://127.0.0.1:{ports.fake_llm}/v1",
             "WEFT_GRACE_SECONDS": "5",
+            # Development: webhooks to receivers on this machine (http://localhost...).
+            "WEFT_WEBHOOK_ALLOW_LOOPBACK": "true",
         }
         for name, port in ports.services.items():
             env[f"WEFT_{name.upper()}_ADDR"] = f"127.0.0.1:{port}"

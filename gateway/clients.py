@@ -1,5 +1,6 @@
 """The gateway's gRPC stubs to the four services."""
 
+import logging
 from dataclasses import dataclass
 
 import grpc
@@ -11,9 +12,20 @@ from weft.billing.v1 import billing_pb2_grpc
 from weft.runs.v1 import runs_pb2, runs_pb2_grpc
 from weft.storage.v1 import storage_pb2_grpc
 from weftcore.batching import Batcher
-from weftcore.grpc_client import batched_rpc, open_channel
+from weftcore.errors import Internal, WeftError, from_rpc_error, from_status_bytes
+from weftcore.grpc_client import open_channel
+from weftcore.grpc_server import MAX_MESSAGE_BYTES
+
+log = logging.getLogger(__name__)
 
 CreateRunBatcher = Batcher[runs_pb2.CreateRunRequest, runs_pb2.CreateRunResponse]
+
+# A CreateRuns call carries at most this much: half the gRPC message cap, so however
+# many big requests arrive together, no batch of them is refused for its size.
+MAX_BATCH_BYTES = MAX_MESSAGE_BYTES // 2
+# What `repeated CreateRunRequest requests = 1` adds per item: tag, length varint.
+_ITEM_FRAMING_BYTES = 6
+CREATE_TIMEOUT_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -51,11 +63,66 @@ def connect_services(config: GatewayConfig) -> Services:
     )
 
 
-def batched_create_run(stub: runs_pb2_grpc.RunsServiceStub) -> CreateRunBatcher:
-    """`call(request)` answers its CreateRunResponse or raises its WeftError."""
-    return batched_rpc(
-        stub.CreateRuns,
-        lambda requests: runs_pb2.CreateRunsRequest(requests=requests),
-        lambda outcome: outcome.response,
-        timeout=30,
+class BatchTooLarge(Exception):
+    """gRPC refused a CreateRuns message for its size: no request of it ran (the
+    Batcher then sends each alone, so this never reaches a caller)."""
+
+
+def _encoded_size(request: runs_pb2.CreateRunRequest) -> int:
+    return request.ByteSize() + _ITEM_FRAMING_BYTES
+
+
+def _too_large(exc: BaseException) -> bool:
+    return isinstance(exc, BatchTooLarge)
+
+
+def batched_create_run(
+    stub: runs_pb2_grpc.RunsServiceStub, max_batch_bytes: int = MAX_BATCH_BYTES
+) -> CreateRunBatcher:
+    """`call(request)` answers its CreateRunResponse or raises its WeftError.
+
+    Batches are capped by encoded size. A batch the transport still refuses for its size
+    is retried one request per call; any other failure of a whole call is not (a run
+    without an Idempotency-Key could be created twice): its callers get the error.
+    Either way the failure is logged with the request ids it hit."""
+
+    async def send(
+        requests: list[runs_pb2.CreateRunRequest],
+    ) -> list[runs_pb2.CreateRunResponse | BaseException]:
+        try:
+            reply = await stub.CreateRuns(
+                runs_pb2.CreateRunsRequest(requests=requests), timeout=CREATE_TIMEOUT_SECONDS
+            )
+        except grpc.RpcError as exc:
+            raise _call_failed(exc, requests) from None
+        return [
+            from_status_bytes(outcome.error) if outcome.error else outcome.response
+            for outcome in reply.outcomes
+        ]
+
+    return Batcher(send, size=_encoded_size, max_bytes=max_batch_bytes, retry_alone=_too_large)
+
+
+def _call_failed(
+    exc: grpc.RpcError, requests: list[runs_pb2.CreateRunRequest]
+) -> WeftError | BatchTooLarge:
+    """The error of a whole CreateRuns call, logged once with every request id it hit."""
+    err = from_rpc_error(exc)
+    code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else grpc.StatusCode.UNKNOWN
+    # RESOURCE_EXHAUSTED without a domain error: the message was over the size cap.
+    too_large = code == grpc.StatusCode.RESOURCE_EXHAUSTED and isinstance(err, Internal)
+    log.error(
+        "CreateRuns call failed",
+        extra={
+            "request_ids": [r.request_id for r in requests],
+            "items": len(requests),
+            "bytes": sum(_encoded_size(r) for r in requests),
+            "grpc_code": code.name,
+            "error": err.message,
+        },
     )
+    if too_large and len(requests) > 1:
+        return BatchTooLarge("The batch was too large.")
+    if too_large:
+        return WeftError("The request is too large to create a run.", code="PAYLOAD_TOO_LARGE")
+    return err

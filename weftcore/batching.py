@@ -3,6 +3,12 @@
 A call goes out at once while fewer than `max_in_flight` batches are out; otherwise it
 waits, with every call arriving meanwhile, for the next batch. Alone, a call costs what it
 did; under load, one round trip (and one RPC's fixed cost on both sides) carries many.
+
+A batch holds at most `max_batch` items and, given `size`, at most `max_bytes` of them
+(an item bigger than that on its own still goes, alone): the batch call's message cap is
+then never passed because several callers happened to arrive together. A batch whose
+call fails as a whole for a reason `retry_alone` accepts is sent again one item per call,
+so an error one item causes is that item's alone.
 """
 
 import asyncio
@@ -16,6 +22,10 @@ Answer = TypeVar("Answer")
 SendBatch = Callable[[list[Item]], Awaitable[list[Answer | BaseException]]]
 
 
+def _never(exc: BaseException) -> bool:
+    return False
+
+
 class Batcher(Generic[Item, Answer]):
     def __init__(
         self,
@@ -23,26 +33,32 @@ class Batcher(Generic[Item, Answer]):
         *,
         max_batch: int = 128,
         max_in_flight: int = 4,
+        size: Callable[[Item], int] | None = None,
+        max_bytes: int = 0,
+        retry_alone: Callable[[BaseException], bool] = _never,
     ) -> None:
+        if size is not None and max_bytes <= 0:
+            raise ValueError("max_bytes must be positive when size is given")
         self._send = send
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
-        self._waiting: list[tuple[Item, asyncio.Future[Answer]]] = []
+        self._size = size
+        self._max_bytes = max_bytes
+        self._retry_alone = retry_alone
+        self._waiting: list[tuple[Item, int, asyncio.Future[Answer]]] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def call(self, item: Item) -> Answer:
         answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._waiting.append((item, answer))
+        # Measured once, here: the caller pays for its own item's size.
+        self._waiting.append((item, self._size(item) if self._size else 0, answer))
         self._send_waiting()
         return await answer
 
     def _send_waiting(self) -> None:
         while self._waiting and self._in_flight < self._max_in_flight:
-            batch = self._waiting[: self._max_batch]
-            del self._waiting[: self._max_batch]
-            # A caller that gave up (cancelled) before its batch went out is left out.
-            batch = [(item, answer) for item, answer in batch if not answer.done()]
+            batch = self._next_batch()
             if not batch:
                 continue
             self._in_flight += 1
@@ -50,11 +66,24 @@ class Batcher(Generic[Item, Answer]):
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    def _next_batch(self) -> list[tuple[Item, "asyncio.Future[Answer]"]]:
+        """Takes the next batch off the waiting list, in arrival order, within the caps.
+        A caller that gave up (cancelled) before its batch went out is left out."""
+        taken, total = 0, 0
+        for _, size, _ in self._waiting:
+            if taken == self._max_batch or (
+                self._size is not None and taken and total + size > self._max_bytes
+            ):
+                break
+            taken += 1
+            total += size
+        batch = self._waiting[:taken]
+        del self._waiting[:taken]
+        return [(item, answer) for item, _, answer in batch if not answer.done()]
+
     async def _send_batch(self, batch: list[tuple[Item, "asyncio.Future[Answer]"]]) -> None:
         try:
-            answers = await self._send([item for item, _ in batch])
-            if len(answers) != len(batch):
-                raise RuntimeError(f"{len(answers)} answers for {len(batch)} items")
+            answers = await self._answers([item for item, _ in batch])
         except BaseException as exc:
             for _, answer in batch:
                 if not answer.done():
@@ -72,3 +101,27 @@ class Batcher(Generic[Item, Answer]):
                 answer.set_exception(outcome)
             else:
                 answer.set_result(outcome)
+
+    async def _answers(self, items: list[Item]) -> list[Answer | BaseException]:
+        """One answer per item; a whole-batch failure that `retry_alone` accepts is
+        retried with one call per item."""
+        try:
+            answers = await self._send(items)
+        except Exception as exc:
+            if len(items) == 1 or not self._retry_alone(exc):
+                raise
+            alone = await asyncio.gather(
+                *(self._send([item]) for item in items), return_exceptions=True
+            )
+            return [
+                answer if isinstance(answer, BaseException) else _only(answer) for answer in alone
+            ]
+        if len(answers) != len(items):
+            raise RuntimeError(f"{len(answers)} answers for {len(items)} items")
+        return answers
+
+
+def _only(answers: list[Answer | BaseException]) -> Answer | BaseException:
+    if len(answers) != 1:
+        return RuntimeError(f"{len(answers)} answers for 1 item")
+    return answers[0]

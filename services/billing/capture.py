@@ -209,6 +209,7 @@ class CaptureConsumer:
                 "captured_micros": result.captured_micros,
                 "released_micros": result.released_micros,
                 "already_captured": result.already_captured,
+                "shortfall_micros": result.shortfall_micros,
             },
         )
 

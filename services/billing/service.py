@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from services.billing import repository as repo
+from services.billing.capping import Charge, charge
 from services.billing.money import format_usd_ceil
 from services.billing.pricing import Price, UnknownModel, Usage, price_stages
 from weftcore.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
@@ -40,6 +41,7 @@ class CaptureResult:
     captured_micros: int
     released_micros: int
     already_captured: bool
+    shortfall_micros: int = 0  # actual cost not charged (capping.py)
 
 
 class _LostRace(Exception):
@@ -180,9 +182,11 @@ class BillingService:
     async def capture(self, run_id: str, stages: list[Usage]) -> CaptureResult:
         """Charge a finished run's actual cost and release the rest, once per run_id.
 
-        The charge is the actual cost, but never more than the reservation plus what is
-        still available: a balance never goes negative. A run whose reservation expired
-        (its run.created event came after the TTL) is still charged, from what is available.
+        The charge is the actual cost, clamped (capping.py): never more than the
+        reservation plus what is still available (a balance never goes negative), and for
+        a team member never more than the monthly allocation still allows. A shortfall is
+        noted on the capture's ledger entry. A run whose reservation expired (its
+        run.created event came after the TTL) is still charged, from what is available.
         """
         async with self.pool.acquire() as conn, conn.transaction():
             res = await repo.get_reservation(conn, run_id, lock=True)
@@ -194,37 +198,62 @@ class BillingService:
             cost = sum(_price(stages, await self._prices_for(conn, stages)))
             held = res.amount_micros if res.status == "open" else 0
             if cost or held:
+                # Within its reservation a run stays within the allocation it was admitted
+                # under; only more than that is checked. Lock order everywhere: allocation
+                # row, then account row.
+                over = res.team_id and cost > held
+                allowance = await self._allowance(conn, res, held) if over else None
                 account = await repo.lock_account(conn, res.account_id)
-                charged = min(cost, held + account.available_micros)
-                released = held - min(charged, held)
-                await repo.add_to_account(conn, res.account_id, -charged, -held)
+                done = charge(cost, held, account.available_micros, allowance)
+                await repo.add_to_account(conn, res.account_id, -done.charged, -held)
             else:  # nothing to charge or give back: the balance row stays untouched
-                charged = released = 0
+                done = Charge(0, 0, 0, "")
             await repo.close_reservation(
-                conn, run_id, "captured", charged, res.released_micros + released
+                conn, run_id, "captured", done.charged, res.released_micros + done.released
             )
-            note = "" if charged == cost else f"capped: actual cost {cost} micros"
-            if charged != cost:
-                log.warning("capture capped at available credits", extra={"run_id": run_id})
+            if done.shortfall:
+                log.warning(
+                    "capture capped",
+                    extra={
+                        "run_id": run_id,
+                        "account_id": res.account_id,
+                        "user_id": res.user_id,
+                        "actual_micros": cost,
+                        "captured_micros": done.charged,
+                        "shortfall_micros": done.shortfall,
+                        "capped_by": done.capped_by,
+                    },
+                )
             await repo.append_ledger(
                 conn,
                 res.account_id,
                 "capture",
-                charged,
+                done.charged,
                 run_id=run_id,
                 user_id=res.user_id,
-                note=note,
+                note=done.note(cost),
             )
-            if released:
+            if done.released:
                 await repo.append_ledger(
                     conn,
                     res.account_id,
                     "release",
-                    released,
+                    done.released,
                     run_id=run_id,
                     user_id=res.user_id,
                 )
-            return CaptureResult(run_id, charged, released, False)
+            return CaptureResult(run_id, done.charged, done.released, False, done.shortfall)
+
+    async def _allowance(
+        self, conn: asyncpg.Connection, res: repo.ReservationRow, held: int
+    ) -> int:
+        """What the member's allocation still allows this run to be charged: the
+        allocation minus what they spent this month and hold elsewhere (this run's own
+        reservation, `held`, is counted as spent there, so it is added back). A member
+        whose allocation is gone may spend nothing more."""
+        monthly = await repo.lock_allocation(conn, res.team_id, res.user_id)
+        spent = await repo.member_spent_this_month(conn, res.team_id, res.user_id)
+        return (monthly or 0) - (spent - held)
 
     async def release(self, run_id: str, *, expire: bool = False) -> repo.ReservationRow:
         """Give back a reservation without charging (a run that never committed).

@@ -1,5 +1,6 @@
-"""CreateRun: validate, reserve credits, then commit run + event + job + idempotency
-record in one transaction (the outbox relay publishes after the commit)."""
+"""CreateRun: validate, claim the Idempotency-Key (if any), reserve credits, then commit
+run + event + job + idempotency answer in one transaction (the outbox relay publishes
+after the commit)."""
 
 import asyncio
 import json
@@ -7,7 +8,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import asyncpg
 import grpc
@@ -16,6 +16,8 @@ from services.runs import repository as repo
 from services.runs.events import insert_created_run
 from services.runs.group_commit import CreationBatcher
 from services.runs.params import file_values, validate_values
+from services.runs.ssrf import SSRFPolicy, SSRFRefused
+from services.runs.webhook_url import CREATION_RESOLVE_SECONDS, check_webhook_url
 from weft.billing.v1 import billing_pb2, billing_pb2_grpc
 from weft.storage.v1 import storage_pb2, storage_pb2_grpc
 from weftcore.batching import Batcher
@@ -30,7 +32,6 @@ log = logging.getLogger(__name__)
 MAX_INPUT_CHARS = 50_000
 MAX_ATTACHMENTS = 20
 PAID_PLANS = frozenset({"pro", "team", "enterprise"})
-_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class RateLimitState:
 
 
 class IdempotencyStore(Protocol):
-    """The auth engineer's idempotency records, used inside the creating transaction."""
+    """The idempotency records (services/runs/idempotency.py)."""
 
     async def begin(
         self, conn: asyncpg.Connection, account_id: str, req: IdempotencyRequest
@@ -90,7 +91,14 @@ class IdempotencyStore(Protocol):
         account_id: str,
         req: IdempotencyRequest,
         response: StoredResponse,
-    ) -> None: ...
+    ) -> None:
+        """Store the answer, inside the transaction that did the work; Conflict
+        (IDEMPOTENCY_IN_FLIGHT) when the key is no longer held."""
+
+    async def forget(
+        self, conn: asyncpg.Connection, account_id: str, req: IdempotencyRequest
+    ) -> None:
+        """Release a held key without an answer (the request did no work)."""
 
 
 class RateLimiter(Protocol):
@@ -100,6 +108,9 @@ class RateLimiter(Protocol):
 
     async def take(self, conn: asyncpg.Connection, account_id: str, plan: str) -> RateLimitState:
         """Count one run; ResourceExhausted (RATE_LIMITED) when over the limit."""
+
+    async def current(self, conn: asyncpg.Connection, account_id: str, plan: str) -> RateLimitState:
+        """The state now, counting nothing (the headers of a replayed answer)."""
 
 
 @dataclass(frozen=True)
@@ -122,27 +133,16 @@ class CreateRunOutput:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def check_webhook_url(url: str) -> str | None:
-    """https anywhere, or http to localhost (development); 400 otherwise."""
+async def check_webhook(url: str, policy: SSRFPolicy) -> str | None:
+    """The run's webhook URL, or None; 400 naming `webhook_url` when the rule that every
+    delivery applies (services/runs/webhook_url.py) refuses it."""
     if not url:
         return None
-    bad = InvalidArgument(
-        "webhook_url must be an https URL (or http://localhost in development).",
-        param="webhook_url",
-    )
-    if len(url) > 2048:
-        raise bad
     try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError:
-        raise bad from None
-    if not host:
-        raise bad
-    if parts.scheme == "https" or (parts.scheme == "http" and host in _LOCAL_HOSTS):
-        return url
-    raise bad
+        await check_webhook_url(url, policy, resolve_timeout=CREATION_RESOLVE_SECONDS)
+    except SSRFRefused as exc:
+        raise InvalidArgument(f"webhook_url refused: {exc.message}.", param="webhook_url") from None
+    return url
 
 
 def check_input_text(text: str) -> None:
@@ -166,6 +166,7 @@ class RunCreator:
         after_commit: Callable[[], None] = lambda: None,
         batcher: CreationBatcher | None = None,
         reserve_batcher: Batcher[billing_pb2.ReserveRequest, billing_pb2.Reservation] | None = None,
+        webhook_policy: SSRFPolicy | None = None,
     ) -> None:
         self._pool = pool
         self._billing = billing
@@ -178,6 +179,8 @@ class RunCreator:
         self._batcher = batcher
         # Reserve, with concurrent creations sharing ReserveMany calls.
         self._reserve_batcher = reserve_batcher
+        # What webhook deliveries may reach (WebhookConfig.policy): refused here already.
+        self._webhook_policy = webhook_policy or SSRFPolicy()
 
     async def check_attachments(self, caller: Caller, ids: list[str]) -> None:
         """Each id must be an attachment of the caller (404 naming it otherwise)."""
@@ -237,21 +240,44 @@ class RunCreator:
     async def create(
         self, caller: Caller, workflow: asyncpg.Record, inp: CreateRunInput
     ) -> CreateRunOutput:
-        """Validate, reserve, commit. The workflow is the caller-visible current version."""
+        """Validate, claim the key, reserve, commit. The workflow is the caller-visible
+        current version."""
         definition: dict[str, Any] = workflow["definition"]
         check_input_text(inp.input_text)
         params = validate_values(definition.get("fields", []), inp.params, "params")
         attachment_ids = list(
             dict.fromkeys([*inp.attachment_ids, *file_values(definition.get("fields", []), params)])
         )
-        webhook_url = check_webhook_url(inp.webhook_url)
+        webhook_url = await check_webhook(inp.webhook_url, self._webhook_policy)
         await self.check_attachments(caller, attachment_ids)
-        if inp.idempotency is not None:
-            replay = await self._peek(caller, inp.idempotency)
-            if replay is not None:
-                return replay
+        inp = _with_ids(inp, attachment_ids)
+        idem = inp.idempotency
+        if idem is None:
+            return await self._reserve_and_commit(caller, workflow, inp, params, webhook_url)
+        # The key first: a concurrent retry must get the replay or IDEMPOTENCY_IN_FLIGHT,
+        # never a refusal of its own (e.g. 402 because the first one holds the credits).
+        replay = await self._claim(caller, idem)
+        if replay is not None:
+            return replay
+        try:
+            return await self._reserve_and_commit(caller, workflow, inp, params, webhook_url)
+        except BaseException:
+            # No run was written: the key must not stay claimed (every retry would be
+            # IDEMPOTENCY_IN_FLIGHT) nor remember a refusal that did no work. After a
+            # commit this is a no-op: only an in-flight claim is forgotten.
+            await asyncio.shield(self._unclaim(caller, idem))
+            raise
+
+    async def _reserve_and_commit(
+        self,
+        caller: Caller,
+        workflow: asyncpg.Record,
+        inp: CreateRunInput,
+        params: Any,
+        webhook_url: str | None,
+    ) -> CreateRunOutput:
         run_id = new_id("run")
-        stages = await self._estimate(caller, definition, _with_ids(inp, attachment_ids), params)
+        stages = await self._estimate(caller, workflow["definition"], inp, params)
         reserved = await self._reserve(caller, run_id, stages)
         new = repo.NewRun(
             id=run_id,
@@ -262,19 +288,16 @@ class RunCreator:
             account_id=caller.account_id,
             input_text=inp.input_text,
             params=params,
-            attachment_ids=attachment_ids,
+            attachment_ids=inp.attachment_ids,
             webhook_url=webhook_url,
             holds_reservation=reserved,
         )
         try:
-            out = await self._commit(caller, new, inp.idempotency)
+            return await self._commit(caller, new, inp.idempotency)
         except BaseException:
             if reserved:
                 await asyncio.shield(self._release(run_id))
             raise
-        if out.replayed and reserved:
-            await asyncio.shield(self._release(run_id))
-        return out
 
     async def _reserve(
         self, caller: Caller, run_id: str, stages: list[billing_pb2.StageEstimate]
@@ -301,15 +324,24 @@ class RunCreator:
             raise from_rpc_error(exc) from None
         return True
 
-    async def _peek(self, caller: Caller, idem: IdempotencyRequest) -> CreateRunOutput | None:
-        peek = getattr(self._idempotency, "peek", None)
-        if peek is None:
-            return None
+    async def _claim(self, caller: Caller, idem: IdempotencyRequest) -> CreateRunOutput | None:
+        """Hold the key (committed, so concurrent retries see it in flight), or answer
+        the stored response with the rate limit as it is now (a replay takes nothing)."""
         async with self._pool.acquire() as conn:
-            stored = await peek(conn, caller.user_id, idem)
-        if stored is None:
-            return None
-        return CreateRunOutput(stored.http_status, stored.body_json, replayed=True)
+            async with conn.transaction():
+                stored = await self._idempotency.begin(conn, caller.user_id, idem)
+            if stored is None:
+                return None
+            rate = await self._rate_limiter.current(conn, caller.account_id, caller.plan)
+        return CreateRunOutput(stored.http_status, stored.body_json, replayed=True, rate_limit=rate)
+
+    async def _unclaim(self, caller: Caller, idem: IdempotencyRequest) -> None:
+        try:
+            async with self._pool.acquire() as conn:
+                await self._idempotency.forget(conn, caller.user_id, idem)
+        except Exception:
+            # Left in flight, the key is taken over by a retry after the lease.
+            log.exception("idempotency key not released", extra={"key": idem.key})
 
     async def _commit(
         self, caller: Caller, new: repo.NewRun, idem: IdempotencyRequest | None
@@ -330,12 +362,6 @@ class RunCreator:
                 body = _created_body(new, event.created_at)
             else:
                 async with conn.transaction():
-                    if idem is not None:
-                        stored = await self._idempotency.begin(conn, caller.user_id, idem)
-                        if stored is not None:
-                            return CreateRunOutput(
-                                stored.http_status, stored.body_json, replayed=True
-                            )
                     event, rate = await self._insert(conn, caller, new)
                     body = _created_body(new, event.created_at)
                     if idem is not None:
@@ -403,7 +429,15 @@ class NoIdempotency:
     ) -> None:
         return None
 
+    async def forget(
+        self, conn: asyncpg.Connection, account_id: str, req: IdempotencyRequest
+    ) -> None:
+        return None
+
 
 class NoRateLimit:
     async def take(self, conn: asyncpg.Connection, account_id: str, plan: str) -> RateLimitState:
+        return RateLimitState(limit=0, remaining=0, reset_seconds=0)
+
+    async def current(self, conn: asyncpg.Connection, account_id: str, plan: str) -> RateLimitState:
         return RateLimitState(limit=0, remaining=0, reset_seconds=0)

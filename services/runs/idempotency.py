@@ -1,11 +1,12 @@
 """Idempotency records of creating POSTs, in Postgres so every replica shares them.
 
-Functions take an asyncpg connection so a caller can use them inside its own transaction
-(CreateRun claims the key, writes the run and completes the key in ONE transaction: a
-concurrent retry then waits on the key's unique index and replays the committed answer,
-or proceeds if the first transaction rolled back). Used outside a transaction (uploads,
-via the BeginIdempotent/CompleteIdempotent RPCs), the claim is committed as `in_flight`
-and concurrent retries get 409 IDEMPOTENCY_IN_FLIGHT until it completes.
+Functions take an asyncpg connection so a caller can use them inside its own transaction.
+A request claims its key first, committed as `in_flight`: concurrent retries then get
+409 IDEMPOTENCY_IN_FLIGHT (or, once it is done, the stored answer) without doing any of
+the work. CreateRun claims before it reserves credits, and completes the key in the
+transaction that writes the run; uploads do the same through the BeginIdempotent /
+CompleteIdempotent RPCs. A request refused after its claim forgets the key, so the
+caller can fix the problem and retry with it.
 """
 
 import random
@@ -22,10 +23,13 @@ RETENTION = timedelta(hours=24)
 # A claim left in flight this long belongs to a caller that died; a retry may take it over.
 IN_FLIGHT_LEASE = timedelta(minutes=10)
 # "The request never started work": the caller may fix the problem and retry with the key.
-# (400/401/403/404/429 per the spec; 405/413/415 are refusals of the same kind.)
+# (400/401/403/404/429 per the spec; 405/413/415 are refusals of the same kind.) A 402
+# may come after work started, so `complete` stores it; CreateRun, whose 402s all come
+# before any work, forgets its claim instead of completing it.
 NOT_STORED = frozenset({400, 401, 403, 404, 405, 413, 415, 429})
 # Each begin() purges a few expired rows now and then, so no separate job is needed.
 _PURGE_CHANCE = 0.02
+IN_FLIGHT_MESSAGE = "A request with this Idempotency-Key is still being processed. Retry later."
 _PURGE_BATCH = 200
 
 
@@ -101,15 +105,9 @@ async def begin(
                 code="IDEMPOTENCY_KEY_REUSED",
             )
         if row["state"] == "in_flight":
-            raise Conflict(
-                "A request with this Idempotency-Key is still being processed. Retry later.",
-                code="IDEMPOTENCY_IN_FLIGHT",
-            )
+            raise Conflict(IN_FLIGHT_MESSAGE, code="IDEMPOTENCY_IN_FLIGHT")
         return Begin(proceed=False, http_status=row["http_status"], body_json=row["body"])
-    raise Conflict(
-        "A request with this Idempotency-Key is still being processed. Retry later.",
-        code="IDEMPOTENCY_IN_FLIGHT",
-    )
+    raise Conflict(IN_FLIGHT_MESSAGE, code="IDEMPOTENCY_IN_FLIGHT")
 
 
 async def complete(
@@ -120,12 +118,13 @@ async def complete(
     body_json: str,
     now: datetime | None = None,
 ) -> bool:
-    """Store the answer for replays; answers False (and forgets the key) for statuses that
-    are never stored (the request never started work)."""
+    """Store the answer for replays; answers whether it was stored: False when the status
+    is never stored (the key is forgotten) or when the key is no longer claimed in flight
+    (a caller past the lease lost it to a retry)."""
     if http_status in NOT_STORED:
         await forget(conn, account_id, key)
         return False
-    await conn.execute(
+    done = await conn.execute(
         "UPDATE idempotency_keys SET state = 'done', http_status = $3, body = $4,"
         " completed_at = $5 WHERE account_id = $1 AND key = $2 AND state = 'in_flight'",
         account_id,
@@ -134,7 +133,7 @@ async def complete(
         body_json,
         now or utcnow(),
     )
-    return True
+    return bool(done == "UPDATE 1")
 
 
 async def forget(conn: asyncpg.Connection, account_id: str, key: str) -> None:
@@ -176,4 +175,12 @@ class PgIdempotencyStore:
         req: IdempotencyRequest,
         response: StoredResponse,
     ) -> None:
-        await complete(conn, account_id, req.key, response.http_status, response.body_json)
+        stored = await complete(conn, account_id, req.key, response.http_status, response.body_json)
+        if not stored and response.http_status not in NOT_STORED:
+            # Our claim is gone: the caller's transaction must not commit a second answer.
+            raise Conflict(IN_FLIGHT_MESSAGE, code="IDEMPOTENCY_IN_FLIGHT")
+
+    async def forget(
+        self, conn: asyncpg.Connection, account_id: str, req: IdempotencyRequest
+    ) -> None:
+        await forget(conn, account_id, req.key)

@@ -28,6 +28,11 @@ _LOCK_CLASS = 0x5EF7_0002
 
 # The lock and the count in one statement (migrations/0004_rate_take.sql).
 TAKE_SQL = "SELECT n, oldest, took FROM rate_take($1, $2, $3, $4, $5)"
+# The count alone, without the lock: what a replay reports (it takes nothing).
+PEEK_SQL = (
+    "SELECT coalesce(sum(count), 0)::bigint AS n, min(bucket) AS oldest FROM rate_buckets"
+    " WHERE account_id = $1 AND bucket > $2::bigint - $3::bigint"
+)
 
 
 def limits_from_env(env: Mapping[str, str] | None = None) -> dict[str, int]:
@@ -61,12 +66,16 @@ def ticket(
     return Ticket(account_id, int(now) // BUCKET_SECONDS * BUCKET_SECONDS, limit, now)
 
 
-def settle(tk: Ticket, row: Mapping[str, Any]) -> RateLimitState:
-    """The state after TAKE_SQL answered `row`; ResourceExhausted when nothing was taken."""
-    used, oldest, took = int(row["n"]), row["oldest"], int(row["took"])
+def _reset_seconds(tk: Ticket, oldest: Any) -> int:
     # The oldest counted bucket leaves the window WINDOW_SECONDS after it started.
     first = tk.bucket if oldest is None else int(oldest)
-    reset = max(1, math.ceil(first + WINDOW_SECONDS - tk.now))
+    return max(1, math.ceil(first + WINDOW_SECONDS - tk.now))
+
+
+def settle(tk: Ticket, row: Mapping[str, Any]) -> RateLimitState:
+    """The state after TAKE_SQL answered `row`; ResourceExhausted when nothing was taken."""
+    used, took = int(row["n"]), int(row["took"])
+    reset = _reset_seconds(tk, row["oldest"])
     if not took:
         raise ResourceExhausted(
             f"Rate limit of {tk.limit} runs per hour reached. Retry after {reset} seconds.",
@@ -75,6 +84,15 @@ def settle(tk: Ticket, row: Mapping[str, Any]) -> RateLimitState:
         )
     return RateLimitState(
         limit=tk.limit, remaining=max(0, tk.limit - used - 1), reset_seconds=reset
+    )
+
+
+def looked(tk: Ticket, row: Mapping[str, Any]) -> RateLimitState:
+    """The state PEEK_SQL's `row` shows, nothing taken (e.g. for a replayed answer)."""
+    return RateLimitState(
+        limit=tk.limit,
+        remaining=max(0, tk.limit - int(row["n"])),
+        reset_seconds=_reset_seconds(tk, row["oldest"]),
     )
 
 
@@ -96,6 +114,20 @@ async def take(
     return settle(tk, row)
 
 
+async def current(
+    conn: asyncpg.Connection,
+    account_id: str,
+    plan: str,
+    now: float | None = None,
+    limits: Mapping[str, int] | None = None,
+) -> RateLimitState:
+    """The account's limit, what is left of it and when a slot frees, counting nothing."""
+    tk = ticket(account_id, plan, now, limits)
+    row = await conn.fetchrow(PEEK_SQL, account_id, tk.bucket, WINDOW_SECONDS)
+    assert row is not None
+    return looked(tk, row)
+
+
 class PgRateLimiter:
     """`services.runs.create.RateLimiter` over `take`, with limits read once at start."""
 
@@ -112,3 +144,6 @@ class PgRateLimiter:
     def settle(self, tk: Ticket, row: Mapping[str, Any]) -> RateLimitState:
         """The state after the embedded take answered `row` (see `settle`)."""
         return settle(tk, row)
+
+    async def current(self, conn: asyncpg.Connection, account_id: str, plan: str) -> RateLimitState:
+        return await current(conn, account_id, plan, limits=self.limits)

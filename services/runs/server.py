@@ -297,7 +297,8 @@ async def wire(
     await ensure_streams(js)
 
     relay = OutboxRelay(pool, nc)
-    webhooks = WebhookDispatcher(pool, WebhookConfig.from_env())
+    webhook_config = WebhookConfig.from_env()
+    webhooks = WebhookDispatcher(pool, webhook_config)
 
     notifier = Notifier(config.database_url, "runs", relay.wake, webhooks.wake)
     relay.start()
@@ -327,6 +328,7 @@ async def wire(
             lambda outcome: outcome.reservation,
             timeout=10,
         ),
+        webhook_policy=webhook_config.policy,
     )
     service = RunsService(
         pool, notifier, creator, OpenWaits(env_int("WEFT_MAX_OPEN_WAITS_PER_ACCOUNT", 100))

@@ -1,10 +1,12 @@
-"""SSRF guard for http stages: refuse internal addresses unless configured otherwise.
+"""SSRF guard for http stages and webhooks: refuse internal addresses unless configured
+otherwise.
 
-A workflow author controls the URL of an http stage, so without a guard a run could read
-the cloud metadata endpoint or poke services on the worker's network. Every address the
-host resolves to is checked (not just the first), and the connection is then made to a
-checked address only (`GuardedResolver`), so DNS rebinding between check and connect
-cannot slip through.
+A workflow author controls the URL of an http stage, and a caller the `webhook_url` of a
+run, so without a guard a run could read the cloud metadata endpoint or poke services on
+the network of the worker or the runs service. Every address the host resolves to is
+checked (not just the first), and the connection is then made to a checked address only
+(`GuardedResolver`), so DNS rebinding between check and connect cannot slip through.
+Messages name the address and why it is refused; the caller says what was refused.
 """
 
 import asyncio
@@ -25,20 +27,26 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class SSRFRefused(Exception):
-    """The URL points at an address http stages may not call."""
+    """The URL points at an address the guard does not let through."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
+class ResolutionFailed(SSRFRefused):
+    """The host could not be resolved (now): nothing was judged, a later try may work."""
+
+
 @dataclass(frozen=True)
 class SSRFPolicy:
-    """Which internal destinations are allowed anyway (both off by default)."""
+    """Which internal destinations are allowed anyway (all off by default)."""
 
     allow_private: bool = False
     # Host names or IP literals (exact, case-insensitive) or CIDR networks.
     allowlist: tuple[str, ...] = ()
+    # Loopback addresses (127.0.0.0/8, ::1) and "localhost": development only.
+    allow_loopback: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "SSRFPolicy":
@@ -53,6 +61,8 @@ class SSRFPolicy:
 
     def address_allowed(self, address: IPAddress) -> bool:
         if self.allow_private or is_public(address):
+            return True
+        if self.allow_loopback and is_loopback(address):
             return True
         for entry in self.allowlist:
             try:
@@ -82,6 +92,42 @@ def is_public(address: IPAddress) -> bool:
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT: internal in practice
 
 
+def _unmapped(address: IPAddress) -> IPAddress:
+    """::ffff:a.b.c.d is a.b.c.d to the connection, so it is judged as that."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def is_loopback(address: IPAddress) -> bool:
+    return _unmapped(address).is_loopback
+
+
+def internal_kind(address: IPAddress) -> str:
+    """Why `address` is not public, in a word or two ("" when it is public)."""
+    address = _unmapped(address)
+    kinds = [
+        ("unspecified", address.is_unspecified),
+        ("loopback", address.is_loopback),
+        ("link-local", address.is_link_local),
+        ("multicast", address.is_multicast),
+        ("private", address.is_private),
+        ("reserved", address.is_reserved),
+        ("site-local", isinstance(address, ipaddress.IPv6Address) and address.is_site_local),
+        (
+            "shared (carrier-grade NAT)",
+            isinstance(address, ipaddress.IPv4Address) and address in _CGNAT,
+        ),
+    ]
+    return next((kind for kind, matches in kinds if matches), "")
+
+
+def refusal(host: str, address: IPAddress) -> str:
+    """The reason a disallowed address of `host` is refused."""
+    shown = host if host == str(address) else f"{host} ({address})"
+    return f"{shown} is a {internal_kind(address) or 'internal'} address, which is not allowed"
+
+
 def parse_url(url: str) -> tuple[str, str, int]:
     """(scheme, host, port) of an http(s) URL, or SSRFRefused for anything else."""
     try:
@@ -108,7 +154,7 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise SSRFRefused(f"cannot resolve host {host!r}: {exc}") from None
+        raise ResolutionFailed(f"cannot resolve host {host!r}: {exc}") from None
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
 
@@ -122,10 +168,7 @@ async def check_url(url: str, policy: SSRFPolicy) -> None:
         raise SSRFRefused(f"host {host!r} has no addresses")
     for address in addresses:
         if not policy.address_allowed(address):
-            raise SSRFRefused(
-                f"refusing to call {host} ({address}): loopback, private, link-local and "
-                "reserved addresses are not allowed for http stages"
-            )
+            raise SSRFRefused(refusal(host, address))
 
 
 class GuardedResolver(AbstractResolver):
@@ -143,10 +186,7 @@ class GuardedResolver(AbstractResolver):
             for result in results:
                 address = ipaddress.ip_address(result["host"])
                 if not self._policy.address_allowed(address):
-                    raise SSRFRefused(
-                        f"refusing to call {host} ({address}): internal addresses are not "
-                        "allowed for http stages"
-                    )
+                    raise SSRFRefused(refusal(host, address))
         return results
 
     async def close(self) -> None:
@@ -155,4 +195,8 @@ class GuardedResolver(AbstractResolver):
 
 def describe(policy: SSRFPolicy) -> dict[str, Any]:
     """For startup logs: what the guard lets through."""
-    return {"allow_private": policy.allow_private, "allowlist": list(policy.allowlist)}
+    return {
+        "allow_private": policy.allow_private,
+        "allowlist": list(policy.allowlist),
+        "allow_loopback": policy.allow_loopback,
+    }

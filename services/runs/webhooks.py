@@ -9,6 +9,11 @@ another one retries (at-least-once).
 
 Signature: `Weft-Signature: t=<unix>,v1=<hex hmac-sha256(secret, "<t>.<body>")>`, keyed
 with the account's secret (`whsec_...`, created on first use).
+
+Before each attempt the URL is checked with the rule it passed at creation
+(services/runs/webhook_url.py), and the connection goes only to addresses the guard let
+through. A delivery the guard refuses fails at once, for good: retrying would not change
+the answer (a host that does not resolve, though, is retried).
 """
 
 import asyncio
@@ -27,7 +32,8 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from services.runs.ssrf import GuardedResolver, SSRFPolicy, SSRFRefused, check_url
+from services.runs.ssrf import GuardedResolver, ResolutionFailed, SSRFPolicy, SSRFRefused
+from services.runs.webhook_url import check_webhook_url
 from weftcore.config import env_bool, env_float, env_list
 
 log = logging.getLogger(__name__)
@@ -41,7 +47,7 @@ MAX_ERROR_CHARS = 500
 
 @dataclass(frozen=True)
 class WebhookConfig:
-    """Delivery settings (env WEFT_WEBHOOK_*)."""
+    """Delivery settings (env WEFT_WEBHOOK_*); `policy` is also the creation-time rule."""
 
     timeout_seconds: float = 10.0
     backoff_base_seconds: float = 1.0
@@ -67,6 +73,8 @@ class WebhookConfig:
             policy=SSRFPolicy(
                 allow_private=env_bool("WEFT_WEBHOOK_ALLOW_PRIVATE", False, env),
                 allowlist=tuple(h.lower() for h in allowlist),
+                # Development: receivers on this machine, over plain http too.
+                allow_loopback=env_bool("WEFT_WEBHOOK_ALLOW_LOOPBACK", False, env),
             ),
         )
 
@@ -181,6 +189,8 @@ class AttemptResult:
     status_code: int  # 0: no HTTP answer
     error: str
     duration_ms: int
+    # Refused by the guard: no later attempt can succeed, the delivery fails now.
+    permanent: bool = False
 
     @property
     def ok(self) -> bool:
@@ -257,20 +267,23 @@ class WebhookDispatcher:
             return int((time.monotonic() - started) * 1000)
 
         try:
-            await check_url(row["url"], self._config.policy)
+            await check_webhook_url(row["url"], self._config.policy)
             async with self._session.post(
                 row["url"], data=body, headers=headers, allow_redirects=False
             ) as response:
                 await response.read()
                 error = "" if 200 <= response.status < 300 else f"HTTP {response.status}"
                 return AttemptResult(response.status, error, elapsed())
+        except ResolutionFailed as exc:
+            return AttemptResult(0, exc.message, elapsed())
         except SSRFRefused as exc:
-            return AttemptResult(0, f"refused: {exc.message}", elapsed())
+            return _refused(exc, elapsed())
         except TimeoutError:
             return AttemptResult(0, f"timeout after {self._config.timeout_seconds:g} s", elapsed())
         except aiohttp.ClientError as exc:
-            cause = exc.__cause__ if isinstance(exc.__cause__, SSRFRefused) else exc
-            return AttemptResult(0, f"{type(cause).__name__}: {cause}", elapsed())
+            if isinstance(exc.__cause__, SSRFRefused):  # the guard, at connect time
+                return _refused(exc.__cause__, elapsed())
+            return AttemptResult(0, f"{type(exc).__name__}: {exc}", elapsed())
 
     async def _record(self, row: asyncpg.Record, result: AttemptResult) -> None:
         error = result.error[:MAX_ERROR_CHARS]
@@ -288,10 +301,14 @@ class WebhookDispatcher:
             age = await conn.fetchval(
                 "SELECT now() - created_at FROM webhook_deliveries WHERE id = $1", row["id"]
             )
-            status = "failed" if age is not None and age >= self._config.retry_window else "pending"
+            expired = age is not None and age >= self._config.retry_window
+            status = "failed" if expired or result.permanent else "pending"
             await conn.execute(_RETRY, row["id"], status, result.status_code, error, delay)
         if status == "failed":
-            log.warning("webhook delivery gave up", extra={"delivery_id": row["id"]})
+            log.warning(
+                "webhook delivery gave up",
+                extra={"delivery_id": row["id"], "run_id": row["run_id"], "error": error},
+            )
 
     async def _run(self) -> None:
         delay = 0.5
@@ -312,3 +329,7 @@ class WebhookDispatcher:
                 log.warning("webhook loop failed; will retry", extra={"error": repr(exc)})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+
+def _refused(exc: SSRFRefused, duration_ms: int) -> AttemptResult:
+    return AttemptResult(0, f"refused: webhook URL not allowed: {exc.message}", duration_ms, True)

@@ -74,3 +74,55 @@ async def test_a_caller_gone_before_its_batch_is_left_out() -> None:
     backend.release.set()
     assert await first == 0 and await kept == 40
     assert backend.batches == [[0], [4]]
+
+
+async def test_batches_are_capped_by_size_and_a_big_item_goes_alone() -> None:
+    backend = Backend()
+    backend.release.clear()
+    batcher = Batcher(backend.send, max_in_flight=1, size=lambda i: i, max_bytes=10)
+    first = asyncio.ensure_future(batcher.call(0))
+    await asyncio.sleep(0)
+    rest = [asyncio.ensure_future(batcher.call(i)) for i in (4, 6, 2, 2, 12, 4)]
+    await asyncio.sleep(0)
+    backend.release.set()
+    assert await first == 0
+    assert await asyncio.gather(*rest) == [40, 60, 20, 20, 120, 40]
+    # 4+6 fit in 10; 2+2 (12 would not); 12 alone although over the cap; then 4.
+    assert backend.batches == [[0], [4, 6], [2, 2], [12], [4]]
+
+
+async def test_a_batch_refused_as_a_whole_is_retried_item_by_item() -> None:
+    sent: list[list[int]] = []
+
+    async def refuses_pairs(items: list[int]) -> list[int | BaseException]:
+        sent.append(items)
+        if len(items) > 1:
+            raise OverflowError("batch too large")
+        if items == [13]:
+            raise ValueError("unlucky")
+        return [i * 10 for i in items]
+
+    batcher = Batcher(
+        refuses_pairs, max_in_flight=1, retry_alone=lambda e: isinstance(e, OverflowError)
+    )
+    first = asyncio.ensure_future(batcher.call(1))
+    others = [asyncio.ensure_future(batcher.call(i)) for i in (2, 13, 3)]
+    assert await first == 10
+    answers = await asyncio.gather(*others, return_exceptions=True)
+    assert answers[0] == 20 and answers[2] == 30
+    assert isinstance(answers[1], ValueError)  # the item's own error, no one else's
+    assert sent == [[1], [2, 13, 3], [2], [13], [3]]
+
+
+async def test_other_whole_batch_failures_are_not_retried() -> None:
+    sent: list[list[int]] = []
+
+    async def down(items: list[int]) -> list[int | BaseException]:
+        sent.append(items)
+        raise ConnectionError("down")
+
+    batcher = Batcher(down, max_in_flight=1, retry_alone=lambda e: isinstance(e, OverflowError))
+    calls = [asyncio.ensure_future(batcher.call(i)) for i in range(3)]
+    answers = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(isinstance(a, ConnectionError) for a in answers)
+    assert sent == [[0], [1, 2]]

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from services.runs.create import check_input_text, check_webhook_url
+from services.runs.create import check_input_text
 from services.runs.params import file_values, validate_values
 from weftcore.errors import InvalidArgument
 
@@ -125,21 +125,3 @@ def test_input_text_cap() -> None:
     with pytest.raises(InvalidArgument) as info:
         check_input_text("x" * 50_001)
     assert info.value.param == "input_text"
-
-
-@pytest.mark.parametrize(
-    "url",
-    ["https://hooks.example.com/x?y=1", "http://localhost:9000/hook", "http://127.0.0.1/h"],
-)
-def test_webhook_urls_accepted(url: str) -> None:
-    assert check_webhook_url(url) == url
-
-
-@pytest.mark.parametrize(
-    "url",
-    ["http://example.com/hook", "ftp://example.com", "https://", "not a url", "https://x:99999/"],
-)
-def test_webhook_urls_refused(url: str) -> None:
-    with pytest.raises(InvalidArgument) as info:
-        check_webhook_url(url)
-    assert info.value.param == "webhook_url"

@@ -81,3 +81,29 @@ def test_policy_from_env_defaults_closed() -> None:
     policy = SSRFPolicy.from_env({})
     assert policy == SSRFPolicy(allow_private=False, allowlist=())
     assert SSRFPolicy.from_env({"WEFT_HTTP_STAGE_ALLOW_PRIVATE": "true"}).allow_private
+
+
+async def test_allow_loopback_lets_only_loopback_through() -> None:
+    policy = SSRFPolicy(allow_loopback=True)
+    for url in ("http://127.0.0.1:1/", "http://127.8.9.10/", "http://[::1]/"):
+        await check_url(url, policy)
+    await check_url("http://[::ffff:127.0.0.1]/", policy)
+    for url in ("http://0.0.0.0/", "http://10.0.0.1/", "http://169.254.169.254/"):
+        with pytest.raises(SSRFRefused):
+            await check_url(url, policy)
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("http://169.254.169.254/", "link-local"),
+        ("http://0.0.0.0/", "unspecified"),
+        ("http://[::ffff:10.0.0.1]/", "private"),
+        ("http://127.0.0.2/", "loopback"),
+    ],
+)
+async def test_refusals_say_which_kind_of_address(url: str, kind: str) -> None:
+    with pytest.raises(SSRFRefused) as info:
+        await check_url(url, SSRFPolicy())
+    assert f"is a {kind} address" in info.value.message
+    assert "http stage" not in info.value.message

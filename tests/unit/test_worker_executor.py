@@ -459,3 +459,52 @@ async def test_at_most_concurrency_runs_go_stage_by_stage_and_waiting_jobs_stay_
     assert min(room_seen) == 2 - 5  # all five wanted a slot: the consumer fetches none
     assert executor.stepwise_room() == 2
     assert keepalives.get("run_4", 0) >= 1  # queued longest: told JetStream it lives
+
+
+async def test_an_unexpected_exception_in_a_stage_fails_the_run(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def crashes(stage: dict[str, Any], context: dict[str, Any]) -> StageResult:
+        raise KeyError("surprise")
+
+    monkeypatch.setattr("services.runs.worker.stages.template.run", crashes)
+    for stages in (
+        [{"id": "t", "type": "template", "template": "x"}],  # a template-only run
+        [*TWO_STAGES[:1], {"id": "t", "type": "template", "template": "x"}],  # after an llm
+    ):
+        store = FakeStore(make_run(stages))
+        assert await make_executor(store).execute("run_1") is Outcome.DONE
+        assert store.status == "failed"
+        assert store.error is not None
+        assert (store.error["code"], store.error["stage"]) == ("INTERNAL", "t")
+        assert "KeyError" in store.error["message"] and "surprise" not in store.error["message"]
+    crashed = [r for r in caplog.records if r.getMessage() == "stage crashed; failing the run"]
+    assert crashed and all(getattr(r, "run_id", None) == "run_1" for r in crashed)
+
+
+async def test_an_outage_inside_a_stage_is_retried_not_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def unreachable(stage: dict[str, Any], context: dict[str, Any]) -> StageResult:
+        raise ConnectionRefusedError("billing down")
+
+    monkeypatch.setattr("services.runs.worker.stages.template.run", unreachable)
+    store = FakeStore(make_run([*TWO_STAGES[:1], {"id": "t", "type": "template", "template": "x"}]))
+    assert await make_executor(store).execute("run_1") is Outcome.RETRY
+    assert store.status == "running" and store.error is None
+    assert store.log[-1] == ("release", None)
+
+
+async def test_an_http_stage_whose_header_cannot_be_sent_fails_the_run() -> None:
+    stages = [
+        {
+            "id": "call",
+            "type": "http",
+            "url": "http://127.0.0.1:9/",
+            "headers": {"X-Note": "{{ input_text }}"},
+        }
+    ]
+    store = FakeStore(make_run(stages, input_text="a\r\nX-Injected: 1"))
+    assert await make_executor(store).execute("run_1") is Outcome.DONE
+    assert store.error is not None
+    assert (store.error["code"], store.error["stage"]) == ("HTTP_INVALID_REQUEST", "call")

@@ -14,6 +14,9 @@ ack lost, recovery), so everything here is safe to repeat.
 - Completed stages are skipped; their persisted outputs feed later stages.
 - Between stages (and on every heartbeat) the run is re-read: a canceled run, or one
   another worker took over, stops here.
+- A stage that raises something unexpected fails its run (INTERNAL, logged with the run
+  id) unless it is an outage of a dependency (faults.py), which is retried: a bad input
+  or a bug must not send one job round the redelivery loop forever.
 """
 
 import asyncio
@@ -27,6 +30,7 @@ from typing import Any, Protocol
 
 from services.runs.templating import TemplateRenderError, render
 from services.runs.worker.context import AttachmentText, Services, template_context
+from services.runs.worker.faults import is_outage
 from services.runs.worker.model import (
     ATTACHMENT_ERROR,
     INTERNAL,
@@ -190,7 +194,7 @@ class Executor:
             began = time.monotonic()
             try:
                 outcome = await self._with_heartbeat(
-                    run.id, progress, self._run_stage(stage, run, context, attachments)
+                    run.id, progress, self._guarded_stage(stage, run, context, attachments)
                 )
             except StageError as exc:
                 await self._fail(run, index, exc)
@@ -239,7 +243,7 @@ class Executor:
         try:
             for stage in run.stages:
                 began = time.monotonic()
-                outcome = await self._run_stage(stage, run, template_context(run, []), [])
+                outcome = await self._guarded_stage(stage, run, template_context(run, []), [])
                 assert isinstance(outcome, StageResult)  # pure stages never await input
                 elapsed = int((time.monotonic() - began) * 1000)
                 results.append(replace(outcome, duration_ms=outcome.duration_ms or elapsed))
@@ -271,6 +275,32 @@ class Executor:
         if not await combined(run, self.worker_id, index, outcome, result):
             raise LostRun()
         return Outcome.DONE
+
+    async def _guarded_stage(
+        self,
+        stage: dict[str, Any],
+        run: RunRecord,
+        context: dict[str, Any],
+        attachments: list[AttachmentText],
+    ) -> StageResult | AwaitInput:
+        """`_run_stage`, with anything unexpected turned into a stage failure, or into a
+        retry when it is an outage (faults.py)."""
+        try:
+            return await self._run_stage(stage, run, context, attachments)
+        except (StageError, TransientError):
+            raise
+        except Exception as exc:
+            stage_id = str(stage.get("id"))
+            if is_outage(exc):
+                raise TransientError(f"stage {stage_id}: {type(exc).__name__}: {exc}") from exc
+            log.exception(
+                "stage crashed; failing the run",
+                extra={"run_id": run.id, "stage": stage_id, "error_type": type(exc).__name__},
+            )
+            raise StageError(
+                INTERNAL,
+                f"the stage failed with an internal error ({type(exc).__name__}).",
+            ) from None
 
     async def _run_stage(
         self,
@@ -333,6 +363,11 @@ class Executor:
             text = render(str(source), template_context(run, attachments))
         except TemplateRenderError as exc:
             raise StageError(TEMPLATE_ERROR, f"output: {exc.message}") from None
+        except Exception as exc:  # see _guarded_stage: never a redelivery loop
+            log.exception("output crashed; failing the run", extra={"run_id": run.id})
+            raise StageError(
+                INTERNAL, f"the output failed with an internal error ({type(exc).__name__})."
+            ) from None
         return parse_maybe_json(text)
 
     async def _fail(self, run: RunRecord, index: int | None, error: StageError) -> None:
