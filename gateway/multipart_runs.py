@@ -156,14 +156,10 @@ class FormRun:
 def form_run(
     declared_fields: Iterable[dict[str, Any]],
     body: MultipartBody,
-    *,
-    input_from_field: bool,
 ) -> FormRun:
-    """Binds form fields and files to the workflow's fields.
-
-    `input_from_field`: published endpoints, where `input_text` is a declared field like
-    any other (else empty); run creation takes `input_text` as its own form field.
-    """
+    """Binds form fields and files to the workflow's fields. `input_text`, the run's
+    built-in field, is always accepted; a workflow that declares it also gets it as a
+    param."""
     declared = {f["name"]: f for f in declared_fields}
     params: dict[str, Any] = {}
     extra_ids: list[str] = []
@@ -178,9 +174,9 @@ def form_run(
             value = coerce(declared[name], raw, name)
             if value is not None:
                 params[name] = value
-            if name == "input_text" and input_from_field:
+            if name == "input_text":
                 input_text = raw
-        elif name == "input_text" and not input_from_field:
+        elif name == "input_text":
             input_text = raw
         elif name == "webhook_url":
             webhook_url = raw.strip()

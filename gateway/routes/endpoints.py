@@ -1,9 +1,10 @@
 """POST /api/v1/endpoints/:slug: a workflow's published endpoint (spec/API.md).
 
 For tools that send flat bodies: the declared fields sit at the top level of a JSON
-object, or arrive as multipart form fields and file parts. `input_text` is one of them
-if the workflow declares it, else empty. Everything else (auth, allowlist, idempotency,
-billing, rate limits, the 201 answer) is run creation itself: `runs.start_run`.
+object, or arrive as multipart form fields and file parts. `input_text`, the run's
+built-in field, is always accepted (empty when absent). Everything else (auth,
+allowlist, idempotency, billing, rate limits, the 201 answer) is run creation itself:
+`runs.start_run`.
 """
 
 from typing import Any
@@ -51,18 +52,16 @@ async def call_endpoint(request: web.Request) -> web.Response:
     try:
         if is_form(request):
             form_body = await read_multipart(request, principal)
-            return await start_form_run(
-                request, principal, workflow_id, fields, form_body, input_from_field=True
-            )
+            return await start_form_run(request, principal, workflow_id, fields, form_body)
         body = await read_json_object(request)
         for name in body:
-            if name not in names and name not in _OPTIONS:
+            if name not in names and name not in _OPTIONS and name != "input_text":
                 raise InvalidArgument(
                     f"Unknown field {name!r}: the workflow declares no such field.", param=name
                 )
         ids, webhook_url = _options(body, names)
         params = {k: v for k, v in body.items() if k in names}
-        input_text = params.get("input_text") if "input_text" in names else ""
+        input_text = body.get("input_text", "")
         if input_text is not None and not isinstance(input_text, str):
             raise InvalidArgument("input_text must be a string.", param="input_text")
         return await start_run(

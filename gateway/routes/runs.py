@@ -135,8 +135,6 @@ async def start_form_run(
     workflow_id: str,
     fields: list[dict[str, Any]],
     body: MultipartBody,
-    *,
-    input_from_field: bool,
 ) -> web.Response:
     """`start_run` for a multipart body, bound to the workflow's declared `fields`
     (`form_run`); the idempotency hash is the multipart body's own.
@@ -146,7 +144,7 @@ async def start_form_run(
     is unknown whether the run committed, so they are kept."""
     uploaded = [attachment_id for _, attachment_id, _ in body.files]
     try:
-        form = form_run(fields, body, input_from_field=input_from_field)
+        form = form_run(fields, body)
         response = await start_run(
             request,
             principal,
@@ -224,9 +222,7 @@ async def _create_run_multipart(
     body = await read_multipart(request, principal)
     if not any(name == "input_text" for name, _ in body.fields):
         raise InvalidArgument("input_text is required.", code="MISSING_PARAM", param="input_text")
-    return await start_form_run(
-        request, principal, workflow_id, fields, body, input_from_field=False
-    )
+    return await start_form_run(request, principal, workflow_id, fields, body)
 
 
 async def get_run(request: web.Request) -> web.Response:

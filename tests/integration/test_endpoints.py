@@ -76,6 +76,26 @@ async def test_endpoint_flat_json_creates_a_run_that_completes(
     assert run["result"]["input"] == ""  # the workflow declares no input_text
 
 
+async def test_endpoint_always_accepts_the_built_in_input_text(
+    stack: Any, account: Account, http: aiohttp.ClientSession
+) -> None:
+    _, slug = await endpoint_workflow(stack)
+    url = f"{stack.base_url}/api/v1/endpoints/{slug}"
+    status, body, _ = await post(
+        http, url, account, json={"topic": "otters", "input_text": "Say it twice."}
+    )
+    assert status == 201, body
+    run = await wait_for(http, stack, account, body["data"]["id"])
+    assert run["result"]["input"] == "Say it twice."
+    form = aiohttp.FormData(default_to_multipart=True)
+    form.add_field("topic", "otters")
+    form.add_field("input_text", "As a form.")
+    status, body, _ = await post(http, url, account, data=form)
+    assert status == 201, body
+    run = await wait_for(http, stack, account, body["data"]["id"])
+    assert run["result"]["input"] == "As a form."
+
+
 async def test_endpoint_multipart_with_a_file_field_completes(
     stack: Any, account: Account, http: aiohttp.ClientSession
 ) -> None:

@@ -47,31 +47,30 @@ def test_files_bind_to_file_fields_by_name_and_others_become_attachments() -> No
         fields=[("input_text", "hi"), ("topic", "x"), ("webhook_url", "https://h/")],
         files=[("doc", "att_1", "d1"), ("extra", "att_2", "d2")],
     )
-    run = form_run(FIELDS, body, input_from_field=False)
+    run = form_run(FIELDS, body)
     assert run.input_text == "hi"
     assert run.params == {"topic": "x", "doc": "att_1"}
     assert run.attachment_ids == ["att_2"]
     assert run.webhook_url == "https://h/"
 
 
-def test_endpoint_takes_input_text_only_from_a_declared_field() -> None:
+def test_input_text_is_always_accepted_and_a_declared_one_is_also_a_param() -> None:
     body = MultipartBody(fields=[("topic", "x")])
-    assert form_run(FIELDS, body, input_from_field=True).input_text == ""
-    declared: list[dict[str, Any]] = [*FIELDS, {"name": "input_text", "type": "text"}]
+    assert form_run(FIELDS, body).input_text == ""
     body = MultipartBody(fields=[("input_text", "say hi"), ("topic", "x")])
-    run = form_run(declared, body, input_from_field=True)
+    run = form_run(FIELDS, body)
+    assert run.input_text == "say hi" and "input_text" not in run.params
+    declared: list[dict[str, Any]] = [*FIELDS, {"name": "input_text", "type": "text"}]
+    run = form_run(declared, body)
     assert run.input_text == "say hi" and run.params["input_text"] == "say hi"
-    with pytest.raises(InvalidArgument) as info:
-        form_run(FIELDS, body, input_from_field=True)
-    assert info.value.param == "input_text"
 
 
 def test_unknown_and_repeated_fields_are_400() -> None:
     with pytest.raises(InvalidArgument) as info:
-        form_run(FIELDS, MultipartBody(fields=[("nope", "1")]), input_from_field=False)
+        form_run(FIELDS, MultipartBody(fields=[("nope", "1")]))
     assert info.value.param == "nope"
     with pytest.raises(InvalidArgument) as info:
-        form_run(FIELDS, MultipartBody(fields=[("n", "1"), ("n", "2")]), input_from_field=False)
+        form_run(FIELDS, MultipartBody(fields=[("n", "1"), ("n", "2")]))
     assert info.value.param == "n"
 
 
