@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from services.storage.config import StorageConfig
+from services.storage.extract.pool import ExtractionPool
 from services.storage.extract.sandbox import Sandbox
 from services.storage.repository import AttachmentRecord, PgAttachmentRepository
 from services.storage.s3 import MinioStore
@@ -143,7 +144,14 @@ async def wire(
         storage_config.extraction_timeout_seconds, storage_config.extraction_memory_bytes
     )
     stack.callback(sandbox.close)
-    service = StorageService(storage_config, store, PgAttachmentRepository(pool), sandbox)
+    extractions = ExtractionPool(
+        sandbox.run,
+        storage_config.extraction_workers,
+        storage_config.extraction_per_account,
+        storage_config.extraction_queue_seconds,
+    )
+    stack.callback(extractions.close)
+    service = StorageService(storage_config, store, PgAttachmentRepository(pool), extractions)
     storage_pb2_grpc.add_StorageServiceServicer_to_server(
         StorageServiceServicer(service), server.server
     )

@@ -24,10 +24,11 @@ log = logging.getLogger(__name__)
 
 
 class Extractor(Protocol):
-    """Extracts `path`, writing the text to `text_path` (result.text stays empty)."""
+    """Extracts `path`, writing the text to `text_path` (result.text stays empty), in
+    turn with the other files of `account` (the uploader)."""
 
     async def extract(
-        self, path: Path, kind: str, limits: Limits, text_path: Path
+        self, account: str, path: Path, kind: str, limits: Limits, text_path: Path
     ) -> ExtractResult: ...
 
 
@@ -116,6 +117,7 @@ class StorageService:
             text_path = Path(tmp) / "text.txt"
             text_key = f"attachments/{att_id}/text.txt"
             size, sha256, extraction = await self._stream(
+                header.owner_user_id,
                 object_key,
                 detected.content_type,
                 bytes(head),
@@ -163,6 +165,7 @@ class StorageService:
 
     async def _stream(
         self,
+        owner_user_id: str,
         key: str,
         content_type: str,
         head: bytes,
@@ -200,7 +203,9 @@ class StorageService:
             async for chunk in rest:
                 feed(chunk)
             spool_file.close()
-            extraction = asyncio.create_task(self._extract(spool, kind, text_path, text_key))
+            extraction = asyncio.create_task(
+                self._extract(owner_user_id, spool, kind, text_path, text_key)
+            )
             try:
                 await upload.finish(size)
             except Exception as exc:
@@ -217,11 +222,11 @@ class StorageService:
         return size, hasher.hexdigest(), extraction
 
     async def _extract(
-        self, spool: Path, kind: str, text_path: Path, text_key: str
+        self, owner_user_id: str, spool: Path, kind: str, text_path: Path, text_key: str
     ) -> tuple[ExtractResult, str | None]:
         """Extracts the spooled file and stores its text under `text_key`; answers the
         result and the key (None when there is no text)."""
-        result = await self.extractor.extract(spool, kind, self.limits, text_path)
+        result = await self.extractor.extract(owner_user_id, spool, kind, self.limits, text_path)
         if not (result.text_chars and text_path.exists()):
             return result, None
         await self.store.put_file(text_key, text_path, "text/plain; charset=utf-8")

@@ -95,7 +95,7 @@ class FakeRepo:
 
 class InlineExtractor:
     async def extract(
-        self, path: Path, kind: str, limits: Limits, text_path: Path
+        self, account: str, path: Path, kind: str, limits: Limits, text_path: Path
     ) -> ExtractResult:
         return extract_to_file(path, kind, limits, text_path)
 
