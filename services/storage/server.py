@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from services.storage.config import StorageConfig
+from services.storage.errors import PayloadTooLarge
 from services.storage.extract.pool import ExtractionPool
 from services.storage.extract.sandbox import Sandbox
 from services.storage.repository import AttachmentRecord, PgAttachmentRepository
@@ -18,7 +19,7 @@ from weft.storage.v1 import storage_pb2, storage_pb2_grpc
 from weftcore.config import ServiceConfig
 from weftcore.db import create_pool, ping
 from weftcore.errors import InvalidArgument
-from weftcore.grpc_server import GrpcServer
+from weftcore.grpc_server import MAX_MESSAGE_BYTES, GrpcServer
 from weftcore.ids import iso
 from weftcore.service import Check
 
@@ -42,6 +43,7 @@ def to_proto(record: AttachmentRecord) -> storage_pb2.Attachment:
         truncated=record.truncated,
         created_at=iso(record.created_at),
         metadata_json=json.dumps(record.metadata, separators=(",", ":")),
+        text_tokens=record.text_tokens,
     )
 
 
@@ -91,7 +93,7 @@ class StorageServiceServicer(storage_pb2_grpc.StorageServiceServicer):
         texts = await self.service.read_text(
             list(request.attachment_ids), request.owner_user_id, request.max_chars
         )
-        return storage_pb2.ReadTextResponse(
+        reply = storage_pb2.ReadTextResponse(
             items=[
                 storage_pb2.AttachmentText(
                     attachment=to_proto(t.attachment), text=t.text, truncated=t.truncated
@@ -99,6 +101,14 @@ class StorageServiceServicer(storage_pb2_grpc.StorageServiceServicer):
                 for t in texts
             ]
         )
+        if reply.ByteSize() > MAX_MESSAGE_BYTES:
+            # Sending it would fail in the transport with a status that says nothing.
+            raise PayloadTooLarge(
+                f"The texts asked for are {reply.ByteSize():,} bytes, over the "
+                f"{MAX_MESSAGE_BYTES:,}-byte reply limit: ask for fewer attachments per "
+                "call, or fewer characters of each."
+            )
+        return reply
 
 
 _M_MMAP_THRESHOLD = -3  # mallopt parameter, glibc malloc.h

@@ -142,6 +142,7 @@ class StorageService:
                     object_key=object_key,
                     text_key=stored_text_key,
                     text_chars=result.text_chars,
+                    text_tokens=result.text_tokens,
                     extraction_status=result.status,
                     extraction_error=result.error or None,
                     row_count=result.row_count,

@@ -15,6 +15,7 @@ from services.storage.service import StorageService, UploadHeader, truncate_text
 from tests.support import storage_files as files
 from weftcore.errors import NotFound, Unavailable
 from weftcore.ids import utcnow
+from weftcore.tokens import estimate_tokens
 
 OWNER = "usr_owner"
 CONFIG = StorageConfig.from_env(
@@ -129,6 +130,17 @@ async def test_upload_stores_object_text_and_metadata() -> None:
     assert record.text_key is not None
     assert store.objects[record.text_key].decode().startswith("id,name,amount\n1,name 1")
     assert repo.rows[record.id] is record
+
+
+async def test_upload_keeps_the_texts_token_estimate() -> None:
+    service, store, _ = _service()
+    record = await service.upload(
+        UploadHeader(OWNER, "a.txt"), _chunks("日本語 text\n".encode() * 999)
+    )
+    assert record.text_key is not None
+    assert record.text_tokens == estimate_tokens(store.objects[record.text_key].decode()) > 3000
+    broken = await service.upload(UploadHeader(OWNER, "b.pdf"), _chunks(b"%PDF-1.4\nbroken"))
+    assert broken.text_tokens == 0
 
 
 async def test_declared_size_over_cap_is_refused_before_reading() -> None:

@@ -75,6 +75,8 @@ class StorageServiceServicer:
 
     def ReadText(self, request, context):
         """Extracted text of attachments owned by owner_user_id, each capped at max_chars.
+        A reply that would not fit in one message is refused (RESOURCE_EXHAUSTED /
+        PAYLOAD_TOO_LARGE): ask for fewer attachments per call, or fewer characters.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

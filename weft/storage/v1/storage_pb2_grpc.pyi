@@ -37,7 +37,10 @@ class StorageServiceStub:
     """
     GetAttachment: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetAttachmentRequest, _storage_pb2.Attachment]
     ReadText: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ReadTextRequest, _storage_pb2.ReadTextResponse]
-    """Extracted text of attachments owned by owner_user_id, each capped at max_chars."""
+    """Extracted text of attachments owned by owner_user_id, each capped at max_chars.
+    A reply that would not fit in one message is refused (RESOURCE_EXHAUSTED /
+    PAYLOAD_TOO_LARGE): ask for fewer attachments per call, or fewer characters.
+    """
     DeleteAttachment: _grpc.UnaryUnaryMultiCallable[_storage_pb2.DeleteAttachmentRequest, _storage_pb2.DeleteAttachmentResponse]
     """Removes an attachment of owner_user_id (row, object, extracted text); NOT_FOUND if
     it is not theirs. Used for the duplicate upload of an idempotent retry.
@@ -52,7 +55,10 @@ class StorageServiceAsyncStub(StorageServiceStub):
     """
     GetAttachment: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetAttachmentRequest, _storage_pb2.Attachment]  # type: ignore[assignment]
     ReadText: _aio.UnaryUnaryMultiCallable[_storage_pb2.ReadTextRequest, _storage_pb2.ReadTextResponse]  # type: ignore[assignment]
-    """Extracted text of attachments owned by owner_user_id, each capped at max_chars."""
+    """Extracted text of attachments owned by owner_user_id, each capped at max_chars.
+    A reply that would not fit in one message is refused (RESOURCE_EXHAUSTED /
+    PAYLOAD_TOO_LARGE): ask for fewer attachments per call, or fewer characters.
+    """
     DeleteAttachment: _aio.UnaryUnaryMultiCallable[_storage_pb2.DeleteAttachmentRequest, _storage_pb2.DeleteAttachmentResponse]  # type: ignore[assignment]
     """Removes an attachment of owner_user_id (row, object, extracted text); NOT_FOUND if
     it is not theirs. Used for the duplicate upload of an idempotent retry.
@@ -82,7 +88,10 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _storage_pb2.ReadTextRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.ReadTextResponse, _abc.Awaitable[_storage_pb2.ReadTextResponse]]:
-        """Extracted text of attachments owned by owner_user_id, each capped at max_chars."""
+        """Extracted text of attachments owned by owner_user_id, each capped at max_chars.
+        A reply that would not fit in one message is refused (RESOURCE_EXHAUSTED /
+        PAYLOAD_TOO_LARGE): ask for fewer attachments per call, or fewer characters.
+        """
 
     @_abc_1.abstractmethod
     def DeleteAttachment(
