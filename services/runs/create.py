@@ -170,10 +170,13 @@ class RunCreator:
         # Reserve, with concurrent creations sharing ReserveMany calls.
         self._reserve_batcher = reserve_batcher
 
-    async def check_attachments(self, caller: Caller, ids: list[str]) -> None:
-        """Each id must be an attachment of the caller (404 naming it otherwise)."""
+    async def check_attachments(
+        self, caller: Caller, ids: list[str]
+    ) -> list[storage_pb2.Attachment]:
+        """Each id must be an attachment of the caller (404 naming it otherwise); answers
+        them in order."""
         if not ids:
-            return
+            return []
         if caller.plan not in PAID_PLANS:
             raise WeftError("Attachments need a paid plan.", code="PAID_PLAN_REQUIRED")
         if len(ids) > MAX_ATTACHMENTS:
@@ -181,9 +184,9 @@ class RunCreator:
                 f"At most {MAX_ATTACHMENTS} attachments per run.", param="attachment_ids"
             )
 
-        async def one(i: int, att_id: str) -> None:
+        async def one(i: int, att_id: str) -> storage_pb2.Attachment:
             try:
-                await self._storage.GetAttachment(
+                attachment: storage_pb2.Attachment = await self._storage.GetAttachment(
                     storage_pb2.GetAttachmentRequest(
                         attachment_id=att_id, owner_user_id=caller.user_id
                     ),
@@ -196,25 +199,25 @@ class RunCreator:
                         f"No such attachment: {att_id}.", param=f"attachment_ids[{i}]"
                     ) from None
                 raise err from None
+            return attachment
 
-        await asyncio.gather(*(one(i, a) for i, a in enumerate(ids)))
+        return list(await asyncio.gather(*(one(i, a) for i, a in enumerate(ids))))
 
-    async def _estimate(
-        self, caller: Caller, definition: dict[str, Any], inp: CreateRunInput, params: Any
+    def _estimate(
+        self,
+        definition: dict[str, Any],
+        inp: CreateRunInput,
+        params: Any,
+        attachments: list[storage_pb2.Attachment],
     ) -> list[billing_pb2.StageEstimate]:
         llm_stages = [s for s in definition["stages"] if s["type"] == "llm"]
         if not llm_stages:
             return []
-        text = inp.input_text + json.dumps(params)
-        if inp.attachment_ids:
-            texts = await self._storage.ReadText(
-                storage_pb2.ReadTextRequest(
-                    attachment_ids=inp.attachment_ids, owner_user_id=caller.user_id
-                ),
-                timeout=30,
-            )
-            text += "".join(item.text for item in texts.items)
-        prompt_tokens = estimate_tokens(text)
+        # Attachments count with the estimate storage made of their text at upload:
+        # reading the texts back could overflow a gRPC reply (five 2M-character files).
+        prompt_tokens = estimate_tokens(inp.input_text + json.dumps(params)) + sum(
+            a.text_tokens for a in attachments
+        )
         return [
             billing_pb2.StageEstimate(
                 stage=s["id"],
@@ -236,13 +239,13 @@ class RunCreator:
             dict.fromkeys([*inp.attachment_ids, *file_values(definition.get("fields", []), params)])
         )
         webhook_url = check_webhook_url(inp.webhook_url)
-        await self.check_attachments(caller, attachment_ids)
+        attachments = await self.check_attachments(caller, attachment_ids)
         if inp.idempotency is not None:
             replay = await self._peek(caller, inp.idempotency)
             if replay is not None:
                 return replay
         run_id = new_id("run")
-        stages = await self._estimate(caller, definition, _with_ids(inp, attachment_ids), params)
+        stages = self._estimate(definition, inp, params, attachments)
         reserved = await self._reserve(caller, run_id, stages)
         new = repo.NewRun(
             id=run_id,
@@ -368,12 +371,6 @@ def _created_body(new: repo.NewRun, created_at: str) -> str:
             }
         },
         separators=(",", ":"),
-    )
-
-
-def _with_ids(inp: CreateRunInput, ids: list[str]) -> CreateRunInput:
-    return CreateRunInput(
-        inp.workflow_id, inp.input_text, inp.params, ids, inp.webhook_url, inp.idempotency
     )
 
 

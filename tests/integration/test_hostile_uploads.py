@@ -5,16 +5,31 @@ import asyncio
 from typing import Any
 
 import aiohttp
+import grpc
 import pytest
 
 from devstack.stack import Stack
 from tests.integration.attachments_support import upload
 from tests.support import storage_files as files
-from tests.support.runs import Account, create_user
+from tests.support.billing import Stub
+from tests.support.runs import (
+    Account,
+    apply_workflow,
+    create_account,
+    create_run,
+    create_user,
+    wait_for,
+)
+from weft.billing.v1 import billing_pb2
+from weft.storage.v1 import storage_pb2, storage_pb2_grpc
+from weftcore.errors import from_rpc_error
+from weftcore.grpc_client import open_channel
+from weftcore.tokens import estimate_tokens
 
 pytestmark = pytest.mark.timeout(240)
 
 KIB = 1024
+MIB = 1024 * KIB
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +81,87 @@ async def test_one_accounts_slow_files_do_not_stall_another_accounts_upload(
         assert status == 201, body
         assert body["data"]["extraction_status"] == "extracted", body
         assert body["data"]["kind"] == "pdf"
+
+
+async def _upload_all(
+    http: aiohttp.ClientSession, stack: Stack, account: Account, files_: dict[str, bytes]
+) -> list[str]:
+    ids = []
+    for filename, data in files_.items():
+        status, body = await upload(http, stack, account, filename, data)
+        assert status == 201, body
+        assert body["data"]["extraction_status"] == "extracted", body
+        ids.append(body["data"]["id"])
+    return ids
+
+
+async def test_an_llm_run_on_five_2m_character_attachments_is_estimated_not_a_500(
+    stack: Stack, http: aiohttp.ClientSession, billing: Stub
+) -> None:
+    account = create_account(stack)
+    text = (b"a line of plain text in a very long file\n" * 50_000)[:2_000_000]
+    ids = await _upload_all(http, stack, account, {f"long{n}.txt": text for n in range(5)})
+    workflow_id = await apply_workflow(
+        stack,
+        [
+            {
+                "id": "summarize",
+                "type": "llm",
+                "model": "fake:echo",
+                "max_tokens": 64,
+                "prompt": "{{ input_text }}\n\n{{ attachments_text }}",
+            }
+        ],
+    )
+    # Their texts together are ~10 MB: reading them back for the estimate overflowed
+    # one gRPC reply (8 MiB) and the request was a 500.
+    created = await create_run(http, stack, account, workflow_id, "Summarise.", attachment_ids=ids)
+    ledger = await billing.ListLedger(
+        billing_pb2.ListLedgerRequest(account_id=account.user_id, limit=100)
+    )
+    [reserve] = [
+        e.amount_micros for e in ledger.entries if e.run_id == created["id"] and e.kind == "reserve"
+    ]
+    # The texts still count: 1 micro-USD per input token for fake:echo.
+    assert reserve >= 5 * estimate_tokens(text.decode())
+    run = await wait_for(http, stack, account, created["id"], timeout=120)
+    assert run["status"] == "completed", run
+
+    # Asked for whole, the same texts are refused clearly instead of failing in transit.
+    channel = open_channel(stack.env["WEFT_STORAGE_ADDR"])
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await storage_pb2_grpc.StorageServiceStub(channel).ReadText(
+                storage_pb2.ReadTextRequest(attachment_ids=ids, owner_user_id=account.user_id),
+                timeout=30,
+            )
+    finally:
+        await channel.close()
+    assert from_rpc_error(info.value).code == "PAYLOAD_TOO_LARGE"
+
+
+async def test_a_run_with_twenty_large_attachments_reads_them_all(
+    stack: Stack, http: aiohttp.ClientSession, uploader: Account
+) -> None:
+    # 270,000 three-byte characters each: the 200,000 a run reads of each come to
+    # 12 MB for twenty, more than one gRPC reply may carry.
+    text = ("日本語のテキスト。" * 30_000).encode()
+    ids = await _upload_all(http, stack, uploader, {f"jp{n}.txt": text for n in range(20)})
+    workflow_id = await apply_workflow(
+        stack,
+        [
+            {
+                "id": "count",
+                "type": "template",
+                "output": "json",
+                "template": "{{ {'files': attachments | length, "
+                "'cut': attachments | selectattr('truncated') | list | length, "
+                "'chars': attachments_text | length} | tojson }}",
+            }
+        ],
+    )
+    created = await create_run(http, stack, uploader, workflow_id, "Count.", attachment_ids=ids)
+    run = await wait_for(http, stack, uploader, created["id"], timeout=120)
+    assert run["status"] == "completed", run
+    assert run["result"]["files"] == 20 and run["result"]["cut"] == 20
+    assert run["result"]["chars"] > 20 * 200_000 * 0.99
