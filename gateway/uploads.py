@@ -11,15 +11,15 @@ import contextlib
 import logging
 import urllib.parse
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
 
 import grpc
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from weft.storage.v1 import storage_pb2, storage_pb2_grpc
-from weftcore.errors import InvalidArgument, WeftError
+from weftcore.errors import EARLY_STATUS_METADATA, InvalidArgument, WeftError, from_status_bytes
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,8 @@ CHUNK_BYTES = 256 * 1024
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 MAX_FIELD_BYTES = 64 * 1024
 UPLOAD_TIMEOUT_SECONDS = 600.0
+# Once a call has ended, its initial metadata is there or never comes: a short wait.
+ANSWER_SECONDS = 5.0
 
 
 class PayloadTooLarge(WeftError):
@@ -109,12 +111,17 @@ async def file_chunks(part: BodyPartReader, cap: int) -> AsyncIterator[bytes]:
 @dataclass
 class StorageUpload:
     """One storage.Upload client stream. Use as an async context manager: leaving it
-    with an exception cancels the stream (storage then removes the partial object)."""
+    with an exception cancels the stream (storage then removes the partial object).
+
+    Storage may refuse the file mid-stream (413 over the kind's cap, 415): the refusal
+    comes at once in initial metadata (storage.proto), and the first write after it
+    raises that error, so nothing more is read from the client or sent to storage."""
 
     stub: storage_pb2_grpc.StorageServiceStub
     owner_user_id: str
     timeout: float = UPLOAD_TIMEOUT_SECONDS
     call: Any = None
+    _early: "asyncio.Future[Any] | None" = field(default=None, init=False, repr=False)
 
     async def __aenter__(self) -> "StorageUpload":
         return self
@@ -122,18 +129,45 @@ class StorageUpload:
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc is not None and self.call is not None:
             self.call.cancel()
+        if self._early is not None and not self._early.done():
+            self._early.cancel()
+
+    def _refusal(self) -> WeftError | None:
+        """Storage's early refusal, if it has arrived."""
+        early = self._early
+        if early is None or not early.done() or early.cancelled() or early.exception():
+            return None
+        for key, value in early.result() or ():
+            if key == EARLY_STATUS_METADATA:
+                return from_status_bytes(value)
+        return None
+
+    async def _raise_answer(self) -> NoReturn:
+        """Raises why the call ended: storage's refusal when it sent one, else the call's
+        own status. The latter alone may be INTERNAL when a write raced the refusal."""
+        if self._early is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._early), ANSWER_SECONDS)
+        refusal = self._refusal()
+        if refusal is not None:
+            raise refusal
+        await self.call  # raises its status (the middleware maps it)
+        raise InvalidArgument("The upload ended early.")
 
     async def _write(self, message: storage_pb2.UploadChunk) -> None:
+        refusal = self._refusal()
+        if refusal is not None:
+            raise refusal
         try:
             await self.call.write(message)
-        except asyncio.InvalidStateError:
-            # The service already answered (e.g. 413 mid-stream): surface its status.
-            await self.call
-            raise InvalidArgument("The upload ended early.") from None
+        except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
+            # The call ended (a refusal, storage down): stop writing, say why.
+            await self._raise_answer()
 
     async def send_part(self, part: BodyPartReader, cap: int) -> int:
         """Streams a file part to storage; returns the number of bytes sent."""
         self.call = self.stub.Upload(timeout=self.timeout)
+        self._early = asyncio.ensure_future(self.call.initial_metadata())
         header = storage_pb2.UploadHeader(
             owner_user_id=self.owner_user_id,
             filename=part_filename(part),
@@ -148,9 +182,15 @@ class StorageUpload:
 
     async def finish(self) -> storage_pb2.Attachment:
         """Closes the stream and answers the stored attachment (or raises its error)."""
+        refusal = self._refusal()
+        if refusal is not None:
+            raise refusal
         with contextlib.suppress(asyncio.InvalidStateError, grpc.aio.UsageError):
             await self.call.done_writing()
-        attachment: storage_pb2.Attachment = await self.call
+        try:
+            attachment: storage_pb2.Attachment = await self.call
+        except grpc.aio.AioRpcError:
+            await self._raise_answer()
         return attachment
 
 

@@ -1,6 +1,7 @@
 """gRPC surface of the storage service: wiring and the servicer (gRPC <-> domain)."""
 
 import asyncio
+import contextlib
 import ctypes
 import json
 import logging
@@ -18,7 +19,7 @@ from services.storage.service import StorageService, UploadHeader
 from weft.storage.v1 import storage_pb2, storage_pb2_grpc
 from weftcore.config import ServiceConfig
 from weftcore.db import create_pool, ping
-from weftcore.errors import InvalidArgument
+from weftcore.errors import EARLY_STATUS_METADATA, InvalidArgument, WeftError, status_bytes
 from weftcore.grpc_server import MAX_MESSAGE_BYTES, GrpcServer
 from weftcore.ids import iso
 from weftcore.service import Check
@@ -47,14 +48,39 @@ def to_proto(record: AttachmentRecord) -> storage_pb2.Attachment:
     )
 
 
-async def _data(first: bytes, rest: AsyncIterator[Any]) -> AsyncIterator[bytes]:
-    if first:
-        yield first
-    async for message in rest:
-        if message.WhichOneof("part") != "data":
-            raise InvalidArgument("Only the first upload message may carry the header.")
-        if message.data:
-            yield message.data
+# How long a refused upload keeps reading what the client still sends (see _refuse).
+DRAIN_SECONDS = 10.0
+
+
+class _UploadBody:
+    """The data messages after the header; knows whether the client finished sending."""
+
+    def __init__(self, messages: AsyncIterator[Any]) -> None:
+        self._messages = messages
+        self.ended = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for message in self._messages:
+            if message.WhichOneof("part") != "data":
+                raise InvalidArgument("Only the first upload message may carry the header.")
+            if message.data:
+                yield message.data
+        self.ended = True
+
+    async def drain(self) -> None:
+        """Reads and drops the rest, until the client stops or DRAIN_SECONDS pass."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(DRAIN_SECONDS):
+                async for _ in self._messages:
+                    pass
+
+
+async def _refuse(context: Any, err: WeftError, body: _UploadBody) -> None:
+    """Answers `err` at once in initial metadata, then keeps reading until the client
+    stops: ending the call while one of its writes is in flight would make grpc aio
+    report INTERNAL to it instead of `err` (grpc/grpc#36066), a 500 for a 413."""
+    await context.send_initial_metadata(((EARLY_STATUS_METADATA, status_bytes(err)),))
+    await body.drain()
 
 
 class StorageServiceServicer(storage_pb2_grpc.StorageServiceServicer):
@@ -73,7 +99,13 @@ class StorageServiceServicer(storage_pb2_grpc.StorageServiceServicer):
             raise InvalidArgument("The first upload message must carry the header.")
         h = first.header
         header = UploadHeader(h.owner_user_id, h.filename, h.content_type, h.declared_size)
-        record = await self.service.upload(header, _data(b"", messages))
+        body = _UploadBody(messages)
+        try:
+            record = await self.service.upload(header, body.chunks())
+        except WeftError as err:
+            if not body.ended:  # refused mid-stream (413, 415...): the client still sends
+                await _refuse(context, err, body)
+            raise
         return to_proto(record)
 
     async def GetAttachment(

@@ -34,6 +34,9 @@ class StorageServiceStub:
     Upload: _grpc.StreamUnaryMultiCallable[_storage_pb2.UploadChunk, _storage_pb2.Attachment]
     """The first message carries the header, the rest carry bytes. Answers the stored
     attachment, or RESOURCE_EXHAUSTED/PAYLOAD_TOO_LARGE mid-stream (partial object removed).
+    A refusal while the client is still sending comes first in initial metadata
+    (weftcore.errors.EARLY_STATUS_METADATA: a serialized google.rpc.Status), and storage
+    reads on until the client stops writing, so the refusal reaches it intact.
     """
     GetAttachment: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetAttachmentRequest, _storage_pb2.Attachment]
     ReadText: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ReadTextRequest, _storage_pb2.ReadTextResponse]
@@ -52,6 +55,9 @@ class StorageServiceAsyncStub(StorageServiceStub):
     Upload: _aio.StreamUnaryMultiCallable[_storage_pb2.UploadChunk, _storage_pb2.Attachment]  # type: ignore[assignment]
     """The first message carries the header, the rest carry bytes. Answers the stored
     attachment, or RESOURCE_EXHAUSTED/PAYLOAD_TOO_LARGE mid-stream (partial object removed).
+    A refusal while the client is still sending comes first in initial metadata
+    (weftcore.errors.EARLY_STATUS_METADATA: a serialized google.rpc.Status), and storage
+    reads on until the client stops writing, so the refusal reaches it intact.
     """
     GetAttachment: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetAttachmentRequest, _storage_pb2.Attachment]  # type: ignore[assignment]
     ReadText: _aio.UnaryUnaryMultiCallable[_storage_pb2.ReadTextRequest, _storage_pb2.ReadTextResponse]  # type: ignore[assignment]
@@ -73,6 +79,9 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_storage_pb2.Attachment, _abc.Awaitable[_storage_pb2.Attachment]]:
         """The first message carries the header, the rest carry bytes. Answers the stored
         attachment, or RESOURCE_EXHAUSTED/PAYLOAD_TOO_LARGE mid-stream (partial object removed).
+        A refusal while the client is still sending comes first in initial metadata
+        (weftcore.errors.EARLY_STATUS_METADATA: a serialized google.rpc.Status), and storage
+        reads on until the client stops writing, so the refusal reaches it intact.
         """
 
     @_abc_1.abstractmethod
