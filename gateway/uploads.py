@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import grpc
-from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp import BodyPartReader, ClientPayloadError, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from weft.storage.v1 import storage_pb2, storage_pb2_grpc
@@ -64,6 +64,10 @@ async def iter_parts(reader: MultipartReader) -> AsyncIterator[BodyPartReader]:
             part = await reader.next()
         except (ValueError, HttpProcessingError) as exc:  # e.g. a part header aiohttp refuses
             raise InvalidArgument(f"Malformed multipart body: {exc}.") from None
+        except (ConnectionError, ClientPayloadError):  # the client went away between parts
+            raise InvalidArgument(
+                "The request body broke off between parts.", code="INVALID_REQUEST"
+            ) from None
         if part is None:
             return
         if not isinstance(part, BodyPartReader):
@@ -81,10 +85,24 @@ def part_filename(part: BodyPartReader) -> str:
     return urllib.parse.unquote(part.filename or "")
 
 
+async def read_chunk(part: BodyPartReader) -> bytes:
+    """The part's next bytes (b"" at its end); 400 when the body breaks off mid-part.
+
+    A client that disconnects (or whose framing breaks) is not a server fault: no 500,
+    no stack trace in the log. A read timeout is left as it is, for the edge to answer.
+    Either way, leaving `async with StorageUpload` cancels the storage stream."""
+    try:
+        return await part.read_chunk(CHUNK_BYTES)
+    except (ConnectionError, ClientPayloadError, HttpProcessingError):
+        raise InvalidArgument(
+            "The request body broke off before the end of its part.", code="INVALID_REQUEST"
+        ) from None
+
+
 async def read_field(part: BodyPartReader, max_bytes: int = MAX_FIELD_BYTES) -> str:
     """A (non-file) form field as text, at most `max_bytes`."""
     data = bytearray()
-    while chunk := await part.read_chunk(CHUNK_BYTES):
+    while chunk := await read_chunk(part):
         data += chunk
         if len(data) > max_bytes:
             raise PayloadTooLarge(
@@ -101,7 +119,7 @@ async def read_field(part: BodyPartReader, max_bytes: int = MAX_FIELD_BYTES) -> 
 async def file_chunks(part: BodyPartReader, cap: int) -> AsyncIterator[bytes]:
     """The part's bytes in chunks; 413 as soon as more than `cap` bytes arrived."""
     size = 0
-    while chunk := await part.read_chunk(CHUNK_BYTES):
+    while chunk := await read_chunk(part):
         size += len(chunk)
         if size > cap:
             raise too_large(cap)

@@ -5,6 +5,7 @@ import asyncio
 from typing import Any
 
 import aiohttp
+import asyncpg
 import grpc
 import pytest
 
@@ -232,3 +233,143 @@ async def test_tables_over_their_cap_are_413_with_the_envelope_even_many_at_once
         assert body["error"]["request_id"] == request_id
     assert await _bucket_once_settled(stack, before) == before
     assert await asyncio.to_thread(_multipart_uploads, stack) == unfinished
+
+
+BOUNDARY = "hostile-boundary"
+
+
+def _file_part_head(name: str, filename: str) -> bytes:
+    return (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"; '
+        f'filename="{filename}"\r\nContent-Type: text/plain\r\n\r\n'
+    ).encode()
+
+
+async def _open_post(
+    stack: Stack, path: str, account: Account, length: int, request_id: str
+) -> asyncio.StreamWriter:
+    """A raw HTTP request whose body the test writes (and cuts off) by hand."""
+    host, port = stack.base_url.removeprefix("http://").split(":")
+    _, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        (
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {account.token}\r\nX-Request-Id: {request_id}\r\n"
+            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+            f"Content-Length: {length}\r\n\r\n"
+        ).encode()
+    )
+    return writer
+
+
+async def _send_mib(writer: asyncio.StreamWriter, mib: int) -> None:
+    block = b"a line of a file that will never end\n" * (MIB // 37) + b"\n" * (MIB % 37)
+    for _ in range(mib):
+        writer.write(block)
+        await writer.drain()
+
+
+def _gateway_errors(stack: Stack, request_id: str) -> list[str]:
+    """ERROR lines the gateway logged for `request_id` (a client leaving is no fault)."""
+    log = stack.options.root / "logs" / "gateway.log"
+    return [
+        line
+        for line in log.read_text(errors="replace").splitlines()
+        if request_id in line and '"level": "ERROR"' in line
+    ]
+
+
+async def _until_a_multipart_upload_starts(stack: Stack, before: list[str]) -> None:
+    """Waits until storage has begun sending the file to S3 in parts (its partial state
+    then exists, and must be cleaned up)."""
+    deadline = asyncio.get_running_loop().time() + 30
+    while len(await asyncio.to_thread(_multipart_uploads, stack)) <= len(before):
+        assert asyncio.get_running_loop().time() < deadline, "no multipart upload began"
+        await asyncio.sleep(0.1)
+
+
+async def _rows(stack: Stack, account: Account) -> int:
+    conn = await asyncpg.connect(stack.dsn, server_settings={"search_path": "storage"})
+    try:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM attachments WHERE owner_user_id = $1", account.user_id
+        )
+        return count
+    finally:
+        await conn.close()
+
+
+async def _nothing_left(
+    stack: Stack, account: Account, objects: set[str], unfinished: list[str]
+) -> None:
+    """No row for `account`, the bucket as it was, no multipart upload left open:
+    storage cleans up after the gateway cancels its stream, so this converges."""
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:
+        state = (
+            await _rows(stack, account),
+            await asyncio.to_thread(_objects, stack),
+            await asyncio.to_thread(_multipart_uploads, stack),
+        )
+        if state == (0, objects, unfinished):
+            return
+        assert asyncio.get_running_loop().time() < deadline, state
+        await asyncio.sleep(0.2)
+
+
+@pytest.fixture
+def quitter(stack: Stack) -> Account:
+    """A fresh account per test, so its rows are the test's own."""
+    return create_user(stack)
+
+
+async def test_a_client_gone_mid_file_leaves_no_row_object_or_multipart_upload(
+    stack: Stack, quitter: Account
+) -> None:
+    objects = await asyncio.to_thread(_objects, stack)
+    unfinished = await asyncio.to_thread(_multipart_uploads, stack)
+    head = _file_part_head("file", "half.txt")
+    request_id = f"req-gone-{quitter.user_id}"
+    writer = await _open_post(
+        stack, "/api/v1/attachments", quitter, len(head) + 24 * MIB, request_id
+    )
+    writer.write(head)
+    await _send_mib(writer, 12)  # half the file, then stall...
+    await _until_a_multipart_upload_starts(stack, unfinished)
+    writer.transport.abort()  # ...and go away
+    await _nothing_left(stack, quitter, objects, unfinished)
+    assert _gateway_errors(stack, request_id) == []
+
+
+async def test_a_multipart_run_cut_off_in_its_second_file_keeps_none_of_its_files(
+    stack: Stack, quitter: Account
+) -> None:
+    workflow_id = await apply_workflow(
+        stack, [{"id": "t", "type": "template", "template": "{{ attachments | length }}"}]
+    )
+    objects = await asyncio.to_thread(_objects, stack)
+    unfinished = await asyncio.to_thread(_multipart_uploads, stack)
+    first = (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="input_text"\r\n\r\n'
+            "Count the files.\r\n"
+        ).encode()
+        + _file_part_head("first", "first.txt")
+        + b"a whole small file\r\n"
+    )
+    second = _file_part_head("second", "second.txt")
+    request_id = f"req-cut-{quitter.user_id}"
+    writer = await _open_post(
+        stack,
+        f"/api/v1/workflows/{workflow_id}/runs",
+        quitter,
+        len(first) + len(second) + 24 * MIB,
+        request_id,
+    )
+    writer.write(first + second)
+    await _send_mib(writer, 12)
+    await _until_a_multipart_upload_starts(stack, unfinished)
+    writer.transport.abort()
+    # The first file was stored whole, but its id was never handed to anyone.
+    await _nothing_left(stack, quitter, objects, unfinished)
+    assert _gateway_errors(stack, request_id) == []

@@ -129,18 +129,23 @@ async def test_a_call_that_ends_without_a_refusal_raises_its_own_status() -> Non
 
 
 @pytest.mark.parametrize(
-    "error",
+    ("error", "raised"),
     [
-        TimeoutError(),  # a body read timeout
-        ConnectionResetError("Connection lost"),  # the client went away
-        ClientPayloadError("Response payload is not completed"),
-        asyncio.CancelledError(),  # the handler itself cancelled
+        (TimeoutError(), TimeoutError),  # a body read timeout: the edge answers it
+        (asyncio.CancelledError(), asyncio.CancelledError),  # the handler cancelled
+        # The client went away, or its body broke off: a 400, not a 500 with a trace.
+        (ConnectionResetError("Connection lost"), WeftError),
+        (ClientPayloadError("Response payload is not completed"), WeftError),
     ],
-    ids=["timeout", "disconnect", "truncated", "cancelled"],
+    ids=["timeout", "cancelled", "disconnect", "truncated"],
 )
-async def test_a_body_that_cannot_be_read_cancels_the_storage_call(error: BaseException) -> None:
+async def test_a_body_that_cannot_be_read_cancels_the_storage_call(
+    error: BaseException, raised: type[BaseException]
+) -> None:
     call = FakeCall(refuse_after=None, write_error=None)
-    with pytest.raises(BaseException) as info:
+    with pytest.raises(raised) as info:
         await _send(call, FakePart(chunks=40, fail_at=5, error=error))
-    assert call.cancelled, info.value
+    assert call.cancelled
     assert len(call.writes) == 6  # the header and the five chunks read
+    if isinstance(info.value, WeftError):
+        assert info.value.code == "INVALID_REQUEST"
