@@ -151,6 +151,11 @@ class StorageService:
                 )
                 stored = await self.repo.insert(record)
             except BaseException:
+                # Cancelling stops an extraction that has not stored its text yet; one
+                # already storing it finishes first, so the removal below comes last.
+                extraction.cancel()
+                with contextlib.suppress(BaseException):
+                    await extraction
                 await self._remove(object_key, text_key)
                 raise
         log.info(
@@ -230,7 +235,16 @@ class StorageService:
         result = await self.extractor.extract(owner_user_id, spool, kind, self.limits, text_path)
         if not (result.text_chars and text_path.exists()):
             return result, None
-        await self.store.put_file(text_key, text_path, "text/plain; charset=utf-8")
+        put = asyncio.ensure_future(
+            self.store.put_file(text_key, text_path, "text/plain; charset=utf-8")
+        )
+        try:
+            await asyncio.shield(put)
+        except asyncio.CancelledError:
+            # The PUT goes on in its thread: let it land before the caller removes it.
+            with contextlib.suppress(Exception):
+                await put
+            raise
         return result, text_key
 
     async def _remove(self, *keys: str) -> None:
