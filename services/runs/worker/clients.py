@@ -57,15 +57,15 @@ class StorageTextReader:
 
     One call per attachment, each text cut to `max_chars`: a reply then stays under a
     megabyte however many attachments a run has, where one reply for all of them could
-    pass gRPC's 8 MiB message limit (20 texts of 200,000 three-byte characters)."""
+    pass gRPC's 8 MiB message limit (20 texts of 200,000 three-byte characters). One
+    after the other, as storage read them before: it loads each whole text to cut it."""
 
     def __init__(self, channel: grpc.aio.Channel, max_chars: int = 200_000) -> None:
         self._stub = storage_pb2_grpc.StorageServiceStub(channel)
         self._max_chars = max_chars
 
     async def __call__(self, owner_user_id: str, attachment_ids: list[str]) -> list[AttachmentText]:
-        wanted = list(dict.fromkeys(attachment_ids))
-        items = await asyncio.gather(*(self._read(owner_user_id, a) for a in wanted))
+        items = [await self._read(owner_user_id, a) for a in dict.fromkeys(attachment_ids)]
         return [
             AttachmentText(
                 id=item.attachment.id,
