@@ -79,7 +79,10 @@ async def _refuse(context: Any, err: WeftError, body: _UploadBody) -> None:
     """Answers `err` at once in initial metadata, then keeps reading until the client
     stops: ending the call while one of its writes is in flight would make grpc aio
     report INTERNAL to it instead of `err` (grpc/grpc#36066), a 500 for a 413."""
-    await context.send_initial_metadata(((EARLY_STATUS_METADATA, status_bytes(err)),))
+    try:
+        await context.send_initial_metadata(((EARLY_STATUS_METADATA, status_bytes(err)),))
+    except Exception:  # the call is already over (the client left): nobody to tell
+        return
     await body.drain()
 
 
