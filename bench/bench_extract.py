@@ -5,7 +5,6 @@ sandbox (child process with limits), which is what an upload pays.
 Run: .venv/bin/python -m bench.bench_extract
 """
 
-import asyncio
 import statistics
 import tempfile
 import time
@@ -27,22 +26,22 @@ def _median_ms(fn: object) -> float:
     return statistics.median(times)
 
 
-async def _sandbox_ms(sandbox: Sandbox, path: Path, kind: str) -> float:
+def _sandbox_ms(sandbox: Sandbox, path: Path, kind: str) -> float:
     times = []
     for _ in range(RUNS):
         started = time.perf_counter()
-        result = await sandbox.extract(path, kind, Limits(), path.with_suffix(".out"))
+        result = sandbox.run(path, kind, Limits(), path.with_suffix(".out"))
         assert result.status == "extracted", result.error
         times.append((time.perf_counter() - started) * 1000)
     return statistics.median(times)
 
 
-async def main() -> None:
+def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-extract-") as name:
-        await measure(Path(name))
+        measure(Path(name))
 
 
-async def measure(tmp: Path) -> None:
+def measure(tmp: Path) -> None:
     csv_path = tmp / "rows.csv"
     csv_path.write_bytes(files.csv_bytes(4999))  # + header = 5,000 rows
     pdf_path = tmp / "pages.pdf"
@@ -52,18 +51,18 @@ async def measure(tmp: Path) -> None:
     assert extract_file(pdf_path, "pdf", Limits()).metadata["pages"] == 20
 
     sandbox = Sandbox(timeout_seconds=30, memory_bytes=1024 * 1024 * 1024)
-    await sandbox.extract(csv_path, "csv", Limits(), tmp / "warm.out")  # start the forkserver
+    sandbox.run(csv_path, "csv", Limits(), tmp / "warm.out")  # start the forkserver
     csv_ms = _median_ms(lambda: extract_file(csv_path, "csv", Limits()))
     pdf_ms = _median_ms(lambda: extract_file(pdf_path, "pdf", Limits()))
     print(
         f"csv 5,000 rows ({csv_path.stat().st_size:,} B): extractor {csv_ms:.1f} ms, "
-        f"via sandbox {await _sandbox_ms(sandbox, csv_path, 'csv'):.1f} ms (median of {RUNS})"
+        f"via sandbox {_sandbox_ms(sandbox, csv_path, 'csv'):.1f} ms (median of {RUNS})"
     )
     print(
         f"pdf 20 pages ({pdf_path.stat().st_size:,} B): extractor {pdf_ms:.1f} ms, "
-        f"via sandbox {await _sandbox_ms(sandbox, pdf_path, 'pdf'):.1f} ms (median of {RUNS})"
+        f"via sandbox {_sandbox_ms(sandbox, pdf_path, 'pdf'):.1f} ms (median of {RUNS})"
     )
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -10,6 +10,7 @@ answers the stored response instead of starting a second run, and the copies are
 (gateway.routes.runs.start_form_run).
 """
 
+import asyncio
 import json
 import math
 import re
@@ -21,7 +22,14 @@ from aiohttp import web
 
 from gateway.client_input import check_text, parse_json
 from gateway.keys import CONFIG, SERVICES
-from gateway.uploads import FormBudget, StorageUpload, iter_parts, open_multipart, read_field
+from gateway.uploads import (
+    FormBudget,
+    StorageUpload,
+    discard_uploads,
+    iter_parts,
+    open_multipart,
+    read_field,
+)
 from weft.auth.v1 import auth_pb2
 from weft.runs.v1 import runs_pb2
 from weftcore.canonical import multipart_body_hash
@@ -80,19 +88,30 @@ async def read_multipart(request: web.Request, principal: auth_pb2.Principal) ->
     budget = FormBudget.of(request, config.max_form_bytes, config.max_json_bytes)
     reader = await open_multipart(request)
     cap = config.max_upload_bytes
+    storage = request.app[SERVICES].storage
     body = MultipartBody()
-    async for part in iter_parts(reader, budget):
-        name = part.name or ""
-        if part.filename is None:
-            body.fields.append((name, await read_field(part, budget)))
-            continue
-        if len(body.files) >= MAX_FILE_PARTS:
-            raise InvalidArgument(f"At most {MAX_FILE_PARTS} files per run.", param=name or "file")
-        upload = StorageUpload(request.app[SERVICES].storage, principal.user_id)
-        async with upload:
-            await upload.send_part(part, cap, budget)
-            attachment = await upload.finish()
-        body.files.append((name, attachment.id, attachment.sha256))
+    try:
+        async for part in iter_parts(reader, budget):
+            name = part.name or ""
+            if part.filename is None:
+                body.fields.append((name, await read_field(part, budget)))
+                continue
+            if len(body.files) >= MAX_FILE_PARTS:
+                raise InvalidArgument(
+                    f"At most {MAX_FILE_PARTS} files per run.", param=name or "file"
+                )
+            upload = StorageUpload(storage, principal.user_id)
+            async with upload:
+                await upload.send_part(part, cap, budget)
+                attachment = await upload.finish()
+            body.files.append((name, attachment.id, attachment.sha256))
+    except BaseException:
+        # A later part failed (413, a client gone mid-file): nobody will learn the ids
+        # of the files already stored, so they go too. Shielded: a cancelled request
+        # still removes them.
+        stored = [attachment_id for _, attachment_id, _ in body.files]
+        await asyncio.shield(discard_uploads(storage, principal.user_id, stored))
+        raise
     return body
 
 

@@ -11,16 +11,16 @@ import contextlib
 import logging
 import urllib.parse
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
 
 import grpc
-from aiohttp import BodyPartReader, MultipartReader, StreamReader, web
+from aiohttp import BodyPartReader, ClientPayloadError, MultipartReader, StreamReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.client_input import check_text, text_problem
 from weft.storage.v1 import storage_pb2, storage_pb2_grpc
-from weftcore.errors import InvalidArgument, WeftError
+from weftcore.errors import EARLY_STATUS_METADATA, InvalidArgument, WeftError, from_status_bytes
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,8 @@ MAX_FIELD_BYTES = 64 * 1024
 # Parts of one body (files, fields), whatever their size: each costs a part header parse.
 MAX_FORM_PARTS = 64
 UPLOAD_TIMEOUT_SECONDS = 600.0
+# Once a call has ended, its initial metadata is there or never comes: a short wait.
+ANSWER_SECONDS = 5.0
 
 
 class PayloadTooLarge(WeftError):
@@ -101,6 +103,10 @@ async def iter_parts(reader: MultipartReader, budget: FormBudget) -> AsyncIterat
             part = await reader.next()
         except (ValueError, HttpProcessingError) as exc:  # e.g. a part header aiohttp refuses
             raise InvalidArgument(f"Malformed multipart body: {exc}.") from None
+        except (ConnectionError, ClientPayloadError):  # the client went away between parts
+            raise InvalidArgument(
+                "The request body broke off between parts.", code="INVALID_REQUEST"
+            ) from None
         if part is None:
             return
         if not isinstance(part, BodyPartReader):
@@ -125,12 +131,26 @@ def part_filename(part: BodyPartReader) -> str:
     return name
 
 
+async def read_chunk(part: BodyPartReader) -> bytes:
+    """The part's next bytes (b"" at its end); 400 when the body breaks off mid-part.
+
+    A client that disconnects (or whose framing breaks) is not a server fault: no 500,
+    no stack trace in the log. A read timeout is left as it is, for the edge to answer.
+    Either way, leaving `async with StorageUpload` cancels the storage stream."""
+    try:
+        return await part.read_chunk(CHUNK_BYTES)
+    except (ConnectionError, ClientPayloadError, HttpProcessingError):
+        raise InvalidArgument(
+            "The request body broke off before the end of its part.", code="INVALID_REQUEST"
+        ) from None
+
+
 async def read_field(
     part: BodyPartReader, budget: FormBudget, max_bytes: int = MAX_FIELD_BYTES
 ) -> str:
     """A (non-file) form field as text, at most `max_bytes`, counted against `budget`."""
     data = bytearray()
-    while chunk := await part.read_chunk(CHUNK_BYTES):
+    while chunk := await read_chunk(part):
         data += chunk
         budget.count_field_bytes(len(chunk))
         if len(data) > max_bytes:
@@ -150,7 +170,7 @@ async def file_chunks(part: BodyPartReader, cap: int, budget: FormBudget) -> Asy
     """The part's bytes in chunks; 413 as soon as more than `cap` bytes arrived, or the
     whole body is over its budget."""
     size = 0
-    while chunk := await part.read_chunk(CHUNK_BYTES):
+    while chunk := await read_chunk(part):
         size += len(chunk)
         if size > cap:
             raise too_large(cap)
@@ -161,12 +181,17 @@ async def file_chunks(part: BodyPartReader, cap: int, budget: FormBudget) -> Asy
 @dataclass
 class StorageUpload:
     """One storage.Upload client stream. Use as an async context manager: leaving it
-    with an exception cancels the stream (storage then removes the partial object)."""
+    with an exception cancels the stream (storage then removes the partial object).
+
+    Storage may refuse the file mid-stream (413 over the kind's cap, 415): the refusal
+    comes at once in initial metadata (storage.proto), and the first write after it
+    raises that error, so nothing more is read from the client or sent to storage."""
 
     stub: storage_pb2_grpc.StorageServiceStub
     owner_user_id: str
     timeout: float = UPLOAD_TIMEOUT_SECONDS
     call: Any = None
+    _early: "asyncio.Future[Any] | None" = field(default=None, init=False, repr=False)
 
     async def __aenter__(self) -> "StorageUpload":
         return self
@@ -174,18 +199,45 @@ class StorageUpload:
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc is not None and self.call is not None:
             self.call.cancel()
+        if self._early is not None and not self._early.done():
+            self._early.cancel()
+
+    def _refusal(self) -> WeftError | None:
+        """Storage's early refusal, if it has arrived."""
+        early = self._early
+        if early is None or not early.done() or early.cancelled() or early.exception():
+            return None
+        for key, value in early.result() or ():
+            if key == EARLY_STATUS_METADATA:
+                return from_status_bytes(value)
+        return None
+
+    async def _raise_answer(self) -> NoReturn:
+        """Raises why the call ended: storage's refusal when it sent one, else the call's
+        own status. The latter alone may be INTERNAL when a write raced the refusal."""
+        if self._early is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._early), ANSWER_SECONDS)
+        refusal = self._refusal()
+        if refusal is not None:
+            raise refusal
+        await self.call  # raises its status (the middleware maps it)
+        raise InvalidArgument("The upload ended early.")
 
     async def _write(self, message: storage_pb2.UploadChunk) -> None:
+        refusal = self._refusal()
+        if refusal is not None:
+            raise refusal
         try:
             await self.call.write(message)
-        except asyncio.InvalidStateError:
-            # The service already answered (e.g. 413 mid-stream): surface its status.
-            await self.call
-            raise InvalidArgument("The upload ended early.") from None
+        except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
+            # The call ended (a refusal, storage down): stop writing, say why.
+            await self._raise_answer()
 
     async def send_part(self, part: BodyPartReader, cap: int, budget: FormBudget) -> int:
         """Streams a file part to storage; returns the number of bytes sent."""
         self.call = self.stub.Upload(timeout=self.timeout)
+        self._early = asyncio.ensure_future(self.call.initial_metadata())
         header = storage_pb2.UploadHeader(
             owner_user_id=self.owner_user_id,
             filename=part_filename(part),
@@ -200,9 +252,15 @@ class StorageUpload:
 
     async def finish(self) -> storage_pb2.Attachment:
         """Closes the stream and answers the stored attachment (or raises its error)."""
+        refusal = self._refusal()
+        if refusal is not None:
+            raise refusal
         with contextlib.suppress(asyncio.InvalidStateError, grpc.aio.UsageError):
             await self.call.done_writing()
-        attachment: storage_pb2.Attachment = await self.call
+        try:
+            attachment: storage_pb2.Attachment = await self.call
+        except grpc.aio.AioRpcError:
+            await self._raise_answer()
         return attachment
 
 

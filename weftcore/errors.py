@@ -14,6 +14,10 @@ from grpc_status import rpc_status
 
 ERROR_DOMAIN = "weft"
 _DETAILS_KEY = "grpc-status-details-bin"
+# A client-streaming call refused while the client is still sending also carries its
+# status (status_bytes) in initial metadata, sent at once: the final status can be lost
+# to a write in flight when the call ends (grpc/grpc#36066 reports INTERNAL instead).
+EARLY_STATUS_METADATA = "weft-early-status-bin"
 
 
 class WeftError(Exception):

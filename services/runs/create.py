@@ -3,6 +3,7 @@ run + event + job + idempotency answer in one transaction (the outbox relay publ
 after the commit)."""
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
@@ -182,10 +183,13 @@ class RunCreator:
         # What webhook deliveries may reach (WebhookConfig.policy): refused here already.
         self._webhook_policy = webhook_policy or SSRFPolicy()
 
-    async def check_attachments(self, caller: Caller, ids: list[str]) -> None:
-        """Each id must be an attachment of the caller (404 naming it otherwise)."""
+    async def check_attachments(
+        self, caller: Caller, ids: list[str]
+    ) -> list[storage_pb2.Attachment]:
+        """Each id must be an attachment of the caller (404 naming it otherwise); answers
+        them in order."""
         if not ids:
-            return
+            return []
         if caller.plan not in PAID_PLANS:
             raise WeftError("Attachments need a paid plan.", code="PAID_PLAN_REQUIRED")
         if len(ids) > MAX_ATTACHMENTS:
@@ -193,9 +197,9 @@ class RunCreator:
                 f"At most {MAX_ATTACHMENTS} attachments per run.", param="attachment_ids"
             )
 
-        async def one(i: int, att_id: str) -> None:
+        async def one(i: int, att_id: str) -> storage_pb2.Attachment:
             try:
-                await self._storage.GetAttachment(
+                attachment: storage_pb2.Attachment = await self._storage.GetAttachment(
                     storage_pb2.GetAttachmentRequest(
                         attachment_id=att_id, owner_user_id=caller.user_id
                     ),
@@ -208,25 +212,25 @@ class RunCreator:
                         f"No such attachment: {att_id}.", param=f"attachment_ids[{i}]"
                     ) from None
                 raise err from None
+            return attachment
 
-        await asyncio.gather(*(one(i, a) for i, a in enumerate(ids)))
+        return list(await asyncio.gather(*(one(i, a) for i, a in enumerate(ids))))
 
-    async def _estimate(
-        self, caller: Caller, definition: dict[str, Any], inp: CreateRunInput, params: Any
+    def _estimate(
+        self,
+        definition: dict[str, Any],
+        inp: CreateRunInput,
+        params: Any,
+        attachments: list[storage_pb2.Attachment],
     ) -> list[billing_pb2.StageEstimate]:
         llm_stages = [s for s in definition["stages"] if s["type"] == "llm"]
         if not llm_stages:
             return []
-        text = inp.input_text + json.dumps(params)
-        if inp.attachment_ids:
-            texts = await self._storage.ReadText(
-                storage_pb2.ReadTextRequest(
-                    attachment_ids=inp.attachment_ids, owner_user_id=caller.user_id
-                ),
-                timeout=30,
-            )
-            text += "".join(item.text for item in texts.items)
-        prompt_tokens = estimate_tokens(text)
+        # Attachments count with the estimate storage made of their text at upload:
+        # reading the texts back could overflow a gRPC reply (five 2M-character files).
+        prompt_tokens = estimate_tokens(inp.input_text + json.dumps(params)) + sum(
+            a.text_tokens for a in attachments
+        )
         return [
             billing_pb2.StageEstimate(
                 stage=s["id"],
@@ -249,18 +253,22 @@ class RunCreator:
             dict.fromkeys([*inp.attachment_ids, *file_values(definition.get("fields", []), params)])
         )
         webhook_url = await check_webhook(inp.webhook_url, self._webhook_policy)
-        await self.check_attachments(caller, attachment_ids)
-        inp = _with_ids(inp, attachment_ids)
+        attachments = await self.check_attachments(caller, attachment_ids)
+        inp = dataclasses.replace(inp, attachment_ids=attachment_ids)
         idem = inp.idempotency
         if idem is None:
-            return await self._reserve_and_commit(caller, workflow, inp, params, webhook_url)
+            return await self._reserve_and_commit(
+                caller, workflow, inp, params, attachments, webhook_url
+            )
         # The key first: a concurrent retry must get the replay or IDEMPOTENCY_IN_FLIGHT,
         # never a refusal of its own (e.g. 402 because the first one holds the credits).
         replay = await self._claim(caller, idem)
         if replay is not None:
             return replay
         try:
-            return await self._reserve_and_commit(caller, workflow, inp, params, webhook_url)
+            return await self._reserve_and_commit(
+                caller, workflow, inp, params, attachments, webhook_url
+            )
         except BaseException:
             # No run was written: the key must not stay claimed (every retry would be
             # IDEMPOTENCY_IN_FLIGHT) nor remember a refusal that did no work. After a
@@ -274,10 +282,11 @@ class RunCreator:
         workflow: asyncpg.Record,
         inp: CreateRunInput,
         params: Any,
+        attachments: list[storage_pb2.Attachment],
         webhook_url: str | None,
     ) -> CreateRunOutput:
         run_id = new_id("run")
-        stages = await self._estimate(caller, workflow["definition"], inp, params)
+        stages = self._estimate(workflow["definition"], inp, params, attachments)
         reserved = await self._reserve(caller, run_id, stages)
         new = repo.NewRun(
             id=run_id,
@@ -403,12 +412,6 @@ def _created_body(new: repo.NewRun, created_at: str) -> str:
             }
         },
         separators=(",", ":"),
-    )
-
-
-def _with_ids(inp: CreateRunInput, ids: list[str]) -> CreateRunInput:
-    return CreateRunInput(
-        inp.workflow_id, inp.input_text, inp.params, ids, inp.webhook_url, inp.idempotency
     )
 
 

@@ -20,6 +20,9 @@ class StorageConfig:
     max_table_upload_bytes: int
     extraction_timeout_seconds: float
     extraction_memory_bytes: int  # address-space cap of the extraction child process
+    extraction_workers: int  # extractions at once, each in its own child process
+    extraction_per_account: int  # of those, how many one account's files may hold
+    extraction_queue_seconds: float  # a file's wait for a slot before it is `failed`
     max_text_chars: int  # extracted text kept per attachment
     max_rows: int  # CSV/XLSX rows read
     max_json_depth: int
@@ -43,6 +46,9 @@ class StorageConfig:
             max_table_upload_bytes=env_int("WEFT_MAX_TABLE_UPLOAD_BYTES", 20 * MIB, env),
             extraction_timeout_seconds=env_float("WEFT_EXTRACTION_TIMEOUT_SECONDS", 20.0, env),
             extraction_memory_bytes=env_int("WEFT_EXTRACTION_MEMORY_BYTES", 1024 * MIB, env),
+            extraction_workers=env_int("WEFT_EXTRACTION_WORKERS", 4, env),
+            extraction_per_account=env_int("WEFT_EXTRACTION_PER_ACCOUNT", 2, env),
+            extraction_queue_seconds=env_float("WEFT_EXTRACTION_QUEUE_SECONDS", 60.0, env),
             max_text_chars=env_int("WEFT_MAX_EXTRACTED_CHARS", 2_000_000, env),
             max_rows=env_int("WEFT_EXTRACTION_MAX_ROWS", 5000, env),
             max_json_depth=env_int("WEFT_EXTRACTION_MAX_JSON_DEPTH", 64, env),
@@ -54,4 +60,12 @@ class StorageConfig:
                 raise ConfigError(f"{name} must be positive")
         if config.extraction_timeout_seconds <= 0:
             raise ConfigError("WEFT_EXTRACTION_TIMEOUT_SECONDS must be positive")
+        if config.extraction_workers < 1:
+            raise ConfigError("WEFT_EXTRACTION_WORKERS must be positive")
+        if not 1 <= config.extraction_per_account <= config.extraction_workers:
+            raise ConfigError(
+                "WEFT_EXTRACTION_PER_ACCOUNT must be between 1 and WEFT_EXTRACTION_WORKERS"
+            )
+        if config.extraction_queue_seconds <= 0:
+            raise ConfigError("WEFT_EXTRACTION_QUEUE_SECONDS must be positive")
         return config

@@ -8,8 +8,8 @@ import asyncpg
 
 _COLUMNS = (
     "id, owner_user_id, original_filename, kind, content_type, byte_size, sha256, object_key,"
-    " text_key, text_chars, extraction_status, extraction_error, row_count, truncated,"
-    " metadata, created_at"
+    " text_key, text_chars, text_tokens, extraction_status, extraction_error, row_count,"
+    " truncated, metadata, created_at"
 )
 
 
@@ -25,6 +25,7 @@ class AttachmentRecord:
     object_key: str
     text_key: str | None
     text_chars: int
+    text_tokens: int  # estimated prompt tokens of the text (weftcore.tokens)
     extraction_status: str
     extraction_error: str | None
     row_count: int
@@ -51,7 +52,7 @@ class PgAttachmentRepository:
     async def insert(self, record: AttachmentRecord) -> AttachmentRecord:
         row = await self.pool.fetchrow(
             f"INSERT INTO attachments ({_COLUMNS}) VALUES"
-            " ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,now())"
+            " ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,now())"
             f" RETURNING {_COLUMNS}",
             record.id,
             record.owner_user_id,
@@ -63,6 +64,7 @@ class PgAttachmentRepository:
             record.object_key,
             record.text_key,
             record.text_chars,
+            record.text_tokens,
             record.extraction_status,
             record.extraction_error,
             record.row_count,

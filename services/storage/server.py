@@ -1,6 +1,7 @@
 """gRPC surface of the storage service: wiring and the servicer (gRPC <-> domain)."""
 
 import asyncio
+import contextlib
 import ctypes
 import json
 import logging
@@ -9,6 +10,8 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from services.storage.config import StorageConfig
+from services.storage.errors import PayloadTooLarge
+from services.storage.extract.pool import ExtractionPool
 from services.storage.extract.sandbox import Sandbox
 from services.storage.repository import AttachmentRecord, PgAttachmentRepository
 from services.storage.s3 import MinioStore
@@ -16,8 +19,8 @@ from services.storage.service import StorageService, UploadHeader
 from weft.storage.v1 import storage_pb2, storage_pb2_grpc
 from weftcore.config import ServiceConfig
 from weftcore.db import create_pool, ping
-from weftcore.errors import InvalidArgument
-from weftcore.grpc_server import GrpcServer
+from weftcore.errors import EARLY_STATUS_METADATA, InvalidArgument, WeftError, status_bytes
+from weftcore.grpc_server import MAX_MESSAGE_BYTES, GrpcServer
 from weftcore.ids import iso
 from weftcore.service import Check
 
@@ -41,17 +44,46 @@ def to_proto(record: AttachmentRecord) -> storage_pb2.Attachment:
         truncated=record.truncated,
         created_at=iso(record.created_at),
         metadata_json=json.dumps(record.metadata, separators=(",", ":")),
+        text_tokens=record.text_tokens,
     )
 
 
-async def _data(first: bytes, rest: AsyncIterator[Any]) -> AsyncIterator[bytes]:
-    if first:
-        yield first
-    async for message in rest:
-        if message.WhichOneof("part") != "data":
-            raise InvalidArgument("Only the first upload message may carry the header.")
-        if message.data:
-            yield message.data
+# How long a refused upload keeps reading what the client still sends (see _refuse).
+DRAIN_SECONDS = 10.0
+
+
+class _UploadBody:
+    """The data messages after the header; knows whether the client finished sending."""
+
+    def __init__(self, messages: AsyncIterator[Any]) -> None:
+        self._messages = messages
+        self.ended = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for message in self._messages:
+            if message.WhichOneof("part") != "data":
+                raise InvalidArgument("Only the first upload message may carry the header.")
+            if message.data:
+                yield message.data
+        self.ended = True
+
+    async def drain(self) -> None:
+        """Reads and drops the rest, until the client stops or DRAIN_SECONDS pass."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(DRAIN_SECONDS):
+                async for _ in self._messages:
+                    pass
+
+
+async def _refuse(context: Any, err: WeftError, body: _UploadBody) -> None:
+    """Answers `err` at once in initial metadata, then keeps reading until the client
+    stops: ending the call while one of its writes is in flight would make grpc aio
+    report INTERNAL to it instead of `err` (grpc/grpc#36066), a 500 for a 413."""
+    try:
+        await context.send_initial_metadata(((EARLY_STATUS_METADATA, status_bytes(err)),))
+    except Exception:  # the call is already over (the client left): nobody to tell
+        return
+    await body.drain()
 
 
 class StorageServiceServicer(storage_pb2_grpc.StorageServiceServicer):
@@ -70,7 +102,13 @@ class StorageServiceServicer(storage_pb2_grpc.StorageServiceServicer):
             raise InvalidArgument("The first upload message must carry the header.")
         h = first.header
         header = UploadHeader(h.owner_user_id, h.filename, h.content_type, h.declared_size)
-        record = await self.service.upload(header, _data(b"", messages))
+        body = _UploadBody(messages)
+        try:
+            record = await self.service.upload(header, body.chunks())
+        except WeftError as err:
+            if not body.ended:  # refused mid-stream (413, 415...): the client still sends
+                await _refuse(context, err, body)
+            raise
         return to_proto(record)
 
     async def GetAttachment(
@@ -90,7 +128,7 @@ class StorageServiceServicer(storage_pb2_grpc.StorageServiceServicer):
         texts = await self.service.read_text(
             list(request.attachment_ids), request.owner_user_id, request.max_chars
         )
-        return storage_pb2.ReadTextResponse(
+        reply = storage_pb2.ReadTextResponse(
             items=[
                 storage_pb2.AttachmentText(
                     attachment=to_proto(t.attachment), text=t.text, truncated=t.truncated
@@ -98,6 +136,14 @@ class StorageServiceServicer(storage_pb2_grpc.StorageServiceServicer):
                 for t in texts
             ]
         )
+        if reply.ByteSize() > MAX_MESSAGE_BYTES:
+            # Sending it would fail in the transport with a status that says nothing.
+            raise PayloadTooLarge(
+                f"The texts asked for are {reply.ByteSize():,} bytes, over the "
+                f"{MAX_MESSAGE_BYTES:,}-byte reply limit: ask for fewer attachments per "
+                "call, or fewer characters of each."
+            )
+        return reply
 
 
 _M_MMAP_THRESHOLD = -3  # mallopt parameter, glibc malloc.h
@@ -143,7 +189,14 @@ async def wire(
         storage_config.extraction_timeout_seconds, storage_config.extraction_memory_bytes
     )
     stack.callback(sandbox.close)
-    service = StorageService(storage_config, store, PgAttachmentRepository(pool), sandbox)
+    extractions = ExtractionPool(
+        sandbox.run,
+        storage_config.extraction_workers,
+        storage_config.extraction_per_account,
+        storage_config.extraction_queue_seconds,
+    )
+    stack.callback(extractions.close)
+    service = StorageService(storage_config, store, PgAttachmentRepository(pool), extractions)
     storage_pb2_grpc.add_StorageServiceServicer_to_server(
         StorageServiceServicer(service), server.server
     )

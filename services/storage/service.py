@@ -24,10 +24,11 @@ log = logging.getLogger(__name__)
 
 
 class Extractor(Protocol):
-    """Extracts `path`, writing the text to `text_path` (result.text stays empty)."""
+    """Extracts `path`, writing the text to `text_path` (result.text stays empty), in
+    turn with the other files of `account` (the uploader)."""
 
     async def extract(
-        self, path: Path, kind: str, limits: Limits, text_path: Path
+        self, account: str, path: Path, kind: str, limits: Limits, text_path: Path
     ) -> ExtractResult: ...
 
 
@@ -116,6 +117,7 @@ class StorageService:
             text_path = Path(tmp) / "text.txt"
             text_key = f"attachments/{att_id}/text.txt"
             size, sha256, extraction = await self._stream(
+                header.owner_user_id,
                 object_key,
                 detected.content_type,
                 bytes(head),
@@ -140,6 +142,7 @@ class StorageService:
                     object_key=object_key,
                     text_key=stored_text_key,
                     text_chars=result.text_chars,
+                    text_tokens=result.text_tokens,
                     extraction_status=result.status,
                     extraction_error=result.error or None,
                     row_count=result.row_count,
@@ -148,6 +151,11 @@ class StorageService:
                 )
                 stored = await self.repo.insert(record)
             except BaseException:
+                # Cancelling stops an extraction that has not stored its text yet; one
+                # already storing it finishes first, so the removal below comes last.
+                extraction.cancel()
+                with contextlib.suppress(BaseException):
+                    await extraction
                 await self._remove(object_key, text_key)
                 raise
         log.info(
@@ -163,6 +171,7 @@ class StorageService:
 
     async def _stream(
         self,
+        owner_user_id: str,
         key: str,
         content_type: str,
         head: bytes,
@@ -200,7 +209,9 @@ class StorageService:
             async for chunk in rest:
                 feed(chunk)
             spool_file.close()
-            extraction = asyncio.create_task(self._extract(spool, kind, text_path, text_key))
+            extraction = asyncio.create_task(
+                self._extract(owner_user_id, spool, kind, text_path, text_key)
+            )
             try:
                 await upload.finish(size)
             except Exception as exc:
@@ -217,14 +228,23 @@ class StorageService:
         return size, hasher.hexdigest(), extraction
 
     async def _extract(
-        self, spool: Path, kind: str, text_path: Path, text_key: str
+        self, owner_user_id: str, spool: Path, kind: str, text_path: Path, text_key: str
     ) -> tuple[ExtractResult, str | None]:
         """Extracts the spooled file and stores its text under `text_key`; answers the
         result and the key (None when there is no text)."""
-        result = await self.extractor.extract(spool, kind, self.limits, text_path)
+        result = await self.extractor.extract(owner_user_id, spool, kind, self.limits, text_path)
         if not (result.text_chars and text_path.exists()):
             return result, None
-        await self.store.put_file(text_key, text_path, "text/plain; charset=utf-8")
+        put = asyncio.ensure_future(
+            self.store.put_file(text_key, text_path, "text/plain; charset=utf-8")
+        )
+        try:
+            await asyncio.shield(put)
+        except asyncio.CancelledError:
+            # The PUT goes on in its thread: let it land before the caller removes it.
+            with contextlib.suppress(Exception):
+                await put
+            raise
         return result, text_key
 
     async def _remove(self, *keys: str) -> None:

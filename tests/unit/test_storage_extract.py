@@ -129,14 +129,14 @@ def sandbox() -> Sandbox:
 @pytest.mark.parametrize("kind", ["docx", "xlsx"])
 async def test_zip_bombs_are_refused(tmp_path: Path, sandbox: Sandbox, kind: str) -> None:
     path = _write(tmp_path, f"bomb.{kind}", files.zip_bomb(kind))
-    result = await sandbox.extract(path, kind, Limits(), tmp_path / "t.txt")
+    result = sandbox.run(path, kind, Limits(), tmp_path / "t.txt")
     assert result.status == "failed"
     assert "zip bomb" in result.error
 
 
 async def test_deep_json_is_refused(tmp_path: Path, sandbox: Sandbox) -> None:
     path = _write(tmp_path, "deep.json", files.deep_json(10_000))
-    result = await sandbox.extract(path, "json", Limits(), tmp_path / "t.txt")
+    result = sandbox.run(path, "json", Limits(), tmp_path / "t.txt")
     assert result.status == "failed"
     assert "nested deeper than 64" in result.error
 
@@ -145,7 +145,7 @@ async def test_time_limit_kills_a_slow_extraction(tmp_path: Path) -> None:
     # 2,000,000-deep JSON under a huge depth limit: parsing is slow; the deadline wins.
     slow = Sandbox(timeout_seconds=0.05, memory_bytes=0)
     path = _write(tmp_path, "slow.json", files.deep_json(2_000_000))
-    result = await slow.extract(path, "json", Limits(max_json_depth=10**9), tmp_path / "t.txt")
+    result = slow.run(path, "json", Limits(max_json_depth=10**9), tmp_path / "t.txt")
     assert result.status == "failed"
     assert "longer than 0.05 seconds" in result.error
 
@@ -153,9 +153,7 @@ async def test_time_limit_kills_a_slow_extraction(tmp_path: Path) -> None:
 async def test_memory_cap_turns_exhaustion_into_failed(tmp_path: Path) -> None:
     tight = Sandbox(timeout_seconds=30, memory_bytes=64 * 1024 * 1024)
     path = _write(tmp_path, "big.txt", b"x" * (80 * 1024 * 1024))
-    result = await tight.extract(
-        path, "txt", Limits(max_chars=100 * 1024 * 1024), tmp_path / "t.txt"
-    )
+    result = tight.run(path, "txt", Limits(max_chars=100 * 1024 * 1024), tmp_path / "t.txt")
     assert result.status == "failed"
     assert "memory" in result.error
 
@@ -165,7 +163,7 @@ async def test_sandbox_returns_the_same_result_as_in_process(
 ) -> None:
     path = _write(tmp_path, "a.csv", files.csv_bytes(10))
     text_path = tmp_path / "t.txt"
-    result = await sandbox.extract(path, "csv", Limits(), text_path)
+    result = sandbox.run(path, "csv", Limits(), text_path)
     expected = extract_file(path, "csv", Limits())
     assert text_path.read_text(encoding="utf-8") == expected.text
     assert result.text_chars == len(expected.text)
@@ -181,15 +179,15 @@ async def test_a_good_file_reuses_the_warm_child_and_a_bad_one_retires_it(
 ) -> None:
     box = Sandbox(timeout_seconds=5, memory_bytes=0)
     good = _write(tmp_path, "a.csv", files.csv_bytes(10))
-    assert (await box.extract(good, "csv", Limits(), tmp_path / "1.txt")).status == "extracted"
+    assert box.run(good, "csv", Limits(), tmp_path / "1.txt").status == "extracted"
     [warm] = box._idle
-    assert (await box.extract(good, "csv", Limits(), tmp_path / "2.txt")).status == "extracted"
+    assert box.run(good, "csv", Limits(), tmp_path / "2.txt").status == "extracted"
     assert box._idle == [warm]  # the same child served both files
     slow = _write(tmp_path, "slow.json", files.deep_json(2_000_000))
-    result = await box.extract(slow, "json", Limits(max_json_depth=10**9), tmp_path / "3.txt")
+    result = box.run(slow, "json", Limits(max_json_depth=10**9), tmp_path / "3.txt")
     assert result.status == "failed"
     assert box._idle == []  # the child that failed (deadline or depth) was not kept
     # The next file gets a fresh child and is unaffected.
-    assert (await box.extract(good, "csv", Limits(), tmp_path / "4.txt")).status == "extracted"
+    assert box.run(good, "csv", Limits(), tmp_path / "4.txt").status == "extracted"
     box.close()
     assert box._idle == []

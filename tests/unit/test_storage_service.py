@@ -1,5 +1,6 @@
 """The upload flow with fakes behind ObjectStore / AttachmentRepository (no network)."""
 
+import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from services.storage.service import StorageService, UploadHeader, truncate_text
 from tests.support import storage_files as files
 from weftcore.errors import NotFound, Unavailable
 from weftcore.ids import utcnow
+from weftcore.tokens import estimate_tokens
 
 OWNER = "usr_owner"
 CONFIG = StorageConfig.from_env(
@@ -95,7 +97,7 @@ class FakeRepo:
 
 class InlineExtractor:
     async def extract(
-        self, path: Path, kind: str, limits: Limits, text_path: Path
+        self, account: str, path: Path, kind: str, limits: Limits, text_path: Path
     ) -> ExtractResult:
         return extract_to_file(path, kind, limits, text_path)
 
@@ -129,6 +131,17 @@ async def test_upload_stores_object_text_and_metadata() -> None:
     assert record.text_key is not None
     assert store.objects[record.text_key].decode().startswith("id,name,amount\n1,name 1")
     assert repo.rows[record.id] is record
+
+
+async def test_upload_keeps_the_texts_token_estimate() -> None:
+    service, store, _ = _service()
+    record = await service.upload(
+        UploadHeader(OWNER, "a.txt"), _chunks("日本語 text\n".encode() * 999)
+    )
+    assert record.text_key is not None
+    assert record.text_tokens == estimate_tokens(store.objects[record.text_key].decode()) > 3000
+    broken = await service.upload(UploadHeader(OWNER, "b.pdf"), _chunks(b"%PDF-1.4\nbroken"))
+    assert broken.text_tokens == 0
 
 
 async def test_declared_size_over_cap_is_refused_before_reading() -> None:
@@ -218,3 +231,44 @@ def test_truncate_text_stays_within_the_budget() -> None:
     assert cut and len(text) <= 500 and "of 10,000 characters" in text
     assert truncate_text("short", 500) == ("short", False)
     assert truncate_text("z" * 900, 0) == ("z" * 900, False)
+
+
+class ThreadedPutStore(FakeStore):
+    """Text PUTs run on like the SDK's executor threads do: cancelling the caller does
+    not stop them, and they land once `landing` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.text_put_started = asyncio.Event()
+        self.landing = asyncio.Event()
+        self.in_flight: list[asyncio.Future[None]] = []
+
+    async def put_file(self, key: str, path: Path, content_type: str) -> None:
+        if not key.endswith("/text.txt"):
+            return await super().put_file(key, path, content_type)
+        data = path.read_bytes()
+        self.text_put_started.set()
+
+        async def thread() -> None:
+            await self.landing.wait()
+            self.objects[key] = data
+
+        work = asyncio.ensure_future(thread())
+        self.in_flight.append(work)
+        await asyncio.shield(work)
+
+
+async def test_an_upload_cancelled_while_storing_its_text_leaves_no_object() -> None:
+    store = ThreadedPutStore()
+    service, _, repo = _service(store)
+    upload = asyncio.create_task(
+        service.upload(UploadHeader(OWNER, "a.txt"), _chunks(b"some text " * 1000))
+    )
+    await asyncio.wait_for(store.text_put_started.wait(), 10)
+    upload.cancel()  # e.g. the gateway gave up on the call
+    await asyncio.wait([upload], timeout=0.2)  # its cleanup runs as far as it will alone
+    store.landing.set()  # the PUT under way lands after the cancel...
+    with pytest.raises(asyncio.CancelledError):
+        await upload
+    await asyncio.gather(*store.in_flight)
+    assert store.objects == {} and not repo.rows  # ...and is removed all the same

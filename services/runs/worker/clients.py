@@ -53,15 +53,33 @@ class BillingPricer:
 
 
 class StorageTextReader:
-    """Reads attachments' extracted text (ReadText), checked against the run's owner."""
+    """Reads attachments' extracted text (ReadText), checked against the run's owner.
+
+    One call per attachment, each text cut to `max_chars`: a reply then stays under a
+    megabyte however many attachments a run has, where one reply for all of them could
+    pass gRPC's 8 MiB message limit (20 texts of 200,000 three-byte characters). One
+    after the other, as storage read them before: it loads each whole text to cut it."""
 
     def __init__(self, channel: grpc.aio.Channel, max_chars: int = 200_000) -> None:
         self._stub = storage_pb2_grpc.StorageServiceStub(channel)
         self._max_chars = max_chars
 
     async def __call__(self, owner_user_id: str, attachment_ids: list[str]) -> list[AttachmentText]:
+        items = [await self._read(owner_user_id, a) for a in dict.fromkeys(attachment_ids)]
+        return [
+            AttachmentText(
+                id=item.attachment.id,
+                filename=item.attachment.original_filename,
+                kind=item.attachment.kind,
+                text=item.text,
+                truncated=item.truncated,
+            )
+            for item in items
+        ]
+
+    async def _read(self, owner_user_id: str, attachment_id: str) -> storage_pb2.AttachmentText:
         request = storage_pb2.ReadTextRequest(
-            attachment_ids=attachment_ids, owner_user_id=owner_user_id, max_chars=self._max_chars
+            attachment_ids=[attachment_id], owner_user_id=owner_user_id, max_chars=self._max_chars
         )
         try:
             reply = await self._stub.ReadText(request, timeout=30)
@@ -72,13 +90,5 @@ class StorageTextReader:
             if isinstance(err, NotFound):
                 raise LookupError(err.message) from None
             raise LookupError(f"{err.code}: {err.message}") from None
-        return [
-            AttachmentText(
-                id=item.attachment.id,
-                filename=item.attachment.original_filename,
-                kind=item.attachment.kind,
-                text=item.text,
-                truncated=item.truncated,
-            )
-            for item in reply.items
-        ]
+        (item,) = reply.items
+        return item

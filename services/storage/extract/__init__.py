@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from weftcore.tokens import estimate_tokens
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -28,6 +30,7 @@ class ExtractResult:
     truncated: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
     text_chars: int = 0  # set when the text went to a file instead of `text`
+    text_tokens: int = 0  # its estimated prompt tokens, likewise
 
 
 class ExtractionError(Exception):
@@ -97,10 +100,12 @@ def extract_file(path: Path, kind: str, limits: Limits) -> ExtractResult:
 
 def extract_to_file(path: Path, kind: str, limits: Limits, text_path: Path) -> ExtractResult:
     """Like extract_file, but writes the text to `text_path` (UTF-8) and leaves
-    `text` empty, so big texts never travel through the caller's memory."""
+    `text` empty, so big texts never travel through the caller's memory. Its size and
+    token estimate are counted here, where the text is at hand."""
     result = extract_file(path, kind, limits)
     if result.text:
         text_path.write_text(result.text, encoding="utf-8")
     result.text_chars = len(result.text)
+    result.text_tokens = estimate_tokens(result.text)
     result.text = ""
     return result

@@ -7,9 +7,11 @@ fork the gRPC server's threads) and are kept warm between extractions: a fresh c
 pays ~60-90 ms of first-use costs (page faults, caches) that a reused one does not. A
 child is retired after a failed extraction, a timeout, or `MAX_TASKS_PER_CHILD` files,
 so one bad file can never affect the next.
+
+`Sandbox.run` blocks its thread while the child works: extract/pool.py gives it threads
+of its own and decides whose file goes next.
 """
 
-import asyncio
 import dataclasses
 import multiprocessing
 import resource
@@ -91,7 +93,9 @@ class Sandbox:
                 return
         child.stop()
 
-    def _run(self, path: Path, kind: str, limits: Limits, text_path: Path) -> ExtractResult:
+    def run(self, path: Path, kind: str, limits: Limits, text_path: Path) -> ExtractResult:
+        """Extracts `path` in a child process, the text into `text_path` (see
+        extract_to_file); blocks until it is done, never raises for a bad file."""
         child = self._take()
         child.tasks += 1
         try:
@@ -114,13 +118,6 @@ class Sandbox:
         else:
             self._give_back(child)
         return result
-
-    async def extract(
-        self, path: Path, kind: str, limits: Limits, text_path: Path
-    ) -> ExtractResult:
-        """Extracts `path` in a child process, the text into `text_path` (see
-        extract_to_file); never raises for a bad file."""
-        return await asyncio.to_thread(self._run, path, kind, limits, text_path)
 
     def close(self) -> None:
         """Stops the idle children (busy ones stop when their extraction ends)."""

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dweft/storage/v1/storage.proto\x12\x0fweft.storage.v1\"d\n\x0cUploadHeader\x12\x15\n\rowner_user_id\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x15\n\rdeclared_size\x18\x04 \x01(\x03\"V\n\x0bUploadChunk\x12/\n\x06header\x18\x01 \x01(\x0b\x32\x1d.weft.storage.v1.UploadHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x97\x02\n\nAttachment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rowner_user_id\x18\x02 \x01(\t\x12\x19\n\x11original_filename\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\x12\x11\n\tbyte_size\x18\x06 \x01(\x03\x12\x0e\n\x06sha256\x18\x07 \x01(\t\x12\x19\n\x11\x65xtraction_status\x18\x08 \x01(\t\x12\x18\n\x10\x65xtraction_error\x18\t \x01(\t\x12\x11\n\trow_count\x18\n \x01(\x03\x12\x11\n\ttruncated\x18\x0b \x01(\x08\x12\x12\n\ncreated_at\x18\x0c \x01(\t\x12\x15\n\rmetadata_json\x18\r \x01(\t\"D\n\x14GetAttachmentRequest\x12\x15\n\rattachment_id\x18\x01 \x01(\t\x12\x15\n\rowner_user_id\x18\x02 \x01(\t\"S\n\x0fReadTextRequest\x12\x16\n\x0e\x61ttachment_ids\x18\x01 \x03(\t\x12\x15\n\rowner_user_id\x18\x02 \x01(\t\x12\x11\n\tmax_chars\x18\x03 \x01(\x03\"b\n\x0e\x41ttachmentText\x12/\n\nattachment\x18\x01 \x01(\x0b\x32\x1b.weft.storage.v1.Attachment\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x11\n\ttruncated\x18\x03 \x01(\x08\"B\n\x10ReadTextResponse\x12.\n\x05items\x18\x01 \x03(\x0b\x32\x1f.weft.storage.v1.AttachmentText\"G\n\x17\x44\x65leteAttachmentRequest\x12\x15\n\rattachment_id\x18\x01 \x01(\t\x12\x15\n\rowner_user_id\x18\x02 \x01(\t\"\x1a\n\x18\x44\x65leteAttachmentResponse2\xe6\x02\n\x0eStorageService\x12\x45\n\x06Upload\x12\x1c.weft.storage.v1.UploadChunk\x1a\x1b.weft.storage.v1.Attachment(\x01\x12S\n\rGetAttachment\x12%.weft.storage.v1.GetAttachmentRequest\x1a\x1b.weft.storage.v1.Attachment\x12O\n\x08ReadText\x12 .weft.storage.v1.ReadTextRequest\x1a!.weft.storage.v1.ReadTextResponse\x12g\n\x10\x44\x65leteAttachment\x12(.weft.storage.v1.DeleteAttachmentRequest\x1a).weft.storage.v1.DeleteAttachmentResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dweft/storage/v1/storage.proto\x12\x0fweft.storage.v1\"d\n\x0cUploadHeader\x12\x15\n\rowner_user_id\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x15\n\rdeclared_size\x18\x04 \x01(\x03\"V\n\x0bUploadChunk\x12/\n\x06header\x18\x01 \x01(\x0b\x32\x1d.weft.storage.v1.UploadHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\xac\x02\n\nAttachment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rowner_user_id\x18\x02 \x01(\t\x12\x19\n\x11original_filename\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\x12\x11\n\tbyte_size\x18\x06 \x01(\x03\x12\x0e\n\x06sha256\x18\x07 \x01(\t\x12\x19\n\x11\x65xtraction_status\x18\x08 \x01(\t\x12\x18\n\x10\x65xtraction_error\x18\t \x01(\t\x12\x11\n\trow_count\x18\n \x01(\x03\x12\x11\n\ttruncated\x18\x0b \x01(\x08\x12\x12\n\ncreated_at\x18\x0c \x01(\t\x12\x15\n\rmetadata_json\x18\r \x01(\t\x12\x13\n\x0btext_tokens\x18\x0e \x01(\x03\"D\n\x14GetAttachmentRequest\x12\x15\n\rattachment_id\x18\x01 \x01(\t\x12\x15\n\rowner_user_id\x18\x02 \x01(\t\"S\n\x0fReadTextRequest\x12\x16\n\x0e\x61ttachment_ids\x18\x01 \x03(\t\x12\x15\n\rowner_user_id\x18\x02 \x01(\t\x12\x11\n\tmax_chars\x18\x03 \x01(\x03\"b\n\x0e\x41ttachmentText\x12/\n\nattachment\x18\x01 \x01(\x0b\x32\x1b.weft.storage.v1.Attachment\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x11\n\ttruncated\x18\x03 \x01(\x08\"B\n\x10ReadTextResponse\x12.\n\x05items\x18\x01 \x03(\x0b\x32\x1f.weft.storage.v1.AttachmentText\"G\n\x17\x44\x65leteAttachmentRequest\x12\x15\n\rattachment_id\x18\x01 \x01(\t\x12\x15\n\rowner_user_id\x18\x02 \x01(\t\"\x1a\n\x18\x44\x65leteAttachmentResponse2\xe6\x02\n\x0eStorageService\x12\x45\n\x06Upload\x12\x1c.weft.storage.v1.UploadChunk\x1a\x1b.weft.storage.v1.Attachment(\x01\x12S\n\rGetAttachment\x12%.weft.storage.v1.GetAttachmentRequest\x1a\x1b.weft.storage.v1.Attachment\x12O\n\x08ReadText\x12 .weft.storage.v1.ReadTextRequest\x1a!.weft.storage.v1.ReadTextResponse\x12g\n\x10\x44\x65leteAttachment\x12(.weft.storage.v1.DeleteAttachmentRequest\x1a).weft.storage.v1.DeleteAttachmentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,19 +36,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPLOADCHUNK']._serialized_start=152
   _globals['_UPLOADCHUNK']._serialized_end=238
   _globals['_ATTACHMENT']._serialized_start=241
-  _globals['_ATTACHMENT']._serialized_end=520
-  _globals['_GETATTACHMENTREQUEST']._serialized_start=522
-  _globals['_GETATTACHMENTREQUEST']._serialized_end=590
-  _globals['_READTEXTREQUEST']._serialized_start=592
-  _globals['_READTEXTREQUEST']._serialized_end=675
-  _globals['_ATTACHMENTTEXT']._serialized_start=677
-  _globals['_ATTACHMENTTEXT']._serialized_end=775
-  _globals['_READTEXTRESPONSE']._serialized_start=777
-  _globals['_READTEXTRESPONSE']._serialized_end=843
-  _globals['_DELETEATTACHMENTREQUEST']._serialized_start=845
-  _globals['_DELETEATTACHMENTREQUEST']._serialized_end=916
-  _globals['_DELETEATTACHMENTRESPONSE']._serialized_start=918
-  _globals['_DELETEATTACHMENTRESPONSE']._serialized_end=944
-  _globals['_STORAGESERVICE']._serialized_start=947
-  _globals['_STORAGESERVICE']._serialized_end=1305
+  _globals['_ATTACHMENT']._serialized_end=541
+  _globals['_GETATTACHMENTREQUEST']._serialized_start=543
+  _globals['_GETATTACHMENTREQUEST']._serialized_end=611
+  _globals['_READTEXTREQUEST']._serialized_start=613
+  _globals['_READTEXTREQUEST']._serialized_end=696
+  _globals['_ATTACHMENTTEXT']._serialized_start=698
+  _globals['_ATTACHMENTTEXT']._serialized_end=796
+  _globals['_READTEXTRESPONSE']._serialized_start=798
+  _globals['_READTEXTRESPONSE']._serialized_end=864
+  _globals['_DELETEATTACHMENTREQUEST']._serialized_start=866
+  _globals['_DELETEATTACHMENTREQUEST']._serialized_end=937
+  _globals['_DELETEATTACHMENTRESPONSE']._serialized_start=939
+  _globals['_DELETEATTACHMENTRESPONSE']._serialized_end=965
+  _globals['_STORAGESERVICE']._serialized_start=968
+  _globals['_STORAGESERVICE']._serialized_end=1326
 # @@protoc_insertion_point(module_scope)

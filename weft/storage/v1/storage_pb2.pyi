@@ -90,6 +90,7 @@ class Attachment(_message.Message):
     TRUNCATED_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     METADATA_JSON_FIELD_NUMBER: _builtins.int
+    TEXT_TOKENS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     owner_user_id: _builtins.str
     original_filename: _builtins.str
@@ -105,6 +106,10 @@ class Attachment(_message.Message):
     created_at: _builtins.str
     metadata_json: _builtins.str
     """kind-specific facts: sheet names, pages, image size"""
+    text_tokens: _builtins.int
+    """Estimated prompt tokens of the whole extracted text (weftcore.tokens), counted at
+    upload: a run's cost estimate sums these instead of reading the texts back.
+    """
     def __init__(
         self,
         *,
@@ -121,10 +126,11 @@ class Attachment(_message.Message):
         truncated: _builtins.bool = ...,
         created_at: _builtins.str = ...,
         metadata_json: _builtins.str = ...,
+        text_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["byte_size", b"byte_size", "content_type", b"content_type", "created_at", b"created_at", "extraction_error", b"extraction_error", "extraction_status", b"extraction_status", "id", b"id", "kind", b"kind", "metadata_json", b"metadata_json", "original_filename", b"original_filename", "owner_user_id", b"owner_user_id", "row_count", b"row_count", "sha256", b"sha256", "truncated", b"truncated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["byte_size", b"byte_size", "content_type", b"content_type", "created_at", b"created_at", "extraction_error", b"extraction_error", "extraction_status", b"extraction_status", "id", b"id", "kind", b"kind", "metadata_json", b"metadata_json", "original_filename", b"original_filename", "owner_user_id", b"owner_user_id", "row_count", b"row_count", "sha256", b"sha256", "text_tokens", b"text_tokens", "truncated", b"truncated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -62,6 +62,9 @@ class StorageServiceServicer:
     def Upload(self, request_iterator, context):
         """The first message carries the header, the rest carry bytes. Answers the stored
         attachment, or RESOURCE_EXHAUSTED/PAYLOAD_TOO_LARGE mid-stream (partial object removed).
+        A refusal while the client is still sending comes first in initial metadata
+        (weftcore.errors.EARLY_STATUS_METADATA: a serialized google.rpc.Status), and storage
+        reads on until the client stops writing, so the refusal reaches it intact.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -75,6 +78,8 @@ class StorageServiceServicer:
 
     def ReadText(self, request, context):
         """Extracted text of attachments owned by owner_user_id, each capped at max_chars.
+        A reply that would not fit in one message is refused (RESOURCE_EXHAUSTED /
+        PAYLOAD_TOO_LARGE): ask for fewer attachments per call, or fewer characters.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

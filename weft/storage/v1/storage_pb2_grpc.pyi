@@ -34,10 +34,16 @@ class StorageServiceStub:
     Upload: _grpc.StreamUnaryMultiCallable[_storage_pb2.UploadChunk, _storage_pb2.Attachment]
     """The first message carries the header, the rest carry bytes. Answers the stored
     attachment, or RESOURCE_EXHAUSTED/PAYLOAD_TOO_LARGE mid-stream (partial object removed).
+    A refusal while the client is still sending comes first in initial metadata
+    (weftcore.errors.EARLY_STATUS_METADATA: a serialized google.rpc.Status), and storage
+    reads on until the client stops writing, so the refusal reaches it intact.
     """
     GetAttachment: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetAttachmentRequest, _storage_pb2.Attachment]
     ReadText: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ReadTextRequest, _storage_pb2.ReadTextResponse]
-    """Extracted text of attachments owned by owner_user_id, each capped at max_chars."""
+    """Extracted text of attachments owned by owner_user_id, each capped at max_chars.
+    A reply that would not fit in one message is refused (RESOURCE_EXHAUSTED /
+    PAYLOAD_TOO_LARGE): ask for fewer attachments per call, or fewer characters.
+    """
     DeleteAttachment: _grpc.UnaryUnaryMultiCallable[_storage_pb2.DeleteAttachmentRequest, _storage_pb2.DeleteAttachmentResponse]
     """Removes an attachment of owner_user_id (row, object, extracted text); NOT_FOUND if
     it is not theirs. Used for the duplicate upload of an idempotent retry.
@@ -49,10 +55,16 @@ class StorageServiceAsyncStub(StorageServiceStub):
     Upload: _aio.StreamUnaryMultiCallable[_storage_pb2.UploadChunk, _storage_pb2.Attachment]  # type: ignore[assignment]
     """The first message carries the header, the rest carry bytes. Answers the stored
     attachment, or RESOURCE_EXHAUSTED/PAYLOAD_TOO_LARGE mid-stream (partial object removed).
+    A refusal while the client is still sending comes first in initial metadata
+    (weftcore.errors.EARLY_STATUS_METADATA: a serialized google.rpc.Status), and storage
+    reads on until the client stops writing, so the refusal reaches it intact.
     """
     GetAttachment: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetAttachmentRequest, _storage_pb2.Attachment]  # type: ignore[assignment]
     ReadText: _aio.UnaryUnaryMultiCallable[_storage_pb2.ReadTextRequest, _storage_pb2.ReadTextResponse]  # type: ignore[assignment]
-    """Extracted text of attachments owned by owner_user_id, each capped at max_chars."""
+    """Extracted text of attachments owned by owner_user_id, each capped at max_chars.
+    A reply that would not fit in one message is refused (RESOURCE_EXHAUSTED /
+    PAYLOAD_TOO_LARGE): ask for fewer attachments per call, or fewer characters.
+    """
     DeleteAttachment: _aio.UnaryUnaryMultiCallable[_storage_pb2.DeleteAttachmentRequest, _storage_pb2.DeleteAttachmentResponse]  # type: ignore[assignment]
     """Removes an attachment of owner_user_id (row, object, extracted text); NOT_FOUND if
     it is not theirs. Used for the duplicate upload of an idempotent retry.
@@ -67,6 +79,9 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_storage_pb2.Attachment, _abc.Awaitable[_storage_pb2.Attachment]]:
         """The first message carries the header, the rest carry bytes. Answers the stored
         attachment, or RESOURCE_EXHAUSTED/PAYLOAD_TOO_LARGE mid-stream (partial object removed).
+        A refusal while the client is still sending comes first in initial metadata
+        (weftcore.errors.EARLY_STATUS_METADATA: a serialized google.rpc.Status), and storage
+        reads on until the client stops writing, so the refusal reaches it intact.
         """
 
     @_abc_1.abstractmethod
@@ -82,7 +97,10 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _storage_pb2.ReadTextRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.ReadTextResponse, _abc.Awaitable[_storage_pb2.ReadTextResponse]]:
-        """Extracted text of attachments owned by owner_user_id, each capped at max_chars."""
+        """Extracted text of attachments owned by owner_user_id, each capped at max_chars.
+        A reply that would not fit in one message is refused (RESOURCE_EXHAUSTED /
+        PAYLOAD_TOO_LARGE): ask for fewer attachments per call, or fewer characters.
+        """
 
     @_abc_1.abstractmethod
     def DeleteAttachment(
