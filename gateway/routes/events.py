@@ -17,6 +17,7 @@ import grpc
 from aiohttp import web
 
 from gateway.auth import RUNS_CREATE, require
+from gateway.client_input import MAX_INT
 from gateway.http import dumps
 from gateway.keys import SERVICES
 from gateway.routes.runs import caller, run_links
@@ -40,7 +41,7 @@ def last_event_id(request: web.Request) -> int:
         seq = int(raw.strip())
     except ValueError:
         seq = -1
-    if seq < 0:
+    if not 0 <= seq <= MAX_INT:
         raise InvalidArgument("Last-Event-ID must be an event id (a number).", param=LAST_EVENT_ID)
     return seq
 

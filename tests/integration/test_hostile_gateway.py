@@ -367,6 +367,7 @@ async def test_unstorable_json_values_are_400(
         "/api/v1/workflows?starting_after=%00",
         "/api/v1/workflow-runs/run_%ED%A0%80",
         "/api/v1/workflow-runs/run_x/events?last_event_id=99999999999999999999999",
+        "/api/v1/workflow-runs/run_x/events?last_event_id=9223372036854775808",
     ],
 )
 async def test_unstorable_path_and_query_values_are_400(
