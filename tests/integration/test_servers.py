@@ -1,4 +1,4 @@
-"""Integration tests for devstack.servers: real servers from the wheels, real clients."""
+"""Integration tests for devstack's backing servers: real servers from the wheels, real clients."""
 
 from __future__ import annotations
 
@@ -15,15 +15,12 @@ import nats
 import pytest
 from minio.error import S3Error
 
-from devstack.servers import (
-    ManagedProcess,
-    NatsServer,
-    PostgresServer,
-    SeaweedS3,
-    free_port,
-    group_members,
-    process_tree,
-)
+from devstack.managed import ManagedProcess
+from devstack.nats import NatsServer
+from devstack.ports import free_port
+from devstack.postgres import PostgresServer
+from devstack.process_tree import group_members, process_tree
+from devstack.seaweed import SeaweedS3
 
 _timings: dict[str, float] = {}
 
