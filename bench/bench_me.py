@@ -81,7 +81,7 @@ def with_own_stack(args: argparse.Namespace) -> dict:
             stack.admin("keys", "create", "--user", user["id"], "--name", "bench").stdout
         )
         check_token(stack.base_url, key["secret"])
-        from devstack.servers import process_tree
+        from devstack.process_tree import process_tree
 
         gateway_pid = stack.processes["gateway"].pid
         assert gateway_pid is not None

@@ -43,7 +43,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from devstack.servers import ManagedProcess
+from devstack.managed import ManagedProcess
 
 # --------------------------------------------------------------------------------------
 # The model

@@ -9,7 +9,7 @@ from typing import Protocol
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from devstack.servers import ManagedProcess
+from devstack.managed import ManagedProcess
 
 
 class Process(Protocol):

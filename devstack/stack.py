@@ -13,8 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devstack.nats import NatsServer
+from devstack.ports import free_port
+from devstack.postgres import PostgresServer
 from devstack.processes import Process, PythonProcess
-from devstack.servers import NatsServer, PostgresServer, SeaweedS3, free_port
+from devstack.seaweed import SeaweedS3
 
 log = logging.getLogger(__name__)
 

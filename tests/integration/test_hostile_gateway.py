@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 import yarl
 
+from devstack.ports import free_port
 from devstack.processes import PythonProcess
-from devstack.servers import free_port
 from devstack.stack import PROJECT_ROOT
 from tests.support.runs import admin_json, apply_workflow, create_account, wait_for
 

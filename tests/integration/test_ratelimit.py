@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from devstack.ports import free_port
 from devstack.processes import PythonProcess
-from devstack.servers import free_port
 from devstack.stack import PROJECT_ROOT
 from services.runs.ratelimit import BUCKET_SECONDS, DEFAULT_LIMITS
 from tests.support.runs import Account, apply_workflow, create_account, runs_db

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from devstack.servers import free_port
+from devstack.ports import free_port
 from devstack.stack import Ports, Stack, StackOptions
 from tests.support.runs import Account, apply_workflow, create_account, runs_db
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from services.runs.ratelimit import DEFAULT_LIMITS, limits_from_env
-from tests.support.k8s import K8S, load_renderer
+from tests.support.k8s import K8S, build
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("gateway", "services", "weftcore")
@@ -179,7 +179,7 @@ def manifest_env(objects: list[dict[str, Any]], component: str) -> dict[str, str
 
 @pytest.fixture(scope="module", params=("dev", "prod"))
 def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
-    return list(load_renderer().build(K8S / "overlays" / str(request.param)))
+    return build(K8S / "overlays" / str(request.param))
 
 
 def test_the_scan_finds_known_reads() -> None:

@@ -1,0 +1,1 @@
+"""Tests of devstack/'s modules against real servers from the wheels, with real clients."""
