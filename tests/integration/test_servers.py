@@ -113,6 +113,22 @@ async def test_postgres_select_stop_restart(tmp_path: Path) -> None:
         pg.stop()
 
 
+async def test_postgres_settings_override_the_dev_tuning(tmp_path: Path) -> None:
+    # The benchmarks run with production durability; the rest of the dev tuning stays.
+    pg = PostgresServer(tmp_path / "pg", free_port(), settings={"synchronous_commit": "on"})
+    try:
+        pg.start()
+        conn = await asyncpg.connect(pg.dsn)
+        try:
+            assert await conn.fetchval("show synchronous_commit") == "on"
+            assert await conn.fetchval("show fsync") == "on"
+            assert await conn.fetchval("show max_connections") == "300"
+        finally:
+            await conn.close()
+    finally:
+        pg.stop()
+
+
 async def test_postgres_recovers_after_sigkill(tmp_path: Path) -> None:
     # Under a root-only dir (like pytest's 0700 /tmp/pytest-of-root, which pytest keeps
     # resetting), on a path too long for a Unix socket, with awkward names/password.
