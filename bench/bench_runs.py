@@ -13,9 +13,10 @@ also captured exactly once and `weft-admin credits check` clean. Template mode a
 measures GET run polling (>= 3,000 req/s) and both measure POST -> `completed` observed
 with ?wait (p50 <= 25 ms in template mode).
 
-    python bench/bench_runs.py                               # own temporary stack
+    python bench/bench_runs.py                                 # own temporary stack
     python bench/bench_runs.py --mode realistic
-    python bench/bench_runs.py --mode realistic --duration 5 # a quick look
+    python bench/bench_runs.py --mode realistic --duration 5   # a quick look
+    python bench/bench_runs.py --mode realistic --accounts 16  # many payers, not one
 
 The stack's PostgreSQL runs with production durability (bench/durability.py:
 synchronous_commit=on, fsync=on), read back and printed. Load comes from `wrk` (see
@@ -348,7 +349,11 @@ def main() -> None:
         help="runs each worker executes stage by stage at once (default: the worker's own)",
     )
     parser.add_argument(
-        "--accounts", type=int, default=1, help="accounts the creating load is spread over"
+        "--accounts",
+        type=int,
+        default=1,
+        help="accounts the creating load is spread over (realistic mode: each priced"
+        " reservation and capture locks its account's row in billing)",
     )
     parser.add_argument(
         "--drain-timeout", type=float, default=600, help="seconds to wait for runs, captures"
