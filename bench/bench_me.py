@@ -8,10 +8,12 @@ Load comes from `wrk` (Debian package `wrk`; installed with apt-get when missing
 bounded C load generator on loopback: fixed connections, fixed duration. The gateway
 caches the authenticated principal for a few seconds, so this measures the gateway's
 request path (auth cache hit, scope/plan checks, JSON) plus one Authenticate call per
-process per cache period.
+process per cache period. Its own stack's PostgreSQL runs with production durability
+(bench/durability.py: synchronous_commit=on), read back and printed.
 """
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -22,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.durability import POSTGRES_SETTINGS, describe, settings_in_effect
 from bench.wrk import wrk
 
 
@@ -71,10 +74,12 @@ def with_own_stack(args: argparse.Namespace) -> dict:
             "WEFT_GATEWAY_PROCESSES": str(args.gateway_processes),
             "WEFT_PUBLIC_BASE_URL": f"http://127.0.0.1:{ports.gateways[0]}",
         },
+        postgres_settings=POSTGRES_SETTINGS,
     )
     stack = Stack(options)
     stack.start()
     try:
+        postgres = asyncio.run(settings_in_effect(stack.dsn))
         email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
         user = json.loads(stack.admin("users", "create", "--email", email, "--plan", "pro").stdout)
         key = json.loads(
@@ -92,6 +97,7 @@ def with_own_stack(args: argparse.Namespace) -> dict:
         )
         used = cpu_seconds(pids) - before
         result["gateway_processes"] = args.gateway_processes
+        result["postgres"] = postgres
         # Independent of other load on the machine: the gateway's CPU cost per request.
         result["gateway_cpu_us_per_request"] = round(used / max(1, result["requests"]) * 1e6, 1)
         result["load_average_1m"] = os.getloadavg()[0]
@@ -118,6 +124,8 @@ def main() -> None:
     else:
         result = with_own_stack(args)
     print(json.dumps(result, indent=2))
+    if "postgres" in result:
+        print(describe(result["postgres"]))
     print(
         f"GET /api/v1/me: {result['req_per_s']:.0f} req/s, p50 {result['p50_ms']:.2f} ms,"
         f" p99 {result['p99_ms']:.2f} ms ({result['connections']} connections,"

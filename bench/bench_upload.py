@@ -2,7 +2,9 @@
 S3, with hashing and extraction) vs a direct minio-SDK put of the same bytes to the same
 S3, in the same run. Target: end-to-end >= 60% of direct.
 
-Starts its own stack on free ports (about a minute). Run: .venv/bin/python -m bench.bench_upload
+Starts its own stack on free ports (about a minute), its PostgreSQL with production
+durability (bench/durability.py: synchronous_commit=on, read back and printed).
+Run: .venv/bin/python -m bench.bench_upload
 """
 
 import asyncio
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import aiohttp
 
+from bench.durability import POSTGRES_SETTINGS, describe, settings_in_effect
 from devstack.stack import S3_BUCKET, Ports, Stack, StackOptions
 from tests.integration.attachments_support import form
 from tests.support.runs import create_user
@@ -50,9 +53,17 @@ def _direct(stack: Stack, data: bytes, n: int) -> float:
 
 async def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-upload-"))
-    stack = Stack(StackOptions(root=root, ports=Ports.free(workers=0), llm="none"))
+    stack = Stack(
+        StackOptions(
+            root=root,
+            ports=Ports.free(workers=0),
+            llm="none",
+            postgres_settings=POSTGRES_SETTINGS,
+        )
+    )
     stack.start()
     try:
+        print(describe(await settings_in_effect(stack.dsn)))
         account = create_user(stack, "bench-upload@example.com")
         data = _csv(SIZE)
         await _gateway(stack, account.token, data[:1_000_000])  # warm connections

@@ -3,14 +3,22 @@
 `snapshot()` before and after a phase; `per_component(before, after)` sums user+system
 seconds of every process alive at the end (children too: PostgreSQL backends, gateway
 workers), grouped by what it runs. Linux only.
+
+On a machine shared with other stacks (other engineers' tests), pass `snapshot` the
+stack's own process ids: only their process trees are then named by component, and
+another stack's PostgreSQL or gateway counts as "other", not as ours.
 """
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
+
+from devstack.process_tree import process_tree
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 # Command-line fragments -> component, first match wins.
 _COMPONENTS = (
+    ("tests.support.fake_llm", "fake_llm"),  # bench_runs' model server, not Weft's
     ("services.runs.worker", "worker"),
     ("services.runs", "runs"),
     ("services.billing", "billing"),
@@ -25,8 +33,10 @@ _COMPONENTS = (
 Snapshot = dict[int, tuple[str, float]]
 
 
-def snapshot() -> Snapshot:
-    """pid -> (component, CPU seconds so far) for every process we can read."""
+def snapshot(roots: Iterable[int] | None = None) -> Snapshot:
+    """pid -> (component, CPU seconds so far) for every process we can read; with
+    `roots`, any process outside their trees is "other"."""
+    ours = None if roots is None else {pid for root in roots for pid in process_tree(root)}
     found: Snapshot = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -39,6 +49,8 @@ def snapshot() -> Snapshot:
         fields = stat.rsplit(")", 1)[1].split()
         seconds = (int(fields[11]) + int(fields[12])) / _TICKS
         component = next((name for part, name in _COMPONENTS if part in cmdline), "other")
+        if ours is not None and int(entry.name) not in ours:
+            component = "other"
         found[int(entry.name)] = (component, seconds)
     return found
 

@@ -78,6 +78,9 @@ class StackOptions:
     # Where the joined 1.1 GB model file is cached (shared by dev stacks and tests).
     model_cache: Path = PROJECT_ROOT / ".weft" / "models"
     extra_env: dict[str, str] = field(default_factory=dict)
+    # PostgreSQL settings over the dev tuning (devstack/postgres.py), e.g. the benchmarks'
+    # synchronous_commit=on: figures must be what production's durability gives.
+    postgres_settings: dict[str, str] = field(default_factory=dict)
 
 
 class Stack:
@@ -87,7 +90,9 @@ class Stack:
         self.options = options
         ports = options.ports
         root = options.root
-        self.postgres = PostgresServer(root / "postgres", ports.postgres)
+        self.postgres = PostgresServer(
+            root / "postgres", ports.postgres, settings=options.postgres_settings
+        )
         self.nats = NatsServer(root / "nats", ports.nats)
         self.s3 = SeaweedS3(
             root / "s3", ports.s3, S3_ACCESS_KEY, S3_SECRET_KEY, buckets=[S3_BUCKET]

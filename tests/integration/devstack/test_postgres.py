@@ -14,6 +14,22 @@ from devstack.process_tree import process_tree
 from tests.integration.devstack.support import alive, assert_gone, started
 
 
+async def test_postgres_settings_override_the_dev_tuning(tmp_path: Path) -> None:
+    # The benchmarks run with production durability; the rest of the dev tuning stays.
+    pg = PostgresServer(tmp_path / "pg", free_port(), settings={"synchronous_commit": "on"})
+    try:
+        pg.start()
+        conn = await asyncpg.connect(pg.dsn)
+        try:
+            assert await conn.fetchval("show synchronous_commit") == "on"
+            assert await conn.fetchval("show fsync") == "on"
+            assert await conn.fetchval("show max_connections") == "300"
+        finally:
+            await conn.close()
+    finally:
+        pg.stop()
+
+
 async def test_postgres_select_stop_restart(tmp_path: Path, timings: dict[str, float]) -> None:
     pg = PostgresServer(tmp_path / "pg", free_port())
     try:
