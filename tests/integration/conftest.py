@@ -9,7 +9,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from devstack.stack import Ports, Stack, StackOptions
+from devstack.ports import free_port
+from devstack.processes import PythonProcess
+from devstack.stack import PROJECT_ROOT, Ports, Stack, StackOptions
 from tests.support.billing import Stub
 from tests.support.runs import Account, create_account
 from weft.billing.v1 import billing_pb2_grpc
@@ -82,3 +84,30 @@ async def runs(stack: Stack) -> AsyncIterator[runs_pb2_grpc.RunsServiceStub]:
     channel = open_channel(stack.env["WEFT_RUNS_ADDR"])
     yield runs_pb2_grpc.RunsServiceStub(channel)
     await channel.close()
+
+
+@pytest.fixture(scope="module")
+def strict_gateway(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A second real gateway on the stack, with short connection timeouts so slow
+    clients are cut off within a test's patience."""
+    port = free_port()
+    gateway = PythonProcess(
+        "gateway-strict",
+        tmp_path_factory.mktemp("strict-gateway"),
+        ["-m", "gateway"],
+        {
+            **stack.env,
+            "WEFT_HTTP_PORT": str(port),
+            "WEFT_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "WEFT_HTTP_IDLE_TIMEOUT_SECONDS": "2",
+            "WEFT_HTTP_BODY_MIN_BYTES_PER_SECOND": "1024",
+            "WEFT_HTTP_BODY_RATE_WINDOW_SECONDS": "1",
+        },
+        http_url=f"http://127.0.0.1:{port}/healthz",
+        cwd=PROJECT_ROOT,
+    )
+    gateway.start()
+    try:
+        yield port
+    finally:
+        gateway.stop()

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,6 @@ import aiohttp
 import pytest
 import yarl
 
-from devstack.ports import free_port
-from devstack.processes import PythonProcess
-from devstack.stack import PROJECT_ROOT
 from tests.support.runs import admin_json, apply_workflow, create_account, wait_for
 
 TEMPLATE: list[dict[str, Any]] = [
@@ -112,33 +108,6 @@ async def test_runs_of_workflows_outside_the_allowlist_do_not_exist(
 
 
 # ---- 6, 7, 10: the connection level -------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def strict_gateway(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """A second real gateway on the stack, with short connection timeouts so slow
-    clients are cut off within a test's patience."""
-    port = free_port()
-    gateway = PythonProcess(
-        "gateway-strict",
-        tmp_path_factory.mktemp("strict-gateway"),
-        ["-m", "gateway"],
-        {
-            **stack.env,
-            "WEFT_HTTP_PORT": str(port),
-            "WEFT_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-            "WEFT_HTTP_IDLE_TIMEOUT_SECONDS": "2",
-            "WEFT_HTTP_BODY_MIN_BYTES_PER_SECOND": "1024",
-            "WEFT_HTTP_BODY_RATE_WINDOW_SECONDS": "1",
-        },
-        http_url=f"http://127.0.0.1:{port}/healthz",
-        cwd=PROJECT_ROOT,
-    )
-    gateway.start()
-    try:
-        yield port
-    finally:
-        gateway.stop()
 
 
 async def _exchange(port: int, chunks: list[bytes], pause: float = 0.0) -> tuple[bytes, float]:

@@ -373,3 +373,32 @@ async def test_a_multipart_run_cut_off_in_its_second_file_keeps_none_of_its_file
     # The first file was stored whole, but its id was never handed to anyone.
     await _nothing_left(stack, quitter, objects, unfinished)
     assert _gateway_errors(stack, request_id) == []
+
+
+async def test_a_client_that_stalls_mid_file_gets_408_and_leaves_nothing(
+    stack: Stack, strict_gateway: int, quitter: Account
+) -> None:
+    """Half a file, then silence with the connection open: the gateway's body watchdog
+    (1 KiB/s over 1 s windows on this gateway) answers 408 and cancels the storage
+    stream, which drops the partial upload."""
+    objects = await asyncio.to_thread(_objects, stack)
+    unfinished = await asyncio.to_thread(_multipart_uploads, stack)
+    head = _file_part_head("file", "stalled.txt")
+    reader, writer = await asyncio.open_connection("127.0.0.1", strict_gateway)
+    writer.write(
+        (
+            f"POST /api/v1/attachments HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {quitter.token}\r\n"
+            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+            f"Content-Length: {len(head) + 24 * MIB}\r\n\r\n"
+        ).encode()
+        + head
+    )
+    await _send_mib(writer, 12)  # half the file, then nothing more
+    try:
+        answer = await asyncio.wait_for(reader.read(65536), 30)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b'"REQUEST_TIMEOUT"' in answer
+    await _nothing_left(stack, quitter, objects, unfinished)
