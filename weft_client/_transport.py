@@ -13,6 +13,9 @@ import aiohttp
 from weft_client.errors import WeftConnectionError, error_from_response, parse_retry_after
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# A retry that overtook the request it repeats (same Idempotency-Key, still running):
+# once that one ends, the retry gets its answer replayed.
+RETRY_CODES = frozenset({"IDEMPOTENCY_IN_FLIGHT"})
 USER_AGENT = "weft-python/0.1"
 
 
@@ -92,7 +95,7 @@ class Transport:
                 continue
             if answer.status < 400:
                 return answer
-            if retry and answer.status in RETRY_STATUSES and attempt < self.retry.max_retries:
+            if retry and _retryable(answer) and attempt < self.retry.max_retries:
                 wait = parse_retry_after(answer.headers.get("Retry-After"))
                 await self._sleep(self.retry.delay(attempt, wait))
                 attempt += 1
@@ -133,3 +136,10 @@ class Transport:
             headers={"Accept": "text/event-stream", **(headers or {})},
             timeout=aiohttp.ClientTimeout(total=None, sock_read=120),
         )
+
+
+def _retryable(answer: Answer) -> bool:
+    if answer.status in RETRY_STATUSES:
+        return True
+    error = answer.body.get("error") if isinstance(answer.body, dict) else None
+    return isinstance(error, dict) and error.get("code") in RETRY_CODES

@@ -59,7 +59,11 @@ def make_app(fake: Fake) -> web.Application:
                 request.transport.close()
                 return web.Response()
             return _error(
-                status, {429: "RATE_LIMITED", 400: "INVALID_PARAM"}.get(status, "INTERNAL"), headers
+                status,
+                {429: "RATE_LIMITED", 400: "INVALID_PARAM", 409: "IDEMPOTENCY_IN_FLIGHT"}.get(
+                    status, "INTERNAL"
+                ),
+                headers,
             )
         data = {"id": "run_1", "workflow_id": "wf_1", "status": "pending", "created_at": "t"}
         return web.json_response({"data": data}, status=201)
@@ -117,6 +121,17 @@ async def test_create_retries_5xx_429_and_drops_with_one_idempotency_key(
     assert len(keys) == 4 and len(set(keys)) == 1 and keys[0]
     assert all(s["auth"] == "Bearer wft_live_x" for s in fake.seen)
     assert fake.seen[0]["body"] == {"input_text": "hi", "params": {"count": 2}}
+
+
+async def test_a_retry_that_overtook_its_request_waits_for_the_replay(
+    server: tuple[TestServer, Fake],
+) -> None:
+    srv, fake = server
+    fake.script = [(0, {}), (409, {})]  # dropped, then the retry finds it still running
+    async with _client(srv) as weft:
+        run = await weft.runs.create("wf_1", "hi")
+    assert run["id"] == "run_1"
+    assert len(fake.seen) == 3 and len({s["key"] for s in fake.seen}) == 1
 
 
 async def test_callers_idempotency_key_is_sent(server: tuple[TestServer, Fake]) -> None:
