@@ -76,7 +76,12 @@ def main(
         applied = uvloop.run(migrate(config.database_url, name, migrations_dir))
         log.info("migrations done", extra={"applied": applied})
     elif command == "serve":
-        uvloop.run(serve(name, grpc_service_names, config, wiring))
+        try:
+            uvloop.run(serve(name, grpc_service_names, config, wiring))
+        except ConfigError as exc:
+            # A service's own settings, read by its wiring before it opens anything.
+            print(f"{name}: configuration error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
     else:
         print(f"usage: python -m services.{name} [serve|migrate]", file=sys.stderr)
         raise SystemExit(2)

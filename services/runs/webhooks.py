@@ -34,7 +34,7 @@ import asyncpg
 
 from services.runs.ssrf import GuardedResolver, ResolutionFailed, SSRFPolicy, SSRFRefused
 from services.runs.webhook_url import check_webhook_url
-from weftcore.config import env_bool, env_float, env_list
+from weftcore.config import ConfigError, env_bool, env_float, env_list
 
 log = logging.getLogger(__name__)
 
@@ -64,19 +64,38 @@ class WebhookConfig:
         allowlist = env_list("WEFT_WEBHOOK_ALLOWLIST", "", env) or env_list(
             "WEFT_HTTP_STAGE_ALLOWLIST", "", env
         )
-        return cls(
-            timeout_seconds=env_float("WEFT_WEBHOOK_TIMEOUT_SECONDS", 10.0, env),
-            backoff_base_seconds=env_float("WEFT_WEBHOOK_BACKOFF_BASE_SECONDS", 1.0, env),
-            backoff_cap_seconds=env_float("WEFT_WEBHOOK_BACKOFF_CAP_SECONDS", 3600.0, env),
-            retry_window=timedelta(hours=env_float("WEFT_WEBHOOK_RETRY_HOURS", 24.0, env)),
-            public_base_url=(os.environ if env is None else env).get("WEFT_PUBLIC_BASE_URL", ""),
-            policy=SSRFPolicy(
-                allow_private=env_bool("WEFT_WEBHOOK_ALLOW_PRIVATE", False, env),
-                allowlist=tuple(h.lower() for h in allowlist),
-                # Development: receivers on this machine, over plain http too.
-                allow_loopback=env_bool("WEFT_WEBHOOK_ALLOW_LOOPBACK", False, env),
-            ),
+        return _checked(
+            cls(
+                timeout_seconds=env_float("WEFT_WEBHOOK_TIMEOUT_SECONDS", 10.0, env),
+                backoff_base_seconds=env_float("WEFT_WEBHOOK_BACKOFF_BASE_SECONDS", 1.0, env),
+                backoff_cap_seconds=env_float("WEFT_WEBHOOK_BACKOFF_CAP_SECONDS", 3600.0, env),
+                retry_window=timedelta(hours=env_float("WEFT_WEBHOOK_RETRY_HOURS", 24.0, env)),
+                public_base_url=(os.environ if env is None else env).get(
+                    "WEFT_PUBLIC_BASE_URL", ""
+                ),
+                policy=SSRFPolicy(
+                    allow_private=env_bool("WEFT_WEBHOOK_ALLOW_PRIVATE", False, env),
+                    allowlist=tuple(h.lower() for h in allowlist),
+                    # Development: receivers on this machine, over plain http too.
+                    allow_loopback=env_bool("WEFT_WEBHOOK_ALLOW_LOOPBACK", False, env),
+                ),
+            )
         )
+
+
+def _checked(config: WebhookConfig) -> WebhookConfig:
+    """Fail fast on values that would time out every attempt, retry in a tight loop or
+    go back in time."""
+    for name, value in (
+        ("WEFT_WEBHOOK_TIMEOUT_SECONDS", config.timeout_seconds),
+        ("WEFT_WEBHOOK_BACKOFF_BASE_SECONDS", config.backoff_base_seconds),
+        ("WEFT_WEBHOOK_BACKOFF_CAP_SECONDS", config.backoff_cap_seconds),
+    ):
+        if value <= 0:
+            raise ConfigError(f"environment variable {name} must be positive, got {value}")
+    if config.retry_window < timedelta(0):
+        raise ConfigError("environment variable WEFT_WEBHOOK_RETRY_HOURS must not be negative")
+    return config
 
 
 def backoff_seconds(attempt: int, base: float = 1.0, cap: float = 3600.0) -> float:
