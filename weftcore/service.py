@@ -13,6 +13,7 @@ from pathlib import Path
 
 import uvloop
 
+from weftcore.background import BackgroundTasks
 from weftcore.config import ConfigError, ServiceConfig
 from weftcore.db import migrate
 from weftcore.grpc_server import GrpcServer
@@ -47,13 +48,12 @@ async def serve(
     async with AsyncExitStack() as stack:
         server = GrpcServer(grpc_service_names, config.grpc_bind, config.grace_seconds)
         checks = await wiring(config, server, stack)
+        tasks = BackgroundTasks()
+        stack.push_async_callback(tasks.close)  # first to close: before what wiring opened
         await server.start()
         freeze_startup_heap()
-        watcher = asyncio.create_task(watch_dependencies(server, checks, 1.0))
-        try:
-            await server.wait_for_signal()
-        finally:
-            watcher.cancel()
+        tasks.start("readiness", lambda: watch_dependencies(server, checks, 1.0))
+        await server.wait_for_signal()
     log.info("stopped", extra={"service": name})
 
 

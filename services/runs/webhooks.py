@@ -223,27 +223,25 @@ class WebhookDispatcher:
         self._pool = pool
         self._config = config
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._secrets: dict[str, str] = {}
 
     def wake(self) -> None:
         self._wake.set()
 
-    def start(self) -> None:
+    async def run(self) -> None:
+        """Deliver until cancelled (a weftcore.background task); the HTTP session lives
+        as long as the loop."""
         connector = aiohttp.TCPConnector(resolver=GuardedResolver(self._config.policy))
-        self._session = aiohttp.ClientSession(
+        async with aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=self._config.timeout_seconds),
-        )
-        self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
+        ) as session:
+            self._session = session
+            try:
+                await self._deliver_forever()
+            finally:
+                self._session = None
 
     async def _secret(self, account_id: str) -> str:
         cached = self._secrets.get(account_id)
@@ -329,7 +327,7 @@ class WebhookDispatcher:
                 extra={"delivery_id": row["id"], "run_id": row["run_id"], "error": error},
             )
 
-    async def _run(self) -> None:
+    async def _deliver_forever(self) -> None:
         delay = 0.5
         while True:
             try:

@@ -20,6 +20,7 @@ from services.runs.workflow_dir import apply_workflow_dir
 from weft.billing.v1 import billing_pb2, billing_pb2_grpc
 from weft.runs.v1 import runs_pb2_grpc
 from weft.storage.v1 import storage_pb2_grpc
+from weftcore.background import BackgroundTasks
 from weftcore.config import ServiceConfig
 from weftcore.db import create_pool, ping
 from weftcore.grpc_client import batched_rpc, open_channel
@@ -41,12 +42,11 @@ async def wire(
     relay = OutboxRelay(pool, nc)
     webhooks = WebhookDispatcher(pool, runs_config.webhooks)
     notifier = Notifier(config.database_url, "runs", relay.wake, webhooks.wake)
-    relay.start()
-    notifier.start()
-    webhooks.start()
-    stack.push_async_callback(relay.close)
-    stack.push_async_callback(notifier.close)
-    stack.push_async_callback(webhooks.close)
+    tasks = BackgroundTasks()
+    stack.push_async_callback(tasks.close)  # before NATS drains and the pool closes
+    tasks.start("outbox-relay", relay.run)
+    tasks.start("runs-notifier", notifier.run)
+    tasks.start("webhook-dispatcher", webhooks.run)
 
     billing_channel = open_channel(runs_config.billing_addr)
     storage_channel = open_channel(runs_config.storage_addr)
