@@ -54,6 +54,16 @@ async def wire(
     stack.push_async_callback(storage_channel.close)
     billing = billing_pb2_grpc.BillingServiceStub(billing_channel)
     storage = storage_pb2_grpc.StorageServiceStub(storage_channel)
+    # Closed before the channel and the pool they use (the stack unwinds in reverse).
+    creations = CreationBatcher(pool)
+    stack.push_async_callback(creations.close)
+    reservations = batched_rpc(
+        billing.ReserveMany,
+        lambda requests: billing_pb2.ReserveManyRequest(requests=requests),
+        lambda outcome: outcome.reservation,
+        timeout=10,
+    )
+    stack.push_async_callback(reservations.close)
     creator = RunCreator(
         pool,
         billing,
@@ -63,13 +73,8 @@ async def wire(
         PgIdempotencyStore(),
         PgRateLimiter(runs_config.rate_limits),
         after_commit=relay.wake,
-        batcher=CreationBatcher(pool),
-        reserve_batcher=batched_rpc(
-            billing.ReserveMany,
-            lambda requests: billing_pb2.ReserveManyRequest(requests=requests),
-            lambda outcome: outcome.reservation,
-            timeout=10,
-        ),
+        batcher=creations,
+        reserve_batcher=reservations,
         webhook_policy=runs_config.webhooks.policy,
     )
     service = RunsService(
