@@ -7,8 +7,8 @@ from typing import Any
 from admin.__main__ import print_json
 from admin.clients import AdminClients
 from weft.auth.v1 import auth_pb2
+from weftcore.plans import PLANS
 
-PLANS = ("free", "pro", "team", "enterprise")
 SCOPES = ("workflows:read", "workflow_runs:create")
 
 

@@ -20,7 +20,8 @@ from aiohttp import web
 
 from gateway.keys import CONFIG, SERVICES
 from weft.auth.v1 import auth_pb2
-from weftcore.errors import NotFound, PermissionDenied, Unauthenticated, WeftError, from_rpc_error
+from weftcore.errors import NotFound, PermissionDenied, Unauthenticated, from_rpc_error
+from weftcore.plans import require_paid_plan
 
 TOKEN_PREFIX = "wft_live_"
 
@@ -124,18 +125,10 @@ async def authenticate(request: web.Request) -> auth_pb2.Principal:
     return principal
 
 
-def check_plan(principal: auth_pb2.Principal) -> None:
-    if principal.plan == "free" or not principal.plan:
-        raise WeftError(
-            "API access needs a paid plan. Upgrade to pro, team or enterprise.",
-            code="PAID_PLAN_REQUIRED",
-        )
-
-
 async def require(request: web.Request, scope: str | None = None) -> auth_pb2.Principal:
     """Authenticate, then check the plan allows API access and the key has `scope`."""
     principal = await authenticate(request)
-    check_plan(principal)
+    require_paid_plan(principal.plan)
     if scope is not None and scope not in principal.scopes:
         raise PermissionDenied(f"This API key lacks the `{scope}` scope.", code="MISSING_SCOPE")
     return principal

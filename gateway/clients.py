@@ -42,6 +42,8 @@ class Services:
         return health_pb2_grpc.HealthStub(self.channels[name])
 
     async def close(self) -> None:
+        # Creations already batched still reach the runs service before the channels go.
+        await self.create_run.close()
         for channel in self.channels.values():
             await channel.close()
 

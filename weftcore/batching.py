@@ -9,11 +9,17 @@ A batch holds at most `max_batch` items and, given `size`, at most `max_bytes` o
 then never passed because several callers happened to arrive together. A batch whose
 call fails as a whole for a reason `retry_alone` accepts is sent again one item per call,
 so an error one item causes is that item's alone.
+
+`close()` (on the owner's shutdown) drains: calls already made still go out and get
+their answers, new ones are refused with `BatcherClosed`; it returns once no batch task
+is left. Cut short (cancelled), it fails the calls still waiting and cancels the rest.
 """
 
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
+
+from weftcore.errors import Unavailable
 
 Item = TypeVar("Item")
 Answer = TypeVar("Answer")
@@ -24,6 +30,13 @@ SendBatch = Callable[[list[Item]], Awaitable[list[Answer | BaseException]]]
 
 def _never(exc: BaseException) -> bool:
     return False
+
+
+class BatcherClosed(Unavailable):
+    """A call made after close(): the process is shutting down, another may answer."""
+
+    def __init__(self) -> None:
+        super().__init__("This process is shutting down; retry the request.")
 
 
 class Batcher(Generic[Item, Answer]):
@@ -48,15 +61,43 @@ class Batcher(Generic[Item, Answer]):
         self._waiting: list[tuple[Item, int, asyncio.Future[Answer]]] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._aborted = False  # close() was cut short: nothing more goes out
 
     async def call(self, item: Item) -> Answer:
+        if self._closed:
+            raise BatcherClosed()
         answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         # Measured once, here: the caller pays for its own item's size.
         self._waiting.append((item, self._size(item) if self._size else 0, answer))
         self._send_waiting()
         return await answer
 
+    async def close(self) -> None:
+        """Refuse new calls; wait until every call already made has its answer (those
+        waiting for a batch go out as batches finish). Idempotent. If cancelled, the
+        calls still waiting get BatcherClosed and the batches out are cancelled."""
+        self._closed = True
+        try:
+            while self._tasks:
+                await asyncio.wait(set(self._tasks))
+        except asyncio.CancelledError:
+            self._abort()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            raise
+
+    def _abort(self) -> None:
+        self._aborted = True
+        waiting, self._waiting = self._waiting, []
+        for _, _, answer in waiting:
+            if not answer.done():
+                answer.set_exception(BatcherClosed())
+        for task in self._tasks:
+            task.cancel()
+
     def _send_waiting(self) -> None:
+        if self._aborted:
+            return
         while self._waiting and self._in_flight < self._max_in_flight:
             batch = self._next_batch()
             if not batch:
@@ -85,9 +126,10 @@ class Batcher(Generic[Item, Answer]):
         try:
             answers = await self._answers([item for item, _ in batch])
         except BaseException as exc:
+            cut = self._aborted and isinstance(exc, asyncio.CancelledError)
             for _, answer in batch:
                 if not answer.done():
-                    answer.set_exception(exc)
+                    answer.set_exception(BatcherClosed() if cut else exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return

@@ -1,5 +1,6 @@
 """NATS JetStream connection and the streams every service agrees on."""
 
+import asyncio
 import logging
 
 import nats
@@ -57,6 +58,22 @@ async def connect(url: str, name: str) -> Client:
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
     )
+
+
+async def connect_retrying(
+    url: str, name: str, attempts: int = 60, interval_seconds: float = 0.5
+) -> Client:
+    """`connect`, retrying for a while first: NATS restarting next to us must not stop
+    a start. (Once connected, the client reconnects by itself.)"""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await connect(url, name)
+        except Exception as exc:
+            if attempt == attempts:
+                raise
+            log.warning("nats not reachable yet", extra={"error": str(exc)})
+            await asyncio.sleep(interval_seconds)
+    raise AssertionError("unreachable")
 
 
 async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import uvloop
 
+from weftcore.background import BackgroundTasks
 from weftcore.config import ConfigError, ServiceConfig
 from weftcore.db import migrate
 from weftcore.grpc_server import GrpcServer
@@ -47,13 +48,12 @@ async def serve(
     async with AsyncExitStack() as stack:
         server = GrpcServer(grpc_service_names, config.grpc_bind, config.grace_seconds)
         checks = await wiring(config, server, stack)
+        tasks = BackgroundTasks()
+        stack.push_async_callback(tasks.close)  # first to close: before what wiring opened
         await server.start()
         freeze_startup_heap()
-        watcher = asyncio.create_task(watch_dependencies(server, checks, 1.0))
-        try:
-            await server.wait_for_signal()
-        finally:
-            watcher.cancel()
+        tasks.start("readiness", lambda: watch_dependencies(server, checks, 1.0))
+        await server.wait_for_signal()
     log.info("stopped", extra={"service": name})
 
 
@@ -76,7 +76,12 @@ def main(
         applied = uvloop.run(migrate(config.database_url, name, migrations_dir))
         log.info("migrations done", extra={"applied": applied})
     elif command == "serve":
-        uvloop.run(serve(name, grpc_service_names, config, wiring))
+        try:
+            uvloop.run(serve(name, grpc_service_names, config, wiring))
+        except ConfigError as exc:
+            # A service's own settings, read by its wiring before it opens anything.
+            print(f"{name}: configuration error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
     else:
         print(f"usage: python -m services.{name} [serve|migrate]", file=sys.stderr)
         raise SystemExit(2)

@@ -1,13 +1,12 @@
 """gRPC surface of the auth service: wiring and the servicer (gRPC <-> domain)."""
 
-import asyncio
-import contextlib
 from contextlib import AsyncExitStack
 from typing import Any
 
 from services.auth.repository import AuthRepository, KeyRow, TeamRow, UserRow
 from services.auth.service import AuthService, LastUsed, Principal
 from weft.auth.v1 import auth_pb2, auth_pb2_grpc
+from weftcore.background import BackgroundTasks
 from weftcore.config import ServiceConfig, env_float
 from weftcore.db import create_pool, ping
 from weftcore.grpc_server import GrpcServer
@@ -113,15 +112,10 @@ async def wire(
     stack.push_async_callback(pool.close)
     repo = AuthRepository(pool)
     last_used = LastUsed(repo, env_float("WEFT_AUTH_LAST_USED_FLUSH_SECONDS", 5.0))
-    flusher = asyncio.create_task(last_used.run())
-
-    async def stop_flusher() -> None:
-        flusher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await flusher
-
-    # Registered after the pool, so it runs first: the final flush still has a pool.
-    stack.push_async_callback(stop_flusher)
+    tasks = BackgroundTasks()
+    # Registered after the pool, so it closes first: the final flush still has a pool.
+    stack.push_async_callback(tasks.close)
+    tasks.start("last-used-flusher", last_used.run)
     servicer = AuthServiceServicer(AuthService(repo, last_used))
     auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server.server)  # type: ignore[arg-type]
 

@@ -14,6 +14,7 @@ from typing import Protocol
 from services.auth.repository import AuthRow, KeyRow, TeamRow, UserRow
 from weftcore.errors import InvalidArgument, Unauthenticated
 from weftcore.ids import has_prefix, new_id, utcnow
+from weftcore.plans import PLANS
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,6 @@ _TOKEN_RE = re.compile(r"^wft_live_[A-Za-z0-9_-]{43}$")
 # 4 of 43 characters leave 232 bits unknown.
 _PREFIX_CHARS = 4
 
-PLANS = ("free", "pro", "team", "enterprise")
 SCOPES = ("workflows:read", "workflow_runs:create")
 
 # One message for every bad key: no hint whether it was malformed, unknown, revoked or expired.

@@ -57,7 +57,8 @@ def _tokens(value: Any) -> int:
 
 class CaptureConsumer:
     """Pulls billing's copies of run events: confirms reservations on run.created and
-    captures each finished run; owned by the service's exit stack."""
+    captures each finished run. `subscribe()`, then `run()` as a background task, then
+    `unsubscribe()` once it is cancelled."""
 
     def __init__(
         self, js: JetStreamContext, billing: BillingService, durable: str, batch: int = 64
@@ -66,10 +67,10 @@ class CaptureConsumer:
         self.billing = billing
         self.durable = durable
         self.batch = batch
-        self._task: asyncio.Task[None] | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
 
-    async def start(self) -> None:
+    async def subscribe(self) -> None:
+        """Create the durable consumer (idempotent) and bind to it."""
         await self.js.add_consumer(
             BILLING_STREAM,
             ConsumerConfig(
@@ -83,17 +84,18 @@ class CaptureConsumer:
             ),
         )
         self._sub = await self.js.pull_subscribe_bind(durable=self.durable, stream=BILLING_STREAM)
-        self._task = asyncio.create_task(self._loop(self._sub), name="billing-capture")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+    async def unsubscribe(self) -> None:
         if self._sub is not None:
             # No interest left: the server stops handing us messages we would never ack.
             await self._sub.unsubscribe()
+            self._sub = None
 
-    async def _loop(self, sub: JetStreamContext.PullSubscription) -> None:
+    async def run(self) -> None:
+        """Fetch and capture until cancelled (a weftcore.background task)."""
+        sub = self._sub
+        if sub is None:
+            raise RuntimeError("subscribe() before run()")
         while True:
             try:
                 msgs = await sub.fetch(self.batch, timeout=FETCH_SECONDS)

@@ -18,17 +18,9 @@ class ReservationSweeper:
         self.billing = billing
         self.ttl = ttl
         self.interval = interval
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="billing-sweeper")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _loop(self) -> None:
+    async def run(self) -> None:
+        """Sweep until cancelled (a weftcore.background task)."""
         while True:
             await asyncio.sleep(self.interval)
             try:

@@ -13,6 +13,7 @@ from services.billing.repository import AccountRow, ReservationRow
 from services.billing.service import BillingService, Payer
 from weft.billing.v1 import billing_pb2 as pb
 from weft.billing.v1 import billing_pb2_grpc
+from weftcore.background import BackgroundTasks
 from weftcore.config import ServiceConfig
 from weftcore.db import create_pool, ping
 from weftcore.grpc_server import GrpcServer, batch_item
@@ -197,14 +198,17 @@ async def wire(
     js = nc.jetstream()
     await ensure_streams(js)
     consumer = CaptureConsumer(js, billing, billing_config.consumer_name)
-    await consumer.start()
-    # Stopped before NATS drains and the pool closes (the exit stack unwinds in reverse).
-    stack.push_async_callback(consumer.stop)
+    await consumer.subscribe()
+    # The exit stack unwinds in reverse: the loops stop, then the consumer unsubscribes,
+    # then NATS drains and the pool closes.
+    stack.push_async_callback(consumer.unsubscribe)
     sweeper = ReservationSweeper(
         billing, billing_config.reservation_ttl_seconds, billing_config.sweep_interval_seconds
     )
-    sweeper.start()
-    stack.push_async_callback(sweeper.stop)
+    tasks = BackgroundTasks()
+    stack.push_async_callback(tasks.close)
+    tasks.start("billing-capture", consumer.run)
+    tasks.start("billing-sweeper", sweeper.run)
 
     async def database() -> bool:
         return await ping(pool)

@@ -16,11 +16,9 @@ from services.billing.money import format_usd_ceil
 from services.billing.pricing import Price, UnknownModel, Usage, price_stages
 from weftcore.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from weftcore.ids import has_prefix
+from weftcore.plans import PAID_PLANS, require_paid_plan
 
 log = logging.getLogger(__name__)
-
-FREE_PLAN = "free"
-PAID_PLANS = frozenset({"pro", "team", "enterprise"})
 
 
 @dataclass(frozen=True)
@@ -93,8 +91,7 @@ class BillingService:
                 existing = await repo.get_reservation(conn, run_id)
                 if existing is not None:
                     return existing
-            if payer.plan not in PAID_PLANS:
-                raise FailedPrecondition("API access needs a paid plan.", code="PAID_PLAN_REQUIRED")
+            require_paid_plan(payer.plan)
             prices = await self._prices_for(conn, stages)
             for usage in stages:
                 # A stage without a model and without tokens (template, http) is free.

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from services.runs.server import GRPC_SERVICE_NAME, wire
+from services.runs.server import GRPC_SERVICE_NAME
+from services.runs.wiring import wire
 from weftcore.service import main
 
 if __name__ == "__main__":

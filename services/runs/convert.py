@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from services.runs.create import Caller
+from services.runs.create import Caller, CreateRunInput, CreateRunOutput, IdempotencyRequest
 from services.runs.workflows import public_fields, public_stages
 from weft.runs.v1 import runs_pb2 as pb
 from weftcore.errors import InvalidArgument
@@ -17,6 +17,16 @@ if TYPE_CHECKING:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def json_arg(raw: str, param: str, default: Any) -> Any:
+    """A JSON-encoded request field (`default` when empty); 400 naming `param` if bad."""
+    if not raw:
+        return default
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        raise InvalidArgument(f"{param} is not valid JSON.", param=param) from None
 
 
 def caller(msg: pb.Caller) -> Caller:
@@ -78,4 +88,81 @@ def run(view: "RunView") -> pb.Run:
         params_json=_dumps(row["params"]),
         attachment_ids=list(row["attachment_ids"]),
         snapshot_json=_dumps(snap),
+    )
+
+
+def idempotency(msg: pb.Idempotency) -> IdempotencyRequest | None:
+    if not msg.key:
+        return None
+    return IdempotencyRequest(msg.key, msg.method, msg.path, msg.request_hash)
+
+
+def create_run_input(request: pb.CreateRunRequest) -> CreateRunInput:
+    return CreateRunInput(
+        workflow_id=request.workflow_id,
+        input_text=request.input_text,
+        params=json_arg(request.params_json, "params", {}),
+        attachment_ids=list(request.attachment_ids),
+        webhook_url=request.webhook_url,
+        idempotency=idempotency(request.idempotency),
+    )
+
+
+def create_run_response(out: CreateRunOutput) -> pb.CreateRunResponse:
+    response = pb.CreateRunResponse(
+        http_status=out.http_status, body_json=out.body_json, replayed=out.replayed
+    )
+    if out.rate_limit is not None:
+        response.rate_limit.CopyFrom(
+            pb.RateLimitState(
+                limit=out.rate_limit.limit,
+                remaining=out.rate_limit.remaining,
+                reset_seconds=out.rate_limit.reset_seconds,
+            )
+        )
+    return response
+
+
+def run_event(row: asyncpg.Record) -> pb.RunEvent:
+    """A run_events row as the proto (the run as it was at that event)."""
+    payload = row["payload"]
+    snapshot = payload["run"]
+    return pb.RunEvent(
+        id=row["event_id"],
+        seq=row["seq"],
+        type=row["type"],
+        stage=row["stage"] or "",
+        created_at=payload["created_at"],
+        run=pb.Run(
+            id=snapshot["id"],
+            workflow_id=snapshot["workflow_id"],
+            status=snapshot["status"],
+            snapshot_json=_dumps(snapshot),
+        ),
+    )
+
+
+def webhook_delivery(row: asyncpg.Record, attempts: list[asyncpg.Record]) -> pb.WebhookDelivery:
+    return pb.WebhookDelivery(
+        id=row["id"],
+        run_id=row["run_id"],
+        event_type=row["event_type"],
+        url=row["url"],
+        status=row["status"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        last_status_code=row["last_status_code"],
+        next_attempt_at=iso(row["next_attempt_at"]) if row["status"] == "pending" else "",
+        created_at=iso(row["created_at"]),
+        delivered_at=iso(row["delivered_at"]),
+        attempt_log=[
+            pb.WebhookAttempt(
+                attempt=a["attempt"],
+                status_code=a["status_code"],
+                error=a["error"],
+                duration_ms=a["duration_ms"],
+                created_at=iso(a["created_at"]),
+            )
+            for a in attempts
+        ],
     )

@@ -23,16 +23,16 @@ from weft.billing.v1 import billing_pb2, billing_pb2_grpc
 from weft.storage.v1 import storage_pb2, storage_pb2_grpc
 from weftcore.batching import Batcher
 from weftcore.context import request_id_var
-from weftcore.errors import FailedPrecondition, InvalidArgument, NotFound, WeftError, from_rpc_error
+from weftcore.errors import InvalidArgument, NotFound, from_rpc_error
 from weftcore.events import RunEvent
 from weftcore.ids import new_id
+from weftcore.plans import require_paid_plan
 from weftcore.tokens import estimate_tokens
 
 log = logging.getLogger(__name__)
 
 MAX_INPUT_CHARS = 50_000
 MAX_ATTACHMENTS = 20
-PAID_PLANS = frozenset({"pro", "team", "enterprise"})
 
 
 @dataclass(frozen=True)
@@ -190,8 +190,7 @@ class RunCreator:
         them in order."""
         if not ids:
             return []
-        if caller.plan not in PAID_PLANS:
-            raise WeftError("Attachments need a paid plan.", code="PAID_PLAN_REQUIRED")
+        require_paid_plan(caller.plan)
         if len(ids) > MAX_ATTACHMENTS:
             raise InvalidArgument(
                 f"At most {MAX_ATTACHMENTS} attachments per run.", param="attachment_ids"
@@ -317,8 +316,7 @@ class RunCreator:
         no allocation check, so it skips billing: no reservation, no capture, no ledger
         entries of zero. A team member's free run still asks (NO_ALLOCATION applies)."""
         if not stages and not caller.team_id:
-            if caller.plan not in PAID_PLANS:
-                raise FailedPrecondition("API access needs a paid plan.", code="PAID_PLAN_REQUIRED")
+            require_paid_plan(caller.plan)
             return False
         payer = billing_pb2.Payer(user_id=caller.user_id, team_id=caller.team_id, plan=caller.plan)
         reserve = billing_pb2.ReserveRequest(

@@ -92,6 +92,10 @@ class CreationBatcher:
         event, args = created_run(run)
         return event, await self._batcher.call((args, rate_take))
 
+    async def close(self) -> None:
+        """Finish the statements under way and refuse new creations (Batcher.close)."""
+        await self._batcher.close()
+
     async def _write(self, batch: list[Creation]) -> list[asyncpg.Record | BaseException]:
         try:
             async with self._pool.acquire() as conn:

@@ -36,15 +36,6 @@ class Notifier:
         self._on_outbox = on_outbox
         self._on_webhooks = on_webhooks
         self._waiters: dict[str, set[asyncio.Event]] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="runs-notifier")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
 
     def watch(self, run_id: str) -> asyncio.Event:
         """An event set on the next status change of `run_id`; pair with `unwatch`."""
@@ -69,7 +60,8 @@ class Notifier:
         for event in self._waiters.get(str(payload), ()):
             event.set()
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        """Listen until cancelled (a weftcore.background task), reconnecting as needed."""
         delay = 0.2
         while True:
             conn: asyncpg.Connection | None = None

@@ -1,6 +1,6 @@
 """The outbox relay: publishes committed `outbox` rows to JetStream, in id order.
 
-Runs as a background task in every runs API process. Rows are claimed with
+Runs as a background loop (`run`) in every runs API process. Rows are claimed with
 `FOR UPDATE SKIP LOCKED` so replicas share the work, published with `Nats-Msg-Id` (the
 stream de-duplicates a row published twice, e.g. after a crash between the ack and the
 commit), and marked published only after JetStream acked them.
@@ -58,21 +58,12 @@ class OutboxRelay:
         self._ack_timeout = ack_timeout
         self._keep_seconds = keep_published_seconds
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._inbox = ""  # where acks come back, one subscription for the relay's life
         self._tokens = itertools.count()
         self._acks: dict[str, asyncio.Future[None]] = {}
 
     def wake(self) -> None:
         self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="outbox-relay")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
 
     async def publish_batch(self) -> int:
         """Publish up to one batch of unpublished rows; returns how many were published."""
@@ -118,7 +109,8 @@ class OutboxRelay:
         else:
             ack.set_exception(PublishRefused(msg.data.decode(errors="replace") or str(msg.headers)))
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        """Publish until cancelled (a weftcore.background task); failures are retried."""
         delay = 0.1
         last_prune = 0.0
         while True:

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from services.runs.create import RateLimitState
-from weftcore.config import env_int
+from weftcore.config import ConfigError, env_int
 from weftcore.errors import ResourceExhausted
 
 WINDOW_SECONDS = 3600
@@ -36,11 +36,19 @@ PEEK_SQL = (
 
 
 def limits_from_env(env: Mapping[str, str] | None = None) -> dict[str, int]:
-    """Per-plan hourly limits: the defaults, overridden by WEFT_RATE_LIMIT_<PLAN>."""
-    return {
+    """Per-plan hourly limits: the defaults, overridden by WEFT_RATE_LIMIT_<PLAN>
+    (read once, into services.runs.config.RunsConfig)."""
+    limits = {
         plan: env_int(f"WEFT_RATE_LIMIT_{plan.upper()}", default, env)
         for plan, default in DEFAULT_LIMITS.items()
     }
+    for plan, limit in limits.items():
+        if limit < 0:
+            raise ConfigError(
+                f"environment variable WEFT_RATE_LIMIT_{plan.upper()} must not be negative,"
+                f" got {limit}"
+            )
+    return limits
 
 
 @dataclass(frozen=True)
@@ -58,11 +66,11 @@ class Ticket:
 
 
 def ticket(
-    account_id: str, plan: str, now: float | None = None, limits: Mapping[str, int] | None = None
+    account_id: str, plan: str, limits: Mapping[str, int], now: float | None = None
 ) -> Ticket:
     """What `settle` needs to judge one take for `account_id` at `now`."""
     now = time.time() if now is None else now
-    limit = (limits if limits is not None else limits_from_env()).get(plan, 0)
+    limit = limits.get(plan, 0)
     return Ticket(account_id, int(now) // BUCKET_SECONDS * BUCKET_SECONDS, limit, now)
 
 
@@ -100,15 +108,16 @@ async def take(
     conn: asyncpg.Connection,
     account_id: str,
     plan: str,
+    *,
+    limits: Mapping[str, int],
     now: float | None = None,
-    limits: Mapping[str, int] | None = None,
 ) -> RateLimitState:
     """Count one run creation for `account_id` (the team if any, else the user).
 
     Raises ResourceExhausted RATE_LIMITED with extra limit/remaining/retry_after when the
     account already created `limit` runs in the last hour. Call it inside the creating
     transaction; without one, it is its own (one statement)."""
-    tk = ticket(account_id, plan, now, limits)
+    tk = ticket(account_id, plan, limits, now)
     row = await conn.fetchrow(TAKE_SQL, *tk.args())
     assert row is not None
     return settle(tk, row)
@@ -118,28 +127,30 @@ async def current(
     conn: asyncpg.Connection,
     account_id: str,
     plan: str,
+    *,
+    limits: Mapping[str, int],
     now: float | None = None,
-    limits: Mapping[str, int] | None = None,
 ) -> RateLimitState:
     """The account's limit, what is left of it and when a slot frees, counting nothing."""
-    tk = ticket(account_id, plan, now, limits)
+    tk = ticket(account_id, plan, limits, now)
     row = await conn.fetchrow(PEEK_SQL, account_id, tk.bucket, WINDOW_SECONDS)
     assert row is not None
     return looked(tk, row)
 
 
 class PgRateLimiter:
-    """`services.runs.create.RateLimiter` over `take`, with limits read once at start."""
+    """`services.runs.create.RateLimiter` over `take`, with the limits read at start
+    (RunsConfig.rate_limits)."""
 
-    def __init__(self, limits: Mapping[str, int] | None = None) -> None:
-        self.limits = dict(limits) if limits is not None else limits_from_env()
+    def __init__(self, limits: Mapping[str, int]) -> None:
+        self.limits = dict(limits)
 
     async def take(self, conn: asyncpg.Connection, account_id: str, plan: str) -> RateLimitState:
         return await take(conn, account_id, plan, limits=self.limits)
 
     def ticket(self, account_id: str, plan: str) -> Ticket:
         """For CreateRun's one-statement insert (TAKE_SQL inside it), judged by `settle`."""
-        return ticket(account_id, plan, limits=self.limits)
+        return ticket(account_id, plan, self.limits)
 
     def settle(self, tk: Ticket, row: Mapping[str, Any]) -> RateLimitState:
         """The state after the embedded take answered `row` (see `settle`)."""

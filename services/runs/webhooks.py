@@ -34,7 +34,7 @@ import asyncpg
 
 from services.runs.ssrf import GuardedResolver, ResolutionFailed, SSRFPolicy, SSRFRefused
 from services.runs.webhook_url import check_webhook_url
-from weftcore.config import env_bool, env_float, env_list
+from weftcore.config import ConfigError, env_bool, env_float, env_list
 
 log = logging.getLogger(__name__)
 
@@ -64,19 +64,38 @@ class WebhookConfig:
         allowlist = env_list("WEFT_WEBHOOK_ALLOWLIST", "", env) or env_list(
             "WEFT_HTTP_STAGE_ALLOWLIST", "", env
         )
-        return cls(
-            timeout_seconds=env_float("WEFT_WEBHOOK_TIMEOUT_SECONDS", 10.0, env),
-            backoff_base_seconds=env_float("WEFT_WEBHOOK_BACKOFF_BASE_SECONDS", 1.0, env),
-            backoff_cap_seconds=env_float("WEFT_WEBHOOK_BACKOFF_CAP_SECONDS", 3600.0, env),
-            retry_window=timedelta(hours=env_float("WEFT_WEBHOOK_RETRY_HOURS", 24.0, env)),
-            public_base_url=(os.environ if env is None else env).get("WEFT_PUBLIC_BASE_URL", ""),
-            policy=SSRFPolicy(
-                allow_private=env_bool("WEFT_WEBHOOK_ALLOW_PRIVATE", False, env),
-                allowlist=tuple(h.lower() for h in allowlist),
-                # Development: receivers on this machine, over plain http too.
-                allow_loopback=env_bool("WEFT_WEBHOOK_ALLOW_LOOPBACK", False, env),
-            ),
+        return _checked(
+            cls(
+                timeout_seconds=env_float("WEFT_WEBHOOK_TIMEOUT_SECONDS", 10.0, env),
+                backoff_base_seconds=env_float("WEFT_WEBHOOK_BACKOFF_BASE_SECONDS", 1.0, env),
+                backoff_cap_seconds=env_float("WEFT_WEBHOOK_BACKOFF_CAP_SECONDS", 3600.0, env),
+                retry_window=timedelta(hours=env_float("WEFT_WEBHOOK_RETRY_HOURS", 24.0, env)),
+                public_base_url=(os.environ if env is None else env).get(
+                    "WEFT_PUBLIC_BASE_URL", ""
+                ),
+                policy=SSRFPolicy(
+                    allow_private=env_bool("WEFT_WEBHOOK_ALLOW_PRIVATE", False, env),
+                    allowlist=tuple(h.lower() for h in allowlist),
+                    # Development: receivers on this machine, over plain http too.
+                    allow_loopback=env_bool("WEFT_WEBHOOK_ALLOW_LOOPBACK", False, env),
+                ),
+            )
         )
+
+
+def _checked(config: WebhookConfig) -> WebhookConfig:
+    """Fail fast on values that would time out every attempt, retry in a tight loop or
+    go back in time."""
+    for name, value in (
+        ("WEFT_WEBHOOK_TIMEOUT_SECONDS", config.timeout_seconds),
+        ("WEFT_WEBHOOK_BACKOFF_BASE_SECONDS", config.backoff_base_seconds),
+        ("WEFT_WEBHOOK_BACKOFF_CAP_SECONDS", config.backoff_cap_seconds),
+    ):
+        if value <= 0:
+            raise ConfigError(f"environment variable {name} must be positive, got {value}")
+    if config.retry_window < timedelta(0):
+        raise ConfigError("environment variable WEFT_WEBHOOK_RETRY_HOURS must not be negative")
+    return config
 
 
 def backoff_seconds(attempt: int, base: float = 1.0, cap: float = 3600.0) -> float:
@@ -204,27 +223,25 @@ class WebhookDispatcher:
         self._pool = pool
         self._config = config
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._secrets: dict[str, str] = {}
 
     def wake(self) -> None:
         self._wake.set()
 
-    def start(self) -> None:
+    async def run(self) -> None:
+        """Deliver until cancelled (a weftcore.background task); the HTTP session lives
+        as long as the loop."""
         connector = aiohttp.TCPConnector(resolver=GuardedResolver(self._config.policy))
-        self._session = aiohttp.ClientSession(
+        async with aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=self._config.timeout_seconds),
-        )
-        self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
+        ) as session:
+            self._session = session
+            try:
+                await self._deliver_forever()
+            finally:
+                self._session = None
 
     async def _secret(self, account_id: str) -> str:
         cached = self._secrets.get(account_id)
@@ -310,7 +327,7 @@ class WebhookDispatcher:
                 extra={"delivery_id": row["id"], "run_id": row["run_id"], "error": error},
             )
 
-    async def _run(self) -> None:
+    async def _deliver_forever(self) -> None:
         delay = 0.5
         while True:
             try:

@@ -6,6 +6,8 @@ import uuid
 from typing import Any
 
 import aiohttp
+import grpc
+import pytest
 
 from devstack.stack import Stack
 from tests.integration.attachments_support import form
@@ -15,10 +17,13 @@ from tests.support.runs import (
     apply_workflow,
     create_account,
     create_run,
+    create_user,
     fake_llm_calls,
     runs_db,
     wait_for,
 )
+from weft.runs.v1 import runs_pb2, runs_pb2_grpc
+from weftcore.errors import from_rpc_error
 
 
 async def upload(
@@ -101,3 +106,24 @@ async def test_another_accounts_attachment_is_not_found(
     finally:
         await conn.close()
     assert count == 0  # refused before anything was created
+
+
+async def test_a_free_plan_caller_over_grpc_gets_paid_plan_required(
+    stack: Stack, runs: runs_pb2_grpc.RunsServiceStub
+) -> None:
+    # Internal callers reach the runs service without the gateway's plan check: the
+    # service's own refusal must be the same public error, not an INTERNAL one.
+    free = create_user(stack, plan="free")
+    workflow_id = await summary_workflow(stack, f"free-{uuid.uuid4().hex[:8]}")
+    request = runs_pb2.CreateRunRequest(
+        caller=runs_pb2.Caller(user_id=free.user_id, plan="free"),
+        workflow_id=workflow_id,
+        input_text="Summarise.",
+        attachment_ids=["att_01doesnotexist0000000000000"],
+    )
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await runs.CreateRun(request, timeout=10)
+
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert from_rpc_error(refused.value).code == "PAID_PLAN_REQUIRED"

@@ -1,11 +1,12 @@
 """Batcher: alone a call goes out at once; under load calls share batches; each caller
-gets its own answer or error."""
+gets its own answer or error; close() drains what was called and refuses the rest."""
 
 import asyncio
 
+import grpc
 import pytest
 
-from weftcore.batching import Batcher
+from weftcore.batching import Batcher, BatcherClosed
 
 
 class Backend:
@@ -126,3 +127,52 @@ async def test_other_whole_batch_failures_are_not_retried() -> None:
     answers = await asyncio.gather(*calls, return_exceptions=True)
     assert all(isinstance(a, ConnectionError) for a in answers)
     assert sent == [[0], [1, 2]]
+
+
+async def test_close_drains_batches_out_and_calls_waiting_for_them() -> None:
+    backend = Backend()
+    backend.release.clear()
+    batcher = Batcher(backend.send, max_in_flight=1)
+    out = asyncio.ensure_future(batcher.call(0))
+    await asyncio.sleep(0)
+    waiting = [asyncio.ensure_future(batcher.call(i)) for i in (2, 4)]
+    await asyncio.sleep(0)
+    closing = asyncio.ensure_future(batcher.close())
+    await asyncio.sleep(0.01)
+    assert not closing.done()  # the batch out is not finished yet
+
+    backend.release.set()
+    await asyncio.wait_for(closing, 1)
+
+    assert await out == 0 and await asyncio.gather(*waiting) == [20, 40]
+    assert backend.batches == [[0], [2, 4]]
+    assert not batcher._tasks
+
+
+async def test_calls_after_close_are_refused_as_unavailable() -> None:
+    backend = Backend()
+    batcher = Batcher(backend.send)
+    await batcher.close()
+    await batcher.close()  # idempotent
+    with pytest.raises(BatcherClosed) as refused:
+        await batcher.call(2)
+    assert refused.value.grpc_code == grpc.StatusCode.UNAVAILABLE
+    assert backend.batches == []
+
+
+async def test_a_cancelled_close_fails_the_waiting_calls_and_stops_the_batches() -> None:
+    backend = Backend()
+    backend.release.clear()
+    batcher = Batcher(backend.send, max_in_flight=1)
+    out = asyncio.ensure_future(batcher.call(0))
+    await asyncio.sleep(0)
+    waiting = asyncio.ensure_future(batcher.call(2))
+    await asyncio.sleep(0)
+
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(batcher.close(), 0.01)
+
+    for call in (out, waiting):
+        with pytest.raises(BatcherClosed):
+            await call
+    assert backend.batches == [[0]] and not batcher._tasks

@@ -9,8 +9,9 @@ from typing import Any
 import grpc
 import pytest
 
-from gateway.clients import batched_create_run
+from gateway.clients import Services, batched_create_run
 from weft.runs.v1 import runs_pb2
+from weftcore.batching import BatcherClosed
 from weftcore.errors import WeftError
 
 CAP = 10_000  # the fake transport's message cap
@@ -101,3 +102,33 @@ async def test_a_lone_request_over_the_cap_is_too_large_for_itself_only() -> Non
         await batcher.call(request("req_huge", CAP + 1))
     assert info.value.code == "PAYLOAD_TOO_LARGE"
     assert (await batcher.call(request("req_ok", 10))).http_status == 201
+
+
+async def test_closing_the_services_sends_batched_creations_before_the_channels_close() -> None:
+    runs = FakeRuns()
+    runs.release.clear()
+    closed: list[str] = []
+
+    class Channel:
+        async def close(self) -> None:
+            closed.append("channel")
+
+    unused: Any = None
+    services = Services(
+        channels={"runs": Channel()},  # type: ignore[dict-item]
+        auth=unused,
+        runs=unused,
+        storage=unused,
+        billing=unused,
+        create_run=batched_create_run(runs),  # type: ignore[arg-type]
+    )
+    created = asyncio.ensure_future(services.create_run.call(request("req_1", 10)))
+    await asyncio.sleep(0)
+    closing = asyncio.ensure_future(services.close())
+    await asyncio.sleep(0.01)
+    assert closed == []  # the channel stays open while a CreateRuns call is out
+    runs.release.set()
+    await asyncio.wait_for(closing, 1)
+    assert (await created).body_json == "req_1" and closed == ["channel"]
+    with pytest.raises(BatcherClosed):
+        await services.create_run.call(request("req_2", 10))

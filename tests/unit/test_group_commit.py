@@ -10,6 +10,7 @@ import pytest
 
 from services.runs.events import created_run
 from services.runs.group_commit import CreationBatcher, _columns
+from weftcore.batching import BatcherClosed
 
 RATE = (7, "usr_a", 1000, 50, 3600)
 
@@ -125,3 +126,18 @@ def test_only_a_run_holding_a_reservation_gets_billing_a_copy_of_run_created() -
     # $20 holds_reservation, $21 billing's subject (NULL: no copy).
     assert columns[19] == [False, True]
     assert columns[20] == [None, "weft.billing.run_h.run.created"]
+
+
+async def test_close_finishes_the_statement_out_and_refuses_new_creations() -> None:
+    conn = FakeConn(bad=set())
+    batcher, first = await one_out(conn)
+    closing = asyncio.ensure_future(batcher.close())
+    await asyncio.sleep(0.01)
+    assert not closing.done()
+    conn.gate.set()
+    await asyncio.wait_for(closing, 1)
+    _, row = await first
+    assert row["took"] == 1
+    with pytest.raises(BatcherClosed):
+        await batcher.insert(new_run("run_late"), RATE)
+    assert conn.singles == ["run_first"]

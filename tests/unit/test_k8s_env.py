@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from services.runs.ratelimit import DEFAULT_LIMITS, limits_from_env
+from services.runs.ratelimit import DEFAULT_LIMITS
 from tests.support.k8s import K8S, build
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -228,6 +228,7 @@ class Recording(dict[str, str]):
 def _configs(component: str, env: Recording) -> list[Any]:
     from gateway.config import GatewayConfig
     from services.billing.config import BillingConfig
+    from services.runs.config import RunsConfig
     from services.runs.ssrf import SSRFPolicy
     from services.runs.worker.config import WorkerConfig
     from services.storage.config import StorageConfig
@@ -245,7 +246,7 @@ def _configs(component: str, env: Recording) -> list[Any]:
     if component == "billing":
         built.append(BillingConfig.from_env(env))
     if component == "runs":
-        built.append(limits_from_env(env))
+        built.append(RunsConfig.from_env(env))
     return built
 
 
@@ -263,4 +264,8 @@ def test_config_dataclasses_accept_the_manifest_env(
         assert (gateway.host, gateway.port, gateway.processes) == ("0.0.0.0", 8080, 1)
         assert gateway.runs_addr == "runs:7102"
     if component == "runs":
-        assert configs[-1] == {p: int(env[f"WEFT_RATE_LIMIT_{p.upper()}"]) for p in DEFAULT_LIMITS}
+        runs = configs[-1]
+        assert runs.rate_limits == {
+            p: int(env[f"WEFT_RATE_LIMIT_{p.upper()}"]) for p in DEFAULT_LIMITS
+        }
+        assert runs.workflows_dir == "/app/workflows" and runs.billing_addr == "billing:7104"

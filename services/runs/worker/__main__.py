@@ -24,6 +24,7 @@ from services.runs.worker.executor import Executor
 from services.runs.worker.recovery import recovery_loop
 from services.runs.worker.stages.http import guarded_session
 from services.runs.worker.store import PgStore
+from weftcore.background import BackgroundTasks
 from weftcore.config import ConfigError
 from weftcore.db import create_pool, ping
 from weftcore.grpc_client import open_channel
@@ -94,24 +95,24 @@ async def serve(config: WorkerConfig) -> None:
         async def queue() -> bool:
             return nc.is_connected
 
+        tasks = BackgroundTasks()
+        stack.push_async_callback(tasks.close)  # also on a failure before the drain below
         await server.start()
         freeze_startup_heap()
-        tasks = [
-            asyncio.create_task(consumer.run(), name="consumer"),
-            asyncio.create_task(
-                recovery_loop(
-                    pool,
-                    config.stale_seconds,
-                    config.pending_recovery_seconds,
-                    config.recovery_interval_seconds,
-                ),
-                name="recovery",
+        tasks.start("consumer", consumer.run)
+        tasks.start(
+            "recovery",
+            lambda: recovery_loop(
+                pool,
+                config.stale_seconds,
+                config.pending_recovery_seconds,
+                config.recovery_interval_seconds,
             ),
-            asyncio.create_task(
-                watch_dependencies(server, {"database": database, "nats": queue}, 1.0),
-                name="health",
-            ),
-        ]
+        )
+        tasks.start(
+            "health",
+            lambda: watch_dependencies(server, {"database": database, "nats": queue}, 1.0),
+        )
         log.info(
             "worker started",
             extra={
@@ -131,9 +132,7 @@ async def serve(config: WorkerConfig) -> None:
         await server.health.enter_graceful_shutdown()
         consumer.stop()
         await consumer.drain(config.grace_seconds)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await tasks.close()
         await server.server.stop(0)
     log.info("worker stopped", extra={"worker_id": config.worker_id})
 
