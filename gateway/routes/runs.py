@@ -122,11 +122,15 @@ async def start_run(
     headers = rate_limit_headers(reply.rate_limit if reply.HasField("rate_limit") else None)
     if reply.replayed:
         headers["Idempotent-Replayed"] = "true"
-    stored = json.loads(reply.body_json)
-    data = stored.get("data") if isinstance(stored, dict) else None
-    if isinstance(data, dict) and "id" in data:
-        data["links"] = run_links(request, data["id"], data["workflow_id"])
-    return json_response(stored, status=reply.http_status, headers=headers)
+    run = reply.run
+    data = {
+        "id": run.id,
+        "workflow_id": run.workflow_id,
+        "status": run.status,
+        "created_at": run.created_at,
+        "links": run_links(request, run.id, run.workflow_id),
+    }
+    return json_response({"data": data}, status=201, headers=headers)
 
 
 async def start_form_run(

@@ -76,17 +76,10 @@ def run(view: "RunView") -> pb.Run:
         workflow_version=row["workflow_version"],
         user_id=row["user_id"],
         status=row["status"],
-        result_json=_dumps(row["result"]),
-        error_json=_dumps(row["error"]),
         cost_micros=row["cost_micros"],
-        cost_breakdown_json=_dumps(snap["cost_breakdown"]),
-        human_input_request_json=_dumps(row["human_input_request"]),
         created_at=iso(row["created_at"]),
         started_at=iso(row["started_at"]),
         completed_at=iso(row["completed_at"]),
-        input_text=row["input_text"],
-        params_json=_dumps(row["params"]),
-        attachment_ids=list(row["attachment_ids"]),
         snapshot_json=_dumps(snap),
     )
 
@@ -109,8 +102,15 @@ def create_run_input(request: pb.CreateRunRequest) -> CreateRunInput:
 
 
 def create_run_response(out: CreateRunOutput) -> pb.CreateRunResponse:
+    created = out.run
     response = pb.CreateRunResponse(
-        http_status=out.http_status, body_json=out.body_json, replayed=out.replayed
+        run=pb.CreatedRun(
+            id=created.id,
+            workflow_id=created.workflow_id,
+            status=created.status,
+            created_at=created.created_at,
+        ),
+        replayed=out.replayed,
     )
     if out.rate_limit is not None:
         response.rate_limit.CopyFrom(

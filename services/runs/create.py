@@ -6,8 +6,8 @@ import asyncio
 import dataclasses
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import asyncpg
@@ -24,7 +24,6 @@ from weft.storage.v1 import storage_pb2, storage_pb2_grpc
 from weftcore.batching import Batcher
 from weftcore.context import request_id_var
 from weftcore.errors import InvalidArgument, NotFound, from_rpc_error
-from weftcore.events import RunEvent
 from weftcore.ids import new_id
 from weftcore.plans import require_paid_plan
 from weftcore.tokens import estimate_tokens
@@ -102,13 +101,23 @@ class IdempotencyStore(Protocol):
         """Release a held key without an answer (the request did no work)."""
 
 
-class RateLimiter(Protocol):
-    """Counts run creations. One that also has `ticket(account_id, plan)` and
-    `settle(ticket, row)` (services.runs.ratelimit.PgRateLimiter) is taken inside the
-    statement that inserts the run."""
+class RateTicket(Protocol):
+    """One take of the rate limit, fixed before the statement that takes it."""
 
-    async def take(self, conn: asyncpg.Connection, account_id: str, plan: str) -> RateLimitState:
-        """Count one run; ResourceExhausted (RATE_LIMITED) when over the limit."""
+    def args(self) -> tuple[Any, ...]:
+        """The take's arguments in the creating statement (ratelimit.TAKE_SQL's)."""
+
+
+class RateLimiter(Protocol):
+    """Counts run creations. A take is fixed as a ticket before the statement that
+    inserts the run, which embeds it (services.runs.ratelimit: PgRateLimiter)."""
+
+    def ticket(self, account_id: str, plan: str) -> RateTicket:
+        """The arguments of one take for the account now."""
+
+    def settle(self, tk: Any, row: Mapping[str, Any]) -> RateLimitState:
+        """The state after the embedded take answered `row`; ResourceExhausted
+        (RATE_LIMITED) when it took nothing (then nothing was inserted)."""
 
     async def current(self, conn: asyncpg.Connection, account_id: str, plan: str) -> RateLimitState:
         """The state now, counting nothing (the headers of a replayed answer)."""
@@ -124,14 +133,30 @@ class CreateRunInput:
     idempotency: IdempotencyRequest | None
 
 
-@dataclass
+@dataclass(frozen=True)
+class CreatedRun:
+    """What creation answers of the new run (the replay of a key answers the original)."""
+
+    id: str
+    workflow_id: str
+    status: str
+    created_at: str
+
+    def to_json(self) -> str:
+        """The stored answer of an idempotent creation (services/runs/idempotency.py)."""
+        return json.dumps({"data": vars(self)}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "CreatedRun":
+        data = json.loads(text)["data"]
+        return cls(data["id"], data["workflow_id"], data["status"], data["created_at"])
+
+
+@dataclass(frozen=True)
 class CreateRunOutput:
-    http_status: int
-    body_json: str
+    run: CreatedRun
     replayed: bool
     rate_limit: RateLimitState | None = None
-    run_id: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 async def check_webhook(url: str, policy: SSRFPolicy) -> str | None:
@@ -340,7 +365,8 @@ class RunCreator:
             if stored is None:
                 return None
             rate = await self._rate_limiter.current(conn, caller.account_id, caller.plan)
-        return CreateRunOutput(stored.http_status, stored.body_json, replayed=True, rate_limit=rate)
+        replayed = CreatedRun.from_json(stored.body_json)
+        return CreateRunOutput(replayed, replayed=True, rate_limit=rate)
 
     async def _unclaim(self, caller: Caller, idem: IdempotencyRequest) -> None:
         try:
@@ -353,43 +379,31 @@ class RunCreator:
     async def _commit(
         self, caller: Caller, new: repo.NewRun, idem: IdempotencyRequest | None
     ) -> CreateRunOutput:
-        limiter: Any = self._rate_limiter
-        if idem is None and self._batcher is not None and hasattr(limiter, "ticket"):
-            tk = limiter.ticket(caller.account_id, caller.plan)
-            event, row = await self._batcher.insert(vars(new).copy(), tk.args())
+        """The run, its event and first job, with the rate take in the same statement
+        (nothing is inserted when the account is over its limit); with a key, its
+        stored answer too, in the same transaction."""
+        limiter = self._rate_limiter
+        tk = limiter.ticket(caller.account_id, caller.plan)
+        columns = vars(new).copy()
+        if idem is None and self._batcher is not None:
+            event, row = await self._batcher.insert(columns, tk.args())
             rate = limiter.settle(tk, row)
-            self._after_commit()
-            body = _created_body(new, event.created_at)
-            return CreateRunOutput(201, body, replayed=False, rate_limit=rate, run_id=new.id)
-        async with self._pool.acquire() as conn:
-            if idem is None and hasattr(self._rate_limiter, "ticket"):
-                # One statement is its own transaction: the account's rate lock is held
-                # only inside the server, never across a round trip.
-                event, rate = await self._insert(conn, caller, new)
-                body = _created_body(new, event.created_at)
-            else:
-                async with conn.transaction():
-                    event, rate = await self._insert(conn, caller, new)
-                    body = _created_body(new, event.created_at)
-                    if idem is not None:
-                        response = StoredResponse(201, body)
-                        await self._idempotency.complete(conn, caller.user_id, idem, response)
+        else:
+            async with self._pool.acquire() as conn:
+                if idem is None:
+                    # One statement is its own transaction: the account's rate lock is
+                    # held only inside the server, never across a round trip.
+                    event, row = await insert_created_run(conn, columns, tk.args())
+                    rate = limiter.settle(tk, row)
+                else:
+                    async with conn.transaction():
+                        event, row = await insert_created_run(conn, columns, tk.args())
+                        rate = limiter.settle(tk, row)  # over the limit: rolled back here
+                        created = _created(new, event.created_at)
+                        stored = StoredResponse(201, created.to_json())
+                        await self._idempotency.complete(conn, caller.user_id, idem, stored)
         self._after_commit()
-        return CreateRunOutput(201, body, replayed=False, rate_limit=rate, run_id=new.id)
-
-    async def _insert(
-        self, conn: asyncpg.Connection, caller: Caller, new: repo.NewRun
-    ) -> tuple[RunEvent, RateLimitState]:
-        """The run, its event and job, and the rate take (ResourceExhausted when full)."""
-        limiter: Any = self._rate_limiter
-        if hasattr(limiter, "ticket"):
-            tk = limiter.ticket(caller.account_id, caller.plan)
-            event, row = await insert_created_run(conn, vars(new).copy(), tk.args())
-            assert row is not None
-            return event, limiter.settle(tk, row)
-        event, _ = await insert_created_run(conn, vars(new).copy())
-        # Last before the commit: it serialises one account's creations until then.
-        return event, await limiter.take(conn, caller.account_id, caller.plan)
+        return CreateRunOutput(_created(new, event.created_at), replayed=False, rate_limit=rate)
 
     async def _release(self, run_id: str) -> None:
         try:
@@ -399,46 +413,5 @@ class RunCreator:
             log.exception("billing release failed", extra={"run_id": run_id})
 
 
-def _created_body(new: repo.NewRun, created_at: str) -> str:
-    return json.dumps(
-        {
-            "data": {
-                "id": new.id,
-                "workflow_id": new.workflow_id,
-                "status": "pending",
-                "created_at": created_at,
-            }
-        },
-        separators=(",", ":"),
-    )
-
-
-class NoIdempotency:
-    """Stands in until the idempotency store is wired: every request proceeds."""
-
-    async def begin(
-        self, conn: asyncpg.Connection, account_id: str, req: IdempotencyRequest
-    ) -> StoredResponse | None:
-        return None
-
-    async def complete(
-        self,
-        conn: asyncpg.Connection,
-        account_id: str,
-        req: IdempotencyRequest,
-        response: StoredResponse,
-    ) -> None:
-        return None
-
-    async def forget(
-        self, conn: asyncpg.Connection, account_id: str, req: IdempotencyRequest
-    ) -> None:
-        return None
-
-
-class NoRateLimit:
-    async def take(self, conn: asyncpg.Connection, account_id: str, plan: str) -> RateLimitState:
-        return RateLimitState(limit=0, remaining=0, reset_seconds=0)
-
-    async def current(self, conn: asyncpg.Connection, account_id: str, plan: str) -> RateLimitState:
-        return RateLimitState(limit=0, remaining=0, reset_seconds=0)
+def _created(new: repo.NewRun, created_at: str) -> CreatedRun:
+    return CreatedRun(new.id, new.workflow_id, "pending", created_at)

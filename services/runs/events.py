@@ -118,25 +118,8 @@ async def enqueue_job(conn: asyncpg.Connection, run_id: str, msg_id: str | None 
     await conn.execute(_INSERT_OUTBOX, JOBS_SUBJECT, msg_id or new_id("evt"), payload)
 
 
-_INSERT_CREATED = """
-WITH run AS (
-    INSERT INTO runs (id, workflow_id, workflow_version, user_id, team_id, account_id,
-                      input_text, params, attachment_ids, webhook_url, created_at, updated_at,
-                      next_event_seq, holds_reservation)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, 2, $19)
-), event AS (
-    INSERT INTO run_events (run_id, seq, event_id, type, stage, payload, created_at)
-    VALUES ($1, 1, $12, $13, NULL, ($14::text)::json, $11)
-)
-INSERT INTO outbox (subject, msg_id, payload)
-SELECT v.subject, v.msg_id, v.payload
-FROM (VALUES (1, $15::text, $12::text, convert_to($14::text, 'UTF8')),
-             (2, $20::text, $12::text, convert_to($14::text, 'UTF8')),
-             (3, $16::text, $17::text, $18::bytea)) AS v (k, subject, msg_id, payload)
-WHERE v.subject IS NOT NULL  -- $20: billing's copy of the event, or NULL
-ORDER BY v.k
-"""
-# The same rows, only if the rate take ($21..$25, see services/runs/ratelimit.py) took one;
+# A new run, its run.created event and outbox rows (the event, billing's copy, the first
+# job), only if the rate take ($21..$25, see services/runs/ratelimit.py) took one;
 # answers the take's row. One statement: outside a transaction the account's rate lock
 # lives only inside the server, never across a client round trip.
 _INSERT_CREATED_TAKING = """
@@ -169,7 +152,7 @@ SELECT n, oldest, took FROM take
 
 def created_run(run: dict[str, Any]) -> tuple[RunEvent, tuple[Any, ...]]:
     """A new `pending` run's `run.created` event, and the arguments $1..$20 of
-    _INSERT_CREATED (the run, its event and its first job). `run` holds the runs columns
+    _INSERT_CREATED_TAKING (the run, its event and its first job). `run` holds the runs columns
     of NewRun."""
     now = utcnow()
     row = {
@@ -218,20 +201,14 @@ def created_run(run: dict[str, Any]) -> tuple[RunEvent, tuple[Any, ...]]:
 
 
 async def insert_created_run(
-    conn: asyncpg.Connection,
-    run: dict[str, Any],
-    rate_take: tuple[Any, ...] | None = None,
-) -> tuple[RunEvent, asyncpg.Record | None]:
-    """Insert a new `pending` run with its `run.created` event and its first job, in one
-    statement (the hot path of CreateRun). `run` holds the runs columns of NewRun.
-
-    With `rate_take` (the arguments of services.runs.ratelimit.TAKE_SQL) the same
-    statement takes the rate limit first and inserts nothing when it is full; the take's
-    row (n, oldest, took) is answered with the event."""
+    conn: asyncpg.Connection, run: dict[str, Any], rate_take: tuple[Any, ...]
+) -> tuple[RunEvent, asyncpg.Record]:
+    """Take the rate limit, then insert a new `pending` run with its `run.created` event
+    and its first job, in one statement (the hot path of CreateRun). `run` holds the
+    runs columns of NewRun, `rate_take` the arguments of services.runs.ratelimit.TAKE_SQL.
+    Nothing is inserted when the take took nothing; the take's row (n, oldest, took) is
+    answered with the event."""
     event, args = created_run(run)
-    if rate_take is None:
-        await conn.execute(_INSERT_CREATED, *args)
-        return event, None
     return event, await insert_created_taking(conn, args, rate_take)
 
 

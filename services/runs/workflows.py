@@ -15,7 +15,7 @@ import jinja2
 import yaml
 from jinja2.sandbox import SandboxedEnvironment
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from jsonschema.exceptions import SchemaError, ValidationError
 
 from services.runs.params import validate_value
 from weftcore.errors import InvalidArgument
@@ -162,9 +162,9 @@ def validate_definition(doc: Any) -> dict[str, Any]:
         if stage["type"] == "llm" and "json_schema" in stage:
             try:
                 Draft202012Validator.check_schema(stage["json_schema"])
-            except Exception as exc:
+            except Exception as exc:  # SchemaError, or whatever odd input makes it raise
                 p = f"{at}.json_schema"
-                msg = getattr(exc, "message", str(exc))
+                msg = exc.message if isinstance(exc, SchemaError) else str(exc)
                 raise InvalidArgument(f"Invalid JSON schema at {p}: {msg}", param=p) from None
     _check_template(definition.get("output"), "output")
     return definition

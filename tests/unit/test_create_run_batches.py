@@ -40,7 +40,7 @@ class FakeRuns:
         return runs_pb2.CreateRunsResponse(
             outcomes=[
                 runs_pb2.CreateRunOutcome(
-                    response=runs_pb2.CreateRunResponse(http_status=201, body_json=r.request_id)
+                    response=runs_pb2.CreateRunResponse(run=runs_pb2.CreatedRun(id=r.request_id))
                 )
                 for r in request.requests
             ]
@@ -62,8 +62,7 @@ async def test_concurrent_big_requests_share_batches_within_the_size_cap() -> No
     await asyncio.sleep(0)
     runs.release.set()
     answers = await asyncio.gather(*first, *waiting)
-    assert [a.body_json for a in answers][-1] == "req_small"
-    assert all(a.http_status == 201 for a in answers)
+    assert [a.run.id for a in answers][-1] == "req_small"
     # Two big ones (about 2 KB each) fill the 5 KB budget; the small one still fits.
     assert runs.calls[4:] == [
         ["req_b0", "req_b1"],
@@ -87,7 +86,7 @@ async def test_a_batch_refused_for_its_size_is_sent_again_one_by_one(
     with caplog.at_level(logging.ERROR, logger="gateway.clients"):
         runs.release.set()
         answers = await asyncio.gather(*busy, *big, small)
-    assert [a.body_json for a in answers[4:]] == ["req_big0", "req_big1", "req_big2", "req_small"]
+    assert [a.run.id for a in answers[4:]] == ["req_big0", "req_big1", "req_big2", "req_small"]
     assert ["req_big0", "req_big1", "req_big2", "req_small"] in runs.calls
     (failed,) = [r for r in caplog.records if r.getMessage() == "CreateRuns call failed"]
     record: Any = failed
@@ -101,7 +100,7 @@ async def test_a_lone_request_over_the_cap_is_too_large_for_itself_only() -> Non
     with pytest.raises(WeftError) as info:
         await batcher.call(request("req_huge", CAP + 1))
     assert info.value.code == "PAYLOAD_TOO_LARGE"
-    assert (await batcher.call(request("req_ok", 10))).http_status == 201
+    assert (await batcher.call(request("req_ok", 10))).run.id == "req_ok"
 
 
 async def test_closing_the_services_sends_batched_creations_before_the_channels_close() -> None:
@@ -129,6 +128,6 @@ async def test_closing_the_services_sends_batched_creations_before_the_channels_
     assert closed == []  # the channel stays open while a CreateRuns call is out
     runs.release.set()
     await asyncio.wait_for(closing, 1)
-    assert (await created).body_json == "req_1" and closed == ["channel"]
+    assert (await created).run.id == "req_1" and closed == ["channel"]
     with pytest.raises(BatcherClosed):
         await services.create_run.call(request("req_2", 10))

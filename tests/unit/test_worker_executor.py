@@ -104,6 +104,16 @@ class FakeStore:
         self.log.append(("fail", stage))
         return self.owned
 
+    async def complete_and_finish(
+        self, run: RunRecord, worker_id: str, index: int, stage_result: StageResult, result: Any
+    ) -> bool:
+        return await self.complete_stage(run, worker_id, index, stage_result) and await self.finish(
+            run, worker_id, result
+        )
+
+    async def run_pure(self, run_id: str, worker_id: str, plan: Any) -> bool:
+        return False  # every run here goes stage by stage (pure batches: test_pure_runs)
+
     async def heartbeat(self, run_id: str, worker_id: str) -> bool:
         return self.owned
 

@@ -68,6 +68,20 @@ class Store(Protocol):
         self, run: RunRecord, worker_id: str, index: int, request: dict[str, Any]
     ) -> bool: ...
     async def finish(self, run: RunRecord, worker_id: str, result: Any) -> bool: ...
+    async def complete_and_finish(
+        self, run: RunRecord, worker_id: str, index: int, stage_result: StageResult, result: Any
+    ) -> bool:
+        """complete_stage of the last stage and finish, in one transaction."""
+
+    async def run_pure(
+        self,
+        run_id: str,
+        worker_id: str,
+        plan: Callable[[RunRecord], Awaitable[PurePlan | None]],
+    ) -> bool:
+        """Execute a pending run whose stages `plan` computes with no outside effect,
+        start to finish at once; False: it is not such a run (go stage by stage)."""
+
     async def fail(
         self, run: RunRecord, worker_id: str, index: int | None, error: StageError
     ) -> bool: ...
@@ -122,8 +136,7 @@ class Executor:
             self._in_flight.discard(run_id)
 
     async def _execute(self, run_id: str, progress: Heartbeat | None) -> Outcome:
-        run_pure = getattr(self.store, "run_pure", None)
-        if run_pure is not None and await run_pure(run_id, self.worker_id, self._pure_plan):
+        if await self.store.run_pure(run_id, self.worker_id, self._pure_plan):
             return Outcome.DONE
         self._stepwise += 1
         try:
@@ -261,10 +274,7 @@ class Executor:
     ) -> Outcome | None:
         """A trailing pure stage's result and the run's completion in one transaction
         (same rows and events as complete_stage then finish). None: do it the long way
-        (a store without it, or an output template that fails)."""
-        combined = getattr(self.store, "complete_and_finish", None)
-        if combined is None:
-            return None
+        (an output template that fails reports as the run's own failure)."""
         stage_id = str(run.stages[index]["id"])
         run.completed[stage_id] = outcome.output
         try:
@@ -272,7 +282,7 @@ class Executor:
         except StageError:
             del run.completed[stage_id]
             return None
-        if not await combined(run, self.worker_id, index, outcome, result):
+        if not await self.store.complete_and_finish(run, self.worker_id, index, outcome, result):
             raise LostRun()
         return Outcome.DONE
 

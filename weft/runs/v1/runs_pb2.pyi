@@ -373,34 +373,65 @@ Global___RateLimitState: _TypeAlias = RateLimitState  # noqa: Y015
 
 @_typing.final
 class CreateRunResponse(_message.Message):
+    """The run as created: a replay answers the original run (replayed = true). The gateway
+    builds the HTTP answer (201, links, RateLimit-* headers) from it.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
-    HTTP_STATUS_FIELD_NUMBER: _builtins.int
-    BODY_JSON_FIELD_NUMBER: _builtins.int
+    RUN_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     RATE_LIMIT_FIELD_NUMBER: _builtins.int
-    http_status: _builtins.int
-    """201, or the stored status of a replay"""
-    body_json: _builtins.str
-    """the run as created (a replay answers the original)"""
     replayed: _builtins.bool
     @_builtins.property
-    def rate_limit(self) -> Global___RateLimitState: ...
+    def run(self) -> Global___CreatedRun: ...
+    @_builtins.property
+    def rate_limit(self) -> Global___RateLimitState:
+        """unset when no limit applies"""
+
     def __init__(
         self,
         *,
-        http_status: _builtins.int = ...,
-        body_json: _builtins.str = ...,
+        run: Global___CreatedRun | None = ...,
         replayed: _builtins.bool = ...,
         rate_limit: Global___RateLimitState | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["rate_limit", b"rate_limit"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["rate_limit", b"rate_limit", "run", b"run"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_json", b"body_json", "http_status", b"http_status", "rate_limit", b"rate_limit", "replayed", b"replayed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rate_limit", b"rate_limit", "replayed", b"replayed", "run", b"run"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateRunResponse: _TypeAlias = CreateRunResponse  # noqa: Y015
+
+@_typing.final
+class CreatedRun(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    workflow_id: _builtins.str
+    status: _builtins.str
+    """"pending" """
+    created_at: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        workflow_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        created_at: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "id", b"id", "status", b"status", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreatedRun: _TypeAlias = CreatedRun  # noqa: Y015
 
 @_typing.final
 class Run(_message.Message):
@@ -410,42 +441,23 @@ class Run(_message.Message):
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
-    RESULT_JSON_FIELD_NUMBER: _builtins.int
-    ERROR_JSON_FIELD_NUMBER: _builtins.int
     COST_MICROS_FIELD_NUMBER: _builtins.int
-    COST_BREAKDOWN_JSON_FIELD_NUMBER: _builtins.int
-    HUMAN_INPUT_REQUEST_JSON_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
     COMPLETED_AT_FIELD_NUMBER: _builtins.int
-    INPUT_TEXT_FIELD_NUMBER: _builtins.int
-    PARAMS_JSON_FIELD_NUMBER: _builtins.int
-    ATTACHMENT_IDS_FIELD_NUMBER: _builtins.int
     SNAPSHOT_JSON_FIELD_NUMBER: _builtins.int
     WORKFLOW_VERSION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     workflow_id: _builtins.str
     user_id: _builtins.str
     status: _builtins.str
-    result_json: _builtins.str
-    """"null" until completed"""
-    error_json: _builtins.str
-    """{code, message, stage} or "null" """
     cost_micros: _builtins.int
-    cost_breakdown_json: _builtins.str
-    """list of stage cost objects"""
-    human_input_request_json: _builtins.str
-    """or "null" """
     created_at: _builtins.str
     started_at: _builtins.str
     completed_at: _builtins.str
-    input_text: _builtins.str
-    params_json: _builtins.str
     snapshot_json: _builtins.str
     """The public run object (GET /workflow-runs/:id `data` without links), as JSON."""
     workflow_version: _builtins.int
-    @_builtins.property
-    def attachment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -453,23 +465,16 @@ class Run(_message.Message):
         workflow_id: _builtins.str = ...,
         user_id: _builtins.str = ...,
         status: _builtins.str = ...,
-        result_json: _builtins.str = ...,
-        error_json: _builtins.str = ...,
         cost_micros: _builtins.int = ...,
-        cost_breakdown_json: _builtins.str = ...,
-        human_input_request_json: _builtins.str = ...,
         created_at: _builtins.str = ...,
         started_at: _builtins.str = ...,
         completed_at: _builtins.str = ...,
-        input_text: _builtins.str = ...,
-        params_json: _builtins.str = ...,
-        attachment_ids: _abc.Iterable[_builtins.str] | None = ...,
         snapshot_json: _builtins.str = ...,
         workflow_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_ids", b"attachment_ids", "completed_at", b"completed_at", "cost_breakdown_json", b"cost_breakdown_json", "cost_micros", b"cost_micros", "created_at", b"created_at", "error_json", b"error_json", "human_input_request_json", b"human_input_request_json", "id", b"id", "input_text", b"input_text", "params_json", b"params_json", "result_json", b"result_json", "snapshot_json", b"snapshot_json", "started_at", b"started_at", "status", b"status", "user_id", b"user_id", "workflow_id", b"workflow_id", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "cost_micros", b"cost_micros", "created_at", b"created_at", "id", b"id", "snapshot_json", b"snapshot_json", "started_at", b"started_at", "status", b"status", "user_id", b"user_id", "workflow_id", b"workflow_id", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
