@@ -51,3 +51,26 @@ def charge(cost: int, held: int, available: int, allowance: int | None) -> Charg
         if charged > max(0, limit):
             charged, capped_by = max(0, limit), why
     return Charge(charged, held - min(charged, held), cost - charged, capped_by)
+
+
+@dataclass(frozen=True)
+class OwnRun:
+    """A run to capture from its payer's own credits (no allocation applies)."""
+
+    account_id: str
+    cost: int
+    held: int
+
+
+def charge_in_turn(runs: list[OwnRun], available: dict[str, int]) -> list[Charge]:
+    """`charge` for each run in turn, as one capture after another would: each run sees
+    what the runs before it on the same account left available (`available`: each
+    account's balance minus its reservations, before the first)."""
+    left = dict(available)
+    charges = []
+    for run in runs:
+        done = charge(run.cost, run.held, left.get(run.account_id, 0), None)
+        # Its reservation is given back and its charge taken from the balance.
+        left[run.account_id] = left.get(run.account_id, 0) + run.held - done.charged
+        charges.append(done)
+    return charges

@@ -20,7 +20,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from services.billing.pricing import Usage
 from services.billing.repository import FreeCapture
-from services.billing.service import BillingService
+from services.billing.service import BillingService, CaptureResult
 from weftcore.errors import InvalidArgument, NotFound
 from weftcore.events import RUN_CREATED, RunEvent
 from weftcore.nats import BILLING_STREAM
@@ -113,9 +113,11 @@ class CaptureConsumer:
     async def handle_batch(self, msgs: list[Msg]) -> None:
         """`handle` for every message of a fetch, sharing statements where it can: one
         confirm for all run.created events, one zero capture for all free runs that
-        held nothing. Everything else goes through `handle`, one by one."""
+        held nothing, one transaction for the runs that spent tokens on their payers' own
+        credits. Everything else goes through `handle`, one by one."""
         created: list[tuple[Msg, RunEvent]] = []
         free: list[tuple[Msg, RunEvent]] = []
+        priced: list[tuple[Msg, RunEvent, list[Usage]]] = []
         rest: list[Msg] = []
         for msg in msgs:
             try:
@@ -128,6 +130,8 @@ class CaptureConsumer:
                 created.append((msg, event))
             elif event.terminal and not _spent_tokens(usages):
                 free.append((msg, event))
+            elif event.terminal:
+                priced.append((msg, event, usages))
             else:
                 rest.append(msg)
         if len(created) > 1:
@@ -157,8 +161,33 @@ class CaptureConsumer:
                 await msg.ack()  # never reserved (a run from before 0008): nothing to capture
             else:
                 rest.append(msg)
+        rest += await self._capture_priced(priced)
         for msg in [m for m, _ in created] + rest:
             await self.handle(msg)
+
+    async def _capture_priced(self, priced: list[tuple[Msg, RunEvent, list[Usage]]]) -> list[Msg]:
+        """Captures runs that spent tokens in one transaction and acks them; answers the
+        messages left for `handle` (all of them when the transaction failed)."""
+        if len(priced) < 2:
+            return [msg for msg, _, _ in priced]
+        try:
+            results = await self.billing.capture_many(
+                [(event.run_id, usages) for _, event, usages in priced]
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("batch capture failed; will capture one by one")
+            return [msg for msg, _, _ in priced]
+        left = []
+        for msg, event, _ in priced:
+            result = results.get(event.run_id)
+            if result is None:
+                left.append(msg)
+                continue
+            await msg.ack()
+            _log_captured(result)
+        return left
 
     async def _confirm(self, msg: Msg, run_id: str) -> None:
         try:
@@ -204,16 +233,20 @@ class CaptureConsumer:
             await msg.nak(delay=2)
             return
         await msg.ack()
-        log.info(
-            "captured",
-            extra={
-                "run_id": event.run_id,
-                "captured_micros": result.captured_micros,
-                "released_micros": result.released_micros,
-                "already_captured": result.already_captured,
-                "shortfall_micros": result.shortfall_micros,
-            },
-        )
+        _log_captured(result)
+
+
+def _log_captured(result: CaptureResult) -> None:
+    log.info(
+        "captured",
+        extra={
+            "run_id": result.run_id,
+            "captured_micros": result.captured_micros,
+            "released_micros": result.released_micros,
+            "already_captured": result.already_captured,
+            "shortfall_micros": result.shortfall_micros,
+        },
+    )
 
 
 def _spent_tokens(usages: list[Usage]) -> bool:

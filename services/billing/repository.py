@@ -310,6 +310,62 @@ async def reserve_free_many(conn: asyncpg.Connection, runs: list[tuple[str, str]
     return {row["run_id"] for row in rows}
 
 
+# Priced reservations of users' own accounts, many at once: the accounts are locked in
+# id order (so concurrent batches and single reservations cannot deadlock), each
+# account's runs are accepted in request order while their running sum fits what it has
+# available, and each account's reserved grows once by what was accepted. Runs reserved
+# before are left out (the caller answers them one by one, as it does the refused).
+_RESERVE_PRICED_MANY = f"""
+WITH req AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[])
+        WITH ORDINALITY AS r (run_id, account_id, amount, entry_id, ord)
+), locked AS MATERIALIZED (
+    SELECT account_id, balance_micros - reserved_micros AS available FROM accounts
+    WHERE account_id IN (SELECT account_id FROM req)
+    ORDER BY account_id
+    FOR UPDATE
+), running AS (
+    SELECT req.*, locked.available,
+           sum(req.amount) OVER (PARTITION BY req.account_id ORDER BY req.ord) AS upto
+    FROM req JOIN locked USING (account_id)
+    WHERE NOT EXISTS (SELECT 1 FROM reservations r WHERE r.run_id = req.run_id)
+), res AS (
+    INSERT INTO reservations ({_RES_COLS})
+    SELECT run_id, account_id, account_id, '', amount, 'open', 0, 0, false
+    FROM running WHERE upto <= available
+    ORDER BY run_id
+    ON CONFLICT (run_id) DO NOTHING
+    RETURNING run_id, account_id, amount_micros
+), held AS (
+    UPDATE accounts a SET reserved_micros = a.reserved_micros + s.total, updated_at = now()
+    FROM (SELECT account_id, sum(amount_micros) AS total FROM res GROUP BY account_id) s
+    WHERE a.account_id = s.account_id
+), entry AS (
+    INSERT INTO ledger (id, account_id, kind, amount_micros, run_id, user_id, note)
+    SELECT req.entry_id, res.account_id, 'reserve', res.amount_micros, res.run_id,
+           res.account_id, ''
+    FROM res JOIN req USING (run_id)
+)
+SELECT run_id FROM res
+"""
+
+
+async def reserve_priced_many(
+    conn: asyncpg.Connection, runs: list[tuple[str, str, int]]
+) -> set[str]:
+    """reserve_own(run_id, user_id, estimate) for many (run_id, user_id, estimate > 0) with
+    distinct run ids, in ONE statement; answers the run ids reserved now. The others were
+    refused (not enough available after the runs before them) or reserved before."""
+    rows = await conn.fetch(
+        _RESERVE_PRICED_MANY,
+        [run_id for run_id, _, _ in runs],
+        [user_id for _, user_id, _ in runs],
+        [estimate for _, _, estimate in runs],
+        [new_id("led") for _ in runs],
+    )
+    return {row["run_id"] for row in rows}
+
+
 async def insert_reservation(conn: asyncpg.Connection, res: ReservationRow) -> bool:
     """False when another transaction recorded this run_id first."""
     status = await conn.execute(
@@ -411,6 +467,93 @@ async def capture_free(conn: asyncpg.Connection, run_ids: list[str]) -> FreeCapt
     return FreeCapture(
         captured={row["run_id"] for row in rows if row["captured"]},
         unreserved={row["run_id"] for row in rows if not row["captured"]},
+    )
+
+
+async def lock_own_reservations(
+    conn: asyncpg.Connection, run_ids: list[str]
+) -> list[ReservationRow]:
+    """The reservations of `run_ids` on users' own accounts (not a team's), locked in run
+    id order until the transaction ends, whatever their status."""
+    rows = await conn.fetch(
+        f"SELECT {_RES_COLS} FROM reservations"
+        " WHERE run_id = ANY($1::text[]) AND team_id = '' ORDER BY run_id FOR UPDATE",
+        run_ids,
+    )
+    return [ReservationRow(**dict(r)) for r in rows]
+
+
+async def lock_accounts(conn: asyncpg.Connection, account_ids: list[str]) -> dict[str, AccountRow]:
+    """lock_account for many, in account id order (created if new)."""
+    ordered = sorted(set(account_ids))
+    await conn.execute(
+        "INSERT INTO accounts (account_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+        ordered,
+    )
+    rows = await conn.fetch(
+        "SELECT account_id, balance_micros, reserved_micros FROM accounts"
+        " WHERE account_id = ANY($1::text[]) ORDER BY account_id FOR UPDATE",
+        ordered,
+    )
+    return {r["account_id"]: AccountRow(**dict(r)) for r in rows}
+
+
+async def add_to_accounts(conn: asyncpg.Connection, deltas: dict[str, tuple[int, int]]) -> None:
+    """add_to_account for many: account_id -> (balance delta, reserved delta)."""
+    await conn.execute(
+        "UPDATE accounts a SET balance_micros = a.balance_micros + d.balance,"
+        " reserved_micros = a.reserved_micros + d.reserved, updated_at = now()"
+        " FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS d (account_id, balance, reserved)"
+        " WHERE a.account_id = d.account_id",
+        list(deltas),
+        [balance for balance, _ in deltas.values()],
+        [reserved for _, reserved in deltas.values()],
+    )
+
+
+@dataclass(frozen=True)
+class Closing:
+    """A reservation to close as captured, and the ledger entries that say so."""
+
+    res: ReservationRow
+    captured: int
+    released: int  # given back now (the reservation's released_micros grows by it)
+    note: str
+
+
+async def capture_reservations(conn: asyncpg.Connection, closings: list[Closing]) -> None:
+    """close_reservation(..., "captured", ...) and the capture (and, when something is
+    given back, release) ledger entries of many runs, in two statements."""
+    await conn.execute(
+        "UPDATE reservations r SET status = 'captured', captured_micros = c.captured,"
+        " released_micros = r.released_micros + c.released, closed_at = now()"
+        " FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS c (run_id, captured, released)"
+        " WHERE r.run_id = c.run_id",
+        [c.res.run_id for c in closings],
+        [c.captured for c in closings],
+        [c.released for c in closings],
+    )
+    entries = [
+        (
+            new_id("led"),
+            c.res.account_id,
+            "capture",
+            c.captured,
+            c.res.run_id,
+            c.res.user_id,
+            c.note,
+        )
+        for c in closings
+    ] + [
+        (new_id("led"), c.res.account_id, "release", c.released, c.res.run_id, c.res.user_id, "")
+        for c in closings
+        if c.released
+    ]
+    await conn.execute(
+        "INSERT INTO ledger (id, account_id, kind, amount_micros, run_id, user_id, note)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],"
+        " $6::text[], $7::text[])",
+        *(list(column) for column in zip(*entries, strict=True)),
     )
 
 

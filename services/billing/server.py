@@ -76,17 +76,20 @@ class BillingServiceServicer(billing_pb2_grpc.BillingServiceServicer):
     ) -> pb.ReserveManyResponse:
         requests = list(request.requests)
         outcomes: dict[int, pb.ReserveOutcome] = {}
-        free = [i for i, r in enumerate(requests) if self.billing.is_free_own(*_reserve_args(r))]
-        if len(free) > 1:
+        # Users' own reservations share statements; whatever they did not reserve (refused,
+        # reserved before, an error) and team members' are answered one by one.
+        own = [i for i, r in enumerate(requests) if self.billing.is_own(*_reserve_args(r)[:2])]
+        if len(own) > 1:
             try:
-                rows = await self.billing.reserve_free(
-                    [(requests[i].run_id, _reserve_args(requests[i])[1]) for i in free]
+                rows = await self.billing.reserve_own_many(
+                    [_reserve_args(requests[i]) for i in own]
                 )
             except Exception:
                 log.exception("batch reserve failed; reserving one by one")
             else:
-                for i, row in zip(free, rows, strict=True):
-                    outcomes[i] = pb.ReserveOutcome(reservation=_reservation(row))
+                for i, row in zip(own, rows, strict=True):
+                    if row is not None:
+                        outcomes[i] = pb.ReserveOutcome(reservation=_reservation(row))
         rest = [i for i in range(len(requests)) if i not in outcomes]
         answers = await asyncio.gather(*(self._reserve_outcome(requests[i]) for i in rest))
         outcomes.update(zip(rest, answers, strict=True))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from services.billing import repository as repo
-from services.billing.capping import Charge, charge
+from services.billing.capping import Charge, OwnRun, charge, charge_in_turn
 from services.billing.money import format_usd_ceil
 from services.billing.pricing import Price, UnknownModel, Usage, price_stages
 from weftcore.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
@@ -92,14 +92,7 @@ class BillingService:
                 if existing is not None:
                     return existing
             require_paid_plan(payer.plan)
-            prices = await self._prices_for(conn, stages)
-            for usage in stages:
-                # A stage without a model and without tokens (template, http) is free.
-                if usage.model not in prices and (usage.model or usage.billable):
-                    raise InvalidArgument(
-                        f"Unknown model: {usage.model!r} has no price.", param="model"
-                    )
-            estimate = sum(_price(stages, prices))
+            estimate = _estimate(stages, await self._prices_for(conn, stages))
             if not payer.team_id:
                 # One statement, its own transaction: the account row is locked only
                 # inside the server (and not at all for a free estimate).
@@ -119,33 +112,50 @@ class BillingService:
                 return found
 
     @staticmethod
-    def is_free_own(run_id: str, payer: Payer, stages: list[Usage]) -> bool:
-        """A reservation `reserve_free` can make: nothing to estimate, a paying user's own
-        credits (a team member's needs their allocation checked)."""
+    def is_own(run_id: str, payer: Payer) -> bool:
+        """A reservation `reserve_own_many` can make: a paying user's own credits (a team
+        member's needs their allocation checked)."""
         return (
-            not stages
-            and has_prefix(run_id, "run")
+            has_prefix(run_id, "run")
             and bool(payer.user_id)
             and payer.plan in PAID_PLANS
             and not payer.team_id
         )
 
-    async def reserve_free(self, runs: list[tuple[str, Payer]]) -> list[repo.ReservationRow]:
-        """`reserve` for many runs that are all `is_free_own`, in one statement."""
+    async def reserve_own_many(
+        self, runs: list[tuple[str, Payer, list[Usage]]]
+    ) -> list[repo.ReservationRow | None]:
+        """`reserve` for many runs that are all `is_own`, in a statement for the free
+        ones and one for the priced ones. None for each run not reserved now (refused, an
+        unknown model, reserved before, a run id repeated): `reserve` answers those."""
         async with self.pool.acquire() as conn:
-            made = await repo.reserve_free_many(
-                conn, [(run_id, payer.user_id) for run_id, payer in runs]
-            )
-            rows = []
-            for run_id, payer in runs:
-                if run_id in made:
-                    user = payer.user_id
-                    rows.append(repo.ReservationRow(run_id, user, user, "", 0, "open", 0, 0))
+            prices = await self._prices_for(conn, [u for _, _, stages in runs for u in stages])
+            estimates: dict[str, int] = {}
+            for run_id, _, stages in runs:
+                if run_id in estimates:
                     continue
-                found = await repo.get_reservation(conn, run_id)  # reserved before
-                assert found is not None
-                rows.append(found)
-            return rows
+                try:
+                    estimates[run_id] = _estimate(stages, prices)
+                except InvalidArgument:
+                    estimates[run_id] = -1  # its own error comes from `reserve`
+            firsts: dict[str, Payer] = {}  # in request order: the order runs are accepted
+            for run_id, payer, _ in runs:
+                firsts.setdefault(run_id, payer)
+            free = [(r, p.user_id) for r, p in firsts.items() if estimates[r] == 0]
+            priced = [(r, p.user_id, estimates[r]) for r, p in firsts.items() if estimates[r] > 0]
+            made = await repo.reserve_free_many(conn, free) if free else set()
+            if priced:
+                made |= await repo.reserve_priced_many(conn, priced)
+        rows: list[repo.ReservationRow | None] = []
+        for run_id, payer, _ in runs:
+            if run_id in made:
+                made.discard(run_id)  # a repeat of the run id gets `reserve`'s answer
+                user = payer.user_id
+                amount = estimates[run_id]
+                rows.append(repo.ReservationRow(run_id, user, user, "", amount, "open", 0, 0))
+            else:
+                rows.append(None)
+        return rows
 
     async def _reserve_tx(
         self, conn: asyncpg.Connection, run_id: str, payer: Payer, estimate: int
@@ -209,18 +219,7 @@ class BillingService:
                 conn, run_id, "captured", done.charged, res.released_micros + done.released
             )
             if done.shortfall:
-                log.warning(
-                    "capture capped",
-                    extra={
-                        "run_id": run_id,
-                        "account_id": res.account_id,
-                        "user_id": res.user_id,
-                        "actual_micros": cost,
-                        "captured_micros": done.charged,
-                        "shortfall_micros": done.shortfall,
-                        "capped_by": done.capped_by,
-                    },
-                )
+                _log_capped(res, cost, done)
             await repo.append_ledger(
                 conn,
                 res.account_id,
@@ -240,6 +239,59 @@ class BillingService:
                     user_id=res.user_id,
                 )
             return CaptureResult(run_id, done.charged, done.released, False, done.shortfall)
+
+    async def capture_many(self, runs: list[tuple[str, list[Usage]]]) -> dict[str, CaptureResult]:
+        """`capture` for many runs of users' own accounts in ONE transaction: each run's
+        charge is `capture`'s (capping.charge, in turn), each account is locked and
+        updated once. Answers the runs settled now or before (already_captured); the rest
+        (no reservation, a team member's, expired then late, not priceable) need
+        `capture`."""
+        usages: dict[str, list[Usage]] = {}  # a repeated run id is captured once
+        for run_id, stages in runs:
+            usages.setdefault(run_id, stages)
+        async with self.pool.acquire() as conn, conn.transaction():
+            locked = {r.run_id: r for r in await repo.lock_own_reservations(conn, list(usages))}
+            # In the order the runs came, as one capture after another would see them.
+            found = [locked[run_id] for run_id in usages if run_id in locked]
+            results: dict[str, CaptureResult] = {}
+            open_: list[tuple[repo.ReservationRow, int]] = []
+            prices = await self._prices_for(
+                conn, [u for res in found if res.status == "open" for u in usages[res.run_id]]
+            )
+            for res in found:
+                if res.status == "open":
+                    try:
+                        open_.append((res, sum(_price(usages[res.run_id], prices))))
+                    except InvalidArgument:
+                        continue  # `capture` refuses it, loudly
+                elif not (res.status == "released" and res.expired):
+                    results[res.run_id] = CaptureResult(
+                        res.run_id, res.captured_micros, res.released_micros, True
+                    )
+            if not open_:
+                return results
+            touched = [res.account_id for res, cost in open_ if cost or res.amount_micros]
+            accounts = await repo.lock_accounts(conn, touched) if touched else {}
+            charges = charge_in_turn(
+                [OwnRun(res.account_id, cost, res.amount_micros) for res, cost in open_],
+                {a.account_id: a.available_micros for a in accounts.values()},
+            )
+            deltas: dict[str, tuple[int, int]] = {}
+            closings = []
+            for (res, cost), done in zip(open_, charges, strict=True):
+                if cost or res.amount_micros:
+                    balance, reserved = deltas.get(res.account_id, (0, 0))
+                    deltas[res.account_id] = (balance - done.charged, reserved - res.amount_micros)
+                closings.append(repo.Closing(res, done.charged, done.released, done.note(cost)))
+                if done.shortfall:
+                    _log_capped(res, cost, done)
+                results[res.run_id] = CaptureResult(
+                    res.run_id, done.charged, done.released, False, done.shortfall
+                )
+            if deltas:
+                await repo.add_to_accounts(conn, deltas)
+            await repo.capture_reservations(conn, closings)
+            return results
 
     async def _allowance(
         self, conn: asyncpg.Connection, res: repo.ReservationRow, held: int
@@ -374,6 +426,30 @@ class BillingService:
         async with self.pool.acquire() as conn, conn.transaction():
             await repo.upsert_allocation(conn, team_id, user_id, monthly_micros)
             return await repo.member_spent_this_month(conn, team_id, user_id)
+
+
+def _log_capped(res: repo.ReservationRow, cost: int, done: Charge) -> None:
+    log.warning(
+        "capture capped",
+        extra={
+            "run_id": res.run_id,
+            "account_id": res.account_id,
+            "user_id": res.user_id,
+            "actual_micros": cost,
+            "captured_micros": done.charged,
+            "shortfall_micros": done.shortfall,
+            "capped_by": done.capped_by,
+        },
+    )
+
+
+def _estimate(stages: list[Usage], prices: dict[str, Price]) -> int:
+    """What a run of `stages` reserves; InvalidArgument for a model without a price."""
+    for usage in stages:
+        # A stage without a model and without tokens (template, http) is free.
+        if usage.model not in prices and (usage.model or usage.billable):
+            raise InvalidArgument(f"Unknown model: {usage.model!r} has no price.", param="model")
+    return sum(_price(stages, prices))
 
 
 def _price(usages: list[Usage], prices: dict[str, Price]) -> list[int]:

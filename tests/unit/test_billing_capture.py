@@ -42,6 +42,12 @@ class FakeBilling:
         self.log.append("commit")
         return CaptureResult(run_id, 10_000, 0, False)
 
+    async def capture_many(self, runs: list[tuple[str, list[Usage]]]) -> dict[str, CaptureResult]:
+        self.log.append(f"capture_many {','.join(run_id for run_id, _ in runs)}")
+        if self.fail is not None:
+            raise self.fail
+        return {r: CaptureResult(r, 10_000, 0, False) for r, _ in runs if r not in self.team_runs}
+
     async def confirm(self, run_id: str) -> bool:
         self.log.append(f"confirm {run_id}")
         return True
@@ -60,6 +66,7 @@ class FakeBilling:
 
     holding: set[str] = set()  # runs whose reservation held credits (capture_free skips)
     unreserved: set[str] = set()  # runs that never reserved (free, own account)
+    team_runs: set[str] = set()  # runs a team member reserved (capture_many skips)
 
 
 def event(
@@ -196,3 +203,35 @@ async def test_a_failed_batch_capture_falls_back_one_by_one() -> None:
     )
     # Nothing acked without a commit: each is retried later.
     assert log == ["capture_free run_a,run_b", "nak da", "nak db"]
+
+
+async def test_runs_that_spent_tokens_share_one_capture() -> None:
+    log: list[str] = []
+    billing = FakeBilling(log)
+    billing.team_runs = {"run_b"}  # an allocation to check: captured on its own
+    msgs = batch(
+        log,
+        ("pa", event(BREAKDOWN, "run_a")),
+        ("pb", event(BREAKDOWN, "run_b")),
+        ("pc", event(BREAKDOWN, "run_c")),
+        ("pa2", event(BREAKDOWN, "run_a")),  # redelivered in the same fetch
+    )
+    await consumer(billing).handle_batch(msgs)
+    assert log == [
+        "capture_many run_a,run_b,run_c,run_a",
+        "ack pa",
+        "ack pc",
+        "ack pa2",
+        "commit",
+        "ack pb",
+    ]
+    assert [run_id for run_id, _ in billing.calls] == ["run_b"]
+
+
+async def test_a_failed_priced_batch_falls_back_one_by_one() -> None:
+    log: list[str] = []
+    billing = FakeBilling(log, fail=ConnectionError("db down"))
+    await consumer(billing).handle_batch(
+        batch(log, ("pa", event(BREAKDOWN, "run_a")), ("pb", event(BREAKDOWN, "run_b")))
+    )
+    assert log == ["capture_many run_a,run_b", "nak pa", "nak pb"]
