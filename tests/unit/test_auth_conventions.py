@@ -11,7 +11,7 @@ from aiohttp.test_utils import make_mocked_request
 from gateway import idempotency
 from gateway.keys import SERVICES
 from gateway.ratelimit import rate_limit_headers, rate_limited_headers
-from services.runs.create import RateLimitState
+from services.runs.domain.create import RateLimitState
 from weft.runs.v1 import runs_pb2
 from weftcore.canonical import json_body_hash, multipart_body_hash
 from weftcore.errors import InvalidArgument, ResourceExhausted

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from services.runs.webhooks import sign
+from services.runs.delivery.webhooks import sign
 
 DOC = Path(__file__).parents[2] / "docs" / "integrations.md"
 

@@ -8,8 +8,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.runs.events import created_run
-from services.runs.group_commit import CreationBatcher, _columns
+from services.runs.store.events import created_run
+from services.runs.store.group_commit import CreationBatcher, _columns
 from weftcore.batching import BatcherClosed
 
 RATE = (7, "usr_a", 1000, 50, 3600)

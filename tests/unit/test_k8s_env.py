@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from services.runs.ratelimit import DEFAULT_LIMITS
+from services.runs.store.ratelimit import DEFAULT_LIMITS
 from tests.support.k8s import K8S, build
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -229,7 +229,7 @@ def _configs(component: str, env: Recording) -> list[Any]:
     from gateway.config import GatewayConfig
     from services.billing.config import BillingConfig
     from services.runs.config import RunsConfig
-    from services.runs.ssrf import SSRFPolicy
+    from services.runs.domain.ssrf import SSRFPolicy
     from services.runs.worker.config import WorkerConfig
     from services.storage.config import StorageConfig
     from weftcore.config import ServiceConfig

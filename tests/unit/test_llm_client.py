@@ -6,7 +6,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from services.runs.llm_client import (
+from services.runs.worker.llm_client import (
     LLMClient,
     LLMError,
     ProviderConfig,

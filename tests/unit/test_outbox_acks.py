@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from services.runs.outbox import OutboxRelay, PublishRefused
+from services.runs.delivery.outbox import OutboxRelay, PublishRefused
 
 
 class Ack:

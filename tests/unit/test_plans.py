@@ -5,7 +5,7 @@ from typing import Any
 import grpc
 import pytest
 
-from services.runs.create import Caller, RunCreator
+from services.runs.domain.create import Caller, RunCreator
 from weftcore.errors import FailedPrecondition
 from weftcore.plans import PAID_PLANS, PLANS, require_paid_plan
 

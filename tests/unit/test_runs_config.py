@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 
 from services.runs.config import DEFAULT_WORKFLOWS_DIR, RunsConfig
-from services.runs.ratelimit import DEFAULT_LIMITS
-from services.runs.ssrf import SSRFPolicy
+from services.runs.domain.ssrf import SSRFPolicy
+from services.runs.store.ratelimit import DEFAULT_LIMITS
 from weftcore.config import ConfigError
 
 

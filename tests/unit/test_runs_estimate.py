@@ -4,7 +4,7 @@ upload: it never reads their texts back (five 2M-character texts overflowed a re
 import json
 from typing import Any
 
-from services.runs.create import CreateRunInput, RunCreator
+from services.runs.domain.create import CreateRunInput, RunCreator
 from weft.storage.v1 import storage_pb2
 from weftcore.tokens import estimate_tokens
 

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from services.runs.notify import (
+from services.runs.store.notify import (
     OUTBOX_CHANNEL,
     RUN_STATUS_CHANNEL,
     WEBHOOKS_CHANNEL,

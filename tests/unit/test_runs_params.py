@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
-from services.runs.create import check_input_text
-from services.runs.params import file_values, validate_values
+from services.runs.domain.create import check_input_text
+from services.runs.domain.params import file_values, validate_values
 from weftcore.errors import InvalidArgument
 
 FIELDS: list[dict[str, Any]] = [

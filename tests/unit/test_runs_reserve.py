@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from services.runs.create import Caller, RunCreator
+from services.runs.domain.create import Caller, RunCreator
 from weft.billing.v1 import billing_pb2
 from weftcore.errors import FailedPrecondition
 

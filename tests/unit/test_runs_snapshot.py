@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from services.runs.snapshot import cents, run_snapshot
+from services.runs.domain.snapshot import cents, run_snapshot
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from services.runs.create import Caller
-from services.runs.notify import RUN_STATUS_CHANNEL, Notifier
-from services.runs.open_waits import OpenWaits
-from services.runs.service import RunsService
-from services.runs.watch import RunWatcher
+from services.runs.domain.create import Caller
+from services.runs.domain.open_waits import OpenWaits
+from services.runs.domain.service import RunsService
+from services.runs.domain.watch import RunWatcher
+from services.runs.store.notify import RUN_STATUS_CHANNEL, Notifier
 from weftcore.errors import ResourceExhausted
 
 CALLER = Caller("usr_1", "", "pro", None)

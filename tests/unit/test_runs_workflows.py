@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from services.runs.workflows import (
+from services.runs.domain.workflows import (
     load_definition,
     public_fields,
     public_stages,

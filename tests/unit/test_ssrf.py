@@ -4,7 +4,7 @@ import ipaddress
 
 import pytest
 
-from services.runs.ssrf import SSRFPolicy, SSRFRefused, check_url, is_public
+from services.runs.domain.ssrf import SSRFPolicy, SSRFRefused, check_url, is_public
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.runs.templating import TemplateRenderError, render, render_json
+from services.runs.worker.templating import TemplateRenderError, render, render_json
 
 CONTEXT = {
     "input_text": "hello",

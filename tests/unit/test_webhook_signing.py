@@ -1,12 +1,11 @@
-"""Webhook signatures, backoff and body (services/runs/webhooks.py), no network."""
+"""Webhook signatures, backoff and body (services/runs/delivery/webhooks.py), no network."""
 
 import hashlib
 import hmac
 import json
 import time
 
-from services.runs.ssrf import SSRFPolicy
-from services.runs.webhooks import (
+from services.runs.delivery.webhooks import (
     WebhookConfig,
     backoff_seconds,
     event_body,
@@ -14,6 +13,7 @@ from services.runs.webhooks import (
     sign,
     verify,
 )
+from services.runs.domain.ssrf import SSRFPolicy
 
 
 def test_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:

@@ -1,4 +1,4 @@
-"""The webhook URL rule (services/runs/webhook_url.py), one table for creation and
+"""The webhook URL rule (services/runs/domain/webhook_url.py), one table for creation and
 delivery: what is refused, with which reason, under which configuration."""
 
 import asyncio
@@ -6,9 +6,9 @@ import ipaddress
 
 import pytest
 
-from services.runs.create import check_webhook
-from services.runs.ssrf import IPAddress, ResolutionFailed, SSRFPolicy, SSRFRefused
-from services.runs.webhook_url import check_webhook_url
+from services.runs.domain.create import check_webhook
+from services.runs.domain.ssrf import IPAddress, ResolutionFailed, SSRFPolicy, SSRFRefused
+from services.runs.domain.webhook_url import check_webhook_url
 from weftcore.errors import InvalidArgument
 
 STRICT = SSRFPolicy()

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from services.runs.llm_client import ChatResult, LLMError
 from services.runs.worker.context import AttachmentText, Services
 from services.runs.worker.executor import Executor, Outcome, parse_maybe_json
+from services.runs.worker.llm_client import ChatResult, LLMError
 from services.runs.worker.model import RunRecord, StageError, StageResult
 from services.runs.worker.store import should_take
 

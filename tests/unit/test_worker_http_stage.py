@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from services.runs.ssrf import SSRFPolicy
+from services.runs.domain.ssrf import SSRFPolicy
 from services.runs.worker.context import AttachmentText, Services
 from services.runs.worker.model import StageError
 from services.runs.worker.stages import http

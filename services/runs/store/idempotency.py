@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from services.runs.create import IdempotencyRequest, StoredResponse
+from services.runs.domain.create import IdempotencyRequest, StoredResponse
 from weftcore.errors import Conflict
 from weftcore.ids import utcnow
 
@@ -160,7 +160,7 @@ async def purge_expired(
 
 
 class PgIdempotencyStore:
-    """`services.runs.create.IdempotencyStore` over these functions (for CreateRun)."""
+    """`services.runs.domain.create.IdempotencyStore` over these functions (for CreateRun)."""
 
     async def begin(
         self, conn: asyncpg.Connection, account_id: str, req: IdempotencyRequest

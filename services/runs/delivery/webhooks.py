@@ -1,7 +1,7 @@
 """Webhook deliveries: signed POSTs of run events, retried with exponential backoff.
 
 Rows in `webhook_deliveries` are queued by the statement that inserts their event, in
-the same transaction (services/runs/events.py, worker/pure.py). A `WebhookDispatcher`
+the same transaction (services/runs/store/events.py, worker/pure.py). A `WebhookDispatcher`
 task in every runs API process claims due rows with `FOR UPDATE SKIP LOCKED` and pushes
 their `next_attempt_at` past the HTTP timeout (a lease), so replicas never send one
 delivery concurrently; a replica that dies mid-send leaves the lease to expire and
@@ -11,7 +11,7 @@ Signature: `Weft-Signature: t=<unix>,v1=<hex hmac-sha256(secret, "<t>.<body>")>`
 with the account's secret (`whsec_...`, created on first use).
 
 Before each attempt the URL is checked with the rule it passed at creation
-(services/runs/webhook_url.py), and the connection goes only to addresses the guard let
+(services/runs/domain/webhook_url.py), and the connection goes only to addresses the guard let
 through. A delivery the guard refuses fails at once, for good: retrying would not change
 the answer (a host that does not resolve, though, is retried).
 """
@@ -32,8 +32,8 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from services.runs.ssrf import GuardedResolver, ResolutionFailed, SSRFPolicy, SSRFRefused
-from services.runs.webhook_url import check_webhook_url
+from services.runs.domain.ssrf import GuardedResolver, ResolutionFailed, SSRFPolicy, SSRFRefused
+from services.runs.domain.webhook_url import check_webhook_url
 from weftcore.config import ConfigError, env_bool, env_float, env_list
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@ there) and again before every delivery (a refused delivery fails for good).
 
 https anywhere public; never credentials in the URL; never an internal address
 (private, loopback, link-local, unspecified, IPv4 or IPv6, IPv4-mapped included) unless
-the policy allows it (services/runs/ssrf.py). Plain http only to loopback, and so only
+the policy allows it (services/runs/domain/ssrf.py). Plain http only to loopback, and so only
 where loopback is allowed (development). A host name is resolved and every address
 judged; at creation the lookup is bounded and a name that does not resolve in time
 passes, because delivery checks again, and connects only to the addresses it checked
@@ -15,7 +15,7 @@ import ipaddress
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
-from services.runs.ssrf import (
+from services.runs.domain.ssrf import (
     IPAddress,
     ResolutionFailed,
     SSRFPolicy,

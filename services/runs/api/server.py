@@ -1,5 +1,5 @@
 """The gRPC surface of the runs service: RunsService methods <-> domain calls
-(messages converted by convert.py; wiring is in wiring.py)."""
+(messages converted by convert.py; wiring is in services/runs/wiring.py)."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -7,10 +7,10 @@ from typing import Any
 
 import asyncpg
 
-from services.runs import convert, idempotency_rpc
-from services.runs.service import RunsService
-from services.runs.watch import RunWatcher
-from services.runs.webhooks import get_or_create_secret, list_deliveries
+from services.runs.api import convert, idempotency_rpc
+from services.runs.delivery.webhooks import get_or_create_secret, list_deliveries
+from services.runs.domain.service import RunsService
+from services.runs.domain.watch import RunWatcher
 from weft.runs.v1 import runs_pb2 as pb
 from weft.runs.v1 import runs_pb2_grpc
 from weftcore.errors import InvalidArgument

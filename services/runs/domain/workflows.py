@@ -17,10 +17,10 @@ from jinja2.sandbox import SandboxedEnvironment
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from services.runs.params import validate_value
+from services.runs.domain.params import validate_value
 from weftcore.errors import InvalidArgument
 
-SCHEMA_PATH = Path(__file__).parent / "schema" / "workflow.schema.json"
+SCHEMA_PATH = Path(__file__).parents[1] / "schema" / "workflow.schema.json"
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 # Keys whose values are Jinja2 templates, per stage type (checked for syntax at apply).
 _TEMPLATE_KEYS = {

@@ -13,12 +13,12 @@ from typing import Any, Protocol
 import asyncpg
 import grpc
 
-from services.runs import repository as repo
-from services.runs.events import insert_created_run
-from services.runs.group_commit import CreationBatcher
-from services.runs.params import file_values, validate_values
-from services.runs.ssrf import SSRFPolicy, SSRFRefused
-from services.runs.webhook_url import CREATION_RESOLVE_SECONDS, check_webhook_url
+from services.runs.domain.params import file_values, validate_values
+from services.runs.domain.ssrf import SSRFPolicy, SSRFRefused
+from services.runs.domain.webhook_url import CREATION_RESOLVE_SECONDS, check_webhook_url
+from services.runs.store import repository as repo
+from services.runs.store.events import insert_created_run
+from services.runs.store.group_commit import CreationBatcher
 from weft.billing.v1 import billing_pb2, billing_pb2_grpc
 from weft.storage.v1 import storage_pb2, storage_pb2_grpc
 from weftcore.batching import Batcher
@@ -79,7 +79,7 @@ class RateLimitState:
 
 
 class IdempotencyStore(Protocol):
-    """The idempotency records (services/runs/idempotency.py)."""
+    """The idempotency records (services/runs/store/idempotency.py)."""
 
     async def begin(
         self, conn: asyncpg.Connection, account_id: str, req: IdempotencyRequest
@@ -104,7 +104,7 @@ class IdempotencyStore(Protocol):
 
 class RateLimiter(Protocol):
     """Counts run creations. One that also has `ticket(account_id, plan)` and
-    `settle(ticket, row)` (services.runs.ratelimit.PgRateLimiter) is taken inside the
+    `settle(ticket, row)` (services.runs.store.ratelimit.PgRateLimiter) is taken inside the
     statement that inserts the run."""
 
     async def take(self, conn: asyncpg.Connection, account_id: str, plan: str) -> RateLimitState:
@@ -136,7 +136,7 @@ class CreateRunOutput:
 
 async def check_webhook(url: str, policy: SSRFPolicy) -> str | None:
     """The run's webhook URL, or None; 400 naming `webhook_url` when the rule that every
-    delivery applies (services/runs/webhook_url.py) refuses it."""
+    delivery applies (services/runs/domain/webhook_url.py) refuses it."""
     if not url:
         return None
     try:

@@ -2,7 +2,7 @@
 
 Nothing here talks to NATS: rows land in `run_events` and `outbox` (and in
 `webhook_deliveries` for a run with a webhook_url) in the same transaction as the state
-change they describe, and the relay (services/runs/outbox.py) publishes them. So an
+change they describe, and the relay (services/runs/delivery/outbox.py) publishes them. So an
 event exists if and only if its state change committed.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from services.runs.snapshot import run_snapshot
+from services.runs.domain.snapshot import run_snapshot
 from weftcore import jsontext
 from weftcore.events import BILLING_EVENTS, RUN_CREATED, WEBHOOK_EVENTS, RunEvent
 from weftcore.ids import iso, new_id, utcnow
@@ -136,7 +136,7 @@ FROM (VALUES (1, $15::text, $12::text, convert_to($14::text, 'UTF8')),
 WHERE v.subject IS NOT NULL  -- $20: billing's copy of the event, or NULL
 ORDER BY v.k
 """
-# The same rows, only if the rate take ($21..$25, see services/runs/ratelimit.py) took one;
+# The same rows, only if the rate take ($21..$25, see services/runs/store/ratelimit.py) took one;
 # answers the take's row. One statement: outside a transaction the account's rate lock
 # lives only inside the server, never across a client round trip.
 _INSERT_CREATED_TAKING = """
@@ -225,7 +225,7 @@ async def insert_created_run(
     """Insert a new `pending` run with its `run.created` event and its first job, in one
     statement (the hot path of CreateRun). `run` holds the runs columns of NewRun.
 
-    With `rate_take` (the arguments of services.runs.ratelimit.TAKE_SQL) the same
+    With `rate_take` (the arguments of services.runs.store.ratelimit.TAKE_SQL) the same
     statement takes the rate limit first and inserts nothing when it is full; the take's
     row (n, oldest, took) is answered with the event."""
     event, args = created_run(run)

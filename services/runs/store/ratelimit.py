@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from services.runs.create import RateLimitState
+from services.runs.domain.create import RateLimitState
 from weftcore.config import ConfigError, env_int
 from weftcore.errors import ResourceExhausted
 
@@ -139,7 +139,7 @@ async def current(
 
 
 class PgRateLimiter:
-    """`services.runs.create.RateLimiter` over `take`, with the limits read at start
+    """`services.runs.domain.create.RateLimiter` over `take`, with the limits read at start
     (RunsConfig.rate_limits)."""
 
     def __init__(self, limits: Mapping[str, int]) -> None:

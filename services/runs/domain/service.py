@@ -12,14 +12,14 @@ from typing import Any
 
 import asyncpg
 
-from services.runs import repository as repo
-from services.runs.create import Caller, CreateRunInput, CreateRunOutput, RunCreator
-from services.runs.events import enqueue_job, record_event
-from services.runs.notify import Notifier
-from services.runs.open_waits import OpenWaits
-from services.runs.params import validate_values
-from services.runs.snapshot import run_snapshot
-from services.runs.workflows import load_definition
+from services.runs.domain.create import Caller, CreateRunInput, CreateRunOutput, RunCreator
+from services.runs.domain.open_waits import OpenWaits
+from services.runs.domain.params import validate_values
+from services.runs.domain.snapshot import run_snapshot
+from services.runs.domain.workflows import load_definition
+from services.runs.store import repository as repo
+from services.runs.store.events import enqueue_job, record_event
+from services.runs.store.notify import Notifier
 from weftcore.errors import Conflict, InvalidArgument, NotFound
 from weftcore.events import RUN_CANCELED, TERMINAL_STATUSES
 

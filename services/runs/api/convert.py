@@ -5,14 +5,14 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from services.runs.create import Caller, CreateRunInput, CreateRunOutput, IdempotencyRequest
-from services.runs.workflows import public_fields, public_stages
+from services.runs.domain.create import Caller, CreateRunInput, CreateRunOutput, IdempotencyRequest
+from services.runs.domain.workflows import public_fields, public_stages
 from weft.runs.v1 import runs_pb2 as pb
 from weftcore.errors import InvalidArgument
 from weftcore.ids import iso
 
 if TYPE_CHECKING:
-    from services.runs.service import RunView
+    from services.runs.domain.service import RunView
 
 
 def _dumps(value: Any) -> str:

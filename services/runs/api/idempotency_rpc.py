@@ -3,7 +3,7 @@ POSTs handled outside CreateRun (uploads, through the gateway)."""
 
 import asyncpg
 
-from services.runs import idempotency
+from services.runs.store import idempotency
 from weft.runs.v1 import runs_pb2 as pb
 from weftcore.errors import InvalidArgument
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from services.runs.events import created_run, insert_created_taking
+from services.runs.store.events import created_run, insert_created_taking
 from weftcore.batching import Batcher
 from weftcore.events import RUN_CREATED, RunEvent
 from weftcore.nats import JOBS_SUBJECT

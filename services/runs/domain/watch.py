@@ -18,8 +18,8 @@ from typing import Any
 import asyncpg
 from nats.aio.client import Client
 
-from services.runs.create import Caller
-from services.runs.notify import Notifier
+from services.runs.domain.create import Caller
+from services.runs.store.notify import Notifier
 from weftcore.errors import NotFound
 from weftcore.events import TERMINAL_EVENTS, TERMINAL_STATUSES
 from weftcore.nats import event_subject

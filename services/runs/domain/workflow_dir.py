@@ -3,7 +3,7 @@
 import logging
 from pathlib import Path
 
-from services.runs.service import RunsService
+from services.runs.domain.service import RunsService
 
 log = logging.getLogger(__name__)
 
