@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TEXT = (ROOT / "Containerfile").read_text()
 _, BUILD, FINAL = TEXT.split("\nFROM ")  # comments, the build stage, the final stage
 

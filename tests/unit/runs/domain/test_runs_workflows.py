@@ -15,7 +15,7 @@ from services.runs.domain.workflows import (
 )
 from weftcore.errors import InvalidArgument
 
-EXAMPLES = sorted((Path(__file__).parents[2] / "workflows").glob("*.yaml"))
+EXAMPLES = sorted((Path(__file__).parents[4] / "workflows").glob("*.yaml"))
 
 BASE: dict[str, Any] = {
     "slug": "demo",

@@ -11,7 +11,7 @@ import pytest
 
 from services.runs.delivery.webhooks import sign
 
-DOC = Path(__file__).parents[2] / "docs" / "integrations.md"
+DOC = Path(__file__).parents[4] / "docs" / "integrations.md"
 
 
 def _block(language: str) -> str:

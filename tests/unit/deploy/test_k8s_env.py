@@ -20,7 +20,7 @@ import pytest
 from services.runs.store.ratelimit import DEFAULT_LIMITS
 from tests.support.k8s import K8S, build
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PACKAGES = ("gateway", "services", "weftcore")
 ENTRY = {
     "gateway": "gateway.__main__",

@@ -12,7 +12,7 @@ import yaml
 
 from tests.support.k8s import K8S, KustomizeError, build
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 OVERLAYS = ("dev", "prod")
 # Oldest version we support (native gRPC probes are GA since 1.27) and the newest schema.
 K8S_VERSIONS = ("1.30", kubernetes_validate.latest_version())
