@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from services.runs.server import GRPC_SERVICE_NAME
+from services.runs.api.server import GRPC_SERVICE_NAME
 from services.runs.wiring import wire
 from weftcore.service import main
 

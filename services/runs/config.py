@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.runs.ratelimit import limits_from_env
-from services.runs.webhooks import WebhookConfig
+from services.runs.delivery.webhooks import WebhookConfig
+from services.runs.store.ratelimit import limits_from_env
 from weftcore.config import ConfigError, env_int, env_str
 
 # The repository's example workflows; WEFT_WORKFLOWS_DIR="" turns loading off.

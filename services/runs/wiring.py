@@ -4,19 +4,19 @@ in reverse order once the gRPC server has stopped."""
 
 from contextlib import AsyncExitStack
 
+from services.runs.api.server import RunsServiceServicer
 from services.runs.config import RunsConfig
-from services.runs.create import RunCreator
-from services.runs.group_commit import CreationBatcher
-from services.runs.idempotency import PgIdempotencyStore
-from services.runs.notify import Notifier
-from services.runs.open_waits import OpenWaits
-from services.runs.outbox import OutboxRelay
-from services.runs.ratelimit import PgRateLimiter
-from services.runs.server import RunsServiceServicer
-from services.runs.service import RunsService
-from services.runs.watch import RunWatcher
-from services.runs.webhooks import WebhookDispatcher
-from services.runs.workflow_dir import apply_workflow_dir
+from services.runs.delivery.outbox import OutboxRelay
+from services.runs.delivery.webhooks import WebhookDispatcher
+from services.runs.domain.create import RunCreator
+from services.runs.domain.open_waits import OpenWaits
+from services.runs.domain.service import RunsService
+from services.runs.domain.watch import RunWatcher
+from services.runs.domain.workflow_dir import apply_workflow_dir
+from services.runs.store.group_commit import CreationBatcher
+from services.runs.store.idempotency import PgIdempotencyStore
+from services.runs.store.notify import Notifier
+from services.runs.store.ratelimit import PgRateLimiter
 from weft.billing.v1 import billing_pb2, billing_pb2_grpc
 from weft.runs.v1 import runs_pb2_grpc
 from weft.storage.v1 import storage_pb2_grpc

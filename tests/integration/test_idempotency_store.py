@@ -11,8 +11,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.runs import idempotency
-from services.runs.idempotency_rpc import begin_rpc, complete_rpc
+from services.runs.api.idempotency_rpc import begin_rpc, complete_rpc
+from services.runs.store import idempotency
 from weft.runs.v1 import runs_pb2 as pb
 from weftcore.db import create_pool
 from weftcore.errors import Conflict

@@ -13,7 +13,7 @@ import pytest
 from devstack.ports import free_port
 from devstack.processes import PythonProcess
 from devstack.stack import PROJECT_ROOT
-from services.runs.ratelimit import BUCKET_SECONDS, DEFAULT_LIMITS
+from services.runs.store.ratelimit import BUCKET_SECONDS, DEFAULT_LIMITS
 from tests.support.runs import Account, apply_workflow, create_account, runs_db
 
 STAGES = [{"id": "echo", "type": "template", "template": "{{ input_text }}"}]

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.runs import ratelimit
+from services.runs.store import ratelimit
 from weftcore.db import create_pool
 from weftcore.errors import ResourceExhausted
 

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from services.runs.webhooks import verify
+from services.runs.delivery.webhooks import verify
 from tests.support.runs import Account, apply_workflow, create_run, runs_db, wait_for
 
 pytestmark = pytest.mark.timeout(150)

@@ -14,13 +14,13 @@ from contextlib import AsyncExitStack
 
 import uvloop
 
-from services.runs.llm_client import LLMClient
-from services.runs.ssrf import SSRFPolicy, describe
+from services.runs.domain.ssrf import SSRFPolicy, describe
 from services.runs.worker.clients import BillingPricer, StorageTextReader
 from services.runs.worker.config import WorkerConfig
 from services.runs.worker.consumer import ConsumerSettings, JobConsumer
 from services.runs.worker.context import Services
 from services.runs.worker.executor import Executor
+from services.runs.worker.llm_client import LLMClient
 from services.runs.worker.recovery import recovery_loop
 from services.runs.worker.stages.http import guarded_session
 from services.runs.worker.store import PgStore

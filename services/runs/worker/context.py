@@ -6,8 +6,8 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from services.runs.llm_client import ChatResult
-from services.runs.ssrf import SSRFPolicy
+from services.runs.domain.ssrf import SSRFPolicy
+from services.runs.worker.llm_client import ChatResult
 from services.runs.worker.model import RunRecord
 
 

@@ -28,7 +28,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
-from services.runs.templating import TemplateRenderError, render
 from services.runs.worker.context import AttachmentText, Services, template_context
 from services.runs.worker.faults import is_outage
 from services.runs.worker.model import (
@@ -43,6 +42,7 @@ from services.runs.worker.model import (
     TransientError,
 )
 from services.runs.worker.stages import http, human_review, llm, template
+from services.runs.worker.templating import TemplateRenderError, render
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import asyncpg
 
-from services.runs.events import billing_copy, event_json, webhook_url_for
-from services.runs.snapshot import run_snapshot
+from services.runs.domain.snapshot import run_snapshot
+from services.runs.store.events import billing_copy, event_json, webhook_url_for
 from services.runs.worker.model import PurePlan, RunRecord
 from weftcore.batching import Batcher
 from weftcore.events import RUN_COMPLETED, RUN_STARTED, STAGE_COMPLETED, STAGE_STARTED, RunEvent

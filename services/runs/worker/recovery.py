@@ -12,7 +12,7 @@ import logging
 
 import asyncpg
 
-from services.runs.events import enqueue_job
+from services.runs.store.events import enqueue_job
 
 log = logging.getLogger(__name__)
 

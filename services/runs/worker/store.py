@@ -1,6 +1,6 @@
 """The worker's SQL: claiming runs, persisting stage results with their events.
 
-Every state change commits together with its event (services.runs.events.record_event)
+Every state change commits together with its event (services.runs.store.events.record_event)
 and only while this worker owns the run: `runs.status = 'running' AND worker_id = me`,
 checked under the row lock. That fence is what makes a stage count once even when two
 workers briefly hold jobs for the same run.
@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from services.runs.events import record_event
+from services.runs.store.events import record_event
 from services.runs.worker.model import PurePlan, RunRecord, StageError, StageResult
 from services.runs.worker.pure import PureRunBatcher
 from weftcore.events import (

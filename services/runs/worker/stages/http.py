@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from services.runs.ssrf import GuardedResolver, SSRFRefused, check_url
+from services.runs.domain.ssrf import GuardedResolver, SSRFRefused, check_url
 from services.runs.worker.context import Services
 from services.runs.worker.model import (
     HTTP_ERROR,

@@ -7,13 +7,13 @@ from typing import Any
 
 import jsonschema
 
-from services.runs.llm_client import LLMError
 from services.runs.worker.context import (
     AttachmentText,
     Services,
     attachment_variables,
     truncate_attachments,
 )
+from services.runs.worker.llm_client import LLMError
 from services.runs.worker.model import LLM_ERROR, LLM_INVALID_OUTPUT, StageError, StageResult
 from services.runs.worker.stages.template import render_or_fail
 

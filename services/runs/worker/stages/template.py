@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from services.runs.templating import TemplateRenderError, render, render_json
 from services.runs.worker.model import TEMPLATE_ERROR, StageError, StageResult
+from services.runs.worker.templating import TemplateRenderError, render, render_json
 
 
 def render_or_fail(source: str, context: dict[str, Any], what: str = "template") -> str:

@@ -1,0 +1,1 @@
+"""The gRPC surface of the runs service: the servicer and protobuf <-> domain conversion."""

@@ -1,0 +1,142 @@
+"""The gRPC surface of the runs service: RunsService methods <-> domain calls
+(messages converted by convert.py; wiring is in services/runs/wiring.py)."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+
+from services.runs.api import convert, idempotency_rpc
+from services.runs.delivery.webhooks import get_or_create_secret, list_deliveries
+from services.runs.domain.service import RunsService
+from services.runs.domain.watch import RunWatcher
+from weft.runs.v1 import runs_pb2 as pb
+from weft.runs.v1 import runs_pb2_grpc
+from weftcore.errors import InvalidArgument
+from weftcore.grpc_server import batch_item
+from weftcore.ids import iso
+
+GRPC_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RunsService"].full_name
+
+Ctx = Any
+
+
+class RunsServiceServicer(runs_pb2_grpc.RunsServiceServicer):
+    """Methods not overridden here answer UNIMPLEMENTED."""
+
+    def __init__(
+        self, service: RunsService, pool: asyncpg.Pool, watcher: RunWatcher | None = None
+    ) -> None:
+        self.service = service
+        self.pool = pool
+        self.watcher = watcher or RunWatcher(pool, None)
+
+    async def ApplyWorkflow(self, request: pb.ApplyWorkflowRequest, context: Ctx) -> pb.Workflow:
+        applied = await self.service.apply_workflow(request.definition)
+        return convert.workflow(applied.row, changed=applied.changed)
+
+    async def ListWorkflows(
+        self, request: pb.ListWorkflowsRequest, context: Ctx
+    ) -> pb.ListWorkflowsResponse:
+        caller = convert.caller(request.caller) if request.HasField("caller") else None
+        rows, more = await self.service.list_workflows(
+            caller, request.limit, request.starting_after
+        )
+        return pb.ListWorkflowsResponse(
+            workflows=[convert.workflow(r) for r in rows], has_more=more
+        )
+
+    async def GetWorkflow(self, request: pb.GetWorkflowRequest, context: Ctx) -> pb.Workflow:
+        caller = convert.caller(request.caller) if request.HasField("caller") else None
+        row = await self.service.get_workflow(caller, request.workflow_id or request.slug)
+        return convert.workflow(row)
+
+    async def CreateRun(self, request: pb.CreateRunRequest, context: Ctx) -> pb.CreateRunResponse:
+        return await self._create_run(request)
+
+    async def CreateRuns(
+        self, request: pb.CreateRunsRequest, context: Ctx
+    ) -> pb.CreateRunsResponse:
+        # Concurrently: the creations then share the billing and insert batches.
+        outcomes = await asyncio.gather(*(self._create_outcome(r) for r in request.requests))
+        return pb.CreateRunsResponse(outcomes=outcomes)
+
+    async def _create_outcome(self, request: pb.CreateRunRequest) -> pb.CreateRunOutcome:
+        answer, error = await batch_item(request.request_id, self._create_run(request))
+        return pb.CreateRunOutcome(response=answer, error=error)
+
+    async def _create_run(self, request: pb.CreateRunRequest) -> pb.CreateRunResponse:
+        out = await self.service.create_run(
+            convert.caller(request.caller), convert.create_run_input(request)
+        )
+        return convert.create_run_response(out)
+
+    async def GetRun(self, request: pb.GetRunRequest, context: Ctx) -> pb.Run:
+        view = await self.service.get_run(
+            convert.caller(request.caller),
+            request.run_id,
+            request.wait_seconds,
+            request.known_status,
+        )
+        return convert.run(view)
+
+    async def ListRuns(self, request: pb.ListRunsRequest, context: Ctx) -> pb.ListRunsResponse:
+        views, more = await self.service.list_runs(
+            convert.caller(request.caller),
+            request.workflow_id,
+            request.status,
+            request.limit,
+            request.starting_after,
+        )
+        return pb.ListRunsResponse(runs=[convert.run(v) for v in views], has_more=more)
+
+    async def CancelRun(self, request: pb.CancelRunRequest, context: Ctx) -> pb.Run:
+        view = await self.service.cancel_run(convert.caller(request.caller), request.run_id)
+        return convert.run(view)
+
+    async def SubmitInput(self, request: pb.SubmitInputRequest, context: Ctx) -> pb.Run:
+        values = convert.json_arg(request.values_json, "values", None)
+        view = await self.service.submit_input(
+            convert.caller(request.caller), request.run_id, values
+        )
+        return convert.run(view)
+
+    async def WatchRun(
+        self, request: pb.WatchRunRequest, context: Ctx
+    ) -> AsyncIterator[pb.RunEvent]:
+        caller = convert.caller(request.caller)
+        await self.watcher.check_visible(caller, request.run_id)
+        with self.service.open_waits.hold(caller.account_id):
+            # Accepted: the gateway waits for these headers before answering 200.
+            await context.send_initial_metadata(())
+            async for row in self.watcher.events(request.run_id, request.after_seq):
+                yield convert.run_event(row)
+
+    async def ListWebhookDeliveries(
+        self, request: pb.ListWebhookDeliveriesRequest, context: Ctx
+    ) -> pb.ListWebhookDeliveriesResponse:
+        found = await list_deliveries(self.pool, request.run_id)
+        return pb.ListWebhookDeliveriesResponse(
+            deliveries=[convert.webhook_delivery(row, attempts) for row, attempts in found]
+        )
+
+    async def GetWebhookSecret(
+        self, request: pb.GetWebhookSecretRequest, context: Ctx
+    ) -> pb.WebhookSecret:
+        if not request.account_id:
+            raise InvalidArgument("account_id is required.", param="account_id")
+        row = await get_or_create_secret(self.pool, request.account_id)
+        return pb.WebhookSecret(
+            account_id=row["account_id"], secret=row["secret"], created_at=iso(row["created_at"])
+        )
+
+    async def BeginIdempotent(
+        self, request: pb.BeginIdempotentRequest, context: Ctx
+    ) -> pb.BeginIdempotentResponse:
+        return await idempotency_rpc.begin_rpc(self.pool, request)
+
+    async def CompleteIdempotent(
+        self, request: pb.CompleteIdempotentRequest, context: Ctx
+    ) -> pb.CompleteIdempotentResponse:
+        return await idempotency_rpc.complete_rpc(self.pool, request)

@@ -1,0 +1,1 @@
+"""Getting committed events out: the outbox relay to JetStream and webhook deliveries."""

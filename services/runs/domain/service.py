@@ -1,0 +1,231 @@
+"""The runs API use cases: workflows, reading and waiting on runs, cancel, human input.
+
+CreateRun lives in create.py. Everything here raises WeftErrors with public codes.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from services.runs.domain.create import Caller, CreateRunInput, CreateRunOutput, RunCreator
+from services.runs.domain.open_waits import OpenWaits
+from services.runs.domain.params import validate_values
+from services.runs.domain.snapshot import run_snapshot
+from services.runs.domain.workflows import load_definition
+from services.runs.store import repository as repo
+from services.runs.store.events import enqueue_job, record_event
+from services.runs.store.notify import Notifier
+from weftcore.errors import Conflict, InvalidArgument, NotFound
+from weftcore.events import RUN_CANCELED, TERMINAL_STATUSES
+
+log = logging.getLogger(__name__)
+
+MAX_WAIT_SECONDS = 60
+# How stale another replica's view of a re-applied workflow may be.
+WORKFLOW_CACHE_SECONDS = 2.0
+STATUSES = frozenset({"pending", "running", "awaiting_input", "completed", "failed", "canceled"})
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A run row with its stage rows: enough for the snapshot and the proto."""
+
+    row: asyncpg.Record
+    stages: Sequence[Mapping[str, Any]]
+
+    def snapshot(self) -> dict[str, Any]:
+        return run_snapshot(self.row, self.stages)
+
+
+def _not_found_workflow(ref: str) -> NotFound:
+    return NotFound(f"No such workflow: {ref}.")
+
+
+def _not_found_run(run_id: str) -> NotFound:
+    return NotFound(f"No such run: {run_id}.")
+
+
+def check_limit(limit: int) -> int:
+    if limit == 0:
+        return 20
+    if not 1 <= limit <= 100:
+        raise InvalidArgument("limit must be between 1 and 100.", param="limit")
+    return limit
+
+
+class RunsService:
+    def __init__(
+        self, pool: asyncpg.Pool, notifier: Notifier, creator: RunCreator, open_waits: OpenWaits
+    ) -> None:
+        self._pool = pool
+        self._notifier = notifier
+        self._creator = creator
+        self.open_waits = open_waits
+        # Workflows by id/slug for a moment: every CreateRun reads one, they rarely change.
+        self._workflows: dict[str, tuple[float, asyncpg.Record]] = {}
+
+    # ---- workflows -------------------------------------------------------------------
+
+    async def apply_workflow(self, text: str) -> repo.AppliedWorkflow:
+        definition = load_definition(text)
+        self._workflows.clear()
+        try:
+            return await repo.apply_workflow(self._pool, definition)
+        except ValueError as exc:
+            raise Conflict(str(exc), code="WORKFLOW_SLUG_TAKEN", param="slug") from None
+
+    async def get_workflow(self, caller: Caller | None, ref: str) -> asyncpg.Record:
+        """By id or slug; a workflow outside the caller's allowlist does not exist."""
+        row = await self._cached_workflow(ref) if ref else None
+        if row is None:
+            raise _not_found_workflow(ref)
+        if (
+            caller is not None
+            and caller.allowlist is not None
+            and row["id"] not in caller.allowlist
+        ):
+            raise _not_found_workflow(ref)
+        return row
+
+    async def _cached_workflow(self, ref: str) -> asyncpg.Record | None:
+        now = time.monotonic()
+        hit = self._workflows.get(ref)
+        if hit is not None and now - hit[0] < WORKFLOW_CACHE_SECONDS:
+            return hit[1]
+        row = await repo.get_workflow(self._pool, ref)
+        if row is not None:
+            if len(self._workflows) > 1000:
+                self._workflows.clear()
+            self._workflows[ref] = (now, row)
+        return row
+
+    async def list_workflows(
+        self, caller: Caller | None, limit: int, starting_after: str
+    ) -> tuple[list[asyncpg.Record], bool]:
+        limit = check_limit(limit)
+        allowlist = None if caller is None or caller.allowlist is None else list(caller.allowlist)
+        rows = await repo.list_workflows(self._pool, allowlist, limit + 1, starting_after)
+        return rows[:limit], len(rows) > limit
+
+    # ---- runs ------------------------------------------------------------------------
+
+    async def create_run(self, caller: Caller, inp: CreateRunInput) -> CreateRunOutput:
+        workflow = await self.get_workflow(caller, inp.workflow_id)
+        return await self._creator.create(caller, workflow, inp)
+
+    async def _owned(self, caller: Caller, run_id: str) -> asyncpg.Record:
+        row = await repo.get_run(self._pool, run_id) if run_id.startswith("run_") else None
+        if row is None or not caller.can_see_run(row["user_id"], row["workflow_id"]):
+            raise _not_found_run(run_id)
+        return row
+
+    async def get_run(
+        self, caller: Caller, run_id: str, wait_seconds: int = 0, known_status: str = ""
+    ) -> RunView:
+        """The run; with `wait_seconds`, held until its status differs from `known_status`
+        (default: its status now) or the time is up."""
+        if not 0 <= wait_seconds <= MAX_WAIT_SECONDS:
+            raise InvalidArgument(f"wait must be between 0 and {MAX_WAIT_SECONDS}.", param="wait")
+        if wait_seconds == 0:
+            found = await repo.get_run_with_stages(self._pool, run_id)
+            if found is None or not caller.can_see_run(
+                found[0]["user_id"], found[0]["workflow_id"]
+            ):
+                raise _not_found_run(run_id)
+            return RunView(found[0], found[1])
+        # Watch before reading, so a change between the read and the wait is not missed.
+        # Only the notifier wakes the wait (it wakes every waiter after reconnecting, so
+        # no change is missed); the status is re-read only when it may have changed.
+        event = self._notifier.watch(run_id)
+        try:
+            row = await self._owned(caller, run_id)
+            known = known_status or row["status"]
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + wait_seconds
+            with self.open_waits.hold(caller.account_id):
+                while row["status"] == known and row["status"] not in TERMINAL_STATUSES:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        await asyncio.wait_for(event.wait(), remaining)
+                    except TimeoutError:
+                        break
+                    event.clear()
+                    fresh = await repo.get_run(self._pool, run_id)
+                    if fresh is None:
+                        raise _not_found_run(run_id)
+                    row = fresh
+        finally:
+            self._notifier.unwatch(run_id, event)
+        return RunView(row, await repo.stage_rows(self._pool, run_id))
+
+    async def list_runs(
+        self, caller: Caller, workflow_id: str, status: str, limit: int, starting_after: str
+    ) -> tuple[list[RunView], bool]:
+        limit = check_limit(limit)
+        if status and status not in STATUSES:
+            shown = ", ".join(sorted(STATUSES))
+            raise InvalidArgument(f"status must be one of: {shown}.", param="status")
+        if workflow_id and not caller.may_use(workflow_id):
+            return [], False  # as for a workflow that does not exist
+        allowlist = None if caller.allowlist is None else list(caller.allowlist)
+        rows = await repo.list_runs(
+            self._pool, caller.user_id, allowlist, workflow_id, status, limit + 1, starting_after
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        stages = await repo.stage_rows_for(self._pool, [r["id"] for r in rows])
+        return [RunView(r, stages.get(r["id"], [])) for r in rows], more
+
+    async def cancel_run(self, caller: Caller, run_id: str) -> RunView:
+        """pending/running/awaiting_input -> canceled; terminal runs: 409."""
+        await self._owned(caller, run_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await repo.get_run(conn, run_id, for_update=True)
+            assert row is not None
+            if row["status"] in TERMINAL_STATUSES:
+                raise Conflict(
+                    f"Run {run_id} is already {row['status']} and cannot be canceled.",
+                    code="RUN_NOT_CANCELABLE",
+                )
+            await repo.set_status(conn, run_id, "canceled", human_input_request=None)
+            await record_event(conn, run_id, RUN_CANCELED)
+            row = await repo.get_run(conn, run_id)
+            assert row is not None
+            return RunView(row, await repo.stage_rows(conn, run_id))
+
+    async def submit_input(self, caller: Caller, run_id: str, values: Any) -> RunView:
+        """Answer the waiting human-review stage: validate, store, resume (new job)."""
+        await self._owned(caller, run_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await repo.get_run(conn, run_id, for_update=True)
+            assert row is not None
+            request = row["human_input_request"]
+            if row["status"] != "awaiting_input" or not request:
+                raise Conflict(
+                    f"Run {run_id} is {row['status']}, not awaiting input.",
+                    code="RUN_NOT_AWAITING_INPUT",
+                )
+            stage_id = request["stage"]
+            definition = await repo.get_workflow_version(
+                conn, row["workflow_id"], row["workflow_version"]
+            )
+            stage = next(
+                (s for s in (definition or {}).get("stages", []) if s["id"] == stage_id), None
+            )
+            fields = stage["fields"] if stage else request.get("fields", [])
+            answers = validate_values(fields, values, "values")
+            inputs = {**(row["human_inputs"] or {}), stage_id: answers}
+            await repo.set_status(
+                conn, run_id, "running", human_inputs=inputs, human_input_request=None
+            )
+            await enqueue_job(conn, run_id)
+            row = await repo.get_run(conn, run_id)
+            assert row is not None
+            return RunView(row, await repo.stage_rows(conn, run_id))

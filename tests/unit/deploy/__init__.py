@@ -1,0 +1,1 @@
+"""Unit tests of the deployment files: Containerfile and deploy/k8s/."""

@@ -1,0 +1,1 @@
+"""Unit tests of protos/ and the code generated from them (weft/)."""

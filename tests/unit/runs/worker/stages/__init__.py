@@ -1,0 +1,1 @@
+"""Unit tests of services/runs/worker/stages/."""
