@@ -7,6 +7,7 @@ JSON on stdout so scripts can read it; errors print the public code and exit 1.
 import argparse
 import asyncio
 import json
+import os
 import sys
 from types import ModuleType
 
@@ -60,7 +61,15 @@ async def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    raise SystemExit(asyncio.run(_run(args)))
+    try:
+        status = asyncio.run(_run(args))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`weft-admin ... | head`): not an error of ours. Point
+        # stdout at /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = 0
+    raise SystemExit(status)
 
 
 if __name__ == "__main__":
