@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import health, metrics
+from gateway import cors, health, metrics
 from gateway.clients import connect_services
 from gateway.config import GatewayConfig
 from gateway.keys import CONFIG, SERVICES
@@ -25,6 +25,7 @@ def init_app(config: GatewayConfig) -> web.Application:
         client_max_size=config.max_json_bytes,
     )
     app[CONFIG] = config
+    cors.setup(app, config.cors_origins)
     app.cleanup_ctx.append(_services_ctx)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)

@@ -3,7 +3,7 @@
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from weftcore.config import env_float, env_int, env_str
+from weftcore.config import env_float, env_int, env_list, env_str
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class GatewayConfig:
     max_form_bytes: int
     auth_cache_seconds: float
     grace_seconds: float
+    cors_origins: tuple[str, ...]
     idle_timeout_seconds: float
     body_min_bytes_per_second: int
     body_rate_window_seconds: float
@@ -50,6 +51,7 @@ class GatewayConfig:
             max_form_bytes=env_int("WEFT_MAX_FORM_BYTES", 100 * 1024 * 1024, env),
             auth_cache_seconds=env_float("WEFT_AUTH_CACHE_SECONDS", 5.0, env),
             grace_seconds=env_float("WEFT_GRACE_SECONDS", 10.0, env),
+            cors_origins=env_list("WEFT_CORS_ORIGINS", "", env),
             idle_timeout_seconds=env_float("WEFT_HTTP_IDLE_TIMEOUT_SECONDS", 15.0, env),
             body_min_bytes_per_second=env_int("WEFT_HTTP_BODY_MIN_BYTES_PER_SECOND", 1024, env),
             body_rate_window_seconds=env_float("WEFT_HTTP_BODY_RATE_WINDOW_SECONDS", 10.0, env),

@@ -12,6 +12,7 @@ from aiohttp import web
 from gateway import metrics
 from gateway.client_input import check_url_values
 from gateway.config import GatewayConfig
+from gateway.cors import is_preflight, preflight
 from gateway.http import error_response
 from gateway.http_server import watch_body
 from gateway.ratelimit import rate_limited_headers
@@ -77,7 +78,9 @@ def make_middleware(config: GatewayConfig) -> Any:
                 )
             check_url_values(request.match_info, "Path parameter")
             check_url_values(request.query, "Query parameter")
-            response = await handler(request)
+            response: web.StreamResponse = (
+                preflight(request) if is_preflight(request) else await handler(request)
+            )
         except WeftError as err:
             response = error_response(err, headers=rate_limited_headers(err))
         except grpc.RpcError as exc:

@@ -50,6 +50,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "WEFT_PRICES": '{"fake:echo": [1000000, 2000000], '
             '"local:qwen2.5-coder-1.5b-instruct": [100000, 200000]}',
             "WEFT_HTTP_STAGE_ALLOWLIST": "127.0.0.1",
+            "WEFT_CORS_ORIGINS": "https://app.example.com",
         },
     )
     running = Stack(options)
