@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import pwd
 import signal
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -179,8 +181,15 @@ class ManagedProcess:
         self._reap_leftover(self._binary)
         log = self.log_path.open("ab")
         self._log_offset = log.tell()
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        log.write(f"\n=== devstack: starting {self.name} at {stamp}: {list(argv)}\n".encode())
+        # A JSON line like the process's own, so the whole file parses line by line.
+        started = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": "INFO",
+            "logger": "devstack",
+            "message": f"starting {self.name}",
+            "argv": [str(a) for a in argv],
+        }
+        log.write((json.dumps(started) + "\n").encode())
         log.flush()
         extra: dict[str, Any] = {}
         if user is not None:

@@ -73,6 +73,7 @@ class PrincipalCache:
 
 
 _CACHE = web.AppKey("auth_cache", PrincipalCache)
+KEY_ID = "weft.key_id"  # the authenticated key's id, kept on the request
 # For apps built without setup_auth (e.g. a test app): one cache per app all the same.
 _LATE: "weakref.WeakKeyDictionary[web.Application, PrincipalCache]" = weakref.WeakKeyDictionary()
 
@@ -128,6 +129,7 @@ async def authenticate(request: web.Request) -> auth_pb2.Principal:
 async def require(request: web.Request, scope: str | None = None) -> auth_pb2.Principal:
     """Authenticate, then check the plan allows API access and the key has `scope`."""
     principal = await authenticate(request)
+    request[KEY_ID] = principal.key_id  # for the access log line
     require_paid_plan(principal.plan)
     if scope is not None and scope not in principal.scopes:
         raise PermissionDenied(f"This API key lacks the `{scope}` scope.", code="MISSING_SCOPE")

@@ -14,8 +14,9 @@ LATENCY = Histogram(
 )
 
 
-def _route(request: web.Request) -> str:
-    # Route templates, not concrete paths, so ids don't explode label cardinality.
+def route_of(request: web.Request) -> str:
+    """The route's template (`/api/v1/workflow-runs/{run_id}`), not the path with its ids
+    (which would explode label cardinality); `unmatched` for no route."""
     info = request.match_info
     route = getattr(info, "route", None)
     resource = getattr(route, "resource", None)
@@ -25,7 +26,7 @@ def _route(request: web.Request) -> str:
 
 
 def observe(request: web.Request, status: int, seconds: float) -> None:
-    route = _route(request)
+    route = route_of(request)
     REQUESTS.labels(request.method, route, str(status)).inc()
     LATENCY.labels(request.method, route).observe(seconds)
 

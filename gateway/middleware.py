@@ -10,6 +10,7 @@ import grpc
 from aiohttp import web
 
 from gateway import metrics
+from gateway.auth import KEY_ID
 from gateway.client_input import check_url_values
 from gateway.config import GatewayConfig
 from gateway.cors import is_preflight, preflight
@@ -21,6 +22,8 @@ from weftcore.errors import Internal, InvalidArgument, NotFound, WeftError, from
 from weftcore.ids import new_id
 
 log = logging.getLogger(__name__)
+# One line per request: method, route, status, duration, key id (never the token).
+access_log = logging.getLogger("gateway.access")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -104,7 +107,18 @@ def make_middleware(config: GatewayConfig) -> Any:
             # connection cannot carry another request.
             response.force_close()
         response.headers[REQUEST_ID_HEADER] = rid
-        metrics.observe(request, response.status, time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        metrics.observe(request, response.status, elapsed)
+        access_log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "route": metrics.route_of(request),
+                "status": response.status,
+                "duration_ms": round(elapsed * 1000, 2),
+                "key_id": request.get(KEY_ID, ""),
+            },
+        )
         return response
 
     return envelope

@@ -2,11 +2,27 @@
 
 import logging
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
 from weftcore.context import request_id_var
+
+
+class _UtcJsonFormatter(JsonFormatter):
+    """Times as ISO-8601 in UTC with milliseconds (`2026-12-07T18:57:19.234Z`)."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        moment = datetime.fromtimestamp(record.created, UTC)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def error_text(exc: BaseException) -> str:
+    """An exception for a log line: its type, and its message when it has one (some,
+    e.g. timeouts, have none, which logged alone said nothing)."""
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 class _RequestIdFilter(logging.Filter):
@@ -19,7 +35,7 @@ def setup_logging(service: str, level: str = "INFO") -> None:
     """Route all logging to stdout as JSON lines tagged with service and request id."""
     handler = logging.StreamHandler(sys.stdout)
     handler.addFilter(_RequestIdFilter())
-    fmt: Any = JsonFormatter(
+    fmt: Any = _UtcJsonFormatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         static_fields={"service": service},

@@ -9,6 +9,7 @@ from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StreamConfig
 
 from weftcore.config import env_int
+from weftcore.logs import error_text
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ async def connect(url: str, name: str) -> Client:
     """Connect, reconnecting forever: NATS restarts must not kill a service."""
 
     async def on_error(exc: Exception) -> None:
-        log.warning("nats error", extra={"error": str(exc)})
+        log.warning("nats error", extra={"error": error_text(exc)})
 
     async def on_disconnect() -> None:
         log.warning("nats disconnected")
@@ -71,7 +72,7 @@ async def connect_retrying(
         except Exception as exc:
             if attempt == attempts:
                 raise
-            log.warning("nats not reachable yet", extra={"error": str(exc)})
+            log.warning("nats not reachable yet", extra={"error": error_text(exc)})
             await asyncio.sleep(interval_seconds)
     raise AssertionError("unreachable")
 

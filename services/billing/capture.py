@@ -23,6 +23,7 @@ from services.billing.repository import FreeCapture
 from services.billing.service import BillingService, CaptureResult
 from weftcore.errors import InvalidArgument, NotFound
 from weftcore.events import RUN_CREATED, RunEvent
+from weftcore.logs import error_text
 from weftcore.nats import BILLING_STREAM
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ class CaptureConsumer:
                 raise
             except Exception as exc:
                 # NATS down or reconnecting: back off and try again, never die.
-                log.warning("fetch failed", extra={"error": str(exc)})
+                log.warning("fetch failed", extra={"error": error_text(exc)})
                 await asyncio.sleep(1)
                 continue
             await self.handle_batch(msgs)
@@ -207,7 +208,9 @@ class CaptureConsumer:
             usages = usages_from_event(event) if event.terminal else []
         except Exception as exc:
             # A malformed event will never parse: keep it out of the way, loudly.
-            log.error("unreadable run event", extra={"subject": msg.subject, "error": str(exc)})
+            log.error(
+                "unreadable run event", extra={"subject": msg.subject, "error": error_text(exc)}
+            )
             await msg.term()
             return
         if event.type == RUN_CREATED:

@@ -22,6 +22,7 @@ from services.runs.domain.create import Caller
 from services.runs.store.notify import Notifier
 from weftcore.errors import NotFound
 from weftcore.events import TERMINAL_EVENTS, TERMINAL_STATUSES
+from weftcore.logs import error_text
 from weftcore.nats import event_subject
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,9 @@ class RunWatcher:
         try:
             return await self._nc.subscribe(event_subject(run_id, ">"), cb=on_message)
         except Exception as exc:  # polling still delivers everything, only later
-            log.warning("event subscription failed", extra={"run_id": run_id, "error": str(exc)})
+            log.warning(
+                "event subscription failed", extra={"run_id": run_id, "error": error_text(exc)}
+            )
             return None
 
     async def check_visible(self, caller: Caller, run_id: str) -> None:

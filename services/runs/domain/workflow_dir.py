@@ -4,6 +4,7 @@ import logging
 from pathlib import Path
 
 from services.runs.domain.service import RunsService
+from weftcore.logs import error_text
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ async def apply_workflow_dir(service: RunsService, directory: str) -> None:
         try:
             applied = await service.apply_workflow(path.read_text())
         except Exception as exc:
-            log.error("workflow not applied", extra={"file": str(path), "error": str(exc)})
+            log.error("workflow not applied", extra={"file": str(path), "error": error_text(exc)})
             continue
         log.info(
             "workflow applied",

@@ -13,6 +13,7 @@ import asyncpg
 
 from services.runs.domain.snapshot import run_snapshot
 from weftcore import jsontext
+from weftcore.context import request_id_var
 from weftcore.events import BILLING_EVENTS, RUN_CREATED, WEBHOOK_EVENTS, RunEvent
 from weftcore.ids import iso, new_id, utcnow
 from weftcore.nats import JOBS_SUBJECT, billing_subject, event_subject
@@ -108,13 +109,20 @@ async def record_event(
     return event
 
 
+def job_payload(run_id: str) -> bytes:
+    """A job for the workers: the run, and the id of the request that queued it (the
+    worker logs with it, so one request's lines can be followed into the worker)."""
+    job = {"run_id": run_id, "request_id": request_id_var.get()}
+    return json.dumps(job, separators=(",", ":")).encode()
+
+
 async def enqueue_job(conn: asyncpg.Connection, run_id: str, msg_id: str | None = None) -> None:
     """Queue a job for the workers to execute (or resume) the run.
 
     `msg_id` de-duplicates on JetStream; by default each call is a distinct job (a run
     resumed after human input needs a new one).
     """
-    payload = json.dumps({"run_id": run_id}, separators=(",", ":")).encode()
+    payload = job_payload(run_id)
     await conn.execute(_INSERT_OUTBOX, JOBS_SUBJECT, msg_id or new_id("evt"), payload)
 
 
@@ -174,7 +182,7 @@ def created_run(run: dict[str, Any]) -> tuple[RunEvent, tuple[Any, ...]]:
         created_at=iso(now),
         run=run_snapshot(row, []),
     )
-    job = json.dumps({"run_id": run["id"]}, separators=(",", ":")).encode()
+    job = job_payload(run["id"])
     args = (
         run["id"],
         run["workflow_id"],

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import asyncpg
 
+from weftcore.logs import error_text
+
 log = logging.getLogger(__name__)
 
 RUN_STATUS_CHANNEL = "weft_run_status"
@@ -86,7 +88,7 @@ class Notifier:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("notification listener failed", extra={"error": str(exc)})
+                log.warning("notification listener failed", extra={"error": error_text(exc)})
             finally:
                 if conn is not None and not conn.is_closed():
                     await conn.close()

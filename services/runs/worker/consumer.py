@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from services.runs.worker.executor import Executor, Outcome
+from weftcore.context import request_id_var
 from weftcore.nats import JOBS_STREAM, JOBS_SUBJECT
 
 log = logging.getLogger(__name__)
@@ -47,12 +48,22 @@ def consumer_config(settings: ConsumerSettings) -> ConsumerConfig:
     )
 
 
-def run_id_of(msg: Msg) -> str | None:
+@dataclass(frozen=True)
+class Job:
+    run_id: str
+    request_id: str  # of the request that queued it; "-" when it carries none (recovery)
+
+
+def job_of(msg: Msg) -> Job | None:
+    """The job a message carries; None for a malformed one."""
     try:
-        value = json.loads(msg.data)["run_id"]
-    except (ValueError, KeyError, TypeError):
+        doc = json.loads(msg.data)
+        run_id, request_id = doc["run_id"], doc.get("request_id")
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
-    return value if isinstance(value, str) and value else None
+    if not isinstance(run_id, str) or not run_id:
+        return None
+    return Job(run_id, request_id if isinstance(request_id, str) and request_id else "-")
 
 
 class JobConsumer:
@@ -104,19 +115,21 @@ class JobConsumer:
                 task.add_done_callback(self._tasks.discard)
 
     async def _handle(self, msg: Msg) -> None:
-        run_id = run_id_of(msg)
-        if run_id is None:
+        job = job_of(msg)
+        if job is None:
             log.error(
                 "malformed job dropped", extra={"data": msg.data[:200].decode("utf-8", "replace")}
             )
             await _settle(msg.term())
             return
+        # This task's own context: every line it logs carries the queuing request's id.
+        request_id_var.set(job.request_id)
         try:
-            outcome = await self.executor.execute(run_id, msg.in_progress)
+            outcome = await self.executor.execute(job.run_id, msg.in_progress)
         except Exception:
-            log.exception("job failed unexpectedly", extra={"run_id": run_id})
+            log.exception("job failed unexpectedly", extra={"run_id": job.run_id})
             outcome = Outcome.RETRY
-        await self._settle_outcome(msg, run_id, outcome)
+        await self._settle_outcome(msg, job.run_id, outcome)
 
     async def _settle_outcome(self, msg: Msg, run_id: str, outcome: Outcome) -> None:
         if outcome is Outcome.DONE:

@@ -43,6 +43,7 @@ from services.runs.worker.model import (
 )
 from services.runs.worker.stages import http, human_review, llm, template
 from services.runs.worker.templating import TemplateRenderError, render
+from weftcore.logs import error_text
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ class Executor:
             return Outcome.DONE
         except TransientError as exc:
             log.warning(
-                "transient failure, will retry", extra={"run_id": run_id, "error": str(exc)}
+                "transient failure, will retry", extra={"run_id": run_id, "error": error_text(exc)}
             )
             await self.store.release(run_id, self.worker_id)
             return Outcome.RETRY

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from services.runs.worker.consumer import ConsumerSettings, JobConsumer, run_id_of
+from services.runs.worker.consumer import ConsumerSettings, Job, JobConsumer, job_of
 from services.runs.worker.executor import Outcome
 
 
@@ -89,16 +89,19 @@ async def test_malformed_job_is_terminated_without_executing() -> None:
 
 
 @pytest.mark.parametrize(
-    ("data", "run_id"),
+    ("data", "job"),
     [
-        (b'{"run_id": "run_x"}', "run_x"),
+        (b'{"run_id": "run_x", "request_id": "req_1"}', Job("run_x", "req_1")),
+        (b'{"run_id": "run_x"}', Job("run_x", "-")),  # queued by recovery, or before ids
+        (b'{"run_id": "run_x", "request_id": 7}', Job("run_x", "-")),
         (b'{"run_id": ""}', None),
         (b"[]", None),
         (b'{"id": "run_x"}', None),
+        (b"not json", None),
     ],
 )
-def test_run_id_of(data: bytes, run_id: str | None) -> None:
-    assert run_id_of(FakeMsg(data)) == run_id  # type: ignore[arg-type]
+def test_job_of(data: bytes, job: Job | None) -> None:
+    assert job_of(FakeMsg(data)) == job  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("room", "jobs_in_flight", "asked"), [(3, 128, 3), (16, 5, 5)])
