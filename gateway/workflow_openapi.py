@@ -187,17 +187,36 @@ def endpoint_schema(fields: list[dict[str, Any]], *, binary_files: bool = False)
     return schema
 
 
-def _rebase_refs(node: Any, prefix: str) -> Any:
-    """Local `$ref`s of an embedded schema, pointed at where it now lives."""
+def _rebase_refs(node: Any, refs: dict[str, str], root: str) -> Any:
+    """An embedded schema's local `$ref`s pointed at where their targets now live."""
     if isinstance(node, dict):
-        out = {k: _rebase_refs(v, prefix) for k, v in node.items() if k not in ("$schema", "$id")}
+        out = {k: _rebase_refs(v, refs, root) for k, v in node.items() if k not in _HOISTED}
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith("#"):
-            out["$ref"] = prefix + ref.removeprefix("#")
+            out["$ref"] = refs.get(ref, root + ref.removeprefix("#"))
         return out
     if isinstance(node, list):
-        return [_rebase_refs(v, prefix) for v in node]
+        return [_rebase_refs(v, refs, root) for v in node]
     return node
+
+
+_HOISTED = ("$schema", "$id", "$defs", "definitions")
+
+
+def result_components(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """`<name>` and its `$defs` as named components (generators resolve no nested refs)."""
+    refs: dict[str, str] = {}
+    defs: dict[str, Any] = {}
+    for key in ("$defs", "definitions"):
+        for def_name, sub in (schema.get(key) or {}).items():
+            component = name + schema_name(def_name).removeprefix("Workflow")
+            refs[f"#/{key}/{def_name}"] = f"#/components/schemas/{component}"
+            defs[component] = sub
+    root = f"#/components/schemas/{name}"
+    out = {name: _rebase_refs(schema, refs, root)}
+    for component, sub in defs.items():
+        out[component] = _rebase_refs(sub, refs, root)
+    return out
 
 
 def declared_result(definition: dict[str, Any]) -> dict[str, Any] | None:
@@ -363,7 +382,7 @@ def workflow_document(base_url: str, workflow: WorkflowInfo) -> dict[str, Any]:
         **_run_components(f"{name}Result" if result is not None else None),
     }
     if result is not None:
-        schemas[f"{name}Result"] = _rebase_refs(result, f"#/components/schemas/{name}Result")
+        schemas.update(result_components(f"{name}Result", result))
     endpoint_content: dict[str, Any] = {"application/json": _json_body(endpoint)}
     if any(f["type"] == "file" for f in fields):
         schemas[form] = endpoint_schema(fields, binary_files=True)

@@ -233,9 +233,10 @@ def test_result_is_the_last_llm_stage_json_schema() -> None:
     assert declared_result(info.definition) == LLM_JSON["json_schema"]
     doc = workflow_document("http://x", info)
     result = doc["components"]["schemas"]["ContractReviewResult"]
-    assert "$schema" not in result
+    assert "$schema" not in result and "$defs" not in result
+    assert doc["components"]["schemas"]["ContractReviewResultItem"] == {"type": "string"}
     assert result["properties"]["items"]["items"] == {
-        "$ref": "#/components/schemas/ContractReviewResult/$defs/item"
+        "$ref": "#/components/schemas/ContractReviewResultItem"
     }
     run = Draft202012Validator({"$ref": "#/components/schemas/Run", **doc})
     base = {"id": "run_1", "workflow_id": "wf_1", "status": "completed", "created_at": "t"}
