@@ -355,6 +355,26 @@ def _responses(ok: str, errors: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def _name_selects(
+    schemas: dict[str, Any], bodies: tuple[str, ...], name: str, fields: list[dict[str, Any]]
+) -> None:
+    """Each select field's enum as one named component (`<Name><Field>`), shared by the
+    request bodies, so generators make one enum per field and need not invent its name."""
+    for field in fields:
+        if field["type"] != "select":
+            continue
+        component = name + schema_name(field["name"]).removeprefix("Workflow")
+        while component in schemas:  # e.g. a field called "params"
+            component += "Option"
+        full = field_schema(field)
+        schemas[component] = {k: v for k, v in full.items() if k in ("type", "enum")}
+        rest = {k: v for k, v in full.items() if k not in ("type", "enum")}
+        for body in bodies:
+            properties = schemas.get(body, {}).get("properties", {})
+            if field["name"] in properties:
+                properties[field["name"]] = {"$ref": f"#/components/schemas/{component}", **rest}
+
+
 def workflow_document(base_url: str, workflow: WorkflowInfo) -> dict[str, Any]:
     """The OpenAPI 3.1 document of one workflow, served from `base_url`."""
     name = schema_name(workflow.name)
@@ -387,6 +407,7 @@ def workflow_document(base_url: str, workflow: WorkflowInfo) -> dict[str, Any]:
     if any(f["type"] == "file" for f in fields):
         schemas[form] = endpoint_schema(fields, binary_files=True)
         endpoint_content["multipart/form-data"] = _json_body(form)
+    _name_selects(schemas, (params, endpoint, form), name, fields)
     idempotency = {"$ref": "#/components/parameters/IdempotencyKey"}
     return {
         "openapi": "3.1.0",

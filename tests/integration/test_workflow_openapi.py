@@ -70,7 +70,7 @@ async def test_a_valid_openapi_31_document_typed_from_the_fields(
     assert doc["servers"] == [{"url": stack.base_url.rstrip("/")}]
     params = doc["components"]["schemas"]["EchoParamsParams"]
     assert params["required"] == ["count"]
-    assert params["properties"]["tone"]["enum"] == ["formal", "casual"]
+    assert doc["components"]["schemas"]["EchoParamsTone"]["enum"] == ["formal", "casual"]
 
     create = _schema(doc, "EchoParamsCreateRunRequest")
     good = {"input_text": "hi", "params": {"count": 3, "tone": "casual", "title": "t"}}
@@ -153,12 +153,12 @@ import json, os, sys
 from echo_client import AuthenticatedClient
 from echo_client.api.default import create_run, get_run
 from echo_client.models import EchoParamsCreateRunRequest, EchoParamsParams
-from echo_client.models import EchoParamsParamsTone
+from echo_client.models import EchoParamsTone
 
 client = AuthenticatedClient(base_url=sys.argv[1], token=os.environ["WEFT_API_KEY"])
 body = EchoParamsCreateRunRequest(
     input_text="from a generated client",
-    params=EchoParamsParams(count=4, tone=EchoParamsParamsTone.CASUAL, title="typed"),
+    params=EchoParamsParams(count=4, tone=EchoParamsTone.CASUAL, title="typed"),
 )
 created = create_run.sync_detailed(client=client, body=body, idempotency_key="gen-1")
 assert created.status_code == 201, created.content

@@ -257,3 +257,17 @@ def test_result_is_the_last_llm_stage_json_schema() -> None:
 def test_result_is_any_value_otherwise(extra: dict[str, Any]) -> None:
     definition = {"stages": [LLM_JSON], **extra}
     assert declared_result(definition) is None
+
+
+def test_select_enums_are_named_components_shared_by_the_bodies() -> None:
+    fields = [
+        {"name": "tone", "type": "select", "default": "a", "constraints": {"options": ["a", "b"]}},
+        {"name": "params", "type": "select", "constraints": {"options": [1, 2]}},
+        {"name": "doc", "type": "file"},
+    ]
+    schemas = workflow_document("http://x", _info(fields))["components"]["schemas"]
+    assert schemas["ContractReviewTone"] == {"type": "string", "enum": ["a", "b"]}
+    assert schemas["ContractReviewParamsOption"] == {"type": "integer", "enum": [1, 2]}
+    ref = {"$ref": "#/components/schemas/ContractReviewTone", "default": "a"}
+    for body in ("Params", "EndpointRequest", "EndpointForm"):
+        assert schemas[f"ContractReview{body}"]["properties"]["tone"] == ref
