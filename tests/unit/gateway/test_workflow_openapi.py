@@ -260,7 +260,7 @@ def test_result_is_any_value_otherwise(extra: dict[str, Any]) -> None:
 
 
 def test_select_enums_are_named_components_shared_by_the_bodies() -> None:
-    fields = [
+    fields: list[dict[str, Any]] = [
         {"name": "tone", "type": "select", "default": "a", "constraints": {"options": ["a", "b"]}},
         {"name": "params", "type": "select", "constraints": {"options": [1, 2]}},
         {"name": "doc", "type": "file"},
