@@ -9,6 +9,7 @@ from gateway.auth import WORKFLOWS_READ, require
 from gateway.http import json_response, query_int
 from gateway.keys import CONFIG, SERVICES
 from gateway.routes.runs import caller
+from gateway.workflow_openapi import WorkflowInfo, workflow_document
 from weft.runs.v1 import runs_pb2
 
 
@@ -69,6 +70,29 @@ async def get_workflow(request: web.Request) -> web.Response:
     return json_response({"data": workflow_detail(request, reply)})
 
 
+async def get_workflow_openapi(request: web.Request) -> web.Response:
+    """An OpenAPI 3.1 document for this one workflow, from its current definition."""
+    principal = await require(request, WORKFLOWS_READ)
+    # GetWorkflow answers NOT_FOUND outside the key's allowlist, like any unknown id.
+    w = await request.app[SERVICES].runs.GetWorkflow(
+        runs_pb2.GetWorkflowRequest(
+            caller=caller(principal), workflow_id=request.match_info["workflow_id"]
+        ),
+        timeout=10,
+    )
+    info = WorkflowInfo(
+        id=w.id,
+        slug=w.slug,
+        name=w.name,
+        description=w.description,
+        version=w.version,
+        fields=json.loads(w.fields_json),
+        definition=json.loads(w.definition_json),
+    )
+    return json_response(workflow_document(_base(request), info))
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/api/v1/workflows", list_workflows)
     app.router.add_get("/api/v1/workflows/{workflow_id}", get_workflow)
+    app.router.add_get("/api/v1/workflows/{workflow_id}/openapi.json", get_workflow_openapi)
