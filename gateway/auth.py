@@ -73,7 +73,7 @@ class PrincipalCache:
 
 
 _CACHE = web.AppKey("auth_cache", PrincipalCache)
-KEY_ID = "weft.key_id"  # the authenticated key's id, kept on the request
+KEY_ID = web.RequestKey("key_id", str)  # the authenticated key's id, for the access log
 # For apps built without setup_auth (e.g. a test app): one cache per app all the same.
 _LATE: "weakref.WeakKeyDictionary[web.Application, PrincipalCache]" = weakref.WeakKeyDictionary()
 
