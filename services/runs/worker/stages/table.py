@@ -182,10 +182,11 @@ def _load(con: duckdb.DuckDBPyConnection, table: TableData, folder: str) -> None
             ).fetchone() or (False, None)
             if ok and (scale or 0) <= _MAX_SCALE:
                 overrides[column] = f"DECIMAL(38,{scale or 0})"
+        typed = ", types=?" if overrides else ""
         con.execute(
             f'CREATE TABLE "{table.name}" AS SELECT * FROM '
-            "read_csv(?, header=true, auto_detect=true, types=?)",
-            [path, overrides],
+            f"read_csv(?, header=true, auto_detect=true{typed})",
+            [path, overrides] if overrides else [path],
         )
     except duckdb.InterruptException:
         raise
