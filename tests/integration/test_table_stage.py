@@ -14,7 +14,7 @@ SEED = (
     "date,project,hours\n2026-11-02,Apollo,3\n2026-11-02,Zephyr,2\n"
     "2026-11-03,Apollo,2\n2026-11-03,Zephyr,3\n"
 )
-STAGES = [
+STAGES: list[dict[str, Any]] = [
     {
         "id": "totals",
         "type": "table",
