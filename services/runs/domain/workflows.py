@@ -28,6 +28,8 @@ _TEMPLATE_KEYS = {
     "template": ("template",),
     "http": ("url", "body"),
     "human_review": ("prompt", "context"),
+    # The SQL is not a template: values reach it as tables, never spliced into it.
+    "table": (),
 }
 
 
@@ -137,6 +139,18 @@ def _check_fields(fields: list[dict[str, Any]], path: str) -> None:
             validate_value(field, field["default"], f"{at}.default")
 
 
+def _check_table_sources(stage: dict[str, Any], fields: list[dict[str, Any]], at: str) -> None:
+    """A table stage's `params.<name>` sources must be declared text or file fields."""
+    kinds = {f["name"]: f["type"] for f in fields}
+    for name, sources in (stage.get("tables") or {}).items():
+        for source in [sources] if isinstance(sources, str) else sources:
+            field = source.removeprefix("params.")
+            if source != "attachment" and kinds.get(field) not in ("text", "file"):
+                p = f"{at}.tables.{name}"
+                msg = f"Invalid table source at {p}: {source!r} is not a text or file field."
+                raise InvalidArgument(msg, param=p)
+
+
 def validate_definition(doc: Any) -> dict[str, Any]:
     """The normalised definition (id filled in, defaults set), or InvalidArgument."""
     _schema_check(doc)
@@ -159,6 +173,8 @@ def validate_definition(doc: Any) -> dict[str, Any]:
             _check_template(value, f"{at}.headers.{name}")
         if stage["type"] == "human_review":
             _check_fields(stage["fields"], f"{at}.fields")
+        if stage["type"] == "table":
+            _check_table_sources(stage, definition["fields"], at)
         if stage["type"] == "llm" and "json_schema" in stage:
             try:
                 Draft202012Validator.check_schema(stage["json_schema"])

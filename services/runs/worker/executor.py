@@ -41,7 +41,7 @@ from services.runs.worker.model import (
     StageResult,
     TransientError,
 )
-from services.runs.worker.stages import http, human_review, llm, template
+from services.runs.worker.stages import http, human_review, llm, table, template
 from services.runs.worker.templating import TemplateRenderError, render
 from weftcore.logs import error_text
 
@@ -325,6 +325,8 @@ class Executor:
             return await template.run(stage, context)
         if kind == "llm":
             return await llm.run(stage, context, attachments, self.services)
+        if kind == "table":
+            return await table.run(stage, context["params"], attachments)
         if kind == "http":
             return await http.run(stage, context, self.services)
         if kind == "human_review":

@@ -47,11 +47,12 @@ def test_the_three_examples_are_valid_and_cover_the_required_shapes() -> None:
     assert types == {
         "classify-ticket": ["llm", "template"],
         "review-reply": ["llm", "human_review", "template"],
-        "timesheet-summary": ["llm"],
+        "timesheet-summary": ["table", "llm"],
     }
     classify = defs["classify-ticket"]["stages"][0]
     assert classify["response_format"] == "json" and classify["json_schema"]["type"] == "object"
-    summary = defs["timesheet-summary"]["stages"][0]
+    totals, summary = defs["timesheet-summary"]["stages"]
+    assert "GROUPING SETS" in totals["query"]
     assert summary["model"] == "local:qwen2.5-coder-1.5b-instruct"
     assert "code" in summary["system"] and "plain" in summary["system"]
 
