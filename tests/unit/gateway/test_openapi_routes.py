@@ -9,6 +9,7 @@ from jsonschema import Draft202012Validator
 from gateway.app import init_app
 from gateway.config import GatewayConfig
 from gateway.openapi_spec import document, operations
+from tests.support.json_tree import every_node
 
 
 def _config() -> GatewayConfig:
@@ -53,20 +54,9 @@ def test_the_document_is_openapi_31_with_bearer_security() -> None:
     assert public == {"/api/v1/openapi.json", "/healthz", "/readyz", "/metrics"}
 
 
-def _walk(node: Any) -> list[Any]:
-    out = [node]
-    if isinstance(node, dict):
-        for v in node.values():
-            out += _walk(v)
-    elif isinstance(node, list):
-        for v in node:
-            out += _walk(v)
-    return out
-
-
 def test_every_ref_resolves_and_every_schema_is_valid_json_schema() -> None:
     doc = document("http://x")
-    for node in _walk(doc):
+    for node in every_node(doc):
         if isinstance(node, dict) and "$ref" in node:
             target: Any = doc
             for part in node["$ref"].removeprefix("#/").split("/"):

@@ -16,6 +16,7 @@ from gateway.workflow_openapi import (
     workflow_document,
 )
 from services.runs.domain.workflows import public_fields, validate_definition
+from tests.support.json_tree import every_node
 
 FIELDS: list[dict[str, Any]] = [
     {"name": "count", "type": "integer", "required": True, "constraints": {"min": 1, "max": 9}},
@@ -141,17 +142,6 @@ def test_schema_names() -> None:
     assert schema_name("   ") == "Workflow"
 
 
-def _walk(node: Any) -> list[Any]:
-    out = [node]
-    if isinstance(node, dict):
-        for v in node.values():
-            out += _walk(v)
-    elif isinstance(node, list):
-        for v in node:
-            out += _walk(v)
-    return out
-
-
 def test_document_shape() -> None:
     info = _info(FIELDS)
     doc = workflow_document("http://gw.test/", info)
@@ -172,7 +162,7 @@ def test_document_shape() -> None:
     assert {"ContractReviewParams", "Run", "Error", "ContractReviewEndpointForm"} <= set(schemas)
     endpoint = doc["paths"]["/api/v1/endpoints/contract-review"]["post"]
     assert set(endpoint["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
-    for node in _walk(doc):
+    for node in every_node(doc):
         if isinstance(node, dict):
             if node.get("type") == "array":
                 assert "items" in node, node
