@@ -38,6 +38,7 @@ from devstack.process_tree import (
     same_file,
     terminate_tree,
 )
+from weftcore.ids import rfc3339
 
 
 class ServerStartError(RuntimeError):
@@ -183,7 +184,7 @@ class ManagedProcess:
         self._log_offset = log.tell()
         # A JSON line like the process's own, so the whole file parses line by line.
         started = {
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": rfc3339(datetime.now(UTC)),
             "level": "INFO",
             "logger": "devstack",
             "message": f"starting {self.name}",

@@ -49,7 +49,11 @@ def iso(ts: datetime | None) -> str:
     return _iso(ts)
 
 
-@functools.lru_cache(maxsize=4096)
-def _iso(ts: datetime) -> str:
-    # Cached: a run's few timestamps appear in every snapshot of every event it has.
+def rfc3339(ts: datetime) -> str:
+    """`ts` as RFC 3339 in UTC with milliseconds and a Z (`2026-12-07T18:57:19.234Z`)."""
     return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# Cached for `iso`: a run's few timestamps appear in every snapshot of every event it has.
+# (Not for log lines: each of their times is new, and would only evict these.)
+_iso = functools.lru_cache(maxsize=4096)(rfc3339)

@@ -8,14 +8,14 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter
 
 from weftcore.context import request_id_var
+from weftcore.ids import rfc3339
 
 
 class _UtcJsonFormatter(JsonFormatter):
     """Times as ISO-8601 in UTC with milliseconds (`2026-12-07T18:57:19.234Z`)."""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        moment = datetime.fromtimestamp(record.created, UTC)
-        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return rfc3339(datetime.fromtimestamp(record.created, UTC))
 
 
 def error_text(exc: BaseException) -> str:

@@ -139,14 +139,11 @@ async def current(
 
 
 class PgRateLimiter:
-    """`services.runs.domain.create.RateLimiter` over `take`, with the limits read at start
-    (RunsConfig.rate_limits)."""
+    """`services.runs.domain.create.RateLimiter`: takes embedded in the creating statement
+    (`ticket` + `settle`), with the limits read at start (RunsConfig.rate_limits)."""
 
     def __init__(self, limits: Mapping[str, int]) -> None:
         self.limits = dict(limits)
-
-    async def take(self, conn: asyncpg.Connection, account_id: str, plan: str) -> RateLimitState:
-        return await take(conn, account_id, plan, limits=self.limits)
 
     def ticket(self, account_id: str, plan: str) -> Ticket:
         """For CreateRun's one-statement insert (TAKE_SQL inside it), judged by `settle`."""
