@@ -13,10 +13,10 @@ from services.runs.domain.open_waits import OpenWaits
 from services.runs.domain.service import RunsService
 from services.runs.domain.watch import RunWatcher
 from services.runs.domain.workflow_dir import apply_workflow_dir
-from services.runs.store.group_commit import CreationBatcher
 from services.runs.store.idempotency import PgIdempotencyStore
 from services.runs.store.notify import Notifier
 from services.runs.store.ratelimit import PgRateLimiter
+from services.runs.store.writer import RunWriter
 from weft.billing.v1 import billing_pb2, billing_pb2_grpc
 from weft.runs.v1 import runs_pb2_grpc
 from weft.storage.v1 import storage_pb2_grpc
@@ -55,8 +55,8 @@ async def wire(
     billing = billing_pb2_grpc.BillingServiceStub(billing_channel)
     storage = storage_pb2_grpc.StorageServiceStub(storage_channel)
     # Closed before the channel and the pool they use (the stack unwinds in reverse).
-    creations = CreationBatcher(pool)
-    stack.push_async_callback(creations.close)
+    writer = RunWriter(pool)
+    stack.push_async_callback(writer.close)
     reservations = batched_rpc(
         billing.ReserveMany,
         lambda requests: billing_pb2.ReserveManyRequest(requests=requests),
@@ -72,13 +72,18 @@ async def wire(
         # no separate lock-free look is needed.
         PgIdempotencyStore(),
         PgRateLimiter(runs_config.rate_limits),
+        writer,
         after_commit=relay.wake,
-        batcher=creations,
         reserve_batcher=reservations,
         webhook_policy=runs_config.webhooks.policy,
     )
     service = RunsService(
-        pool, notifier, creator, OpenWaits(runs_config.max_open_waits_per_account)
+        pool,
+        notifier,
+        creator,
+        OpenWaits(runs_config.max_open_waits_per_account),
+        writer,
+        after_commit=relay.wake,
     )
     await apply_workflow_dir(service, runs_config.workflows_dir)
     runs_pb2_grpc.add_RunsServiceServicer_to_server(  # type: ignore[no-untyped-call]

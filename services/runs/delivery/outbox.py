@@ -71,7 +71,7 @@ class OutboxRelay:
             return 0  # publishing now would only pile up in the client's buffer
         if not self._inbox:
             self._inbox = self._nc.new_inbox()
-            await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
+            await self._nc.subscribe(f"{self._inbox}.*", cb=self.on_ack)
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(_CLAIM, self._batch_size)
             if not rows:
@@ -98,7 +98,8 @@ class OutboxRelay:
             await conn.execute(_MARK, [r["id"] for r in rows])
             return len(rows)
 
-    async def _on_ack(self, msg: Msg) -> None:
+    async def on_ack(self, msg: Msg) -> None:
+        """JetStream's answer to one published message: settles its pending publish."""
         ack = self._acks.pop(msg.subject.rpartition(".")[2], None)
         if ack is None or ack.done():
             return  # late: its batch already gave up and will publish again

@@ -1,7 +1,7 @@
 """Webhook deliveries: signed POSTs of run events, retried with exponential backoff.
 
 Rows in `webhook_deliveries` are queued by the statement that inserts their event, in
-the same transaction (services/runs/store/events.py, worker/pure.py). A `WebhookDispatcher`
+the same statement (services/runs/store/writer.py). A `WebhookDispatcher`
 task in every runs API process claims due rows with `FOR UPDATE SKIP LOCKED` and pushes
 their `next_attempt_at` past the HTTP timeout (a lease), so replicas never send one
 delivery concurrently; a replica that dies mid-send leaves the lease to expire and

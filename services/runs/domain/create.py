@@ -15,16 +15,15 @@ import grpc
 
 from services.runs.domain.params import file_values, validate_values
 from services.runs.domain.ssrf import SSRFPolicy, SSRFRefused
+from services.runs.domain.transitions import Created, RunState, advance
 from services.runs.domain.webhook_url import CREATION_RESOLVE_SECONDS, check_webhook_url
-from services.runs.store import repository as repo
-from services.runs.store.events import insert_created_run
-from services.runs.store.group_commit import CreationBatcher
+from services.runs.store.writer import RateTake, RunWriter, write
 from weft.billing.v1 import billing_pb2, billing_pb2_grpc
 from weft.storage.v1 import storage_pb2, storage_pb2_grpc
 from weftcore.batching import Batcher
 from weftcore.context import request_id_var
 from weftcore.errors import InvalidArgument, NotFound, from_rpc_error
-from weftcore.ids import new_id
+from weftcore.ids import iso, new_id, utcnow
 from weftcore.plans import require_paid_plan
 from weftcore.tokens import estimate_tokens
 
@@ -104,7 +103,7 @@ class IdempotencyStore(Protocol):
 class RateTicket(Protocol):
     """One take of the rate limit, fixed before the statement that takes it."""
 
-    def args(self) -> tuple[Any, ...]:
+    def args(self) -> RateTake:
         """The take's arguments in the creating statement (ratelimit.TAKE_SQL's)."""
 
 
@@ -179,6 +178,33 @@ def check_input_text(text: str) -> None:
         )
 
 
+def estimate_stages(
+    definition: dict[str, Any],
+    input_text: str,
+    params: Any,
+    attachments: list[storage_pb2.Attachment],
+) -> list[billing_pb2.StageEstimate]:
+    """What each priced (llm) stage of a run may cost at most: its prompt's tokens and
+    its output cap, for billing to reserve."""
+    llm_stages = [s for s in definition["stages"] if s["type"] == "llm"]
+    if not llm_stages:
+        return []
+    # Attachments count with the estimate storage made of their text at upload:
+    # reading the texts back could overflow a gRPC reply (five 2M-character files).
+    prompt_tokens = estimate_tokens(input_text + json.dumps(params)) + sum(
+        a.text_tokens for a in attachments
+    )
+    return [
+        billing_pb2.StageEstimate(
+            stage=s["id"],
+            model=s["model"],
+            input_tokens=prompt_tokens + estimate_tokens(s["prompt"] + s.get("system", "")),
+            max_output_tokens=int(s.get("max_tokens", 1024)),
+        )
+        for s in llm_stages
+    ]
+
+
 class RunCreator:
     """The CreateRun use case; its collaborators are small interfaces (fakes in tests)."""
 
@@ -189,8 +215,8 @@ class RunCreator:
         storage: storage_pb2_grpc.StorageServiceStub,
         idempotency: IdempotencyStore,
         rate_limiter: RateLimiter,
+        writer: RunWriter,
         after_commit: Callable[[], None] = lambda: None,
-        batcher: CreationBatcher | None = None,
         reserve_batcher: Batcher[billing_pb2.ReserveRequest, billing_pb2.Reservation] | None = None,
         webhook_policy: SSRFPolicy | None = None,
     ) -> None:
@@ -202,7 +228,7 @@ class RunCreator:
         # Wakes the outbox relay of this process at once (NOTIFY would, a hop later).
         self._after_commit = after_commit
         # Group commit for creations without an Idempotency-Key (the common case).
-        self._batcher = batcher
+        self._writer = writer
         # Reserve, with concurrent creations sharing ReserveMany calls.
         self._reserve_batcher = reserve_batcher
         # What webhook deliveries may reach (WebhookConfig.policy): refused here already.
@@ -239,31 +265,6 @@ class RunCreator:
             return attachment
 
         return list(await asyncio.gather(*(one(i, a) for i, a in enumerate(ids))))
-
-    def _estimate(
-        self,
-        definition: dict[str, Any],
-        inp: CreateRunInput,
-        params: Any,
-        attachments: list[storage_pb2.Attachment],
-    ) -> list[billing_pb2.StageEstimate]:
-        llm_stages = [s for s in definition["stages"] if s["type"] == "llm"]
-        if not llm_stages:
-            return []
-        # Attachments count with the estimate storage made of their text at upload:
-        # reading the texts back could overflow a gRPC reply (five 2M-character files).
-        prompt_tokens = estimate_tokens(inp.input_text + json.dumps(params)) + sum(
-            a.text_tokens for a in attachments
-        )
-        return [
-            billing_pb2.StageEstimate(
-                stage=s["id"],
-                model=s["model"],
-                input_tokens=prompt_tokens + estimate_tokens(s["prompt"] + s.get("system", "")),
-                max_output_tokens=int(s.get("max_tokens", 1024)),
-            )
-            for s in llm_stages
-        ]
 
     async def create(
         self, caller: Caller, workflow: asyncpg.Record, inp: CreateRunInput
@@ -310,9 +311,9 @@ class RunCreator:
         webhook_url: str | None,
     ) -> CreateRunOutput:
         run_id = new_id("run")
-        stages = self._estimate(workflow["definition"], inp, params, attachments)
-        reserved = await self._reserve(caller, run_id, stages)
-        new = repo.NewRun(
+        stages = estimate_stages(workflow["definition"], inp.input_text, params, attachments)
+        reserved = await self.reserve(caller, run_id, stages)
+        new = RunState(
             id=run_id,
             workflow_id=workflow["id"],
             workflow_version=workflow["current_version"],
@@ -324,6 +325,7 @@ class RunCreator:
             attachment_ids=inp.attachment_ids,
             webhook_url=webhook_url,
             holds_reservation=reserved,
+            created_at=utcnow(),
         )
         try:
             return await self._commit(caller, new, inp.idempotency)
@@ -332,7 +334,7 @@ class RunCreator:
                 await asyncio.shield(self._release(run_id))
             raise
 
-    async def _reserve(
+    async def reserve(
         self, caller: Caller, run_id: str, stages: list[billing_pb2.StageEstimate]
     ) -> bool:
         """Holds the run's estimate in billing; False when there is nothing to hold.
@@ -377,33 +379,29 @@ class RunCreator:
             log.exception("idempotency key not released", extra={"key": idem.key})
 
     async def _commit(
-        self, caller: Caller, new: repo.NewRun, idem: IdempotencyRequest | None
+        self, caller: Caller, new: RunState, idem: IdempotencyRequest | None
     ) -> CreateRunOutput:
         """The run, its event and first job, with the rate take in the same statement
-        (nothing is inserted when the account is over its limit); with a key, its
-        stored answer too, in the same transaction."""
+        (nothing is written when the account is over its limit); with a key, its stored
+        answer too, in the same transaction."""
         limiter = self._rate_limiter
         tk = limiter.ticket(caller.account_id, caller.plan)
-        columns = vars(new).copy()
-        if idem is None and self._batcher is not None:
-            event, row = await self._batcher.insert(columns, tk.args())
-            rate = limiter.settle(tk, row)
+        change = advance(new, [Created()], new.created_at)
+        created = CreatedRun(new.id, new.workflow_id, "pending", iso(new.created_at))
+        if idem is None:
+            # Shared with the creations of the moment: one statement, its own transaction.
+            written = await self._writer.write(change, tk.args())
+            assert written.take is not None
+            rate = limiter.settle(tk, written.take)
         else:
-            async with self._pool.acquire() as conn:
-                if idem is None:
-                    # One statement is its own transaction: the account's rate lock is
-                    # held only inside the server, never across a round trip.
-                    event, row = await insert_created_run(conn, columns, tk.args())
-                    rate = limiter.settle(tk, row)
-                else:
-                    async with conn.transaction():
-                        event, row = await insert_created_run(conn, columns, tk.args())
-                        rate = limiter.settle(tk, row)  # over the limit: rolled back here
-                        created = _created(new, event.created_at)
-                        stored = StoredResponse(201, created.to_json())
-                        await self._idempotency.complete(conn, caller.user_id, idem, stored)
+            async with self._pool.acquire() as conn, conn.transaction():
+                [written] = await write(conn, [change], [tk.args()])
+                assert written.take is not None
+                rate = limiter.settle(tk, written.take)  # over the limit: rolled back here
+                stored = StoredResponse(201, created.to_json())
+                await self._idempotency.complete(conn, caller.user_id, idem, stored)
         self._after_commit()
-        return CreateRunOutput(_created(new, event.created_at), replayed=False, rate_limit=rate)
+        return CreateRunOutput(created, replayed=False, rate_limit=rate)
 
     async def _release(self, run_id: str) -> None:
         try:
@@ -411,7 +409,3 @@ class RunCreator:
         except Exception:
             # Left open, the reservation only holds credits; billing expires stale ones.
             log.exception("billing release failed", extra={"run_id": run_id})
-
-
-def _created(new: repo.NewRun, created_at: str) -> CreatedRun:
-    return CreatedRun(new.id, new.workflow_id, "pending", created_at)

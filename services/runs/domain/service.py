@@ -6,7 +6,7 @@ CreateRun lives in create.py. Everything here raises WeftErrors with public code
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,18 +16,28 @@ from services.runs.domain.create import Caller, CreateRunInput, CreateRunOutput,
 from services.runs.domain.open_waits import OpenWaits
 from services.runs.domain.params import validate_values
 from services.runs.domain.snapshot import run_snapshot
+from services.runs.domain.transitions import (
+    Canceled,
+    InputSubmitted,
+    RunState,
+    Transition,
+    advance,
+)
 from services.runs.domain.workflows import load_definition
 from services.runs.store import repository as repo
-from services.runs.store.events import enqueue_job, record_event
 from services.runs.store.notify import Notifier
-from weftcore.errors import Conflict, InvalidArgument, NotFound
-from weftcore.events import RUN_CANCELED, TERMINAL_STATUSES
+from services.runs.store.writer import RunWriter
+from weftcore.errors import Conflict, InvalidArgument, NotFound, Unavailable
+from weftcore.events import TERMINAL_STATUSES
+from weftcore.ids import utcnow
 
 log = logging.getLogger(__name__)
 
 MAX_WAIT_SECONDS = 60
 # How stale another replica's view of a re-applied workflow may be.
 WORKFLOW_CACHE_SECONDS = 2.0
+# A cancel or an answer that meets a run changing under it reads it again this often.
+_CHANGE_ATTEMPTS = 5
 STATUSES = frozenset({"pending", "running", "awaiting_input", "completed", "failed", "canceled"})
 
 
@@ -60,9 +70,18 @@ def check_limit(limit: int) -> int:
 
 class RunsService:
     def __init__(
-        self, pool: asyncpg.Pool, notifier: Notifier, creator: RunCreator, open_waits: OpenWaits
+        self,
+        pool: asyncpg.Pool,
+        notifier: Notifier,
+        creator: RunCreator,
+        open_waits: OpenWaits,
+        writer: RunWriter,
+        after_commit: Callable[[], None] = lambda: None,
     ) -> None:
         self._pool = pool
+        self._writer = writer
+        # Wakes the outbox relay of this process at once (NOTIFY would, a hop later).
+        self._after_commit = after_commit
         self._notifier = notifier
         self._creator = creator
         self.open_waits = open_waits
@@ -186,46 +205,58 @@ class RunsService:
     async def cancel_run(self, caller: Caller, run_id: str) -> RunView:
         """pending/running/awaiting_input -> canceled; terminal runs: 409."""
         await self._owned(caller, run_id)
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await repo.get_run(conn, run_id, for_update=True)
-            assert row is not None
-            if row["status"] in TERMINAL_STATUSES:
+
+        def cancel(state: RunState) -> list[Transition]:
+            if state.status in TERMINAL_STATUSES:
                 raise Conflict(
-                    f"Run {run_id} is already {row['status']} and cannot be canceled.",
+                    f"Run {run_id} is already {state.status} and cannot be canceled.",
                     code="RUN_NOT_CANCELABLE",
                 )
-            await repo.set_status(conn, run_id, "canceled", human_input_request=None)
-            await record_event(conn, run_id, RUN_CANCELED)
-            row = await repo.get_run(conn, run_id)
-            assert row is not None
-            return RunView(row, await repo.stage_rows(conn, run_id))
+            return [Canceled()]
+
+        return await self._change(run_id, cancel)
 
     async def submit_input(self, caller: Caller, run_id: str, values: Any) -> RunView:
         """Answer the waiting human-review stage: validate, store, resume (new job)."""
         await self._owned(caller, run_id)
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await repo.get_run(conn, run_id, for_update=True)
-            assert row is not None
-            request = row["human_input_request"]
-            if row["status"] != "awaiting_input" or not request:
+        states: dict[str, Any] = {}
+
+        def answer(state: RunState) -> list[Transition]:
+            request = state.human_input_request
+            if state.status != "awaiting_input" or not request:
                 raise Conflict(
-                    f"Run {run_id} is {row['status']}, not awaiting input.",
+                    f"Run {run_id} is {state.status}, not awaiting input.",
                     code="RUN_NOT_AWAITING_INPUT",
                 )
             stage_id = request["stage"]
-            definition = await repo.get_workflow_version(
-                conn, row["workflow_id"], row["workflow_version"]
-            )
-            stage = next(
-                (s for s in (definition or {}).get("stages", []) if s["id"] == stage_id), None
-            )
+            stage = next((s for s in states["definition"] if s["id"] == stage_id), None)
             fields = stage["fields"] if stage else request.get("fields", [])
-            answers = validate_values(fields, values, "values")
-            inputs = {**(row["human_inputs"] or {}), stage_id: answers}
-            await repo.set_status(
-                conn, run_id, "running", human_inputs=inputs, human_input_request=None
-            )
-            await enqueue_job(conn, run_id)
-            row = await repo.get_run(conn, run_id)
-            assert row is not None
-            return RunView(row, await repo.stage_rows(conn, run_id))
+            return [InputSubmitted(stage_id, validate_values(fields, values, "values"))]
+
+        row = await repo.get_run(self._pool, run_id)
+        assert row is not None
+        definition = await repo.get_workflow_version(
+            self._pool, row["workflow_id"], row["workflow_version"]
+        )
+        states["definition"] = (definition or {}).get("stages", [])
+        return await self._change(run_id, answer)
+
+    async def _change(
+        self, run_id: str, decide: Callable[[RunState], Sequence[Transition]]
+    ) -> RunView:
+        """Read the run, `decide` its transitions, write them; read again and decide
+        anew when a worker changed the run in between."""
+        for _ in range(_CHANGE_ATTEMPTS):
+            view = await self._view(run_id)
+            state = RunState.from_rows(view.row, view.stages)
+            change = advance(state, decide(state), utcnow())
+            if (await self._writer.write(change)).applied:
+                self._after_commit()
+                return await self._view(run_id)
+        raise Unavailable(f"Run {run_id} is changing fast; retry the request.")
+
+    async def _view(self, run_id: str) -> RunView:
+        row = await repo.get_run(self._pool, run_id)
+        if row is None:
+            raise _not_found_run(run_id)
+        return RunView(row, await repo.stage_rows(self._pool, run_id))

@@ -52,14 +52,18 @@ class Notifier:
             if not waiters:
                 del self._waiters[run_id]
 
-    def _dispatch(self, conn: object, pid: int, channel: str, payload: object) -> None:
+    def _listener(self, conn: object, pid: int, channel: str, payload: object) -> None:
+        self.dispatch(channel, str(payload))
+
+    def dispatch(self, channel: str, payload: str) -> None:
+        """A NOTIFY on `channel` arrived: wake what waits for it."""
         if channel == OUTBOX_CHANNEL:
             self._on_outbox()
             return
         if channel == WEBHOOKS_CHANNEL:
             self._on_webhooks()
             return
-        for event in self._waiters.get(str(payload), ()):
+        for event in self._waiters.get(payload, ()):
             event.set()
 
     async def run(self) -> None:
@@ -73,9 +77,9 @@ class Notifier:
                 )
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())  # type: ignore[misc]
-                await conn.add_listener(RUN_STATUS_CHANNEL, self._dispatch)
-                await conn.add_listener(OUTBOX_CHANNEL, self._dispatch)
-                await conn.add_listener(WEBHOOKS_CHANNEL, self._dispatch)
+                await conn.add_listener(RUN_STATUS_CHANNEL, self._listener)
+                await conn.add_listener(OUTBOX_CHANNEL, self._listener)
+                await conn.add_listener(WEBHOOKS_CHANNEL, self._listener)
                 delay = 0.2
                 # Anything that happened while we were not listening: wake everyone.
                 self._on_outbox()

@@ -60,7 +60,7 @@ class Ticket:
     limit: int
     now: float
 
-    def args(self) -> tuple[int, str, int, int, int]:
+    def args(self) -> tuple[int, str, int, int, int]:  # store.writer.RateTake
         """TAKE_SQL's arguments, in order."""
         return (_LOCK_CLASS, self.account_id, self.bucket, self.limit, WINDOW_SECONDS)
 

@@ -107,26 +107,8 @@ async def apply_workflow(pool: asyncpg.Pool, definition: dict[str, Any]) -> Appl
 # ---- runs --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class NewRun:
-    id: str
-    workflow_id: str
-    workflow_version: int
-    user_id: str
-    team_id: str
-    account_id: str
-    input_text: str
-    params: dict[str, Any]
-    attachment_ids: list[str]
-    webhook_url: str | None
-    holds_reservation: bool  # billing gets copies of its money events
-
-
-async def get_run(
-    conn: asyncpg.Connection | asyncpg.Pool, run_id: str, *, for_update: bool = False
-) -> Record | None:
-    lock = " FOR UPDATE" if for_update else ""
-    return await conn.fetchrow(f"SELECT * FROM runs WHERE id = $1{lock}", run_id)
+async def get_run(conn: asyncpg.Connection | asyncpg.Pool, run_id: str) -> Record | None:
+    return await conn.fetchrow("SELECT * FROM runs WHERE id = $1", run_id)
 
 
 async def get_run_with_stages(
@@ -183,15 +165,3 @@ async def list_runs(
         starting_after,
         limit,
     )
-
-
-async def set_status(conn: asyncpg.Connection, run_id: str, status: str, **extra: Any) -> None:
-    """Update status (and the given columns); terminal statuses stamp completed_at."""
-    sets = ["status = $2", "updated_at = now()"]
-    args: list[Any] = [run_id, status]
-    for column, value in extra.items():
-        args.append(value)
-        sets.append(f"{column} = ${len(args)}")
-    if status in ("completed", "failed", "canceled"):
-        sets.append("completed_at = now()")
-    await conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = $1", *args)

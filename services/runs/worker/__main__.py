@@ -15,6 +15,7 @@ from contextlib import AsyncExitStack
 import uvloop
 
 from services.runs.domain.ssrf import SSRFPolicy, describe
+from services.runs.store.writer import RunWriter
 from services.runs.worker.clients import BillingPricer, StorageTextReader
 from services.runs.worker.config import WorkerConfig
 from services.runs.worker.consumer import ConsumerSettings, JobConsumer
@@ -69,11 +70,15 @@ async def serve(config: WorkerConfig) -> None:
         services.http = guarded_session(services)
         stack.push_async_callback(services.http.close)
 
-        store = PgStore(pool, config.stale_seconds)
+        writer = RunWriter(pool)
+        stack.push_async_callback(writer.close)
+        store = PgStore(pool, writer)
+        stack.push_async_callback(store.close)
         executor = Executor(
             store,
             services,
             config.worker_id,
+            stale_seconds=config.stale_seconds,
             heartbeat_seconds=config.heartbeat_seconds,
             concurrency=config.concurrency,
             job_keepalive_seconds=config.ack_wait_seconds / 3,
@@ -104,6 +109,7 @@ async def serve(config: WorkerConfig) -> None:
             "recovery",
             lambda: recovery_loop(
                 pool,
+                writer,
                 config.stale_seconds,
                 config.pending_recovery_seconds,
                 config.recovery_interval_seconds,

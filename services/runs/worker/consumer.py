@@ -110,11 +110,12 @@ class JobConsumer:
                 if self._stop.is_set():
                     await _settle(msg.nak())  # not started: let another worker have it
                     continue
-                task = asyncio.create_task(self._handle(msg))
+                task = asyncio.create_task(self.handle(msg))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, msg: Msg) -> None:
+    async def handle(self, msg: Msg) -> None:
+        """Execute one delivered job and settle it (ack, nak with backoff, or term)."""
         job = job_of(msg)
         if job is None:
             log.error(

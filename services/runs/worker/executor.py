@@ -3,17 +3,20 @@
 Exactly-once for stages, at-least-once for jobs: a job may be delivered again (crash,
 ack lost, recovery), so everything here is safe to repeat.
 
-- A stage is *claimed* in the database (stage_results row, status `running`, plus its
+- Every change is a list of transitions (services/runs/domain/transitions.py) written in
+  one statement, only if the run is still at the version this worker read: a run
+  canceled or taken over refuses the write, and this worker stops (LostRun).
+- A stage with outside effects is *claimed* (stage_results row `running`, its
   `stage.started` event) before it calls anything outside. Its result, cost and
-  `stage.completed` event commit together, and only while this worker still owns the
-  run (`runs.worker_id`) and the row is still `running`. That transition happens once,
-  so a stage is counted once.
+  `stage.completed` event commit together (with the run's end, for the last stage).
+  That write succeeds once, so a stage is counted once.
 - A stage found `running` on redelivery was started by an attempt that died before
   committing: it is run again. Its earlier LLM call (if any) never completed for us and
   is neither recorded nor billed (the provider may have billed it; we cannot know).
 - Completed stages are skipped; their persisted outputs feed later stages.
-- Between stages (and on every heartbeat) the run is re-read: a canceled run, or one
-  another worker took over, stops here.
+- Heartbeats during a stage check that this worker still owns the run; a canceled run,
+  or one another worker took over, stops here.
+- A run of template stages only is computed whole and written in one change.
 - A stage that raises something unexpected fails its run (INTERNAL, logged with the run
   id) unless it is an outage of a dependency (faults.py), which is retried: a bad input
   or a bug must not send one job round the redelivery loop forever.
@@ -28,6 +31,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
+from services.runs.domain.transitions import (
+    AwaitingInput,
+    Completed,
+    Failed,
+    Released,
+    StageCompleted,
+    StageRef,
+    StageResult,
+    StageStarted,
+    Started,
+    Transition,
+)
 from services.runs.worker.context import AttachmentText, Services, template_context
 from services.runs.worker.faults import is_outage
 from services.runs.worker.model import (
@@ -35,13 +50,12 @@ from services.runs.worker.model import (
     INTERNAL,
     TEMPLATE_ERROR,
     AwaitInput,
-    PurePlan,
     RunRecord,
     StageError,
-    StageResult,
     TransientError,
 )
 from services.runs.worker.stages import http, human_review, llm, table, template
+from services.runs.worker.store import should_take
 from services.runs.worker.templating import TemplateRenderError, render
 from weftcore.logs import error_text
 
@@ -58,36 +72,18 @@ class Outcome(enum.Enum):
 
 
 class Store(Protocol):
-    """The run's persistent state (Postgres in production, a dict in unit tests)."""
+    """The run's persistent state (services.runs.worker.store.PgStore; a dict in unit
+    tests)."""
 
-    async def claim(self, run_id: str, worker_id: str) -> RunRecord | None: ...
-    async def begin_stage(self, run: RunRecord, worker_id: str, index: int) -> bool: ...
-    async def complete_stage(
-        self, run: RunRecord, worker_id: str, index: int, result: StageResult
-    ) -> bool: ...
-    async def await_input(
-        self, run: RunRecord, worker_id: str, index: int, request: dict[str, Any]
-    ) -> bool: ...
-    async def finish(self, run: RunRecord, worker_id: str, result: Any) -> bool: ...
-    async def complete_and_finish(
-        self, run: RunRecord, worker_id: str, index: int, stage_result: StageResult, result: Any
-    ) -> bool:
-        """complete_stage of the last stage and finish, in one transaction."""
+    async def load(self, run_id: str) -> RunRecord | None:
+        """The run as it is now; None for an unknown run."""
 
-    async def run_pure(
-        self,
-        run_id: str,
-        worker_id: str,
-        plan: Callable[[RunRecord], Awaitable[PurePlan | None]],
-    ) -> bool:
-        """Execute a pending run whose stages `plan` computes with no outside effect,
-        start to finish at once; False: it is not such a run (go stage by stage)."""
+    async def write(self, run: RunRecord, *transitions: Transition) -> bool:
+        """Apply and persist `transitions` together, only if the run is still as it was
+        read (then `run.state` is the new state); False otherwise."""
 
-    async def fail(
-        self, run: RunRecord, worker_id: str, index: int | None, error: StageError
-    ) -> bool: ...
-    async def heartbeat(self, run_id: str, worker_id: str) -> bool: ...
-    async def release(self, run_id: str, worker_id: str) -> None: ...
+    async def heartbeat(self, run_id: str, worker_id: str) -> bool:
+        """The worker is alive and still owns the running run; False: it does not."""
 
 
 Heartbeat = Callable[[], Awaitable[None]]
@@ -104,6 +100,7 @@ class Executor:
         services: Services,
         worker_id: str,
         *,
+        stale_seconds: float = 30.0,
         heartbeat_seconds: float = 2.0,
         attachment_max_chars: int = 200_000,
         concurrency: int = 16,
@@ -112,6 +109,8 @@ class Executor:
         self.store = store
         self.services = services
         self.worker_id = worker_id
+        # A running run whose heartbeat is older than this may be taken over.
+        self.stale_seconds = stale_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.attachment_max_chars = attachment_max_chars
         # Runs executed stage by stage at once (LLM, HTTP and review stages): the guard
@@ -137,8 +136,14 @@ class Executor:
             self._in_flight.discard(run_id)
 
     async def _execute(self, run_id: str, progress: Heartbeat | None) -> Outcome:
-        if await self.store.run_pure(run_id, self.worker_id, self._pure_plan):
+        run = await self.store.load(run_id)
+        if run is None or not self._should_take(run):
             return Outcome.DONE
+        if run.state.status == "pending":
+            # A run of pure stages only is computed whole and written at once.
+            planned = await self._pure_plan(run)
+            if planned is not None and await self.store.write(run, *planned):
+                return Outcome.DONE
         self._stepwise += 1
         try:
             await self._take_stepwise_slot(progress)
@@ -148,6 +153,9 @@ class Executor:
                 self._stepwise_slots.release()
         finally:
             self._stepwise -= 1
+
+    def _should_take(self, run: RunRecord) -> bool:
+        return should_take(run.state, self.worker_id, self.stale_seconds, run.loaded_at)
 
     def stepwise_room(self) -> int:
         """How many more runs could start stage by stage now. The consumer fetches no
@@ -168,8 +176,20 @@ class Executor:
                 except Exception:  # NATS down: a redelivery finds the run taken or done
                     log.debug("in_progress failed", exc_info=True)
 
+    async def _claim(self, run_id: str) -> RunRecord | None:
+        """Take the run for this worker (read it again: it may have moved on while the
+        job waited). A write that loses a race reads again, a few times."""
+        for _ in range(3):
+            run = await self.store.load(run_id)
+            if run is None or not self._should_take(run):
+                return None
+            if await self.store.write(run, Started(self.worker_id)):
+                return run
+        log.warning("run kept changing; leaving it to a later job", extra={"run_id": run_id})
+        return None
+
     async def _execute_stepwise(self, run_id: str, progress: Heartbeat | None) -> Outcome:
-        run = await self.store.claim(run_id, self.worker_id)
+        run = await self._claim(run_id)
         if run is None:
             return Outcome.DONE
         try:
@@ -181,111 +201,86 @@ class Executor:
             log.warning(
                 "transient failure, will retry", extra={"run_id": run_id, "error": error_text(exc)}
             )
-            await self.store.release(run_id, self.worker_id)
+            await self.store.write(run, Released())
             return Outcome.RETRY
+
+    async def _write(self, run: RunRecord, *transitions: Transition) -> None:
+        if not await self.store.write(run, *transitions):
+            raise LostRun()
 
     async def _stages(self, run: RunRecord, progress: Heartbeat | None) -> Outcome:
         attachments: list[AttachmentText] | None = None
+        last = len(run.stages) - 1
         for index, stage in enumerate(run.stages):
-            stage_id = str(stage["id"])
-            if stage_id in run.completed:
+            ref = run.stage(index)
+            if ref.id in run.completed:
                 continue
             if self.stopping.is_set():
-                await self.store.release(run.id, self.worker_id)
+                await self.store.write(run, Released())
                 return Outcome.RELEASED
             if attachments is None:
                 loaded = await self._attachments(run)
                 if isinstance(loaded, StageError):
-                    await self._fail(run, index, loaded)
+                    await self._fail(run, ref, loaded)
                     return Outcome.DONE
                 attachments = loaded
             context = template_context(run, attachments)
-            kind = str(stage.get("type"))
-            if kind not in PURE_STAGES and not await self.store.begin_stage(
-                run, self.worker_id, index
-            ):
-                raise LostRun()
+            if ref.type not in PURE_STAGES:
+                await self._write(run, StageStarted(ref))
             began = time.monotonic()
             try:
                 outcome = await self._with_heartbeat(
                     run.id, progress, self._guarded_stage(stage, run, context, attachments)
                 )
             except StageError as exc:
-                await self._fail(run, index, exc)
+                await self._fail(run, ref, exc)
                 return Outcome.DONE
             if isinstance(outcome, AwaitInput):
-                if not await self.store.await_input(run, self.worker_id, index, outcome.request):
-                    raise LostRun()
+                await self._write(run, AwaitingInput(ref, outcome.request))
                 return Outcome.DONE
             if not outcome.duration_ms:
                 elapsed = int((time.monotonic() - began) * 1000)
-                outcome = StageResult(
-                    outcome.output,
-                    outcome.model,
-                    outcome.input_tokens,
-                    outcome.output_tokens,
-                    outcome.cost_micros,
-                    elapsed,
-                )
-            if kind in PURE_STAGES and index == len(run.stages) - 1:
-                finished = await self._finish_with(run, index, outcome, attachments or [])
-                if finished is not None:
-                    return finished
-            if not await self.store.complete_stage(run, self.worker_id, index, outcome):
-                raise LostRun()
-            run.completed[stage_id] = outcome.output
-        try:
-            result = self._result(run, attachments or [])
-        except StageError as exc:
-            await self._fail(run, None, exc)
-            return Outcome.DONE
-        if not await self.store.finish(run, self.worker_id, result):
-            raise LostRun()
+                outcome = replace(outcome, duration_ms=elapsed)
+            run.completed[ref.id] = outcome.output
+            if index == last:  # the stage and the run's end, written together
+                await self._write(run, StageCompleted(ref, outcome), self._end(run, attachments))
+                return Outcome.DONE
+            await self._write(run, StageCompleted(ref, outcome))
+        await self._write(run, self._end(run, attachments or []))
         return Outcome.DONE
 
-    async def _pure_plan(self, run: RunRecord) -> PurePlan | None:
-        """Every stage's result and the run's, for a run made only of pure stages (no
-        attachments to fetch either). None when it is not, or when a stage or the output
-        fails: the step-by-step path then records the failure with its events."""
+    def _end(self, run: RunRecord, attachments: list[AttachmentText]) -> Completed | Failed:
+        """The run's end once its stages completed: its output, or the output's failure."""
+        try:
+            return Completed(self._result(run, attachments))
+        except StageError as exc:
+            self._log_failure(run, None, exc)
+            return Failed(exc.code, exc.message)
+
+    async def _pure_plan(self, run: RunRecord) -> list[Transition] | None:
+        """A pending run of pure stages only (no attachments to fetch either), computed
+        start to finish: its transitions. None when it is not such a run, or when a stage
+        or the output fails: the step-by-step path then records the failure."""
         if (
             run.attachment_ids
             or not run.stages
             or any(str(stage.get("type")) not in PURE_STAGES for stage in run.stages)
         ):
             return None
-        results = []
+        transitions: list[Transition] = [Started(self.worker_id)]
         try:
-            for stage in run.stages:
+            for index, stage in enumerate(run.stages):
                 began = time.monotonic()
                 outcome = await self._guarded_stage(stage, run, template_context(run, []), [])
                 assert isinstance(outcome, StageResult)  # pure stages never await input
                 elapsed = int((time.monotonic() - began) * 1000)
-                results.append(replace(outcome, duration_ms=outcome.duration_ms or elapsed))
+                outcome = replace(outcome, duration_ms=outcome.duration_ms or elapsed)
+                transitions.append(StageCompleted(run.stage(index), outcome))
                 run.completed[str(stage["id"])] = outcome.output
-            return PurePlan(results, self._result(run, []))
+            transitions.append(Completed(self._result(run, [])))
         except StageError:
             return None
-
-    async def _finish_with(
-        self,
-        run: RunRecord,
-        index: int,
-        outcome: StageResult,
-        attachments: list[AttachmentText],
-    ) -> Outcome | None:
-        """A trailing pure stage's result and the run's completion in one transaction
-        (same rows and events as complete_stage then finish). None: do it the long way
-        (an output template that fails reports as the run's own failure)."""
-        stage_id = str(run.stages[index]["id"])
-        run.completed[stage_id] = outcome.output
-        try:
-            result = self._result(run, attachments)
-        except StageError:
-            del run.completed[stage_id]
-            return None
-        if not await self.store.complete_and_finish(run, self.worker_id, index, outcome, result):
-            raise LostRun()
-        return Outcome.DONE
+        return transitions
 
     async def _guarded_stage(
         self,
@@ -383,18 +378,20 @@ class Executor:
             ) from None
         return parse_maybe_json(text)
 
-    async def _fail(self, run: RunRecord, index: int | None, error: StageError) -> None:
+    async def _fail(self, run: RunRecord, stage: StageRef, error: StageError) -> None:
+        self._log_failure(run, stage, error)
+        await self._write(run, Failed(error.code, error.message, stage, error.usage))
+
+    def _log_failure(self, run: RunRecord, stage: StageRef | None, error: StageError) -> None:
         log.info(
             "run failed",
             extra={
                 "run_id": run.id,
                 "code": error.code,
-                "stage_index": index,
+                "stage": stage.id if stage else "output",
                 "error": error.message,
             },
         )
-        if not await self.store.fail(run, self.worker_id, index, error):
-            raise LostRun()
 
 
 def _no_constants(name: str) -> Any:

@@ -1,8 +1,10 @@
 """The worker's view of a run and of a stage's outcome (no I/O here)."""
 
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+from services.runs.domain.transitions import RunState, StageRef, StageResult
 
 # Public `error.code`s of failed runs (the stage that failed is in `error.stage`).
 TEMPLATE_ERROR = "TEMPLATE_ERROR"
@@ -18,73 +20,55 @@ INTERNAL = "INTERNAL"  # a stage crashed unexpectedly (logged with the run id)
 
 @dataclass
 class RunRecord:
-    """A run as the worker executes it: its inputs, definition and finished stages."""
+    """A run as the worker executes it: its state (as last written), its definition,
+    and the outputs of its finished stages (which feed the later ones)."""
 
-    id: str
-    workflow_id: str
-    user_id: str
-    status: str
-    input_text: str
-    params: dict[str, Any]
-    attachment_ids: list[str]
-    human_inputs: dict[str, Any]
+    state: RunState
     definition: dict[str, Any]
-    # stage id -> output, for stages whose result is persisted as completed
-    completed: dict[str, Any] = field(default_factory=dict)
-    # stages claimed (status running) by an attempt that never finished
-    started: set[str] = field(default_factory=set)
-    first_start: bool = False
+    loaded_at: datetime  # the database's clock when the run was read
+    completed: dict[str, Any] = field(default_factory=dict)  # stage id -> output
+
+    @classmethod
+    def of(cls, state: RunState, definition: dict[str, Any], loaded_at: datetime) -> "RunRecord":
+        completed = {k: s.output for k, s in state.stages.items() if s.status == "completed"}
+        return cls(state, definition, loaded_at, completed)
+
+    @property
+    def id(self) -> str:
+        return self.state.id
+
+    @property
+    def workflow_id(self) -> str:
+        return self.state.workflow_id
+
+    @property
+    def user_id(self) -> str:
+        return self.state.user_id
+
+    @property
+    def input_text(self) -> str:
+        return self.state.input_text
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.state.params
+
+    @property
+    def attachment_ids(self) -> list[str]:
+        return self.state.attachment_ids
+
+    @property
+    def human_inputs(self) -> dict[str, Any]:
+        return self.state.human_inputs
 
     @property
     def stages(self) -> list[dict[str, Any]]:
         return list(self.definition.get("stages") or [])
 
-    @classmethod
-    def from_row(
-        cls,
-        row: Mapping[str, Any],
-        definition: dict[str, Any],
-        stage_rows: Iterable[Mapping[str, Any]] = (),
-        *,
-        first_start: bool,
-    ) -> "RunRecord":
-        """The run to execute, from its `runs` row and its `stage_results` rows."""
-        rows = list(stage_rows)
-        return cls(
-            id=row["id"],
-            workflow_id=row["workflow_id"],
-            user_id=row["user_id"],
-            status="running",
-            input_text=row["input_text"] or "",
-            params=dict(row["params"] or {}),
-            attachment_ids=list(row["attachment_ids"] or []),
-            human_inputs=dict(row["human_inputs"] or {}),
-            definition=definition,
-            completed={s["stage_id"]: s["output"] for s in rows if s["status"] == "completed"},
-            started={s["stage_id"] for s in rows if s["status"] == "running"},
-            first_start=first_start,
-        )
-
-
-@dataclass(frozen=True)
-class StageResult:
-    """What a finished stage persists: its output and what it cost."""
-
-    output: Any
-    model: str | None = None
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_micros: int = 0
-    duration_ms: int = 0
-
-
-@dataclass(frozen=True)
-class PurePlan:
-    """A run made only of pure stages, computed before anything is written: each stage's
-    result (in stage order) and the run's result."""
-
-    stages: list[StageResult]
-    result: Any
+    def stage(self, index: int) -> StageRef:
+        """The definition's stage `index`, as transitions name it."""
+        stage = self.stages[index]
+        return StageRef(index, str(stage["id"]), str(stage["type"]))
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,9 @@
 """Recovery: re-enqueue runs whose worker died, and pending runs whose job got lost.
 
 A `running` run whose heartbeat is older than `stale_seconds` has no live worker (they
-beat every few seconds while executing). Its lease is cleared (worker_id NULL) and a new
-job is queued through the outbox; the next worker resumes it from its last persisted
-stage. Rows are picked with FOR UPDATE SKIP LOCKED and updated in the same statement,
-so any number of workers can run this loop without queueing a run twice per period.
+beat every few seconds while executing). It is `Requeued` (worker_id cleared, a new job
+through the outbox); the next worker resumes it from its last persisted stage. Every
+worker runs this loop: the writer's version fence lets only one requeue a given state.
 """
 
 import asyncio
@@ -12,47 +11,59 @@ import logging
 
 import asyncpg
 
-from services.runs.store.events import enqueue_job
+from services.runs.domain.transitions import Requeued, RunState, advance
+from services.runs.store.writer import RunWriter
+from weftcore.ids import utcnow
 
 log = logging.getLogger(__name__)
 
 _STALE = """
-WITH stale AS (
-    SELECT id FROM runs
-    WHERE (status = 'running'
-           AND coalesce(heartbeat_at, updated_at) < now() - make_interval(secs => $1))
-       OR (status = 'pending' AND updated_at < now() - make_interval(secs => $2))
-    ORDER BY id
-    LIMIT $3
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE runs SET worker_id = NULL, heartbeat_at = now(), updated_at = now()
-FROM stale WHERE runs.id = stale.id
-RETURNING runs.id, runs.status
+SELECT * FROM runs
+WHERE (status = 'running'
+       AND coalesce(heartbeat_at, updated_at) < now() - make_interval(secs => $1))
+   OR (status = 'pending' AND updated_at < now() - make_interval(secs => $2))
+ORDER BY id
+LIMIT $3
 """
+_STAGES = "SELECT * FROM stage_results WHERE run_id = ANY($1::text[])"
 
 
 async def recover_once(
-    pool: asyncpg.Pool, stale_seconds: float, pending_seconds: float, limit: int = 200
+    pool: asyncpg.Pool,
+    writer: RunWriter,
+    stale_seconds: float,
+    pending_seconds: float,
+    limit: int = 200,
 ) -> list[str]:
-    """Re-enqueue stuck runs; answers their ids."""
-    async with pool.acquire() as conn, conn.transaction():
+    """Re-enqueue stuck runs; answers the ids of those this call requeued."""
+    async with pool.acquire() as conn:
         rows = await conn.fetch(_STALE, float(stale_seconds), float(pending_seconds), limit)
-        for row in rows:
-            await enqueue_job(conn, row["id"])
-    ids = [row["id"] for row in rows]
+        stages: dict[str, list[asyncpg.Record]] = {}
+        for stage in await conn.fetch(_STAGES, [row["id"] for row in rows]):
+            stages.setdefault(stage["run_id"], []).append(stage)
+    now = utcnow()
+    changes = [
+        advance(RunState.from_rows(row, stages.get(row["id"], [])), [Requeued()], now)
+        for row in rows
+    ]
+    written = await asyncio.gather(*(writer.write(change) for change in changes))
+    ids = [c.run.id for c, w in zip(changes, written, strict=True) if w.applied]
     if ids:
         log.warning("re-enqueued stuck runs", extra={"run_ids": ids[:20], "count": len(ids)})
     return ids
 
 
 async def recovery_loop(
-    pool: asyncpg.Pool, stale_seconds: float, pending_seconds: float, interval: float
+    pool: asyncpg.Pool,
+    writer: RunWriter,
+    stale_seconds: float,
+    pending_seconds: float,
+    interval: float,
 ) -> None:
     """Run recover_once every `interval` seconds until cancelled; survive outages."""
     while True:
         try:
-            await recover_once(pool, stale_seconds, pending_seconds)
+            await recover_once(pool, writer, stale_seconds, pending_seconds)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
             log.warning("recovery pass failed; will retry", exc_info=True)
         await asyncio.sleep(interval)

@@ -31,7 +31,7 @@ async def test_attachments_of_a_free_plan_caller_are_refused_before_storage() ->
     free = Caller(user_id="usr_a", team_id="", plan="free", allowlist=None)
     # No storage: the plan is judged before any attachment is looked up.
     unused: Any = None
-    creator = RunCreator(unused, unused, unused, unused, unused)
+    creator = RunCreator(unused, unused, unused, unused, unused, unused)
     with pytest.raises(FailedPrecondition) as refused:
         await creator.check_attachments(free, ["att_1"])
     assert refused.value.code == "PAID_PLAN_REQUIRED"

@@ -15,13 +15,13 @@ import aiohttp
 from yarl import URL
 
 from services.runs.domain.ssrf import GuardedResolver, SSRFRefused, check_url
+from services.runs.domain.transitions import StageResult
 from services.runs.worker.context import Services
 from services.runs.worker.model import (
     HTTP_ERROR,
     HTTP_INVALID_REQUEST,
     SSRF_REFUSED,
     StageError,
-    StageResult,
 )
 from services.runs.worker.stages.template import render_or_fail
 

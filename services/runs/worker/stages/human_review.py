@@ -3,7 +3,8 @@
 import json
 from typing import Any
 
-from services.runs.worker.model import AwaitInput, RunRecord, StageResult
+from services.runs.domain.transitions import StageResult
+from services.runs.worker.model import AwaitInput, RunRecord
 from services.runs.worker.stages.template import render_or_fail
 
 

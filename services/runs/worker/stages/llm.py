@@ -7,6 +7,7 @@ from typing import Any
 
 import jsonschema
 
+from services.runs.domain.transitions import StageResult
 from services.runs.worker.context import (
     AttachmentText,
     Services,
@@ -14,7 +15,7 @@ from services.runs.worker.context import (
     truncate_attachments,
 )
 from services.runs.worker.llm_client import LLMError
-from services.runs.worker.model import LLM_ERROR, LLM_INVALID_OUTPUT, StageError, StageResult
+from services.runs.worker.model import LLM_ERROR, LLM_INVALID_OUTPUT, StageError
 from services.runs.worker.stages.template import render_or_fail
 
 # The embedded model drifts into code without this (ARCHITECTURE.md, LLM providers).

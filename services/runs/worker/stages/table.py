@@ -25,8 +25,9 @@ from typing import Any
 
 import duckdb
 
+from services.runs.domain.transitions import StageResult
 from services.runs.worker.context import AttachmentText
-from services.runs.worker.model import StageError, StageResult
+from services.runs.worker.model import StageError
 
 TABLE_QUERY_ERROR = "TABLE_QUERY_ERROR"  # bad SQL, missing column/table, refused access
 TABLE_INPUT_ERROR = "TABLE_INPUT_ERROR"  # a table's data is missing, malformed or truncated

@@ -2,7 +2,8 @@
 
 from typing import Any
 
-from services.runs.worker.model import TEMPLATE_ERROR, StageError, StageResult
+from services.runs.domain.transitions import StageResult
+from services.runs.worker.model import TEMPLATE_ERROR, StageError
 from services.runs.worker.templating import TemplateRenderError, render, render_json
 
 

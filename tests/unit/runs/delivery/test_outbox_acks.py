@@ -28,7 +28,7 @@ async def test_acks_settle_their_publish(data: bytes, stored: bool) -> None:
     relay = OutboxRelay(pool=None, nc=None)  # type: ignore[arg-type]
     ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     relay._acks["41"] = ack
-    await relay._on_ack(Ack("41", data, {"Status": "503"} if not data else None))  # type: ignore[arg-type]
+    await relay.on_ack(Ack("41", data, {"Status": "503"} if not data else None))  # type: ignore[arg-type]
     if stored:
         assert ack.result() is None
     else:
@@ -39,5 +39,5 @@ async def test_acks_settle_their_publish(data: bytes, stored: bool) -> None:
 
 async def test_a_late_ack_is_ignored() -> None:
     relay = OutboxRelay(pool=None, nc=None)  # type: ignore[arg-type]
-    await relay._on_ack(Ack("99", b'{"stream":"RUNS","seq":1}'))  # type: ignore[arg-type]
+    await relay.on_ack(Ack("99", b'{"stream":"RUNS","seq":1}'))  # type: ignore[arg-type]
     assert relay._acks == {}

@@ -22,7 +22,7 @@ class FakeBilling:
 
 def creator(billing: FakeBilling) -> RunCreator:
     unused: Any = None
-    return RunCreator(unused, billing, unused, unused, unused)  # type: ignore[arg-type]
+    return RunCreator(unused, billing, unused, unused, unused, unused)  # type: ignore[arg-type]
 
 
 def caller(plan: str = "pro", team_id: str = "") -> Caller:
@@ -31,7 +31,7 @@ def caller(plan: str = "pro", team_id: str = "") -> Caller:
 
 async def test_a_free_run_on_the_callers_own_account_skips_billing() -> None:
     billing = FakeBilling()
-    assert await creator(billing)._reserve(caller(), "run_1", []) is False
+    assert await creator(billing).reserve(caller(), "run_1", []) is False
     assert billing.reserved == []
 
 
@@ -42,7 +42,7 @@ async def test_a_free_run_on_the_callers_own_account_skips_billing() -> None:
 )
 async def test_other_runs_reserve(who: Caller, stages: list[Any]) -> None:
     billing = FakeBilling()
-    assert await creator(billing)._reserve(who, "run_1", stages) is True
+    assert await creator(billing).reserve(who, "run_1", stages) is True
     assert [r.run_id for r in billing.reserved] == ["run_1"]
     assert billing.reserved[0].payer.team_id == who.team_id
 
@@ -50,6 +50,6 @@ async def test_other_runs_reserve(who: Caller, stages: list[Any]) -> None:
 async def test_a_free_plan_is_refused_even_when_billing_is_skipped() -> None:
     billing = FakeBilling()
     with pytest.raises(FailedPrecondition) as info:
-        await creator(billing)._reserve(caller("free"), "run_1", [])
+        await creator(billing).reserve(caller("free"), "run_1", [])
     assert info.value.code == "PAID_PLAN_REQUIRED"
     assert billing.reserved == []

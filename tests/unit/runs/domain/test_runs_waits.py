@@ -45,12 +45,12 @@ def _notifier() -> Notifier:
 
 async def test_a_long_poll_reads_again_only_when_notified() -> None:
     pool, notifier = FakePool(), _notifier()
-    service = RunsService(pool, notifier, creator=None, open_waits=OpenWaits(5))  # type: ignore[arg-type]
+    service = RunsService(pool, notifier, None, OpenWaits(5), None)  # type: ignore[arg-type]
     poll = asyncio.create_task(service.get_run(CALLER, "run_1", wait_seconds=3))
     await asyncio.sleep(2.5)  # longer than the old 2 s re-read
     assert len(pool.statements) == 1  # the first read only
     pool.status = "completed"
-    notifier._dispatch(None, 0, RUN_STATUS_CHANNEL, "run_1")
+    notifier.dispatch(RUN_STATUS_CHANNEL, "run_1")
     view = await asyncio.wait_for(poll, 1)
     assert view.row["status"] == "completed"
     assert service.open_waits.count("usr_1") == 0
@@ -114,6 +114,6 @@ async def test_a_status_change_wakes_an_event_stream() -> None:
     task = asyncio.create_task(_stream_for(watcher, 0.5))
     await asyncio.sleep(0.2)
     before = len(pool.statements)
-    notifier._dispatch(None, 0, RUN_STATUS_CHANNEL, "run_1")
+    notifier.dispatch(RUN_STATUS_CHANNEL, "run_1")
     await task
     assert len(pool.statements) == before + 2

@@ -17,10 +17,10 @@ def test_each_channel_wakes_only_its_listener() -> None:
     )
     watcher = notifier.watch("run_1")
     other = notifier.watch("run_2")
-    notifier._dispatch(None, 0, WEBHOOKS_CHANNEL, "")
+    notifier.dispatch(WEBHOOKS_CHANNEL, "")
     assert woke == ["hooks"]
-    notifier._dispatch(None, 0, OUTBOX_CHANNEL, "")
+    notifier.dispatch(OUTBOX_CHANNEL, "")
     assert woke == ["hooks", "relay"]
-    notifier._dispatch(None, 0, RUN_STATUS_CHANNEL, "run_1")
+    notifier.dispatch(RUN_STATUS_CHANNEL, "run_1")
     assert watcher.is_set() and not other.is_set()
     assert isinstance(watcher, asyncio.Event)

@@ -76,7 +76,7 @@ async def test_outcomes_settle_the_job(
 ) -> None:
     job, executor = consumer(outcome)
     msg = FakeMsg(b'{"run_id": "run_1"}', delivered)
-    await job._handle(msg)  # type: ignore[arg-type]
+    await job.handle(msg)  # type: ignore[arg-type]
     assert executor.seen == ["run_1"]
     assert msg.settled == settled
 
@@ -84,7 +84,7 @@ async def test_outcomes_settle_the_job(
 async def test_malformed_job_is_terminated_without_executing() -> None:
     job, executor = consumer(Outcome.DONE)
     msg = FakeMsg(b"not json")
-    await job._handle(msg)  # type: ignore[arg-type]
+    await job.handle(msg)  # type: ignore[arg-type]
     assert executor.seen == [] and msg.settled == ["term"]
 
 

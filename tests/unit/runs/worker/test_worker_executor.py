@@ -1,17 +1,26 @@
 """Executor logic with fakes: order, resume after a crash, failures, human review, fencing."""
 
 import asyncio
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from services.runs.domain.transitions import (
+    Canceled,
+    RunState,
+    StageRef,
+    StageResult,
+    StageRow,
+    Transition,
+    advance,
+)
 from services.runs.worker.context import AttachmentText, Services
 from services.runs.worker.executor import Executor, Outcome, parse_maybe_json
 from services.runs.worker.llm_client import ChatResult, LLMError
-from services.runs.worker.model import RunRecord, StageError, StageResult
+from services.runs.worker.model import RunRecord
 from services.runs.worker.store import should_take
+from weftcore.events import RunEvent
 
 
 class FakeLLM:
@@ -38,103 +47,109 @@ class FakePricer:
         return input_tokens * 100 + output_tokens * 1000
 
 
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
 class FakeStore:
-    """In-memory Store: records what the executor persisted, in order."""
+    """The Store in memory: run states by id, changed through the real transitions
+    (domain/transitions.py) with the writer's version fence."""
 
-    def __init__(self, run: RunRecord, stage_rows: dict[str, str] | None = None) -> None:
-        self.run = run
-        self.rows: dict[str, str] = dict(stage_rows or {})  # stage id -> status
-        self.results: dict[str, StageResult] = {}
-        self.log: list[tuple[str, Any]] = []
-        self.owned = True
-        self.status = "pending"
-        self.error: dict[str, Any] | None = None
-        self.result: Any = None
-        self.request: dict[str, Any] | None = None
+    def __init__(self, definition: dict[str, Any], state: RunState) -> None:
+        self.definition = definition
+        self.states: dict[str, RunState] = {state.id: state}
+        self.log: list[tuple[str, str | None]] = []  # (transition, stage id)
+        self.events: list[RunEvent] = []
+        self.owned = True  # what heartbeats answer
 
-    async def claim(self, run_id: str, worker_id: str) -> RunRecord | None:
-        if self.status in ("completed", "failed", "canceled"):
-            return None
-        self.status = "running"
-        fresh = RunRecord(**{**self.run.__dict__, "completed": dict(self.run.completed)})
-        fresh.completed = {
-            k: self.results[k].output if k in self.results else v
-            for k, v in self.run.completed.items()
-        }
-        return fresh
+    # ---- executor.Store ----
+    async def load(self, run_id: str) -> RunRecord | None:
+        state = self.states.get(run_id)
+        return None if state is None else RunRecord.of(state.copy(), self.definition, NOW)
 
-    async def begin_stage(self, run: RunRecord, worker_id: str, index: int) -> bool:
-        sid = run.stages[index]["id"]
-        self.log.append(("begin", sid))
-        self.rows.setdefault(sid, "running")
-        return self.owned
-
-    async def complete_stage(
-        self, run: RunRecord, worker_id: str, index: int, result: StageResult
-    ) -> bool:
-        if not self.owned:
+    async def write(self, run: RunRecord, *transitions: Transition) -> bool:
+        if self.states[run.id].version != run.state.version:
             return False
-        sid = run.stages[index]["id"]
-        self.log.append(("complete", sid))
-        assert self.rows.get(sid) != "completed", "a stage completed twice"
-        self.rows[sid] = "completed"
-        self.results[sid] = result
+        change = advance(run.state, transitions, NOW)
+        self.states[run.id] = run.state = change.run
+        self.events.extend(change.events)
+        for t in transitions:
+            stage = getattr(t, "stage", None)
+            self.log.append((type(t).__name__, stage.id if isinstance(stage, StageRef) else None))
         return True
-
-    async def await_input(
-        self, run: RunRecord, worker_id: str, index: int, request: dict[str, Any]
-    ) -> bool:
-        self.status, self.request = "awaiting_input", request
-        self.log.append(("await", request["stage"]))
-        return self.owned
-
-    async def finish(self, run: RunRecord, worker_id: str, result: Any) -> bool:
-        self.status, self.result = "completed", result
-        self.log.append(("finish", None))
-        return self.owned
-
-    async def fail(
-        self, run: RunRecord, worker_id: str, index: int | None, error: StageError
-    ) -> bool:
-        stage = run.stages[index]["id"] if index is not None else "output"
-        self.status = "failed"
-        self.error = {"code": error.code, "message": error.message, "stage": stage}
-        if error.usage is not None:
-            self.results[stage] = error.usage
-        self.log.append(("fail", stage))
-        return self.owned
-
-    async def complete_and_finish(
-        self, run: RunRecord, worker_id: str, index: int, stage_result: StageResult, result: Any
-    ) -> bool:
-        return await self.complete_stage(run, worker_id, index, stage_result) and await self.finish(
-            run, worker_id, result
-        )
-
-    async def run_pure(self, run_id: str, worker_id: str, plan: Any) -> bool:
-        return False  # every run here goes stage by stage (pure batches: test_pure_runs)
 
     async def heartbeat(self, run_id: str, worker_id: str) -> bool:
         return self.owned
 
-    async def release(self, run_id: str, worker_id: str) -> None:
-        self.log.append(("release", None))
+    # ---- what the tests read ----
+    @property
+    def run(self) -> RunState:
+        return self.states["run_1"]
+
+    @property
+    def status(self) -> str:
+        return self.run.status
+
+    @property
+    def result(self) -> Any:
+        return self.run.result
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        return self.run.error
+
+    @property
+    def request(self) -> dict[str, Any] | None:
+        return self.run.human_input_request
+
+    @property
+    def results(self) -> dict[str, StageRow]:
+        """The stage rows that settled (completed or failed)."""
+        return {k: s for k, s in self.run.stages.items() if s.status != "running"}
+
+    def cancel(self, run_id: str = "run_1") -> None:
+        """The owner cancels: a new version, and the worker's heartbeats fail."""
+        self.states[run_id] = advance(self.states[run_id], [Canceled()], NOW).run
+        self.owned = False
 
 
-def make_run(stages: list[dict[str, Any]], **extra: Any) -> RunRecord:
-    definition = {"stages": stages, **extra.pop("definition", {})}
-    return RunRecord(
-        id="run_1",
+def new_state(run_id: str = "run_1", status: str = "pending", **inputs: Any) -> RunState:
+    return RunState(
+        id=run_id,
         workflow_id="wf_1",
+        workflow_version=1,
         user_id="usr_1",
-        status="pending",
-        input_text=extra.pop("input_text", "hi"),
-        params=extra.pop("params", {}),
-        attachment_ids=extra.pop("attachment_ids", []),
-        human_inputs=extra.pop("human_inputs", {}),
-        definition=definition,
-        **extra,
+        team_id="",
+        account_id="usr_1",
+        input_text=inputs.pop("input_text", "hi"),
+        params=inputs.pop("params", {}),
+        attachment_ids=inputs.pop("attachment_ids", []),
+        webhook_url=None,
+        holds_reservation=True,
+        created_at=NOW,
+        status=status,
+        human_inputs=inputs.pop("human_inputs", {}),
+        started_at=None if status == "pending" else NOW,
+        version=1,
+        **inputs,
     )
+
+
+def make_store(
+    stages: list[dict[str, Any]],
+    *,
+    definition: dict[str, Any] | None = None,
+    status: str = "pending",
+    stage_rows: dict[str, tuple[str, Any]] | None = None,  # stage id -> (status, output)
+    **inputs: Any,
+) -> FakeStore:
+    state = new_state(status=status, **inputs)
+    for index, stage in enumerate(stages):
+        if stage["id"] in (stage_rows or {}):
+            row_status, output = (stage_rows or {})[stage["id"]]
+            state.stages[stage["id"]] = StageRow(
+                index, stage["id"], stage["type"], row_status, NOW, output
+            )
+    return FakeStore({"stages": stages, **(definition or {})}, state)
 
 
 def make_executor(store: FakeStore, llm: FakeLLM | None = None, **kw: Any) -> Executor:
@@ -156,17 +171,25 @@ TWO_STAGES = [
 
 
 async def test_stages_run_in_order_and_feed_each_other() -> None:
-    store = FakeStore(
-        make_run(TWO_STAGES, definition={"output": '{"text": {{ stages.wrap|tojson }}}'})
-    )
+    store = make_store(TWO_STAGES, definition={"output": '{"text": {{ stages.wrap|tojson }}}'})
     llm = FakeLLM()
     assert await make_executor(store, llm).execute("run_1") is Outcome.DONE
     assert store.log == [
-        ("begin", "draft"),
-        ("complete", "draft"),
-        ("complete", "wrap"),
-        ("finish", None),
+        ("Started", None),
+        ("StageStarted", "draft"),
+        ("StageCompleted", "draft"),
+        ("StageCompleted", "wrap"),  # the last stage and the run's end: one write
+        ("Completed", None),
     ]
+    assert [e.type for e in store.events] == [
+        "run.started",
+        "stage.started",
+        "stage.completed",
+        "stage.started",
+        "stage.completed",
+        "run.completed",
+    ]
+    assert [e.seq for e in store.events] == list(range(1, 7))
     assert store.results["wrap"].output == "<answer to write about hi|answer to write about hi>"
     assert store.result == {"text": "<answer to write about hi|answer to write about hi>"}
     draft = store.results["draft"]
@@ -180,7 +203,7 @@ async def test_stages_run_in_order_and_feed_each_other() -> None:
 
 
 async def test_without_output_the_last_stage_is_the_result() -> None:
-    store = FakeStore(make_run(TWO_STAGES))
+    store = make_store(TWO_STAGES)
     await make_executor(store).execute("run_1")
     assert store.result == store.results["wrap"].output
 
@@ -191,20 +214,29 @@ async def test_resume_skips_completed_and_reruns_started_stage() -> None:
         {"id": "second", "type": "llm", "model": "fake:echo", "prompt": "again"},
         TWO_STAGES[1],
     ]
-    run = make_run(stages)
-    run.completed = {"draft": "persisted draft"}
-    store = FakeStore(run, {"draft": "completed", "second": "running"})
+    store = make_store(
+        stages,
+        status="running",
+        stage_rows={"draft": ("completed", "persisted draft"), "second": ("running", None)},
+    )
     llm = FakeLLM()
     assert await make_executor(store, llm).execute("run_1") is Outcome.DONE
     assert [c[-1]["content"] for c in llm.calls] == ["again"]  # draft not called again
     assert store.results["wrap"].output == "<persisted draft|persisted draft>"
-    assert ("complete", "draft") not in store.log
+    assert ("StageCompleted", "draft") not in store.log
     assert store.status == "completed"
+    # The interrupted stage starts again without a second stage.started; no run.started.
+    assert [e.type for e in store.events] == [
+        "stage.completed",
+        "stage.started",
+        "stage.completed",
+        "run.completed",
+    ]
 
 
 async def test_llm_failure_fails_the_run_with_the_stage() -> None:
     stages = [{"id": "ask", "type": "llm", "model": "fake:echo", "prompt": "FAIL please"}]
-    store = FakeStore(make_run(stages))
+    store = make_store(stages)
     await make_executor(store).execute("run_1")
     assert store.status == "failed"
     assert store.error is not None
@@ -214,7 +246,7 @@ async def test_llm_failure_fails_the_run_with_the_stage() -> None:
 
 async def test_template_error_names_the_stage_and_the_problem() -> None:
     stages = [{"id": "t", "type": "template", "template": "{{ stages.missing.output }}"}]
-    store = FakeStore(make_run(stages))
+    store = make_store(stages)
     await make_executor(store).execute("run_1")
     assert store.error == {
         "code": "TEMPLATE_ERROR",
@@ -226,7 +258,7 @@ async def test_template_error_names_the_stage_and_the_problem() -> None:
 
 async def test_output_template_error_fails_with_stage_output() -> None:
     stages = [{"id": "t", "type": "template", "template": "fine"}]
-    store = FakeStore(make_run(stages, definition={"output": "{{ nope }}"}))
+    store = make_store(stages, definition={"output": "{{ nope }}"})
     await make_executor(store).execute("run_1")
     assert store.error is not None and store.error["stage"] == "output"
     assert store.error["code"] == "TEMPLATE_ERROR"
@@ -248,18 +280,20 @@ async def test_json_answer_is_validated_against_the_schema() -> None:
             "json_schema": schema,
         }
     ]
-    good = FakeStore(make_run(stages))
-    await make_executor(good, FakeLLM({"classify": '```json\n{"label": "bug"}\n```'})).execute("r")
+    good = make_store(stages)
+    await make_executor(good, FakeLLM({"classify": '```json\n{"label": "bug"}\n```'})).execute(
+        "run_1"
+    )
     assert good.result == {"label": "bug"}
 
-    bad = FakeStore(make_run(stages))
-    await make_executor(bad, FakeLLM({"classify": '{"label": "other"}'})).execute("r")
+    bad = make_store(stages)
+    await make_executor(bad, FakeLLM({"classify": '{"label": "other"}'})).execute("run_1")
     assert bad.error is not None and bad.error["code"] == "LLM_INVALID_OUTPUT"
     assert "at label" in bad.error["message"]
     assert bad.results["c"].cost_micros == 6000  # the tokens were spent: still counted
 
-    prose = FakeStore(make_run(stages))
-    await make_executor(prose, FakeLLM({"classify": "it is a bug"})).execute("r")
+    prose = make_store(stages)
+    await make_executor(prose, FakeLLM({"classify": "it is a bug"})).execute("run_1")
     assert prose.error is not None and "not valid JSON" in prose.error["message"]
 
 
@@ -276,7 +310,7 @@ REVIEW: list[dict[str, Any]] = [
 
 
 async def test_human_review_pauses_then_resumes_with_the_answer() -> None:
-    store = FakeStore(make_run(REVIEW))
+    store = make_store(REVIEW)
     assert await make_executor(store).execute("run_1") is Outcome.DONE
     assert store.status == "awaiting_input"
     assert store.request == {
@@ -287,9 +321,12 @@ async def test_human_review_pauses_then_resumes_with_the_answer() -> None:
     }
     assert "final" not in store.results
 
-    resumed = make_run(REVIEW, human_inputs={"review": {"approved": True}})
-    resumed.completed = {"draft": "draft hi"}
-    store2 = FakeStore(resumed, {"draft": "completed", "review": "running"})
+    store2 = make_store(
+        REVIEW,
+        status="running",  # InputSubmitted
+        human_inputs={"review": {"approved": True}},
+        stage_rows={"draft": ("completed", "draft hi"), "review": ("running", None)},
+    )
     await make_executor(store2).execute("run_1")
     assert store2.results["review"].output == {"approved": True}
     assert store2.result == "True"
@@ -298,22 +335,38 @@ async def test_human_review_pauses_then_resumes_with_the_answer() -> None:
 
 async def test_cancel_during_a_stage_stops_the_run() -> None:
     stages = [{"id": "slow", "type": "llm", "model": "fake:echo", "prompt": "x"}, TWO_STAGES[1]]
-    store = FakeStore(make_run(stages))
+    store = make_store(stages)
     executor = make_executor(store, FakeLLM(delay=0.5), heartbeat_seconds=0.05)
 
     async def cancel_soon() -> None:
         await asyncio.sleep(0.1)
-        store.owned = False  # canceled or taken over: heartbeats now fail
+        store.cancel()
 
     canceller = asyncio.create_task(cancel_soon())
     assert await executor.execute("run_1") is Outcome.DONE
     await canceller
-    assert "slow" not in store.results and store.status == "running"
+    assert "slow" not in store.results and store.status == "canceled"
+    assert store.log[-1] == ("StageStarted", "slow")  # nothing written after the cancel
+
+
+async def test_a_write_after_the_run_moved_on_is_refused() -> None:
+    stages = [{"id": "slow", "type": "llm", "model": "fake:echo", "prompt": "x"}]
+    store = make_store(stages)
+    executor = make_executor(store, FakeLLM(delay=0.2), heartbeat_seconds=10)
+
+    async def cancel_soon() -> None:
+        await asyncio.sleep(0.05)
+        store.states["run_1"] = advance(store.run, [Canceled()], NOW).run  # heartbeats miss it
+
+    canceller = asyncio.create_task(cancel_soon())
+    assert await executor.execute("run_1") is Outcome.DONE
+    await canceller
+    assert store.status == "canceled" and not store.results
 
 
 async def test_heartbeats_report_progress_during_long_stages() -> None:
     stages = [{"id": "slow", "type": "llm", "model": "fake:echo", "prompt": "x"}]
-    store = FakeStore(make_run(stages))
+    store = make_store(stages)
     beats: list[int] = []
 
     async def progress() -> None:
@@ -325,11 +378,12 @@ async def test_heartbeats_report_progress_during_long_stages() -> None:
 
 
 async def test_stopping_releases_before_the_next_stage() -> None:
-    store = FakeStore(make_run(TWO_STAGES))
+    store = make_store(TWO_STAGES)
     executor = make_executor(store)
     executor.stopping.set()
     assert await executor.execute("run_1") is Outcome.RELEASED
-    assert store.log == [("release", None)]
+    assert store.log == [("Started", None), ("Released", None)]
+    assert store.run.worker_id is None and store.status == "running"
 
 
 async def test_attachments_are_truncated_to_the_model_context_with_a_note() -> None:
@@ -342,16 +396,13 @@ async def test_attachments_are_truncated_to_the_model_context_with_a_note() -> N
             "prompt": "{% for a in attachments %}{{ a.filename }}:{{ a.text }}{% endfor %}",
         }
     ]
-    store = FakeStore(make_run(stages, attachment_ids=["att_1"]))
+    store = make_store(stages, attachment_ids=["att_1"])
     llm = FakeLLM()
     await make_executor(store, llm).execute("run_1")
     prompt = llm.calls[0][-1]["content"]
     assert prompt.startswith("att_1.csv:a,b")
     assert "[... truncated: att_1.csv has 2000 characters" in prompt
     assert len(prompt) < 2000
-
-
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -379,14 +430,7 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
     ],
 )
 def test_should_take(row: dict[str, Any], take: bool) -> None:
-    full = {
-        "worker_id": None,
-        "heartbeat_at": None,
-        "human_input_request": None,
-        "human_inputs": {},
-        **row,
-    }
-    assert should_take(full, "w1", 10.0, NOW) is take
+    assert should_take(new_state(**row), "w1", 10.0, NOW) is take
 
 
 @pytest.mark.parametrize(
@@ -406,7 +450,7 @@ def test_result_parsing(text: str, value: Any) -> None:
 
 async def test_duplicate_job_in_the_same_process_is_dropped() -> None:
     stages = [{"id": "slow", "type": "llm", "model": "fake:echo", "prompt": "x"}]
-    store = FakeStore(make_run(stages))
+    store = make_store(stages)
     llm = FakeLLM(delay=0.2)
     executor = make_executor(store, llm)
     first, second = await asyncio.gather(executor.execute("run_1"), executor.execute("run_1"))
@@ -432,24 +476,20 @@ class CountingLLM(FakeLLM):
 
 
 class ManyRuns(FakeStore):
-    """Every run id is a run of its own with the same stages."""
+    """Every run id is a pending run of its own with the same stages."""
 
-    async def claim(self, run_id: str, worker_id: str) -> RunRecord | None:
-        self.status = "pending"
-        run = await super().claim(run_id, worker_id)
-        return None if run is None else replace(run, id=run_id)
-
-    async def complete_stage(
-        self, run: RunRecord, worker_id: str, index: int, result: StageResult
-    ) -> bool:
-        self.log.append(("complete", run.id))  # the stage rows are per run: not shared
-        return True
+    async def load(self, run_id: str) -> RunRecord | None:
+        self.states.setdefault(run_id, new_state(run_id))
+        return await super().load(run_id)
 
 
 async def test_at_most_concurrency_runs_go_stage_by_stage_and_waiting_jobs_stay_alive() -> None:
     llm = CountingLLM()
     executor = make_executor(
-        ManyRuns(make_run(TWO_STAGES)), llm, concurrency=2, job_keepalive_seconds=0.03
+        ManyRuns({"stages": TWO_STAGES}, new_state()),
+        llm,
+        concurrency=2,
+        job_keepalive_seconds=0.03,
     )
     keepalives: dict[str, int] = {}
     room_seen: list[int] = []
@@ -482,7 +522,7 @@ async def test_an_unexpected_exception_in_a_stage_fails_the_run(
         [{"id": "t", "type": "template", "template": "x"}],  # a template-only run
         [*TWO_STAGES[:1], {"id": "t", "type": "template", "template": "x"}],  # after an llm
     ):
-        store = FakeStore(make_run(stages))
+        store = make_store(stages)
         assert await make_executor(store).execute("run_1") is Outcome.DONE
         assert store.status == "failed"
         assert store.error is not None
@@ -499,10 +539,10 @@ async def test_an_outage_inside_a_stage_is_retried_not_failed(
         raise ConnectionRefusedError("billing down")
 
     monkeypatch.setattr("services.runs.worker.stages.template.run", unreachable)
-    store = FakeStore(make_run([*TWO_STAGES[:1], {"id": "t", "type": "template", "template": "x"}]))
+    store = make_store([*TWO_STAGES[:1], {"id": "t", "type": "template", "template": "x"}])
     assert await make_executor(store).execute("run_1") is Outcome.RETRY
     assert store.status == "running" and store.error is None
-    assert store.log[-1] == ("release", None)
+    assert store.log[-1] == ("Released", None) and store.run.worker_id is None
 
 
 async def test_an_http_stage_whose_header_cannot_be_sent_fails_the_run() -> None:
@@ -514,7 +554,7 @@ async def test_an_http_stage_whose_header_cannot_be_sent_fails_the_run() -> None
             "headers": {"X-Note": "{{ input_text }}"},
         }
     ]
-    store = FakeStore(make_run(stages, input_text="a\r\nX-Injected: 1"))
+    store = make_store(stages, input_text="a\r\nX-Injected: 1")
     assert await make_executor(store).execute("run_1") is Outcome.DONE
     assert store.error is not None
     assert (store.error["code"], store.error["stage"]) == ("HTTP_INVALID_REQUEST", "call")
