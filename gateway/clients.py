@@ -9,6 +9,7 @@ from grpc_health.v1 import health_pb2_grpc
 from gateway.config import GatewayConfig
 from weft.auth.v1 import auth_pb2_grpc
 from weft.billing.v1 import billing_pb2_grpc
+from weft.idempotency.v1 import idempotency_pb2_grpc
 from weft.runs.v1 import runs_pb2, runs_pb2_grpc
 from weft.storage.v1 import storage_pb2_grpc
 from weftcore.batching import Batcher
@@ -33,6 +34,8 @@ class Services:
     channels: dict[str, grpc.aio.Channel]
     auth: auth_pb2_grpc.AuthServiceStub
     runs: runs_pb2_grpc.RunsServiceStub
+    # Served by the runs process, which keeps the records (CreateRun uses them too).
+    idempotency: idempotency_pb2_grpc.IdempotencyServiceStub
     storage: storage_pb2_grpc.StorageServiceStub
     billing: billing_pb2_grpc.BillingServiceStub
     # CreateRun, with this process's concurrent requests sharing CreateRuns calls.
@@ -59,6 +62,7 @@ def connect_services(config: GatewayConfig) -> Services:
         channels=channels,
         auth=auth_pb2_grpc.AuthServiceStub(channels["auth"]),
         runs=runs_pb2_grpc.RunsServiceStub(channels["runs"]),
+        idempotency=idempotency_pb2_grpc.IdempotencyServiceStub(channels["runs"]),
         storage=storage_pb2_grpc.StorageServiceStub(channels["storage"]),
         billing=billing_pb2_grpc.BillingServiceStub(channels["billing"]),
         create_run=batched_create_run(runs_pb2_grpc.RunsServiceStub(channels["runs"])),

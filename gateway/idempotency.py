@@ -1,6 +1,6 @@
 """Idempotency-Key for creating POSTs handled outside CreateRun (e.g. uploads), over the
-runs service's BeginIdempotent / CompleteIdempotent RPCs (records in Postgres, shared by
-every replica). Run creation does the same inside CreateRun's own transaction.
+IdempotencyService (records in Postgres, shared by every replica). Run creation does the
+same inside CreateRun's own transaction.
 
     idem, replay = await begin(request, account_id, request_hash)
     if replay is not None:
@@ -16,7 +16,7 @@ every replica). Run creation does the same inside CreateRun's own transaction.
 from aiohttp import web
 
 from gateway.keys import SERVICES
-from weft.runs.v1 import runs_pb2
+from weft.idempotency.v1 import idempotency_pb2
 from weftcore.errors import InvalidArgument
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -51,17 +51,17 @@ def replay_response(http_status: int, body_json: str) -> web.Response:
 
 async def begin(
     request: web.Request, account_id: str, request_hash: str
-) -> tuple[runs_pb2.Idempotency | None, web.Response | None]:
+) -> tuple[idempotency_pb2.Idempotency | None, web.Response | None]:
     """Claim the request's key: (claim, None) to proceed, (None, response) to replay, or
     (None, None) without a key. Conflicts raise (409 via the envelope)."""
     key = idempotency_key(request)
     if not key:
         return None, None
-    idem = runs_pb2.Idempotency(
+    idem = idempotency_pb2.Idempotency(
         key=key, method=request.method, path=request.path, request_hash=request_hash
     )
-    reply = await request.app[SERVICES].runs.BeginIdempotent(
-        runs_pb2.BeginIdempotentRequest(account_id=account_id, idempotency=idem), timeout=10
+    reply = await request.app[SERVICES].idempotency.Begin(
+        idempotency_pb2.BeginRequest(account_id=account_id, idempotency=idem), timeout=10
     )
     if reply.outcome == "replay":
         return None, replay_response(reply.http_status, reply.body_json)
@@ -71,7 +71,7 @@ async def begin(
 async def complete(
     request: web.Request,
     account_id: str,
-    idem: runs_pb2.Idempotency | None,
+    idem: idempotency_pb2.Idempotency | None,
     response: web.Response,
 ) -> None:
     """Store `response` for replays, or release the key when it is a refusal."""
@@ -79,8 +79,8 @@ async def complete(
         return
     store = response.status not in NOT_STORED
     body = (response.text or "") if store else ""
-    await request.app[SERVICES].runs.CompleteIdempotent(
-        runs_pb2.CompleteIdempotentRequest(
+    await request.app[SERVICES].idempotency.Complete(
+        idempotency_pb2.CompleteRequest(
             account_id=account_id,
             idempotency=idem,
             http_status=response.status,

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from gateway.auth import RUNS_CREATE, require
 from gateway.http import dumps, http_status, json_response, query_int, read_json_object
+from gateway.idempotency import idempotency_key
 from gateway.keys import CONFIG, SERVICES
 from gateway.multipart_runs import (
     MultipartBody,
@@ -24,13 +25,13 @@ from gateway.ratelimit import rate_limit_headers
 from gateway.run_cache import TerminalRunCache, Viewer
 from gateway.uploads import discard_uploads
 from weft.auth.v1 import auth_pb2
+from weft.idempotency.v1 import idempotency_pb2
 from weft.runs.v1 import runs_pb2
 from weftcore.canonical import json_body_hash
 from weftcore.context import request_id_var
 from weftcore.errors import InvalidArgument, WeftError, from_rpc_error
 
 RUN_CACHE = web.AppKey("terminal_runs", TerminalRunCache)
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_WAIT_SECONDS = 60
 _CREATE_FIELDS = frozenset({"input_text", "params", "attachment_ids", "webhook_url"})
 
@@ -66,19 +67,6 @@ def run_data(request: web.Request, run: runs_pb2.Run) -> dict[str, Any]:
     return data
 
 
-def idempotency_key(request: web.Request) -> str:
-    """The Idempotency-Key header ("" when absent); 400 unless 1-256 printable chars."""
-    key = request.headers.get(IDEMPOTENCY_HEADER)
-    if key is None:
-        return ""
-    if not 1 <= len(key) <= 256 or not all(" " <= c <= "~" for c in key):
-        raise InvalidArgument(
-            "Idempotency-Key must be 1 to 256 printable ASCII characters.",
-            param=IDEMPOTENCY_HEADER,
-        )
-    return key
-
-
 async def start_run(
     request: web.Request,
     principal: auth_pb2.Principal,
@@ -104,7 +92,7 @@ async def start_run(
         params_json=dumps(params if params is not None else {}),
         attachment_ids=attachment_ids,
         webhook_url=webhook_url,
-        idempotency=runs_pb2.Idempotency(
+        idempotency=idempotency_pb2.Idempotency(
             key=key,
             method=request.method,
             path=request.path,

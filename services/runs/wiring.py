@@ -4,6 +4,7 @@ in reverse order once the gRPC server has stopped."""
 
 from contextlib import AsyncExitStack
 
+from services.runs.api.idempotency_server import IdempotencyServicer
 from services.runs.api.server import RunsServiceServicer
 from services.runs.config import RunsConfig
 from services.runs.delivery.outbox import OutboxRelay
@@ -18,6 +19,7 @@ from services.runs.store.notify import Notifier
 from services.runs.store.ratelimit import PgRateLimiter
 from services.runs.store.writer import RunWriter
 from weft.billing.v1 import billing_pb2, billing_pb2_grpc
+from weft.idempotency.v1 import idempotency_pb2_grpc
 from weft.runs.v1 import runs_pb2_grpc
 from weft.storage.v1 import storage_pb2_grpc
 from weftcore.background import BackgroundTasks
@@ -89,6 +91,9 @@ async def wire(
     runs_pb2_grpc.add_RunsServiceServicer_to_server(  # type: ignore[no-untyped-call]
         RunsServiceServicer(service, pool, RunWatcher(pool, nc, notifier)),
         server.server,
+    )
+    idempotency_pb2_grpc.add_IdempotencyServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        IdempotencyServicer(pool), server.server
     )
 
     async def database() -> bool:

@@ -17,7 +17,7 @@ from gateway.routes.attachments import request_hash
 from tests.integration.attachments_support import form
 from tests.support import storage_files as files
 from tests.support.runs import Account, apply_workflow, create_user
-from weft.runs.v1 import runs_pb2, runs_pb2_grpc
+from weft.idempotency.v1 import idempotency_pb2, idempotency_pb2_grpc
 from weft.storage.v1 import storage_pb2
 from weftcore.grpc_client import open_channel
 
@@ -132,7 +132,7 @@ async def test_a_claim_in_flight_is_409_and_the_upload_is_dropped(
     digest = storage_pb2.Attachment(
         original_filename="f.txt", sha256=hashlib.sha256(data).hexdigest()
     )
-    idem = runs_pb2.Idempotency(
+    idem = idempotency_pb2.Idempotency(
         key="k-3",
         method="POST",
         path="/api/v1/attachments",
@@ -140,9 +140,9 @@ async def test_a_claim_in_flight_is_409_and_the_upload_is_dropped(
     )
     channel = open_channel(stack.env["WEFT_RUNS_ADDR"])
     try:
-        runs = runs_pb2_grpc.RunsServiceStub(channel)
-        claim = await runs.BeginIdempotent(
-            runs_pb2.BeginIdempotentRequest(account_id=owner.user_id, idempotency=idem), timeout=10
+        store = idempotency_pb2_grpc.IdempotencyServiceStub(channel)
+        claim = await store.Begin(
+            idempotency_pb2.BeginRequest(account_id=owner.user_id, idempotency=idem), timeout=10
         )
         assert claim.outcome == "proceed"
         before = await orphans(stack)
@@ -153,8 +153,8 @@ async def test_a_claim_in_flight_is_409_and_the_upload_is_dropped(
         assert await orphans(stack) <= before
 
         # The first request gives up without an answer to store: the key is free again.
-        await runs.CompleteIdempotent(
-            runs_pb2.CompleteIdempotentRequest(
+        await store.Complete(
+            idempotency_pb2.CompleteRequest(
                 account_id=owner.user_id, idempotency=idem, http_status=400, store=False
             ),
             timeout=10,

@@ -11,9 +11,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.runs.api.idempotency_rpc import begin_rpc, complete_rpc
+from services.runs.api.idempotency_server import IdempotencyServicer
 from services.runs.store import idempotency
-from weft.runs.v1 import runs_pb2 as pb
+from weft.idempotency.v1 import idempotency_pb2 as pb
 from weftcore.db import create_pool
 from weftcore.errors import Conflict
 from weftcore.ids import utcnow
@@ -122,26 +122,24 @@ async def test_concurrent_transactions_create_exactly_once(pool: asyncpg.Pool) -
 
 
 async def test_rpcs_commit_the_claim_so_retries_see_it_in_flight(pool: asyncpg.Pool) -> None:
+    service = IdempotencyServicer(pool)
     account, key = fresh()
     idem = pb.Idempotency(key=key, method="POST", path="/api/v1/attachments", request_hash="h")
-    got = await begin_rpc(pool, pb.BeginIdempotentRequest(account_id=account, idempotency=idem))
+    begin = pb.BeginRequest(account_id=account, idempotency=idem)
+    got = await service.Begin(begin, None)
     assert got.outcome == "proceed"
     with pytest.raises(Conflict) as info:
-        await begin_rpc(pool, pb.BeginIdempotentRequest(account_id=account, idempotency=idem))
+        await service.Begin(begin, None)
     assert info.value.code == "IDEMPOTENCY_IN_FLIGHT"
-    await complete_rpc(
-        pool,
-        pb.CompleteIdempotentRequest(
-            account_id=account, idempotency=idem, http_status=201, body_json="{}", store=True
-        ),
+    done = pb.CompleteRequest(
+        account_id=account, idempotency=idem, http_status=201, body_json="{}", store=True
     )
-    got = await begin_rpc(pool, pb.BeginIdempotentRequest(account_id=account, idempotency=idem))
+    await service.Complete(done, None)
+    got = await service.Begin(begin, None)
     assert (got.outcome, got.http_status, got.body_json) == ("replay", 201, "{}")
     # store=false forgets an in-flight claim.
     account2, _ = fresh()
-    req = pb.BeginIdempotentRequest(account_id=account2, idempotency=idem)
-    assert (await begin_rpc(pool, req)).outcome == "proceed"
-    await complete_rpc(
-        pool, pb.CompleteIdempotentRequest(account_id=account2, idempotency=idem, store=False)
-    )
-    assert (await begin_rpc(pool, req)).outcome == "proceed"
+    req = pb.BeginRequest(account_id=account2, idempotency=idem)
+    assert (await service.Begin(req, None)).outcome == "proceed"
+    await service.Complete(pb.CompleteRequest(account_id=account2, idempotency=idem), None)
+    assert (await service.Begin(req, None)).outcome == "proceed"

@@ -7,6 +7,7 @@ import asyncpg
 
 from services.runs.domain.create import Caller, CreateRunInput, CreateRunOutput, IdempotencyRequest
 from services.runs.domain.workflows import public_fields, public_stages
+from weft.idempotency.v1 import idempotency_pb2
 from weft.runs.v1 import runs_pb2 as pb
 from weftcore.errors import InvalidArgument
 from weftcore.ids import iso
@@ -84,7 +85,7 @@ def run(view: "RunView") -> pb.Run:
     )
 
 
-def idempotency(msg: pb.Idempotency) -> IdempotencyRequest | None:
+def idempotency(msg: idempotency_pb2.Idempotency) -> IdempotencyRequest | None:
     if not msg.key:
         return None
     return IdempotencyRequest(msg.key, msg.method, msg.path, msg.request_hash)

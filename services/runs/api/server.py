@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from services.runs.api import convert, idempotency_rpc
+from services.runs.api import convert
 from services.runs.delivery.webhooks import get_or_create_secret, list_deliveries
 from services.runs.domain.service import RunsService
 from services.runs.domain.watch import RunWatcher
@@ -130,13 +130,3 @@ class RunsServiceServicer(runs_pb2_grpc.RunsServiceServicer):
         return pb.WebhookSecret(
             account_id=row["account_id"], secret=row["secret"], created_at=iso(row["created_at"])
         )
-
-    async def BeginIdempotent(
-        self, request: pb.BeginIdempotentRequest, context: Ctx
-    ) -> pb.BeginIdempotentResponse:
-        return await idempotency_rpc.begin_rpc(self.pool, request)
-
-    async def CompleteIdempotent(
-        self, request: pb.CompleteIdempotentRequest, context: Ctx
-    ) -> pb.CompleteIdempotentResponse:
-        return await idempotency_rpc.complete_rpc(self.pool, request)

@@ -16,6 +16,7 @@ No I/O here: the API (domain/create.py, domain/service.py) and the worker
 (worker/executor.py) decide *which* transition; this module says *what it does*.
 """
 
+import copy
 import dataclasses
 import json
 from collections.abc import Iterator, Mapping, Sequence
@@ -52,9 +53,10 @@ class IllegalTransition(Exception):
 # ---- state ---------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class StageRow:
-    """One `stage_results` row."""
+    """One `stage_results` row. Never changed in place: a transition puts a new one in
+    `RunState.stages` (so a change finds the rows it touched by identity)."""
 
     stage_index: int
     stage_id: str
@@ -71,7 +73,7 @@ class StageRow:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "StageRow":
-        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+        return cls(**{name: row[name] for name in _STAGE_COLUMNS})
 
 
 @dataclass
@@ -108,8 +110,7 @@ class RunState:
     def from_rows(
         cls, row: Mapping[str, Any], stage_rows: Sequence[Mapping[str, Any]] = ()
     ) -> "RunState":
-        names = [f.name for f in dataclasses.fields(cls) if f.name != "stages"]
-        state = cls(**{name: row[name] for name in names})
+        state = cls(**{name: row[name] for name in _RUN_COLUMNS})
         state.params = dict(state.params or {})
         state.attachment_ids = list(state.attachment_ids or [])
         state.human_inputs = dict(state.human_inputs or {})
@@ -117,9 +118,10 @@ class RunState:
         return state
 
     def copy(self) -> "RunState":
-        return dataclasses.replace(
-            self, stages={k: dataclasses.replace(v) for k, v in self.stages.items()}
-        )
+        """A copy to change (stage rows are shared: they are replaced, never changed)."""
+        new = copy.copy(self)
+        new.stages = dict(self.stages)
+        return new
 
     def snapshot(self) -> dict[str, Any]:
         """The public run object (domain/snapshot.py) as the run is now."""
@@ -127,6 +129,10 @@ class RunState:
 
     def stage_cost(self) -> int:
         return sum(s.cost_micros for s in self.stages.values() if s.status != "running")
+
+
+_STAGE_COLUMNS = tuple(f.name for f in dataclasses.fields(StageRow))
+_RUN_COLUMNS = tuple(f.name for f in dataclasses.fields(RunState) if f.name != "stages")
 
 
 # ---- what a transition emits ---------------------------------------------------------
@@ -400,7 +406,8 @@ class Change:
     run: RunState
     expected_version: int | None
     at: datetime  # when it happened: the events' time
-    stages: tuple[StageRow, ...]
+    stages: tuple[StageRow, ...]  # the stage rows it added or changed
+    new_stages: frozenset[str]  # the ids of those it added
     events: tuple[RunEvent, ...]
     outbox: tuple[OutboxMessage, ...]  # in publish order
     webhooks: tuple[WebhookDelivery, ...]
@@ -445,12 +452,10 @@ def advance(run: RunState, transitions: Sequence[Transition], at: datetime) -> C
     """Apply `transitions` in order to a copy of `run`, at time `at`: the change to
     write. `run` itself is untouched (the write may not happen)."""
     new = run.copy()
-    touched: dict[str, None] = {}
     events: list[RunEvent] = []
     outbox: list[OutboxMessage] = []
     webhooks: list[WebhookDelivery] = []
     for transition in transitions:
-        before = {k: dataclasses.replace(v) for k, v in new.stages.items()}
         for emitted in transition.apply(new, at):
             if isinstance(emitted, Enqueue):
                 msg_id = emitted.msg_id or new_id("job")
@@ -471,14 +476,14 @@ def advance(run: RunState, transitions: Sequence[Transition], at: datetime) -> C
             outbox.extend(messages)
             if hook is not None:
                 webhooks.append(hook)
-        touched.update({k: None for k, v in new.stages.items() if before.get(k) != v})
     expected = run.version or None
     new.version = run.version + 1
     return Change(
         run=new,
         expected_version=expected,
         at=at,
-        stages=tuple(new.stages[k] for k in touched),
+        stages=tuple(s for k, s in new.stages.items() if run.stages.get(k) is not s),
+        new_stages=frozenset(new.stages.keys() - run.stages.keys()),
         events=tuple(events),
         outbox=tuple(outbox),
         webhooks=tuple(webhooks),

@@ -4,8 +4,8 @@ Functions take an asyncpg connection so a caller can use them inside its own tra
 A request claims its key first, committed as `in_flight`: concurrent retries then get
 409 IDEMPOTENCY_IN_FLIGHT (or, once it is done, the stored answer) without doing any of
 the work. CreateRun claims before it reserves credits, and completes the key in the
-transaction that writes the run; uploads do the same through the BeginIdempotent /
-CompleteIdempotent RPCs. A request refused after its claim forgets the key, so the
+transaction that writes the run; uploads do the same through IdempotencyService
+(services/runs/api/idempotency_server.py). A request refused after its claim forgets the key, so the
 caller can fix the problem and retry with it.
 """
 

@@ -49,7 +49,10 @@ WITH input AS MATERIALIZED (
     SELECT i.ord, t.n, t.oldest, t.took
     FROM (SELECT * FROM input WHERE rate_account IS NOT NULL ORDER BY rate_account, ord) AS i
     CROSS JOIN LATERAL rate_take($29::int, i.rate_account, i.bucket, i.lim, $30::bigint) AS t
-), created AS (
+), admitted AS MATERIALIZED (  -- the creations the rate limit let through
+    SELECT i.* FROM input i LEFT JOIN take USING (ord)
+    WHERE i.expected_version IS NULL AND coalesce(take.took, 1) = 1
+), created AS (  -- runs in WITH: executed whether or not anything reads it
     INSERT INTO runs (id, workflow_id, workflow_version, user_id, team_id, account_id,
                       input_text, params, attachment_ids, webhook_url, holds_reservation,
                       created_at, updated_at, status, human_inputs, next_event_seq, version)
@@ -58,9 +61,7 @@ WITH input AS MATERIALIZED (
            ARRAY(SELECT jsonb_array_elements_text(i.attachment_ids::jsonb)), i.webhook_url,
            i.holds_reservation, i.created_at, i.created_at, i.status, i.human_inputs::jsonb,
            i.next_event_seq, i.version
-    FROM input i LEFT JOIN take USING (ord)
-    WHERE i.expected_version IS NULL AND coalesce(take.took, 1) = 1
-    RETURNING id
+    FROM admitted i
 ), updated AS (
     UPDATE runs r SET status = i.status, result = i.result::jsonb, error = i.error::jsonb,
            human_input_request = i.human_input_request::jsonb,
@@ -71,39 +72,42 @@ WITH input AS MATERIALIZED (
            heartbeat_at = CASE WHEN i.status = 'running' THEN now() END
     FROM input i
     WHERE r.id = i.id AND r.version = i.expected_version
-      AND r.id = ANY($2::text[])  -- the index, however the join is planned
+      AND r.id = ANY($64::text[])  -- the index, however the join is planned
     RETURNING i.ord
 ), applied AS (
-    SELECT i.ord FROM input i JOIN created c ON c.id = i.id WHERE i.expected_version IS NULL
+    SELECT ord FROM admitted  -- inserted, or the statement failed
     UNION ALL
     SELECT ord FROM updated
-), stages AS (
+), stage_input AS MATERIALIZED (
+    SELECT * FROM unnest($31::int[], $32::text[], $33::int[], $34::text[], $35::text[],
+                         $36::text[], $37::text[], $38::text[], $39::bigint[], $40::bigint[],
+                         $41::bigint[], $42::int[], $43::timestamptz[], $44::timestamptz[],
+                         $63::boolean[])
+        AS s (ord, run_id, stage_index, stage_id, stage_type, status, output, model,
+              input_tokens, output_tokens, cost_micros, duration_ms, started_at,
+              completed_at, added)
+    WHERE s.ord IN (SELECT ord FROM applied)
+), stages_added AS (  -- the run's state had no such row: nobody else writes one (the fence)
     INSERT INTO stage_results (run_id, stage_index, stage_id, stage_type, status, output,
                                model, input_tokens, output_tokens, cost_micros, duration_ms,
                                started_at, completed_at)
-    SELECT s.run_id, s.stage_index, s.stage_id, s.stage_type, s.status, s.output::jsonb,
-           s.model, s.input_tokens, s.output_tokens, s.cost_micros, s.duration_ms,
-           s.started_at, s.completed_at
-    FROM unnest($31::int[], $32::text[], $33::int[], $34::text[], $35::text[], $36::text[],
-                $37::text[], $38::text[], $39::bigint[], $40::bigint[], $41::bigint[],
-                $42::int[], $43::timestamptz[], $44::timestamptz[])
-         AS s (ord, run_id, stage_index, stage_id, stage_type, status, output, model,
-               input_tokens, output_tokens, cost_micros, duration_ms, started_at,
-               completed_at)
-    WHERE s.ord IN (SELECT ord FROM applied)
-    ON CONFLICT (run_id, stage_id) DO UPDATE SET status = EXCLUDED.status,
-        output = EXCLUDED.output, model = EXCLUDED.model,
-        input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens,
-        cost_micros = EXCLUDED.cost_micros, duration_ms = EXCLUDED.duration_ms,
-        started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at
-), event_input AS MATERIALIZED (
-    SELECT * FROM unnest($45::int[], $46::text[], $47::int[], $48::text[], $49::text[],
-                         $50::text[], $51::text[], $52::timestamptz[])
-        AS e (ord, run_id, seq, event_id, type, stage, payload, created_at)
-    WHERE e.ord IN (SELECT ord FROM applied)
+    SELECT run_id, stage_index, stage_id, stage_type, status, output::jsonb, model,
+           input_tokens, output_tokens, cost_micros, duration_ms, started_at, completed_at
+    FROM stage_input WHERE added
+), stages_changed AS (
+    UPDATE stage_results t SET status = s.status, output = s.output::jsonb, model = s.model,
+           input_tokens = s.input_tokens, output_tokens = s.output_tokens,
+           cost_micros = s.cost_micros, duration_ms = s.duration_ms,
+           started_at = s.started_at, completed_at = s.completed_at
+    FROM stage_input s
+    WHERE NOT s.added AND t.run_id = s.run_id AND t.stage_id = s.stage_id
 ), events AS (
     INSERT INTO run_events (run_id, seq, event_id, type, stage, payload, created_at)
-    SELECT run_id, seq, event_id, type, stage, payload::json, created_at FROM event_input
+    SELECT e.run_id, e.seq, e.event_id, e.type, e.stage, e.payload::json, e.created_at
+    FROM unnest($45::int[], $46::text[], $47::int[], $48::text[], $49::text[],
+                $50::text[], $51::text[], $52::timestamptz[])
+         AS e (ord, run_id, seq, event_id, type, stage, payload, created_at)
+    WHERE e.ord IN (SELECT ord FROM applied)
 ), hooks AS (
     INSERT INTO webhook_deliveries (id, run_id, account_id, event_type, url, created_at)
     SELECT h.event_id, h.run_id, h.account_id, h.type, h.url, now()
@@ -113,10 +117,10 @@ WITH input AS MATERIALIZED (
     ON CONFLICT (id) DO NOTHING
 ), queued AS (
     INSERT INTO outbox (subject, msg_id, payload)
-    SELECT o.subject, o.msg_id, coalesce(o.payload, convert_to(e.payload, 'UTF8'))
-    FROM unnest($59::int[], $60::text[], $61::text[], $62::bytea[]) WITH ORDINALITY
-         AS o (ord, subject, msg_id, payload, n)
-    LEFT JOIN event_input e ON o.payload IS NULL AND e.event_id = o.msg_id
+    -- an event's rows carry its payload from the events' array ($51), not sent twice
+    SELECT o.subject, o.msg_id, coalesce(o.payload, convert_to(($51::text[])[o.event], 'UTF8'))
+    FROM unnest($59::int[], $60::text[], $61::text[], $62::bytea[], $65::int[])
+         WITH ORDINALITY AS o (ord, subject, msg_id, payload, event, n)
     WHERE o.ord IN (SELECT ord FROM applied)
     ORDER BY o.n  -- ids in publish order
 )
@@ -141,60 +145,64 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
 
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as one array per column (empty arrays when there are no rows)."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
+
+
 def _arguments(changes: Sequence[Change], takes: Sequence[RateTake | None]) -> list[Any]:
     """_WRITE's arguments: one array per column of each input, and the take's constants."""
-    runs: list[list[Any]] = [[] for _ in range(28)]
-    stages: list[list[Any]] = [[] for _ in range(14)]
-    events: list[list[Any]] = [[] for _ in range(8)]
-    hooks: list[list[Any]] = [[] for _ in range(6)]
-    outbox: list[list[Any]] = [[] for _ in range(4)]
+    runs: list[tuple[Any, ...]] = []
+    stages: list[tuple[Any, ...]] = []
+    events: list[tuple[Any, ...]] = []
+    hooks: list[tuple[Any, ...]] = []
+    outbox: list[tuple[Any, ...]] = []
+    updated: list[str] = []
     constants: tuple[Any, Any] = (0, 0)
     for ord, (change, take) in enumerate(zip(changes, takes, strict=True)):
         run = change.run
-        new = change.expected_version is None
         rate: tuple[Any, ...] = (None, None, None)
         if take is not None:
             lock_class, account, bucket, limit, window = take
             rate, constants = (account, bucket, limit), (lock_class, window)
-        row = (
-            ord,
-            run.id,
-            change.expected_version,
-            # The columns a run is created with, sent only then (they never change).
-            *(
-                (
-                    run.workflow_id,
-                    run.workflow_version,
-                    run.user_id,
-                    run.team_id,
-                    run.account_id,
-                    run.input_text,
-                    json.dumps(run.params),
-                    json.dumps(run.attachment_ids),
-                    run.webhook_url,
-                    run.holds_reservation,
-                    run.created_at,
-                )
-                if new
-                else (None,) * 11
-            ),
-            run.status,
-            _json(run.result),
-            _json(run.error),
-            _json(run.human_input_request),
-            json.dumps(run.human_inputs),
-            run.cost_micros,
-            run.worker_id,
-            run.started_at,
-            run.completed_at,
-            run.version,
-            run.next_event_seq,
-            *rate,
+        # The columns a run is created with go only with its creation (they never change).
+        created: tuple[Any, ...] = (None,) * 11
+        if change.expected_version is None:
+            created = (
+                run.workflow_id,
+                run.workflow_version,
+                run.user_id,
+                run.team_id,
+                run.account_id,
+                run.input_text,
+                json.dumps(run.params),
+                json.dumps(run.attachment_ids),
+                run.webhook_url,
+                run.holds_reservation,
+                run.created_at,
+            )
+        runs.append(
+            (
+                ord,
+                run.id,
+                change.expected_version,
+                *created,
+                run.status,
+                _json(run.result),
+                _json(run.error),
+                _json(run.human_input_request),
+                json.dumps(run.human_inputs),
+                run.cost_micros,
+                run.worker_id,
+                run.started_at,
+                run.completed_at,
+                run.version,
+                run.next_event_seq,
+                *rate,
+            )
         )
-        for column, value in zip(runs, row, strict=True):
-            column.append(value)
-        for s in change.stages:
-            values: tuple[Any, ...] = (
+        stages.extend(
+            (
                 ord,
                 run.id,
                 s.stage_index,
@@ -209,21 +217,45 @@ def _arguments(changes: Sequence[Change], takes: Sequence[RateTake | None]) -> l
                 s.duration_ms,
                 s.started_at,
                 s.completed_at,
+                s.stage_id in change.new_stages,
             )
-            for column, value in zip(stages, values, strict=True):
-                column.append(value)
-        for e in change.events:
-            event_values = (ord, run.id, e.seq, e.id, e.type, e.stage, event_json(e), change.at)
-            for column, value in zip(events, event_values, strict=True):
-                column.append(value)
-        for h in change.webhooks:
-            hook = (ord, h.event_id, run.id, run.account_id, h.event_type, h.url)
-            for column, value in zip(hooks, hook, strict=True):
-                column.append(value)
-        for m in change.outbox:
-            for column, value in zip(outbox, (ord, m.subject, m.msg_id, m.payload), strict=True):
-                column.append(value)
-    return [*runs, *constants, *stages, *events, *hooks, *outbox]
+            for s in change.stages
+        )
+        events.extend(
+            (ord, run.id, e.seq, e.id, e.type, e.stage, event_json(e), change.at)
+            for e in change.events
+        )
+        hooks.extend(
+            (ord, h.event_id, run.id, run.account_id, h.event_type, h.url) for h in change.webhooks
+        )
+        # An event's outbox rows name its position in the events' arrays (1-based).
+        first = len(events) - len(change.events) + 1
+        position = {e.id: first + i for i, e in enumerate(change.events)}
+        outbox.extend(
+            (
+                ord,
+                m.subject,
+                m.msg_id,
+                m.payload,
+                position.get(m.msg_id) if m.payload is None else None,
+            )
+            for m in change.outbox
+        )
+        if change.expected_version is not None:
+            updated.append(run.id)
+    stage_columns = _columns(stages, 15)
+    outbox_columns = _columns(outbox, 5)
+    return [
+        *_columns(runs, 28),
+        *constants,
+        *stage_columns[:14],
+        *_columns(events, 8),
+        *_columns(hooks, 6),
+        *outbox_columns[:4],
+        stage_columns[14],  # $63: whether each stage row is new
+        updated,  # $64: the runs changed (not created)
+        outbox_columns[4],  # $65: each outbox row's event, by position
+    ]
 
 
 async def write(

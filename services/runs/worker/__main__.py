@@ -83,6 +83,7 @@ async def serve(config: WorkerConfig) -> None:
             concurrency=config.concurrency,
             job_keepalive_seconds=config.ack_wait_seconds / 3,
         )
+        stack.push_async_callback(executor.close)
         consumer = JobConsumer(
             js,
             executor,

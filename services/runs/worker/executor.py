@@ -27,7 +27,7 @@ import enum
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -57,10 +57,13 @@ from services.runs.worker.model import (
 from services.runs.worker.stages import http, human_review, llm, table, template
 from services.runs.worker.store import should_take
 from services.runs.worker.templating import TemplateRenderError, render
+from weftcore.batching import Batcher
 from weftcore.logs import error_text
 
 log = logging.getLogger(__name__)
 
+# Jobs looked at together (and pure runs written together) at most.
+WHOLE_BATCH = 128
 # Stage types with no outside effect or cost: claimed and completed in one transaction.
 PURE_STAGES = frozenset({"template"})
 
@@ -78,9 +81,15 @@ class Store(Protocol):
     async def load(self, run_id: str) -> RunRecord | None:
         """The run as it is now; None for an unknown run."""
 
+    async def load_many(self, run_ids: Sequence[str]) -> list[RunRecord | None]:
+        """`load` of each, at once."""
+
     async def write(self, run: RunRecord, *transitions: Transition) -> bool:
         """Apply and persist `transitions` together, only if the run is still as it was
         read (then `run.state` is the new state); False otherwise."""
+
+    async def write_many(self, changes: Sequence[tuple[RunRecord, list[Transition]]]) -> list[bool]:
+        """`write` of each (of distinct runs), at once."""
 
     async def heartbeat(self, run_id: str, worker_id: str) -> bool:
         """The worker is alive and still owns the running run; False: it does not."""
@@ -124,6 +133,10 @@ class Executor:
         # Runs executing in this process: a duplicate job for one of them (recovery,
         # redelivery) must not start a second executor that shares our worker_id.
         self._in_flight: set[str] = set()
+        # The first look at each job, shared by the jobs of the moment (_run_whole).
+        self._whole: Batcher[str, bool] = Batcher(
+            self._run_whole, max_batch=WHOLE_BATCH, max_in_flight=1
+        )
 
     async def execute(self, run_id: str, progress: Heartbeat | None = None) -> Outcome:
         """Run (or resume) the run; the outcome tells the consumer how to settle the job."""
@@ -136,14 +149,8 @@ class Executor:
             self._in_flight.discard(run_id)
 
     async def _execute(self, run_id: str, progress: Heartbeat | None) -> Outcome:
-        run = await self.store.load(run_id)
-        if run is None or not self._should_take(run):
+        if await self._whole.call(run_id):
             return Outcome.DONE
-        if run.state.status == "pending":
-            # A run of pure stages only is computed whole and written at once.
-            planned = await self._pure_plan(run)
-            if planned is not None and await self.store.write(run, *planned):
-                return Outcome.DONE
         self._stepwise += 1
         try:
             await self._take_stepwise_slot(progress)
@@ -153,6 +160,30 @@ class Executor:
                 self._stepwise_slots.release()
         finally:
             self._stepwise -= 1
+
+    async def _run_whole(self, run_ids: list[str]) -> list[bool | BaseException]:
+        """The jobs of the moment, read at once: runs with nothing to do are done, and
+        pending runs of pure stages only are computed whole and written in one statement
+        (True). The rest (False) go stage by stage."""
+        handled: dict[str, bool] = {}
+        planned: list[tuple[RunRecord, list[Transition]]] = []
+        for run_id, run in zip(run_ids, await self.store.load_many(run_ids), strict=True):
+            if run is None or not self._should_take(run):
+                handled[run_id] = True
+                continue
+            transitions = await self._pure_plan(run) if run.state.status == "pending" else None
+            if transitions is None:
+                handled[run_id] = False
+            else:
+                planned.append((run, transitions))
+        written = await self.store.write_many(planned) if planned else []
+        for (run, _), ok in zip(planned, written, strict=True):
+            handled[run.id] = ok  # not written: the run moved on, the long way reads it again
+        return [handled[run_id] for run_id in run_ids]
+
+    async def close(self) -> None:
+        """Finish the batch under way (Batcher.close)."""
+        await self._whole.close()
 
     def _should_take(self, run: RunRecord) -> bool:
         return should_take(run.state, self.worker_id, self.stale_seconds, run.loaded_at)

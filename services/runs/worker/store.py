@@ -7,13 +7,14 @@ read: a run canceled or taken over meanwhile refuses it, so a stage counts once.
 """
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from services.runs.domain.transitions import RunState, Transition, advance
-from services.runs.store.writer import RunWriter
+from services.runs.store.writer import RunWriter, write
 from services.runs.worker.model import RunRecord
 from weftcore.batching import Batcher
 from weftcore.events import TERMINAL_STATUSES
@@ -70,6 +71,23 @@ class PgStore:
         """The run as it is now, with its definition; None for an unknown run."""
         return await self._reads.call(run_id)
 
+    async def load_many(self, run_ids: Sequence[str]) -> list[RunRecord | None]:
+        """`load` of each, in one read."""
+        return [
+            None if isinstance(record, BaseException) else record
+            for record in await self._read(list(run_ids))
+        ]
+
+    async def write_many(self, changes: Sequence[tuple[RunRecord, list[Transition]]]) -> list[bool]:
+        """`write` of each (distinct runs), in one statement."""
+        now = utcnow()
+        advanced = [advance(run.state, transitions, now) for run, transitions in changes]
+        written = await write(self.pool, advanced)
+        for (run, _), change, done in zip(changes, advanced, written, strict=True):
+            if done.applied:
+                run.state = change.run
+        return [done.applied for done in written]
+
     async def write(self, run: RunRecord, *transitions: Transition) -> bool:
         """Apply `transitions` to the run and write them; False (nothing written) when
         the run changed since it was read. On success `run.state` is the new state."""
@@ -91,7 +109,8 @@ class PgStore:
         async with self.pool.acquire() as conn:
             rows = {row["id"]: row for row in await conn.fetch(_RUNS, ids)}
             stages: dict[str, list[asyncpg.Record]] = {}
-            for stage in await conn.fetch(_STAGES, list(rows)):
+            started = [run_id for run_id, row in rows.items() if row["status"] != "pending"]
+            for stage in await conn.fetch(_STAGES, started) if started else ():
                 stages.setdefault(stage["run_id"], []).append(stage)
             await self._load_definitions(conn, rows.values())
         records: list[RunRecord | BaseException | None] = []

@@ -1,5 +1,5 @@
 """Pure helpers of the API conventions: canonical body hashes, rate-limit headers and the
-gateway's idempotency helper for uploads (with a fake runs stub)."""
+gateway's idempotency helper for uploads (with a fake IdempotencyService stub)."""
 
 from types import SimpleNamespace
 from typing import Any
@@ -12,7 +12,7 @@ from gateway import idempotency
 from gateway.keys import SERVICES
 from gateway.ratelimit import rate_limit_headers, rate_limited_headers
 from services.runs.domain.create import RateLimitState
-from weft.runs.v1 import runs_pb2
+from weft.idempotency.v1 import idempotency_pb2
 from weftcore.canonical import json_body_hash, multipart_body_hash
 from weftcore.errors import InvalidArgument, ResourceExhausted
 
@@ -58,45 +58,45 @@ def test_429_headers_from_the_error_as_it_crosses_grpc() -> None:
     assert rate_limited_headers(InvalidArgument("bad")) == {}
 
 
-class _FakeRuns:
+class _FakeIdempotency:
     def __init__(self, outcome: str) -> None:
         self.outcome = outcome
         self.completed: list[Any] = []
 
-    async def BeginIdempotent(self, req: Any, timeout: float) -> Any:
-        return runs_pb2.BeginIdempotentResponse(
+    async def Begin(self, req: Any, timeout: float) -> Any:
+        return idempotency_pb2.BeginResponse(
             outcome=self.outcome, http_status=201, body_json='{"data":{"id":"att_1"}}'
         )
 
-    async def CompleteIdempotent(self, req: Any, timeout: float) -> Any:
+    async def Complete(self, req: Any, timeout: float) -> Any:
         self.completed.append(req)
-        return runs_pb2.CompleteIdempotentResponse()
+        return idempotency_pb2.CompleteResponse()
 
 
-def _request(runs: _FakeRuns, headers: dict[str, str]) -> web.Request:
+def _request(idempotency: _FakeIdempotency, headers: dict[str, str]) -> web.Request:
     app = web.Application()
-    app[SERVICES] = SimpleNamespace(runs=runs)  # type: ignore[misc]
+    app[SERVICES] = SimpleNamespace(idempotency=idempotency)  # type: ignore[misc]
     return make_mocked_request("POST", "/api/v1/attachments", headers=headers, app=app)
 
 
 async def test_upload_idempotency_proceeds_stores_and_replays() -> None:
-    runs = _FakeRuns("proceed")
-    request = _request(runs, {"Idempotency-Key": "k1"})
+    store = _FakeIdempotency("proceed")
+    request = _request(store, {"Idempotency-Key": "k1"})
     idem, replay = await idempotency.begin(request, "usr_1", "hash")
     assert replay is None and idem is not None
     assert (idem.key, idem.method, idem.path) == ("k1", "POST", "/api/v1/attachments")
     await idempotency.complete(request, "usr_1", idem, web.Response(status=201, text="{}"))
     await idempotency.complete(request, "usr_1", idem, web.Response(status=415, text="{}"))
-    assert [(c.store, c.http_status, c.body_json) for c in runs.completed] == [
+    assert [(c.store, c.http_status, c.body_json) for c in store.completed] == [
         (True, 201, "{}"),
         (False, 415, ""),
     ]
     replayed = await idempotency.begin(
-        _request(_FakeRuns("replay"), {"Idempotency-Key": "k"}), "u", "h"
+        _request(_FakeIdempotency("replay"), {"Idempotency-Key": "k"}), "u", "h"
     )
     assert replayed[0] is None and replayed[1] is not None
     assert replayed[1].status == 201 and replayed[1].headers["Idempotent-Replayed"] == "true"
-    assert await idempotency.begin(_request(runs, {}), "usr_1", "h") == (None, None)
+    assert await idempotency.begin(_request(store, {}), "usr_1", "h") == (None, None)
     with pytest.raises(InvalidArgument) as info:
-        await idempotency.begin(_request(runs, {"Idempotency-Key": "x" * 257}), "u", "h")
+        await idempotency.begin(_request(store, {"Idempotency-Key": "x" * 257}), "u", "h")
     assert info.value.param == "Idempotency-Key"

@@ -117,6 +117,7 @@ async def test_closing_the_services_sends_batched_creations_before_the_channels_
         channels={"runs": Channel()},  # type: ignore[dict-item]
         auth=unused,
         runs=unused,
+        idempotency=unused,
         storage=unused,
         billing=unused,
         create_run=batched_create_run(runs),  # type: ignore[arg-type]

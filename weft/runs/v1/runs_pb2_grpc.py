@@ -94,16 +94,6 @@ class RunsServiceStub:
                 request_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.GetWebhookSecretRequest.SerializeToString,
                 response_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.WebhookSecret.FromString,
                 _registered_method=True)
-        self.BeginIdempotent = channel.unary_unary(
-                '/weft.runs.v1.RunsService/BeginIdempotent',
-                request_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.BeginIdempotentRequest.SerializeToString,
-                response_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.BeginIdempotentResponse.FromString,
-                _registered_method=True)
-        self.CompleteIdempotent = channel.unary_unary(
-                '/weft.runs.v1.RunsService/CompleteIdempotent',
-                request_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.CompleteIdempotentRequest.SerializeToString,
-                response_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.CompleteIdempotentResponse.FromString,
-                _registered_method=True)
 
 
 class RunsServiceServicer:
@@ -185,19 +175,6 @@ class RunsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def BeginIdempotent(self, request, context):
-        """The idempotency mechanism for creating POSTs handled outside CreateRun (uploads).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def CompleteIdempotent(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
 
 def add_RunsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -260,16 +237,6 @@ def add_RunsServiceServicer_to_server(servicer, server):
                     servicer.GetWebhookSecret,
                     request_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.GetWebhookSecretRequest.FromString,
                     response_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.WebhookSecret.SerializeToString,
-            ),
-            'BeginIdempotent': grpc.unary_unary_rpc_method_handler(
-                    servicer.BeginIdempotent,
-                    request_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.BeginIdempotentRequest.FromString,
-                    response_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.BeginIdempotentResponse.SerializeToString,
-            ),
-            'CompleteIdempotent': grpc.unary_unary_rpc_method_handler(
-                    servicer.CompleteIdempotent,
-                    request_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.CompleteIdempotentRequest.FromString,
-                    response_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.CompleteIdempotentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -596,60 +563,6 @@ class RunsService:
             '/weft.runs.v1.RunsService/GetWebhookSecret',
             weft_dot_runs_dot_v1_dot_runs__pb2.GetWebhookSecretRequest.SerializeToString,
             weft_dot_runs_dot_v1_dot_runs__pb2.WebhookSecret.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def BeginIdempotent(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/weft.runs.v1.RunsService/BeginIdempotent',
-            weft_dot_runs_dot_v1_dot_runs__pb2.BeginIdempotentRequest.SerializeToString,
-            weft_dot_runs_dot_v1_dot_runs__pb2.BeginIdempotentResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def CompleteIdempotent(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/weft.runs.v1.RunsService/CompleteIdempotent',
-            weft_dot_runs_dot_v1_dot_runs__pb2.CompleteIdempotentRequest.SerializeToString,
-            weft_dot_runs_dot_v1_dot_runs__pb2.CompleteIdempotentResponse.FromString,
             options,
             channel_credentials,
             insecure,

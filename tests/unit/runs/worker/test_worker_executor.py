@@ -1,6 +1,7 @@
 """Executor logic with fakes: order, resume after a crash, failures, human review, fencing."""
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -76,6 +77,12 @@ class FakeStore:
             stage = getattr(t, "stage", None)
             self.log.append((type(t).__name__, stage.id if isinstance(stage, StageRef) else None))
         return True
+
+    async def load_many(self, run_ids: Sequence[str]) -> list[RunRecord | None]:
+        return [await self.load(run_id) for run_id in run_ids]
+
+    async def write_many(self, changes: Sequence[tuple[RunRecord, list[Transition]]]) -> list[bool]:
+        return [await self.write(run, *transitions) for run, transitions in changes]
 
     async def heartbeat(self, run_id: str, worker_id: str) -> bool:
         return self.owned
@@ -558,3 +565,26 @@ async def test_an_http_stage_whose_header_cannot_be_sent_fails_the_run() -> None
     assert await make_executor(store).execute("run_1") is Outcome.DONE
     assert store.error is not None
     assert (store.error["code"], store.error["stage"]) == ("HTTP_INVALID_REQUEST", "call")
+
+
+class CountingWrites(ManyRuns):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.batches: list[int] = []
+
+    async def write_many(self, changes: Sequence[tuple[RunRecord, list[Transition]]]) -> list[bool]:
+        self.batches.append(len(changes))
+        return await super().write_many(changes)
+
+
+async def test_template_runs_of_the_moment_are_written_together() -> None:
+    stages = [{"id": "t", "type": "template", "template": "{{ input_text }}!"}]
+    store = CountingWrites({"stages": stages}, new_state())
+    executor = make_executor(store)
+    outcomes = await asyncio.gather(*(executor.execute(f"run_{i}") for i in range(10)))
+    assert outcomes == [Outcome.DONE] * 10
+    assert all(store.states[f"run_{i}"].result == "hi!" for i in range(10))
+    # The first job goes at once; the nine that arrived meanwhile share one statement.
+    assert store.batches == [1, 9]
+    assert executor.stepwise_room() == 16  # none went stage by stage
+    await executor.close()
