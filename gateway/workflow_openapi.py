@@ -4,6 +4,8 @@ Pure: built from the workflow's current definition, so a generator (openapi-pyth
 openapi-generator...) makes a typed client for it. Every schema a generator would name is
 a named component (`<Name>Params`, `Run`, `Error`...), every operation has a stable
 `operationId`, arrays have `items`, and nullable objects are `$ref`s or `type: [.., null]`.
+`Run`, `CreatedRun`, `Error` and what they refer to (`ErrorCode`...) are copied from the
+main document (gateway/openapi.yaml), so both describe them alike.
 
 The run's `result` is typed only where the definition says what it is: no `output`
 template and a last stage that is an llm stage with `response_format: json` and a
