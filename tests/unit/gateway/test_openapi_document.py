@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import schemathesis
 from jsonschema import Draft202012Validator
 
 from gateway.openapi_spec import HTTP_METHODS, document, schemas_with_refs
@@ -58,6 +59,19 @@ def _media_types() -> Iterator[tuple[str, dict[str, Any]]]:
         for status, response in op["responses"].items():
             for kind, media in _deref(response).get("content", {}).items():
                 yield f"{name} {status} {kind}", media
+
+
+def test_valid_against_the_openapi_31_meta_schema() -> None:
+    schemathesis.openapi.from_dict(DOC).validate()
+
+
+def test_no_key_is_prose() -> None:
+    """A comma in an unquoted YAML flow mapping (`{description: a, b}`) splits the text
+    into a key of its own; the meta-schema does not see it inside a schema."""
+    for node in every_node(DOC):
+        if isinstance(node, dict):
+            for key in node:
+                assert not re.search(r"\s", key), f"{key!r} in {node}"
 
 
 def test_every_request_and_response_body_has_an_example() -> None:
