@@ -72,6 +72,19 @@ def test_no_key_is_prose() -> None:
         if isinstance(node, dict):
             for key in node:
                 assert not re.search(r"\s", key), f"{key!r} in {node}"
+    # ... nor a one-word tail (`{description: a, b}` -> "b": null): only examples hold nulls.
+
+    def no_nulls(node: Any) -> None:
+        if isinstance(node, dict):
+            assert None not in node.values(), node
+            for key, value in node.items():
+                if key not in ("example", "examples"):
+                    no_nulls(value)
+        elif isinstance(node, list):
+            for value in node:
+                no_nulls(value)
+
+    no_nulls({**DOC, "components": {k: v for k, v in COMPONENTS.items() if k != "examples"}})
 
 
 def test_every_request_and_response_body_has_an_example() -> None:
