@@ -33,8 +33,30 @@ def _load_modules() -> list[ModuleType]:
     return found
 
 
+DESCRIPTION = """\
+Operates a Weft installation over gRPC: accounts, keys, credits, prices, workflows and
+webhooks. Prints JSON on stdout; an error prints its public code on stderr and exits 1.
+The services are found at WEFT_AUTH_ADDR, WEFT_RUNS_ADDR, WEFT_STORAGE_ADDR and
+WEFT_BILLING_ADDR (the dev stack's defaults need no setting)."""
+EXAMPLES = """\
+examples (`weft-admin GROUP --help` lists a group's commands):
+  weft-admin users create --email ann@example.com --plan pro
+  weft-admin teams create --name Acme --plan team
+  weft-admin keys create --user usr_... --name n8n --scopes workflows:read
+  weft-admin credits grant --account usr_... --amount-usd 20
+  weft-admin prices list
+  weft-admin allocations set --team team_... --user usr_... --monthly-usd 50
+  weft-admin workflows apply workflows/*.yaml
+  weft-admin webhooks deliveries --run run_..."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="weft-admin", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="weft-admin",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     groups = parser.add_subparsers(dest="group", required=True)
     for module in COMMAND_MODULES or _load_modules():
         module.register(groups)

@@ -191,6 +191,8 @@ class Stack:
             "WEFT_GRACE_SECONDS": "5",
             # Development: webhooks to receivers on this machine (http://localhost...).
             "WEFT_WEBHOOK_ALLOW_LOOPBACK": "true",
+            # The runs service puts links in webhook bodies; each gateway sets its own.
+            "WEFT_PUBLIC_BASE_URL": f"http://127.0.0.1:{ports.gateways[0]}",
         }
         for name, port in ports.services.items():
             env[f"WEFT_{name.upper()}_ADDR"] = f"127.0.0.1:{port}"

@@ -39,3 +39,29 @@ def operations(doc: dict[str, Any] | None = None) -> set[tuple[str, str]]:
         for method in item
         if method in HTTP_METHODS
     }
+
+
+def _refs(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        found = {n for v in node.values() for n in _refs(v)}
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+            found.add(ref.rsplit("/", 1)[1])
+        return found
+    if isinstance(node, list):
+        return {n for v in node for n in _refs(v)}
+    return set()
+
+
+def schemas_with_refs(*names: str) -> dict[str, Any]:
+    """Copies of the named component schemas and of every schema they refer to, so other
+    documents (a workflow's own) share these definitions instead of restating them."""
+    every = _loaded()["components"]["schemas"]
+    out: dict[str, Any] = {}
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name not in out:
+            out[name] = copy.deepcopy(every[name])
+            todo += sorted(_refs(out[name]) - set(out))
+    return out

@@ -4,6 +4,8 @@ Pure: built from the workflow's current definition, so a generator (openapi-pyth
 openapi-generator...) makes a typed client for it. Every schema a generator would name is
 a named component (`<Name>Params`, `Run`, `Error`...), every operation has a stable
 `operationId`, arrays have `items`, and nullable objects are `$ref`s or `type: [.., null]`.
+`Run`, `CreatedRun`, `Error` and what they refer to (`ErrorCode`...) are copied from the
+main document (gateway/openapi.yaml), so both describe them alike.
 
 The run's `result` is typed only where the definition says what it is: no `output`
 template and a last stage that is an llm stage with `response_format: json` and a
@@ -13,6 +15,8 @@ template and a last stage that is an llm stage with `response_format: json` and 
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from gateway.openapi_spec import schemas_with_refs
 
 ATTACHMENT_ID_PATTERN = "^att_"
 # Run options of the flat body, unless a declared field has the name (the field wins).
@@ -232,113 +236,20 @@ def declared_result(definition: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _error_components() -> dict[str, Any]:
-    return {
-        "Error": {
-            "description": "The one error envelope of every endpoint.",
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["error"],
-            "properties": {"error": {"$ref": "#/components/schemas/ErrorBody"}},
-        },
-        "ErrorBody": {
-            "type": "object",
-            "required": ["code", "message", "request_id"],
-            "properties": {
-                "code": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]*$"},
-                "message": {"type": "string"},
-                "request_id": {"type": "string"},
-                "param": {"type": "string", "description": "Path of the bad field."},
-                "limit": {"type": "integer"},
-                "remaining": {"type": "integer"},
-                "retry_after": {"type": "integer"},
-            },
-        },
-    }
-
-
 def _nullable(ref: str) -> dict[str, Any]:
     return {"anyOf": [{"$ref": f"#/components/schemas/{ref}"}, {"type": "null"}]}
 
 
 def _run_components(result_ref: str | None) -> dict[str, Any]:
-    result: dict[str, Any] = (
-        _nullable(result_ref)
-        if result_ref
-        else {"description": "The workflow's output (any JSON value) once completed."}
-    )
+    """Run, CreatedRun, Error and what they refer to, as the main document has them; with
+    `result_ref`, the run's `result` typed by the workflow's declared result."""
+    schemas = schemas_with_refs("RunEnvelope", "CreatedRunEnvelope", "Error")
     if result_ref:
-        result["description"] = "The workflow's output once completed, else null."
-    nullable_string = {"type": ["string", "null"]}
-    return {
-        "RunStatus": {
-            "type": "string",
-            "enum": ["pending", "running", "awaiting_input", "completed", "failed", "canceled"],
-        },
-        "RunError": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "stage": nullable_string,
-            },
-        },
-        "CostItem": {
-            "type": "object",
-            "required": ["stage", "type", "input_tokens", "output_tokens", "cost_cents"],
-            "properties": {
-                "stage": {"type": "string"},
-                "type": {"type": "string"},
-                "model": nullable_string,
-                "input_tokens": {"type": "integer", "minimum": 0},
-                "output_tokens": {"type": "integer", "minimum": 0},
-                "cost_cents": {"type": "integer", "minimum": 0},
-                "duration_ms": {"type": "integer", "minimum": 0},
-            },
-        },
-        "HumanInputRequest": {
-            "type": "object",
-            "required": ["stage", "prompt", "fields"],
-            "properties": {
-                "stage": {"type": "string"},
-                "prompt": {"type": "string"},
-                "fields": {"type": "array", "items": {"type": "object"}},
-                "context": {},
-            },
-        },
-        "RunLinks": {
-            "type": "object",
-            "required": ["self", "app"],
-            "properties": {"self": {"type": "string"}, "app": {"type": "string"}},
-        },
-        "Run": {
-            "type": "object",
-            "required": ["id", "workflow_id", "status", "created_at", "links"],
-            "properties": {
-                "id": {"type": "string", "pattern": "^run_"},
-                "workflow_id": {"type": "string", "pattern": "^wf_"},
-                "status": {"$ref": "#/components/schemas/RunStatus"},
-                "result": result,
-                "error": _nullable("RunError"),
-                "cost_cents": {"type": "integer", "minimum": 0},
-                "cost_breakdown": {
-                    "type": "array",
-                    "items": {"$ref": "#/components/schemas/CostItem"},
-                },
-                "human_input_request": _nullable("HumanInputRequest"),
-                "created_at": {"type": "string"},
-                "started_at": nullable_string,
-                "completed_at": nullable_string,
-                "links": {"$ref": "#/components/schemas/RunLinks"},
-            },
-        },
-        "RunEnvelope": {
-            "type": "object",
-            "required": ["data"],
-            "properties": {"data": {"$ref": "#/components/schemas/Run"}},
-        },
-    }
+        schemas["Run"]["properties"]["result"] = {
+            **_nullable(result_ref),
+            "description": "The workflow's output once completed, else null.",
+        }
+    return schemas
 
 
 def _json_body(ref: str) -> dict[str, Any]:
@@ -346,7 +257,8 @@ def _json_body(ref: str) -> dict[str, Any]:
 
 
 def _responses(ok: str, errors: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {ok: {"$ref": "#/components/responses/Run"}}
+    response = "CreatedRun" if ok == "201" else "Run"
+    out: dict[str, Any] = {ok: {"$ref": f"#/components/responses/{response}"}}
     for status in errors:
         out[status] = {
             "description": _ERROR_STATUSES[status],
@@ -398,7 +310,6 @@ def workflow_document(base_url: str, workflow: WorkflowInfo) -> dict[str, Any]:
             f"Creates a run of {workflow.name}.",
         ),
         endpoint: endpoint_schema(fields),
-        **_error_components(),
         **_run_components(f"{name}Result" if result is not None else None),
     }
     if result is not None:
@@ -480,7 +391,11 @@ def workflow_document(base_url: str, workflow: WorkflowInfo) -> dict[str, Any]:
                 "Run": {
                     "description": "The run.",
                     "content": {"application/json": _json_body("RunEnvelope")},
-                }
+                },
+                "CreatedRun": {
+                    "description": "The run was accepted (or the stored answer replayed).",
+                    "content": {"application/json": _json_body("CreatedRunEnvelope")},
+                },
             },
             "schemas": schemas,
         },

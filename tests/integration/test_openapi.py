@@ -1,5 +1,6 @@
 """The served OpenAPI document, and live answers validated against its schemas."""
 
+import json
 from typing import Any
 
 import aiohttp
@@ -53,6 +54,20 @@ async def test_live_answers_match_the_schemas(stack: Any) -> None:
         listed = await get("/api/v1/workflow-runs")
         for item in listed["data"]:
             _validator(doc, "#/components/schemas/Run").validate(item)
+        events = f"{stack.base_url}/api/v1/workflow-runs/{done['id']}/events"
+        async with http.get(events, headers=account.headers) as r:
+            assert r.status == 200
+            frames = [f for f in (await r.text()).split("\n\n") if f.startswith("id: ")]
+        types = []
+        for frame in frames:
+            lines = dict(line.split(": ", 1) for line in frame.splitlines())
+            item = _validator(doc, "#/components/schemas/RunEventStreamItem")
+            item.validate(lines)  # the raw frame (RunEventFrame)
+            event = json.loads(lines["data"])
+            _validator(doc, "#/components/schemas/RunEvent").validate(event)
+            item.validate(event)  # what SSE clients yield
+            types.append(event["type"])
+        assert types[0] == "run.created" and types[-1] == "run.completed", types
         async with http.get(f"{stack.base_url}/api/v1/nope", headers=account.headers) as r:
             body = await r.json()
             _validator(doc, "#/components/schemas/Error").validate(body)

@@ -12,7 +12,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from jsonschema import Draft202012Validator
 
+from gateway.openapi_spec import document
 from services.runs.delivery.webhooks import verify
 from tests.support.runs import Account, apply_workflow, create_run, runs_db, wait_for
 
@@ -35,12 +37,32 @@ class Receiver:
         earlier = [a for a in self.attempts if a["id"] == doc["id"]]
         status = 500 if len(earlier) < self.failures else 200
         self.attempts.append(
-            {"id": doc["id"], "type": doc["type"], "doc": doc, "valid": valid, "status": status}
+            {
+                "id": doc["id"],
+                "type": doc["type"],
+                "doc": doc,
+                "headers": dict(request.headers),
+                "valid": valid,
+                "status": status,
+            }
         )
         return web.Response(status=status, text="nope" if status == 500 else "ok")
 
     def answered_ok(self, event_type: str) -> list[dict[str, Any]]:
         return [a for a in self.attempts if a["type"] == event_type and a["status"] == 200]
+
+
+def matches_the_openapi_webhook(attempt: dict[str, Any]) -> None:
+    """The delivery as gateway/openapi.yaml's `webhooks` section describes it."""
+    doc = document("http://x")
+    operation = doc["webhooks"][attempt["type"]]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    Draft202012Validator({**schema, "components": doc["components"]}).validate(attempt["doc"])
+    for ref in operation["parameters"]:
+        header = doc["components"]["parameters"][ref["$ref"].rsplit("/", 1)[1]]
+        validator = Draft202012Validator({**header["schema"], "components": doc["components"]})
+        validator.validate(attempt["headers"][header["name"]])
+    assert attempt["headers"]["Weft-Delivery"] == attempt["doc"]["id"]
 
 
 @pytest.fixture
@@ -88,6 +110,7 @@ async def test_delivery_is_signed_retried_and_keeps_its_id(
     doc = completed[-1]["doc"]
     assert doc["data"]["id"] == run["id"] and doc["data"]["status"] == "completed"
     assert doc["data"]["result"] == "done hooked"
+    matches_the_openapi_webhook(completed[0])
     # Only terminal events and awaiting_input are delivered.
     assert {a["type"] for a in receiver.attempts} == {"run.completed"}
 
@@ -123,6 +146,7 @@ async def test_awaiting_input_is_delivered_and_a_bad_signature_fails_verificatio
     assert attempt["doc"]["data"]["id"] == run["id"]
     assert attempt["valid"] and attempt["doc"]["data"]["status"] == "awaiting_input"
     assert attempt["doc"]["data"]["human_input_request"]["stage"] == "review"
+    matches_the_openapi_webhook(attempt)
     body = json.dumps(attempt["doc"]).encode()
     assert not verify("whsec_wrong", body, f"t={int(time.time())},v1=00")
 

@@ -97,7 +97,7 @@ async def test_a_valid_openapi_31_document_typed_from_the_fields(
     async with http.post(stack.base_url + path, json=good, headers=account.headers) as r:
         assert r.status == 201, await r.text()
         created = await r.json()
-    _schema(doc, "RunEnvelope").validate(created)
+    _schema(doc, "CreatedRunEnvelope").validate(created)
     async with http.post(
         stack.base_url + path,
         json={"input_text": "hi", "params": {"count": "3"}},

@@ -229,7 +229,18 @@ def test_result_is_the_last_llm_stage_json_schema() -> None:
         "$ref": "#/components/schemas/ContractReviewResultItem"
     }
     run = Draft202012Validator({"$ref": "#/components/schemas/Run", **doc})
-    base = {"id": "run_1", "workflow_id": "wf_1", "status": "completed", "created_at": "t"}
+    base: dict[str, Any] = {
+        "id": "run_1",
+        "workflow_id": "wf_1",
+        "status": "completed",
+        "error": None,
+        "cost_cents": 0,
+        "cost_breakdown": [],
+        "human_input_request": None,
+        "created_at": "t",
+        "started_at": "t",
+        "completed_at": "t",
+    }
     links = {"links": {"self": "s", "app": "a"}}
     assert run.is_valid({**base, **links, "result": {"items": ["a"]}})
     assert run.is_valid({**base, **links, "result": None})
