@@ -9,7 +9,7 @@ from admin.clients import AdminClients
 from weft.auth.v1 import auth_pb2
 from weftcore.plans import PLANS
 
-SCOPES = ("workflows:read", "workflow_runs:create")
+SCOPES = ("workflows:read", "workflows:write", "workflow_runs:create")
 
 
 def user_json(u: auth_pb2.User) -> dict[str, Any]:
@@ -163,7 +163,7 @@ def register(groups: Any) -> None:
         "--scopes",
         nargs="+",
         default=list(SCOPES),
-        help=f"any of {' '.join(SCOPES)} (space or comma separated; default: both)",
+        help=f"any of {' '.join(SCOPES)} (space or comma separated; default: all)",
     )
     p.add_argument(
         "--allowlist",

@@ -16,7 +16,7 @@ from weft.billing.v1 import billing_pb2, billing_pb2_grpc
 
 DEMO_EMAIL = "demo@weft.local"
 DEMO_CREDITS_MICROS = 50 * 1_000_000  # $50
-SCOPES = ["workflows:read", "workflow_runs:create"]
+SCOPES = ["workflows:read", "workflows:write", "workflow_runs:create"]
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from weftcore.plans import require_paid_plan
 TOKEN_PREFIX = "wft_live_"
 
 WORKFLOWS_READ = "workflows:read"
+WORKFLOWS_WRITE = "workflows:write"
 RUNS_CREATE = "workflow_runs:create"
 
 MAX_CACHE_SECONDS = 10.0

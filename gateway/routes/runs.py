@@ -33,7 +33,7 @@ from weftcore.errors import InvalidArgument, WeftError, from_rpc_error
 
 RUN_CACHE = web.AppKey("terminal_runs", TerminalRunCache)
 MAX_WAIT_SECONDS = 60
-_CREATE_FIELDS = frozenset({"input_text", "params", "attachment_ids", "webhook_url"})
+_CREATE_FIELDS = frozenset({"input_text", "params", "attachment_ids", "webhook_url", "version"})
 
 
 def caller(p: auth_pb2.Principal) -> runs_pb2.Caller:
@@ -78,10 +78,12 @@ async def start_run(
     attachment_ids: list[str],
     webhook_url: str,
     request_hash: str | None = None,
+    version: str | None = None,
 ) -> web.Response:
     """CreateRun for an already validated request; answers 201 (or the replayed answer).
 
-    `request_hash`: the idempotency hash when the body is not JSON (multipart)."""
+    `request_hash`: the idempotency hash when the body is not JSON (multipart).
+    `version`: the run's version as given (`run_version`); default: `?version=`."""
     key = idempotency_key(request)
     if request_hash is None:
         request_hash = json_body_hash(body) if key else ""
@@ -99,6 +101,7 @@ async def start_run(
             request_hash=request_hash if key else "",
         ),
         request_id=request_id_var.get(),
+        version=run_version(request.query.get("version")) if version is None else version,
     )
     services = request.app[SERVICES]
     if attachment_ids:
@@ -158,6 +161,22 @@ async def start_form_run(
     return response
 
 
+def run_version(value: Any) -> str:
+    """Which definition a run executes, as asked: "" the latest published version, a
+    version number (a positive integer, or its digits), or "draft" (the owner's)."""
+    if value is None or value == "":
+        return ""
+    if value == "draft":
+        return "draft"
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 2**31 - 1:
+        return str(value)
+    raise InvalidArgument(
+        'version must be a published version\'s number or "draft".', param="version"
+    )
+
+
 def _check_create_body(body: dict[str, Any]) -> tuple[str, Any, list[str], str]:
     for name in body:
         if name not in _CREATE_FIELDS:
@@ -198,6 +217,7 @@ async def create_run(request: web.Request) -> web.Response:
         body,
         input_text=input_text,
         params=params,
+        version=run_version(body["version"] if "version" in body else request.query.get("version")),
         attachment_ids=ids,
         webhook_url=webhook_url,
     )

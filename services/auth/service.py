@@ -26,7 +26,7 @@ _TOKEN_RE = re.compile(r"^wft_live_[A-Za-z0-9_-]{43}$")
 # 4 of 43 characters leave 232 bits unknown.
 _PREFIX_CHARS = 4
 
-SCOPES = ("workflows:read", "workflow_runs:create")
+SCOPES = ("workflows:read", "workflows:write", "workflow_runs:create")
 
 # One message for every bad key: no hint whether it was malformed, unknown, revoked or expired.
 UNAUTHENTICATED_MESSAGE = "Missing or invalid API key. Send `Authorization: Bearer wft_live_...`."

@@ -19,7 +19,7 @@ from weft.auth.v1 import auth_pb2, auth_pb2_grpc
 from weftcore.errors import from_rpc_error
 from weftcore.grpc_client import open_channel
 
-ALL_SCOPES = ["workflows:read", "workflow_runs:create"]
+ALL_SCOPES = ["workflows:read", "workflows:write", "workflow_runs:create"]
 # Every secret minted by this module, to grep logs and the database for at the end.
 SECRETS: list[str] = []
 

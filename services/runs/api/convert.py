@@ -52,7 +52,8 @@ def to_caller_msg(c: Caller) -> pb.Caller:
 
 
 def workflow(row: asyncpg.Record, changed: bool = False) -> pb.Workflow:
-    definition = row["definition"]
+    # Its latest version's trigger; before the first publish, the draft's.
+    definition = row["definition"] if row["definition"] is not None else row["draft"]
     return pb.Workflow(
         id=row["id"],
         slug=row["slug"],
@@ -65,6 +66,23 @@ def workflow(row: asyncpg.Record, changed: bool = False) -> pb.Workflow:
         stages_json=_dumps(public_stages(definition)),
         definition_json=_dumps(definition),
         changed=changed,
+        owner_user_id=row["owner_user_id"] or "",
+        owner_team_id=row["owner_team_id"] or "",
+        draft_json=_dumps(row["draft"]) if row["draft"] is not None else "",
+        draft_revision=row["draft_revision"],
+        draft_updated_at=iso(row["draft_updated_at"]),
+        archived_at=iso(row["archived_at"]),
+    )
+
+
+def workflow_version(row: asyncpg.Record) -> pb.WorkflowVersion:
+    return pb.WorkflowVersion(
+        workflow_id=row["workflow_id"],
+        version=row["version"],
+        definition_json=_dumps(row["definition"]),
+        published_by=row["published_by"] or "",
+        note=row["note"],
+        created_at=iso(row["created_at"]),
     )
 
 
@@ -99,6 +117,7 @@ def create_run_input(request: pb.CreateRunRequest) -> CreateRunInput:
         attachment_ids=list(request.attachment_ids),
         webhook_url=request.webhook_url,
         idempotency=idempotency(request.idempotency),
+        version=request.version,
     )
 
 

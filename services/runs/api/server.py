@@ -9,7 +9,7 @@ import asyncpg
 
 from services.runs.api import convert
 from services.runs.delivery.webhooks import get_or_create_secret, list_deliveries
-from services.runs.domain.service import RunsService
+from services.runs.domain.service import RunsService, check_limit
 from services.runs.domain.watch import RunWatcher
 from weft.runs.v1 import runs_pb2 as pb
 from weft.runs.v1 import runs_pb2_grpc
@@ -32,16 +32,18 @@ class RunsServiceServicer(runs_pb2_grpc.RunsServiceServicer):
         self.pool = pool
         self.watcher = watcher or RunWatcher(pool, None)
 
+    # ---- workflows (domain/authoring.py) ----------------------------------------------
+
     async def ApplyWorkflow(self, request: pb.ApplyWorkflowRequest, context: Ctx) -> pb.Workflow:
-        applied = await self.service.apply_workflow(request.definition)
+        applied = await self.service.workflows.apply(request.definition)
         return convert.workflow(applied.row, changed=applied.changed)
 
     async def ListWorkflows(
         self, request: pb.ListWorkflowsRequest, context: Ctx
     ) -> pb.ListWorkflowsResponse:
         caller = convert.caller(request.caller) if request.HasField("caller") else None
-        rows, more = await self.service.list_workflows(
-            caller, request.limit, request.starting_after
+        rows, more = await self.service.workflows.list_visible(
+            caller, check_limit(request.limit), request.starting_after
         )
         return pb.ListWorkflowsResponse(
             workflows=[convert.workflow(r) for r in rows], has_more=more
@@ -49,8 +51,60 @@ class RunsServiceServicer(runs_pb2_grpc.RunsServiceServicer):
 
     async def GetWorkflow(self, request: pb.GetWorkflowRequest, context: Ctx) -> pb.Workflow:
         caller = convert.caller(request.caller) if request.HasField("caller") else None
-        row = await self.service.get_workflow(caller, request.workflow_id or request.slug)
+        row = await self.service.workflows.get(caller, request.workflow_id or request.slug)
         return convert.workflow(row)
+
+    async def CreateWorkflow(self, request: pb.CreateWorkflowRequest, context: Ctx) -> pb.Workflow:
+        caller = convert.caller(request.caller)
+        return convert.workflow(await self.service.workflows.create(caller, request.definition))
+
+    async def EditWorkflow(self, request: pb.EditWorkflowRequest, context: Ctx) -> pb.Workflow:
+        row = await self.service.workflows.edit(
+            convert.caller(request.caller), request.workflow_id, request.definition, request.merge
+        )
+        return convert.workflow(row)
+
+    async def PublishWorkflow(
+        self, request: pb.PublishWorkflowRequest, context: Ctx
+    ) -> pb.WorkflowVersion:
+        version = await self.service.workflows.publish(
+            convert.caller(request.caller), request.workflow_id, request.note
+        )
+        return convert.workflow_version(version)
+
+    async def ListWorkflowVersions(
+        self, request: pb.ListWorkflowVersionsRequest, context: Ctx
+    ) -> pb.ListWorkflowVersionsResponse:
+        rows = await self.service.workflows.versions(
+            convert.caller(request.caller), request.workflow_id
+        )
+        return pb.ListWorkflowVersionsResponse(versions=[convert.workflow_version(r) for r in rows])
+
+    async def GetWorkflowVersion(
+        self, request: pb.GetWorkflowVersionRequest, context: Ctx
+    ) -> pb.WorkflowVersion:
+        row = await self.service.workflows.version(
+            convert.caller(request.caller), request.workflow_id, request.version
+        )
+        return convert.workflow_version(row)
+
+    async def ArchiveWorkflow(
+        self, request: pb.ArchiveWorkflowRequest, context: Ctx
+    ) -> pb.Workflow:
+        row = await self.service.workflows.archive(
+            convert.caller(request.caller), request.workflow_id
+        )
+        return convert.workflow(row)
+
+    async def DuplicateWorkflow(
+        self, request: pb.DuplicateWorkflowRequest, context: Ctx
+    ) -> pb.Workflow:
+        row = await self.service.workflows.duplicate(
+            convert.caller(request.caller), request.workflow_id, request.slug, request.name
+        )
+        return convert.workflow(row)
+
+    # ---- runs ------------------------------------------------------------------------
 
     async def CreateRun(self, request: pb.CreateRunRequest, context: Ctx) -> pb.CreateRunResponse:
         return await self._create_run(request)

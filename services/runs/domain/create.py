@@ -56,6 +56,16 @@ class Caller:
 
 
 @dataclass(frozen=True)
+class RunTarget:
+    """What a new run executes (domain/authoring.py): the workflow, the version the run
+    records (> 0: published; < 0: a draft revision it pinned), that definition."""
+
+    workflow_id: str
+    version: int
+    definition: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class IdempotencyRequest:
     key: str
     method: str
@@ -130,6 +140,7 @@ class CreateRunInput:
     attachment_ids: list[str]
     webhook_url: str
     idempotency: IdempotencyRequest | None
+    version: str = ""  # "", a published version's number, or "draft" (authoring.run_target)
 
 
 @dataclass(frozen=True)
@@ -267,11 +278,11 @@ class RunCreator:
         return list(await asyncio.gather(*(one(i, a) for i, a in enumerate(ids))))
 
     async def create(
-        self, caller: Caller, workflow: asyncpg.Record, inp: CreateRunInput
+        self, caller: Caller, workflow: RunTarget, inp: CreateRunInput
     ) -> CreateRunOutput:
         """Validate, claim the key, reserve, commit. The workflow is the caller-visible
         current version."""
-        definition: dict[str, Any] = workflow["definition"]
+        definition = workflow.definition
         check_input_text(inp.input_text)
         params = validate_values(definition.get("fields", []), inp.params, "params")
         attachment_ids = list(
@@ -304,19 +315,19 @@ class RunCreator:
     async def _reserve_and_commit(
         self,
         caller: Caller,
-        workflow: asyncpg.Record,
+        workflow: RunTarget,
         inp: CreateRunInput,
         params: Any,
         attachments: list[storage_pb2.Attachment],
         webhook_url: str | None,
     ) -> CreateRunOutput:
         run_id = new_id("run")
-        stages = estimate_stages(workflow["definition"], inp.input_text, params, attachments)
+        stages = estimate_stages(workflow.definition, inp.input_text, params, attachments)
         reserved = await self.reserve(caller, run_id, stages)
         new = RunState(
             id=run_id,
-            workflow_id=workflow["id"],
-            workflow_version=workflow["current_version"],
+            workflow_id=workflow.workflow_id,
+            workflow_version=workflow.version,
             user_id=caller.user_id,
             team_id=caller.team_id,
             account_id=caller.account_id,

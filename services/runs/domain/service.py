@@ -5,13 +5,13 @@ CreateRun lives in create.py. Everything here raises WeftErrors with public code
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
+from services.runs.domain.authoring import Workflows
 from services.runs.domain.create import Caller, CreateRunInput, CreateRunOutput, RunCreator
 from services.runs.domain.open_waits import OpenWaits
 from services.runs.domain.params import validate_values
@@ -23,8 +23,8 @@ from services.runs.domain.transitions import (
     Transition,
     advance,
 )
-from services.runs.domain.workflows import load_definition
 from services.runs.store import repository as repo
+from services.runs.store import workflows as workflow_store
 from services.runs.store.notify import Notifier
 from services.runs.store.writer import RunWriter
 from weftcore.errors import Conflict, InvalidArgument, NotFound, Unavailable
@@ -34,8 +34,6 @@ from weftcore.ids import utcnow
 log = logging.getLogger(__name__)
 
 MAX_WAIT_SECONDS = 60
-# How stale another replica's view of a re-applied workflow may be.
-WORKFLOW_CACHE_SECONDS = 2.0
 # A cancel or an answer that meets a run changing under it reads it again this often.
 _CHANGE_ATTEMPTS = 5
 STATUSES = frozenset({"pending", "running", "awaiting_input", "completed", "failed", "canceled"})
@@ -50,10 +48,6 @@ class RunView:
 
     def snapshot(self) -> dict[str, Any]:
         return run_snapshot(self.row, self.stages)
-
-
-def _not_found_workflow(ref: str) -> NotFound:
-    return NotFound(f"No such workflow: {ref}.")
 
 
 def _not_found_run(run_id: str) -> NotFound:
@@ -85,57 +79,13 @@ class RunsService:
         self._notifier = notifier
         self._creator = creator
         self.open_waits = open_waits
-        # Workflows by id/slug for a moment: every CreateRun reads one, they rarely change.
-        self._workflows: dict[str, tuple[float, asyncpg.Record]] = {}
-
-    # ---- workflows -------------------------------------------------------------------
-
-    async def apply_workflow(self, text: str) -> repo.AppliedWorkflow:
-        definition = load_definition(text)
-        self._workflows.clear()
-        try:
-            return await repo.apply_workflow(self._pool, definition)
-        except ValueError as exc:
-            raise Conflict(str(exc), code="WORKFLOW_SLUG_TAKEN", param="slug") from None
-
-    async def get_workflow(self, caller: Caller | None, ref: str) -> asyncpg.Record:
-        """By id or slug; a workflow outside the caller's allowlist does not exist."""
-        row = await self._cached_workflow(ref) if ref else None
-        if row is None:
-            raise _not_found_workflow(ref)
-        if (
-            caller is not None
-            and caller.allowlist is not None
-            and row["id"] not in caller.allowlist
-        ):
-            raise _not_found_workflow(ref)
-        return row
-
-    async def _cached_workflow(self, ref: str) -> asyncpg.Record | None:
-        now = time.monotonic()
-        hit = self._workflows.get(ref)
-        if hit is not None and now - hit[0] < WORKFLOW_CACHE_SECONDS:
-            return hit[1]
-        row = await repo.get_workflow(self._pool, ref)
-        if row is not None:
-            if len(self._workflows) > 1000:
-                self._workflows.clear()
-            self._workflows[ref] = (now, row)
-        return row
-
-    async def list_workflows(
-        self, caller: Caller | None, limit: int, starting_after: str
-    ) -> tuple[list[asyncpg.Record], bool]:
-        limit = check_limit(limit)
-        allowlist = None if caller is None or caller.allowlist is None else list(caller.allowlist)
-        rows = await repo.list_workflows(self._pool, allowlist, limit + 1, starting_after)
-        return rows[:limit], len(rows) > limit
+        self.workflows = Workflows(pool)
 
     # ---- runs ------------------------------------------------------------------------
 
     async def create_run(self, caller: Caller, inp: CreateRunInput) -> CreateRunOutput:
-        workflow = await self.get_workflow(caller, inp.workflow_id)
-        return await self._creator.create(caller, workflow, inp)
+        target = await self.workflows.run_target(caller, inp.workflow_id, inp.version)
+        return await self._creator.create(caller, target, inp)
 
     async def _owned(self, caller: Caller, run_id: str) -> asyncpg.Record:
         row = await repo.get_run(self._pool, run_id) if run_id.startswith("run_") else None
@@ -235,10 +185,10 @@ class RunsService:
 
         row = await repo.get_run(self._pool, run_id)
         assert row is not None
-        definition = await repo.get_workflow_version(
+        version = await workflow_store.get_version(
             self._pool, row["workflow_id"], row["workflow_version"]
         )
-        states["definition"] = (definition or {}).get("stages", [])
+        states["definition"] = (version["definition"] if version else {}).get("stages", [])
         return await self._change(run_id, answer)
 
     async def _change(

@@ -22,6 +22,11 @@ def _ts(value: datetime | None) -> str | None:
     return iso(value) or None
 
 
+def version_label(version: int) -> int | str:
+    """A run's `version`: the published version it runs, or "draft" (a pinned draft)."""
+    return version if version > 0 else "draft"
+
+
 def stage_cost(row: Mapping[str, Any]) -> dict[str, Any]:
     """One `cost_breakdown` entry from a stage_results row."""
     return {
@@ -43,6 +48,7 @@ def run_snapshot(
     return {
         "id": run_row["id"],
         "workflow_id": run_row["workflow_id"],
+        "version": version_label(run_row["workflow_version"]),
         "status": run_row["status"],
         "result": run_row["result"],
         "error": run_row["error"],

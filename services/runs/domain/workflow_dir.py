@@ -20,7 +20,7 @@ async def apply_workflow_dir(service: RunsService, directory: str) -> None:
         if path.suffix not in SUFFIXES:
             continue
         try:
-            applied = await service.apply_workflow(path.read_text())
+            applied = await service.workflows.apply(path.read_text())
         except Exception as exc:
             log.error("workflow not applied", extra={"file": str(path), "error": error_text(exc)})
             continue

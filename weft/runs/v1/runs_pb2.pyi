@@ -71,6 +71,12 @@ class Workflow(_message.Message):
     DEFINITION_JSON_FIELD_NUMBER: _builtins.int
     CHANGED_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    OWNER_USER_ID_FIELD_NUMBER: _builtins.int
+    OWNER_TEAM_ID_FIELD_NUMBER: _builtins.int
+    DRAFT_JSON_FIELD_NUMBER: _builtins.int
+    DRAFT_REVISION_FIELD_NUMBER: _builtins.int
+    DRAFT_UPDATED_AT_FIELD_NUMBER: _builtins.int
+    ARCHIVED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     slug: _builtins.str
     name: _builtins.str
@@ -86,6 +92,14 @@ class Workflow(_message.Message):
     changed: _builtins.bool
     """ApplyWorkflow: false when identical to the current version"""
     created_at: _builtins.str
+    owner_user_id: _builtins.str
+    """empty with owner_team_id empty: the operator's catalog"""
+    owner_team_id: _builtins.str
+    draft_json: _builtins.str
+    """the definition being edited; empty: none since the last version"""
+    draft_revision: _builtins.int
+    draft_updated_at: _builtins.str
+    archived_at: _builtins.str
     def __init__(
         self,
         *,
@@ -100,14 +114,257 @@ class Workflow(_message.Message):
         definition_json: _builtins.str = ...,
         changed: _builtins.bool = ...,
         created_at: _builtins.str = ...,
+        owner_user_id: _builtins.str = ...,
+        owner_team_id: _builtins.str = ...,
+        draft_json: _builtins.str = ...,
+        draft_revision: _builtins.int = ...,
+        draft_updated_at: _builtins.str = ...,
+        archived_at: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "created_at", b"created_at", "definition_json", b"definition_json", "description", b"description", "fields_json", b"fields_json", "id", b"id", "name", b"name", "slug", b"slug", "stages_json", b"stages_json", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived_at", b"archived_at", "changed", b"changed", "created_at", b"created_at", "definition_json", b"definition_json", "description", b"description", "draft_json", b"draft_json", "draft_revision", b"draft_revision", "draft_updated_at", b"draft_updated_at", "fields_json", b"fields_json", "id", b"id", "name", b"name", "owner_team_id", b"owner_team_id", "owner_user_id", b"owner_user_id", "slug", b"slug", "stages_json", b"stages_json", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Workflow: _TypeAlias = Workflow  # noqa: Y015
+
+@_typing.final
+class WorkflowVersion(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    DEFINITION_JSON_FIELD_NUMBER: _builtins.int
+    PUBLISHED_BY_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    version: _builtins.int
+    definition_json: _builtins.str
+    published_by: _builtins.str
+    """user id; empty: applied from a file by an operator"""
+    note: _builtins.str
+    created_at: _builtins.str
+    def __init__(
+        self,
+        *,
+        workflow_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        definition_json: _builtins.str = ...,
+        published_by: _builtins.str = ...,
+        note: _builtins.str = ...,
+        created_at: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "definition_json", b"definition_json", "note", b"note", "published_by", b"published_by", "version", b"version", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkflowVersion: _TypeAlias = WorkflowVersion  # noqa: Y015
+
+@_typing.final
+class CreateWorkflowRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    DEFINITION_FIELD_NUMBER: _builtins.int
+    definition: _builtins.str
+    """YAML or JSON text"""
+    @_builtins.property
+    def caller(self) -> Global___Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: Global___Caller | None = ...,
+        definition: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "definition", b"definition"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateWorkflowRequest: _TypeAlias = CreateWorkflowRequest  # noqa: Y015
+
+@_typing.final
+class EditWorkflowRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    DEFINITION_FIELD_NUMBER: _builtins.int
+    MERGE_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    definition: _builtins.str
+    """YAML or JSON text: the whole draft, or a merge patch"""
+    merge: _builtins.bool
+    """true: JSON Merge Patch (RFC 7396) on the draft"""
+    @_builtins.property
+    def caller(self) -> Global___Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: Global___Caller | None = ...,
+        workflow_id: _builtins.str = ...,
+        definition: _builtins.str = ...,
+        merge: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "definition", b"definition", "merge", b"merge", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EditWorkflowRequest: _TypeAlias = EditWorkflowRequest  # noqa: Y015
+
+@_typing.final
+class PublishWorkflowRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    note: _builtins.str
+    @_builtins.property
+    def caller(self) -> Global___Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: Global___Caller | None = ...,
+        workflow_id: _builtins.str = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "note", b"note", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublishWorkflowRequest: _TypeAlias = PublishWorkflowRequest  # noqa: Y015
+
+@_typing.final
+class ListWorkflowVersionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    @_builtins.property
+    def caller(self) -> Global___Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: Global___Caller | None = ...,
+        workflow_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkflowVersionsRequest: _TypeAlias = ListWorkflowVersionsRequest  # noqa: Y015
+
+@_typing.final
+class ListWorkflowVersionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkflowVersion]: ...
+    def __init__(
+        self,
+        *,
+        versions: _abc.Iterable[Global___WorkflowVersion] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["versions", b"versions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkflowVersionsResponse: _TypeAlias = ListWorkflowVersionsResponse  # noqa: Y015
+
+@_typing.final
+class GetWorkflowVersionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    version: _builtins.int
+    @_builtins.property
+    def caller(self) -> Global___Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: Global___Caller | None = ...,
+        workflow_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "version", b"version", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWorkflowVersionRequest: _TypeAlias = GetWorkflowVersionRequest  # noqa: Y015
+
+@_typing.final
+class ArchiveWorkflowRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    @_builtins.property
+    def caller(self) -> Global___Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: Global___Caller | None = ...,
+        workflow_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveWorkflowRequest: _TypeAlias = ArchiveWorkflowRequest  # noqa: Y015
+
+@_typing.final
+class DuplicateWorkflowRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_FIELD_NUMBER: _builtins.int
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    SLUG_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    slug: _builtins.str
+    name: _builtins.str
+    @_builtins.property
+    def caller(self) -> Global___Caller: ...
+    def __init__(
+        self,
+        *,
+        caller: Global___Caller | None = ...,
+        workflow_id: _builtins.str = ...,
+        slug: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "name", b"name", "slug", b"slug", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DuplicateWorkflowRequest: _TypeAlias = DuplicateWorkflowRequest  # noqa: Y015
 
 @_typing.final
 class ApplyWorkflowRequest(_message.Message):
@@ -217,12 +474,17 @@ class CreateRunRequest(_message.Message):
     WEBHOOK_URL_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     input_text: _builtins.str
     params_json: _builtins.str
     webhook_url: _builtins.str
     request_id: _builtins.str
     """In CreateRuns, the request id of this request (CreateRun takes it from metadata)."""
+    version: _builtins.str
+    """Which definition runs: "" the latest published version, "3" version 3, "draft"
+    the workflow's draft (its owner only).
+    """
     @_builtins.property
     def caller(self) -> Global___Caller: ...
     @_builtins.property
@@ -240,10 +502,11 @@ class CreateRunRequest(_message.Message):
         webhook_url: _builtins.str = ...,
         idempotency: _idempotency_pb2.Idempotency | None = ...,
         request_id: _builtins.str = ...,
+        version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "idempotency", b"idempotency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_ids", b"attachment_ids", "caller", b"caller", "idempotency", b"idempotency", "input_text", b"input_text", "params_json", b"params_json", "request_id", b"request_id", "webhook_url", b"webhook_url", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_ids", b"attachment_ids", "caller", b"caller", "idempotency", b"idempotency", "input_text", b"input_text", "params_json", b"params_json", "request_id", b"request_id", "version", b"version", "webhook_url", b"webhook_url", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

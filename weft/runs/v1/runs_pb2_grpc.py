@@ -49,6 +49,41 @@ class RunsServiceStub:
                 request_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.GetWorkflowRequest.SerializeToString,
                 response_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.Workflow.FromString,
                 _registered_method=True)
+        self.CreateWorkflow = channel.unary_unary(
+                '/weft.runs.v1.RunsService/CreateWorkflow',
+                request_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.CreateWorkflowRequest.SerializeToString,
+                response_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.Workflow.FromString,
+                _registered_method=True)
+        self.EditWorkflow = channel.unary_unary(
+                '/weft.runs.v1.RunsService/EditWorkflow',
+                request_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.EditWorkflowRequest.SerializeToString,
+                response_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.Workflow.FromString,
+                _registered_method=True)
+        self.PublishWorkflow = channel.unary_unary(
+                '/weft.runs.v1.RunsService/PublishWorkflow',
+                request_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.PublishWorkflowRequest.SerializeToString,
+                response_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.WorkflowVersion.FromString,
+                _registered_method=True)
+        self.ListWorkflowVersions = channel.unary_unary(
+                '/weft.runs.v1.RunsService/ListWorkflowVersions',
+                request_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.ListWorkflowVersionsRequest.SerializeToString,
+                response_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.ListWorkflowVersionsResponse.FromString,
+                _registered_method=True)
+        self.GetWorkflowVersion = channel.unary_unary(
+                '/weft.runs.v1.RunsService/GetWorkflowVersion',
+                request_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.GetWorkflowVersionRequest.SerializeToString,
+                response_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.WorkflowVersion.FromString,
+                _registered_method=True)
+        self.ArchiveWorkflow = channel.unary_unary(
+                '/weft.runs.v1.RunsService/ArchiveWorkflow',
+                request_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.ArchiveWorkflowRequest.SerializeToString,
+                response_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.Workflow.FromString,
+                _registered_method=True)
+        self.DuplicateWorkflow = channel.unary_unary(
+                '/weft.runs.v1.RunsService/DuplicateWorkflow',
+                request_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.DuplicateWorkflowRequest.SerializeToString,
+                response_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.Workflow.FromString,
+                _registered_method=True)
         self.CreateRun = channel.unary_unary(
                 '/weft.runs.v1.RunsService/CreateRun',
                 request_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.CreateRunRequest.SerializeToString,
@@ -112,6 +147,49 @@ class RunsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetWorkflow(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateWorkflow(self, request, context):
+        """Authoring (issue 16): a caller's drafts, published versions, archive, copies.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EditWorkflow(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PublishWorkflow(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkflowVersions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWorkflowVersion(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ArchiveWorkflow(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DuplicateWorkflow(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -191,6 +269,41 @@ def add_RunsServiceServicer_to_server(servicer, server):
             'GetWorkflow': grpc.unary_unary_rpc_method_handler(
                     servicer.GetWorkflow,
                     request_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.GetWorkflowRequest.FromString,
+                    response_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.Workflow.SerializeToString,
+            ),
+            'CreateWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateWorkflow,
+                    request_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.CreateWorkflowRequest.FromString,
+                    response_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.Workflow.SerializeToString,
+            ),
+            'EditWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.EditWorkflow,
+                    request_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.EditWorkflowRequest.FromString,
+                    response_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.Workflow.SerializeToString,
+            ),
+            'PublishWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishWorkflow,
+                    request_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.PublishWorkflowRequest.FromString,
+                    response_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.WorkflowVersion.SerializeToString,
+            ),
+            'ListWorkflowVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkflowVersions,
+                    request_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.ListWorkflowVersionsRequest.FromString,
+                    response_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.ListWorkflowVersionsResponse.SerializeToString,
+            ),
+            'GetWorkflowVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorkflowVersion,
+                    request_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.GetWorkflowVersionRequest.FromString,
+                    response_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.WorkflowVersion.SerializeToString,
+            ),
+            'ArchiveWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchiveWorkflow,
+                    request_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.ArchiveWorkflowRequest.FromString,
+                    response_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.Workflow.SerializeToString,
+            ),
+            'DuplicateWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.DuplicateWorkflow,
+                    request_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.DuplicateWorkflowRequest.FromString,
                     response_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.Workflow.SerializeToString,
             ),
             'CreateRun': grpc.unary_unary_rpc_method_handler(
@@ -319,6 +432,195 @@ class RunsService:
             target,
             '/weft.runs.v1.RunsService/GetWorkflow',
             weft_dot_runs_dot_v1_dot_runs__pb2.GetWorkflowRequest.SerializeToString,
+            weft_dot_runs_dot_v1_dot_runs__pb2.Workflow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weft.runs.v1.RunsService/CreateWorkflow',
+            weft_dot_runs_dot_v1_dot_runs__pb2.CreateWorkflowRequest.SerializeToString,
+            weft_dot_runs_dot_v1_dot_runs__pb2.Workflow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EditWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weft.runs.v1.RunsService/EditWorkflow',
+            weft_dot_runs_dot_v1_dot_runs__pb2.EditWorkflowRequest.SerializeToString,
+            weft_dot_runs_dot_v1_dot_runs__pb2.Workflow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weft.runs.v1.RunsService/PublishWorkflow',
+            weft_dot_runs_dot_v1_dot_runs__pb2.PublishWorkflowRequest.SerializeToString,
+            weft_dot_runs_dot_v1_dot_runs__pb2.WorkflowVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkflowVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weft.runs.v1.RunsService/ListWorkflowVersions',
+            weft_dot_runs_dot_v1_dot_runs__pb2.ListWorkflowVersionsRequest.SerializeToString,
+            weft_dot_runs_dot_v1_dot_runs__pb2.ListWorkflowVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorkflowVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weft.runs.v1.RunsService/GetWorkflowVersion',
+            weft_dot_runs_dot_v1_dot_runs__pb2.GetWorkflowVersionRequest.SerializeToString,
+            weft_dot_runs_dot_v1_dot_runs__pb2.WorkflowVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchiveWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weft.runs.v1.RunsService/ArchiveWorkflow',
+            weft_dot_runs_dot_v1_dot_runs__pb2.ArchiveWorkflowRequest.SerializeToString,
+            weft_dot_runs_dot_v1_dot_runs__pb2.Workflow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DuplicateWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weft.runs.v1.RunsService/DuplicateWorkflow',
+            weft_dot_runs_dot_v1_dot_runs__pb2.DuplicateWorkflowRequest.SerializeToString,
             weft_dot_runs_dot_v1_dot_runs__pb2.Workflow.FromString,
             options,
             channel_credentials,

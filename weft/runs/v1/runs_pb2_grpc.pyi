@@ -37,6 +37,14 @@ class RunsServiceStub:
     ApplyWorkflow: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ApplyWorkflowRequest, _runs_pb2.Workflow]
     ListWorkflows: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ListWorkflowsRequest, _runs_pb2.ListWorkflowsResponse]
     GetWorkflow: _grpc.UnaryUnaryMultiCallable[_runs_pb2.GetWorkflowRequest, _runs_pb2.Workflow]
+    CreateWorkflow: _grpc.UnaryUnaryMultiCallable[_runs_pb2.CreateWorkflowRequest, _runs_pb2.Workflow]
+    """Authoring (issue 16): a caller's drafts, published versions, archive, copies."""
+    EditWorkflow: _grpc.UnaryUnaryMultiCallable[_runs_pb2.EditWorkflowRequest, _runs_pb2.Workflow]
+    PublishWorkflow: _grpc.UnaryUnaryMultiCallable[_runs_pb2.PublishWorkflowRequest, _runs_pb2.WorkflowVersion]
+    ListWorkflowVersions: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ListWorkflowVersionsRequest, _runs_pb2.ListWorkflowVersionsResponse]
+    GetWorkflowVersion: _grpc.UnaryUnaryMultiCallable[_runs_pb2.GetWorkflowVersionRequest, _runs_pb2.WorkflowVersion]
+    ArchiveWorkflow: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ArchiveWorkflowRequest, _runs_pb2.Workflow]
+    DuplicateWorkflow: _grpc.UnaryUnaryMultiCallable[_runs_pb2.DuplicateWorkflowRequest, _runs_pb2.Workflow]
     CreateRun: _grpc.UnaryUnaryMultiCallable[_runs_pb2.CreateRunRequest, _runs_pb2.CreateRunResponse]
     CreateRuns: _grpc.UnaryUnaryMultiCallable[_runs_pb2.CreateRunsRequest, _runs_pb2.CreateRunsResponse]
     """CreateRun for many requests at once (a gateway's concurrent requests share one
@@ -58,6 +66,14 @@ class RunsServiceAsyncStub(RunsServiceStub):
     ApplyWorkflow: _aio.UnaryUnaryMultiCallable[_runs_pb2.ApplyWorkflowRequest, _runs_pb2.Workflow]  # type: ignore[assignment]
     ListWorkflows: _aio.UnaryUnaryMultiCallable[_runs_pb2.ListWorkflowsRequest, _runs_pb2.ListWorkflowsResponse]  # type: ignore[assignment]
     GetWorkflow: _aio.UnaryUnaryMultiCallable[_runs_pb2.GetWorkflowRequest, _runs_pb2.Workflow]  # type: ignore[assignment]
+    CreateWorkflow: _aio.UnaryUnaryMultiCallable[_runs_pb2.CreateWorkflowRequest, _runs_pb2.Workflow]  # type: ignore[assignment]
+    """Authoring (issue 16): a caller's drafts, published versions, archive, copies."""
+    EditWorkflow: _aio.UnaryUnaryMultiCallable[_runs_pb2.EditWorkflowRequest, _runs_pb2.Workflow]  # type: ignore[assignment]
+    PublishWorkflow: _aio.UnaryUnaryMultiCallable[_runs_pb2.PublishWorkflowRequest, _runs_pb2.WorkflowVersion]  # type: ignore[assignment]
+    ListWorkflowVersions: _aio.UnaryUnaryMultiCallable[_runs_pb2.ListWorkflowVersionsRequest, _runs_pb2.ListWorkflowVersionsResponse]  # type: ignore[assignment]
+    GetWorkflowVersion: _aio.UnaryUnaryMultiCallable[_runs_pb2.GetWorkflowVersionRequest, _runs_pb2.WorkflowVersion]  # type: ignore[assignment]
+    ArchiveWorkflow: _aio.UnaryUnaryMultiCallable[_runs_pb2.ArchiveWorkflowRequest, _runs_pb2.Workflow]  # type: ignore[assignment]
+    DuplicateWorkflow: _aio.UnaryUnaryMultiCallable[_runs_pb2.DuplicateWorkflowRequest, _runs_pb2.Workflow]  # type: ignore[assignment]
     CreateRun: _aio.UnaryUnaryMultiCallable[_runs_pb2.CreateRunRequest, _runs_pb2.CreateRunResponse]  # type: ignore[assignment]
     CreateRuns: _aio.UnaryUnaryMultiCallable[_runs_pb2.CreateRunsRequest, _runs_pb2.CreateRunsResponse]  # type: ignore[assignment]
     """CreateRun for many requests at once (a gateway's concurrent requests share one
@@ -92,6 +108,56 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
     def GetWorkflow(
         self,
         request: _runs_pb2.GetWorkflowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.Workflow, _abc.Awaitable[_runs_pb2.Workflow]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateWorkflow(
+        self,
+        request: _runs_pb2.CreateWorkflowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.Workflow, _abc.Awaitable[_runs_pb2.Workflow]]:
+        """Authoring (issue 16): a caller's drafts, published versions, archive, copies."""
+
+    @_abc_1.abstractmethod
+    def EditWorkflow(
+        self,
+        request: _runs_pb2.EditWorkflowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.Workflow, _abc.Awaitable[_runs_pb2.Workflow]]: ...
+
+    @_abc_1.abstractmethod
+    def PublishWorkflow(
+        self,
+        request: _runs_pb2.PublishWorkflowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.WorkflowVersion, _abc.Awaitable[_runs_pb2.WorkflowVersion]]: ...
+
+    @_abc_1.abstractmethod
+    def ListWorkflowVersions(
+        self,
+        request: _runs_pb2.ListWorkflowVersionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.ListWorkflowVersionsResponse, _abc.Awaitable[_runs_pb2.ListWorkflowVersionsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetWorkflowVersion(
+        self,
+        request: _runs_pb2.GetWorkflowVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.WorkflowVersion, _abc.Awaitable[_runs_pb2.WorkflowVersion]]: ...
+
+    @_abc_1.abstractmethod
+    def ArchiveWorkflow(
+        self,
+        request: _runs_pb2.ArchiveWorkflowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.Workflow, _abc.Awaitable[_runs_pb2.Workflow]]: ...
+
+    @_abc_1.abstractmethod
+    def DuplicateWorkflow(
+        self,
+        request: _runs_pb2.DuplicateWorkflowRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_runs_pb2.Workflow, _abc.Awaitable[_runs_pb2.Workflow]]: ...
 

@@ -35,6 +35,7 @@ def test_snapshot_has_exactly_the_public_shape() -> None:
     run = {
         "id": "run_1",
         "workflow_id": "wf_1",
+        "workflow_version": 3,
         "status": "completed",
         "result": {"summary": "ok"},
         "error": None,
@@ -62,6 +63,7 @@ def test_snapshot_has_exactly_the_public_shape() -> None:
     assert snap == {
         "id": "run_1",
         "workflow_id": "wf_1",
+        "version": 3,
         "status": "completed",
         "result": {"summary": "ok"},
         "error": None,

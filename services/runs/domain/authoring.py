@@ -1,0 +1,266 @@
+"""Workflows as a product: who may see and edit one, its draft, its immutable versions,
+and which definition a run executes.
+
+- Visible: the operator's catalog (no owner) to everyone; an owned workflow to its owner,
+  and for a team's workflow to every member. To anyone else it does not exist (404),
+  and a key's allowlist narrows what it sees, as for runs.
+- Editable: by its owner (a team's: by every member); the catalog only by operators
+  (weft-admin, from files).
+- A draft is edited (PATCH merges, PUT replaces, both validated whole) and published
+  into the next version, which never changes again. Runs record the version they ran:
+  the latest published by default, one pinned by number, or the draft (owner only).
+"""
+
+import time
+from typing import Any
+
+import asyncpg
+
+from services.runs.domain.create import Caller, RunTarget
+from services.runs.domain.workflows import parse_text, validate_definition
+from services.runs.store import workflows as store
+from weftcore.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
+from weftcore.ids import new_id
+
+# How stale another replica's view of a changed workflow may be (CreateRun reads one
+# per run: a moment's cache saves the round trip).
+CACHE_SECONDS = 2.0
+DRAFT = "draft"
+
+
+def _not_found(ref: str) -> NotFound:
+    return NotFound(f"No such workflow: {ref}.")
+
+
+def is_catalog(row: asyncpg.Record) -> bool:
+    return row["owner_user_id"] is None and row["owner_team_id"] is None
+
+
+def may_see(caller: Caller | None, row: asyncpg.Record) -> bool:
+    """Operators (no caller) see everything; a key its account's and the catalog, within
+    its allowlist."""
+    if caller is None:
+        return True
+    if not caller.may_use(row["id"]):
+        return False
+    return is_catalog(row) or may_edit(caller, row)
+
+
+def may_edit(caller: Caller, row: asyncpg.Record) -> bool:
+    if row["owner_user_id"] is not None and row["owner_user_id"] == caller.user_id:
+        return True
+    return bool(row["owner_team_id"]) and row["owner_team_id"] == caller.team_id
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON Merge Patch: objects merge key by key, null deletes, the rest
+    replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
+
+
+class Workflows:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._cache: dict[str, tuple[float, asyncpg.Record]] = {}
+
+    # ---- reading ---------------------------------------------------------------------
+
+    async def get(self, caller: Caller | None, ref: str) -> asyncpg.Record:
+        """By id or slug; 404 for a workflow the caller may not see."""
+        row = await self._cached(ref) if ref else None
+        if row is None or not may_see(caller, row):
+            raise _not_found(ref)
+        return row
+
+    async def list_visible(
+        self, caller: Caller | None, limit: int, starting_after: str
+    ) -> tuple[list[asyncpg.Record], bool]:
+        allowlist = None if caller is None or caller.allowlist is None else list(caller.allowlist)
+        rows = await store.list_workflows(
+            self._pool,
+            None if caller is None else caller.user_id,
+            "" if caller is None else caller.team_id,
+            allowlist,
+            limit + 1,
+            starting_after,
+        )
+        return rows[:limit], len(rows) > limit
+
+    async def versions(self, caller: Caller, workflow_id: str) -> list[asyncpg.Record]:
+        row = await self.get(caller, workflow_id)
+        return await store.list_versions(self._pool, row["id"])
+
+    async def version(self, caller: Caller, workflow_id: str, number: int) -> asyncpg.Record:
+        row = await self.get(caller, workflow_id)
+        found = await store.get_version(self._pool, row["id"], number) if number > 0 else None
+        if found is None:
+            raise NotFound(f"Workflow {row['id']} has no version {number}.")
+        return found
+
+    async def run_target(self, caller: Caller, ref: str, version: str) -> RunTarget:
+        """The definition a new run of `ref` executes: `version` "" (the latest
+        published), a published version's number, or "draft" (its owner's test run)."""
+        row = await self.get(caller, ref)
+        if row["archived_at"] is not None:
+            raise Conflict(
+                f"Workflow {row['id']} is archived: it takes no new runs.", code="WORKFLOW_ARCHIVED"
+            )
+        if version == DRAFT:
+            if not may_edit(caller, row):
+                raise InvalidArgument(
+                    "Only the workflow's owner may run its draft.", param="version"
+                )
+            if row["draft"] is not None:
+                pinned = await store.pin_draft(self._pool, row)
+                return RunTarget(row["id"], pinned, dict(row["draft"]))
+            version = ""  # no draft: it is the latest version
+        if not version:
+            if row["current_version"] < 1:
+                raise Conflict(
+                    f"Workflow {row['id']} has no published version yet: publish it, or run"
+                    ' its draft with "version": "draft".',
+                    code="WORKFLOW_NOT_PUBLISHED",
+                )
+            return RunTarget(row["id"], row["current_version"], dict(row["definition"]))
+        number = int(version) if version.isdigit() else 0
+        found = await store.get_version(self._pool, row["id"], number) if number > 0 else None
+        if found is None:
+            raise InvalidArgument(
+                f"Workflow {row['id']} has no version {version}.", param="version"
+            )
+        return RunTarget(row["id"], number, dict(found["definition"]))
+
+    # ---- authoring -------------------------------------------------------------------
+
+    async def apply(self, text: str) -> store.AppliedWorkflow:
+        """Operators: a catalog definition from a file (created, or a new version)."""
+        definition = validate_definition(parse_text(text))
+        try:
+            applied = await store.apply_workflow(self._pool, definition)
+        except store.SlugTaken as exc:
+            raise _slug_taken(exc) from None
+        self._cache.clear()
+        return applied
+
+    async def create(self, caller: Caller, text: str) -> asyncpg.Record:
+        """A new draft owned by the caller's team (else the caller), from a definition
+        in JSON or YAML. Its id is assigned here."""
+        doc = parse_text(text)
+        if isinstance(doc, dict):
+            doc = {**doc, "id": new_id("wf")}
+        definition = validate_definition(doc)
+        try:
+            return await store.create_workflow(
+                self._pool, definition, "" if caller.team_id else caller.user_id, caller.team_id
+            )
+        except store.SlugTaken as exc:
+            raise _slug_taken(exc) from None
+
+    async def edit(
+        self, caller: Caller, workflow_id: str, text: str, merge: bool
+    ) -> asyncpg.Record:
+        """The draft replaced by the definition in `text` (PUT), or merged with it as a
+        JSON Merge Patch (PATCH); validated whole either way."""
+        row = await self._editable(caller, workflow_id)
+        doc = parse_text(text)
+        if merge:
+            if not isinstance(doc, dict):
+                raise InvalidArgument("A merge patch must be an object.", param="definition")
+            doc = merge_patch(_current_draft(row), doc)
+        if isinstance(doc, dict):
+            if doc.get("id", row["id"]) != row["id"]:
+                raise InvalidArgument("A workflow's id cannot change.", param="id")
+            doc = {**doc, "id": row["id"]}
+        definition = validate_definition(doc)
+        try:
+            saved = await store.save_draft(self._pool, row["id"], definition)
+        except store.SlugTaken as exc:
+            raise _slug_taken(exc) from None
+        self._cache.clear()
+        return saved
+
+    async def publish(self, caller: Caller, workflow_id: str, note: str) -> asyncpg.Record:
+        """The draft frozen into the next version."""
+        row = await self._editable(caller, workflow_id)
+        if row["draft"] is None:
+            raise Conflict(
+                f"Workflow {row['id']} has no changes to publish since version"
+                f" {row['current_version']}.",
+                code="NOTHING_TO_PUBLISH",
+            )
+        if len(note) > 2000:
+            raise InvalidArgument("note is at most 2,000 characters.", param="note")
+        version = await store.publish(
+            self._pool, row["id"], dict(row["draft"]), caller.user_id, note
+        )
+        self._cache.clear()
+        return version
+
+    async def archive(self, caller: Caller, workflow_id: str) -> asyncpg.Record:
+        row = await self._editable(caller, workflow_id)
+        archived = await store.archive(self._pool, row["id"])
+        self._cache.clear()
+        return archived
+
+    async def duplicate(
+        self, caller: Caller, workflow_id: str, slug: str, name: str
+    ) -> asyncpg.Record:
+        """A new draft, owned by the caller, from a workflow they may see (its draft if
+        they may edit it, else its latest version)."""
+        row = await self.get(caller, workflow_id)
+        source = _current_draft(row) if may_edit(caller, row) else row["definition"]
+        if source is None:
+            raise Conflict(
+                f"Workflow {row['id']} has no published version to copy.",
+                code="WORKFLOW_NOT_PUBLISHED",
+            )
+        copy = {**source, "slug": slug, "name": name or f"{source['name']} (copy)"}
+        definition = validate_definition({**copy, "id": new_id("wf")})
+        try:
+            return await store.create_workflow(
+                self._pool, definition, "" if caller.team_id else caller.user_id, caller.team_id
+            )
+        except store.SlugTaken as exc:
+            raise _slug_taken(exc) from None
+
+    async def _editable(self, caller: Caller, workflow_id: str) -> asyncpg.Record:
+        # Fresh, not cached: an edit must start from the latest draft.
+        row = await store.get_workflow(self._pool, workflow_id) if workflow_id else None
+        if row is None or not may_see(caller, row):
+            raise _not_found(workflow_id)
+        if not may_edit(caller, row):
+            raise PermissionDenied(
+                "The catalog's workflows are managed by the operator; duplicate it to edit a copy.",
+                code="WORKFLOW_READ_ONLY",
+            )
+        return row
+
+    async def _cached(self, ref: str) -> asyncpg.Record | None:
+        now = time.monotonic()
+        hit = self._cache.get(ref)
+        if hit is not None and now - hit[0] < CACHE_SECONDS:
+            return hit[1]
+        row = await store.get_workflow(self._pool, ref)
+        if row is not None:
+            if len(self._cache) > 1000:
+                self._cache.clear()
+            self._cache[ref] = (now, row)
+        return row
+
+
+def _current_draft(row: asyncpg.Record) -> dict[str, Any] | None:
+    """The definition being edited: the draft, else the latest version."""
+    draft = row["draft"] if row["draft"] is not None else row["definition"]
+    return None if draft is None else dict(draft)
+
+
+def _slug_taken(exc: store.SlugTaken) -> Conflict:
+    return Conflict(str(exc), code="SLUG_TAKEN", param="slug")

@@ -1,0 +1,242 @@
+"""Workflows as a product, through the whole stack: create (JSON and YAML), validation
+errors naming their field, a draft run, publish, runs pinned and unpinned, edit, v2,
+archive, duplicate, and every other account getting 404."""
+
+import uuid
+from typing import Any
+
+import aiohttp
+import pytest
+
+from devstack.stack import Stack
+from tests.support.runs import Account, create_account, wait_for
+
+TEMPLATE = {"id": "echo", "type": "template", "template": "v1: {{ input_text }}"}
+
+
+def definition(slug: str, template: str = "v1: {{ input_text }}") -> dict[str, Any]:
+    return {
+        "slug": slug,
+        "name": "Echo",
+        "fields": [{"name": "tone", "type": "select", "constraints": {"options": ["dry", "warm"]}}],
+        "stages": [{"id": "echo", "type": "template", "template": template}],
+    }
+
+
+def slug() -> str:
+    return f"echo-{uuid.uuid4().hex[:10]}"
+
+
+class Api:
+    def __init__(self, http: aiohttp.ClientSession, stack: Stack, account: Account) -> None:
+        self.http, self.base, self.account = http, f"{stack.base_url}/api/v1", account
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        data: str | None = None,
+        content_type: str | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        headers = dict(self.account.headers)
+        if content_type:
+            headers["Content-Type"] = content_type
+        async with self.http.request(
+            method, f"{self.base}{path}", json=json, data=data, headers=headers
+        ) as response:
+            return response.status, await response.json()
+
+    async def run(self, workflow_id: str, text: str, **body: Any) -> dict[str, Any]:
+        status, created = await self.call(
+            "POST", f"/workflows/{workflow_id}/runs", {"input_text": text, **body}
+        )
+        assert status == 201, created
+        return created["data"]
+
+
+@pytest.fixture(scope="module")
+def owner(stack: Stack) -> Account:
+    return create_account(stack)
+
+
+@pytest.fixture(scope="module")
+def stranger(stack: Stack) -> Account:
+    return create_account(stack)
+
+
+async def finished(http: aiohttp.ClientSession, stack: Stack, who: Account, run_id: str) -> Any:
+    run = await wait_for(http, stack, who, run_id)
+    assert run["status"] == "completed", run
+    return run
+
+
+async def test_the_whole_authoring_loop(
+    stack: Stack, http: aiohttp.ClientSession, owner: Account, stranger: Account
+) -> None:
+    api = Api(http, stack, owner)
+    status, created = await api.call("POST", "/workflows", definition(slug()))
+    assert status == 201, created
+    wf = created["data"]
+    workflow_id = wf["id"]
+    assert wf["id"].startswith("wf_") and wf["version"] is None
+    assert wf["owner"] == {"type": "user", "id": owner.user_id}
+    assert wf["visibility"] == "private"
+    assert wf["draft"]["revision"] == 1
+    assert wf["draft"]["definition"]["stages"][0]["template"] == "v1: {{ input_text }}"
+
+    # Not published yet: the default run is refused, the draft runs (and says so).
+    status, refused = await api.call("POST", f"/workflows/{workflow_id}/runs", {"input_text": "x"})
+    assert status == 409 and refused["error"]["code"] == "WORKFLOW_NOT_PUBLISHED", refused
+    draft_run = await api.run(workflow_id, "try", version="draft")
+    done = await finished(http, stack, owner, draft_run["id"])
+    assert (done["result"], done["version"]) == ("v1: try", "draft")
+
+    status, v1 = await api.call("POST", f"/workflows/{workflow_id}/publish", {"note": "first"})
+    assert status == 201, v1
+    assert (v1["data"]["version"], v1["data"]["note"]) == (1, "first")
+    assert v1["data"]["published_by"] == owner.user_id
+    status, again = await api.call("POST", f"/workflows/{workflow_id}/publish")
+    assert status == 409 and again["error"]["code"] == "NOTHING_TO_PUBLISH"
+
+    unpinned = await api.run(workflow_id, "a")
+    assert (await finished(http, stack, owner, unpinned["id"]))["version"] == 1
+
+    # Edit (a merge patch of the stage list) and publish v2; v1 stays as it was.
+    patch = {"stages": [{"id": "echo", "type": "template", "template": "v2: {{ input_text }}"}]}
+    status, edited = await api.call(
+        "PATCH", f"/workflows/{workflow_id}", patch, content_type="application/merge-patch+json"
+    )
+    assert status == 200, edited
+    assert edited["data"]["draft"]["revision"] == 2 and edited["data"]["version"] == 1
+    status, v2 = await api.call("POST", f"/workflows/{workflow_id}/publish")
+    assert status == 201 and v2["data"]["version"] == 2
+
+    latest = await api.run(workflow_id, "b")
+    pinned = await api.run(workflow_id, "c", version=1)
+    by_query = await api.call(
+        "POST", f"/workflows/{workflow_id}/runs?version=1", {"input_text": "d"}
+    )
+    assert by_query[0] == 201, by_query
+    results = {
+        (await finished(http, stack, owner, run["id"]))["result"]
+        for run in (latest, pinned, by_query[1]["data"])
+    }
+    assert results == {"v2: b", "v1: c", "v1: d"}
+    status, versions = await api.call("GET", f"/workflows/{workflow_id}/versions")
+    assert status == 200 and [v["version"] for v in versions["data"]] == [2, 1]
+    status, one = await api.call("GET", f"/workflows/{workflow_id}/versions/1")
+    assert status == 200
+    assert one["data"]["definition"]["stages"][0]["template"] == "v1: {{ input_text }}"
+    status, missing = await api.call(
+        "POST", f"/workflows/{workflow_id}/runs", {"input_text": "x", "version": 9}
+    )
+    assert status == 400 and missing["error"]["param"] == "version", missing
+
+    # Another account: the workflow, its versions, its runs and its endpoint do not exist.
+    other = Api(http, stack, stranger)
+    for method, path, body in (
+        ("GET", f"/workflows/{workflow_id}", None),
+        ("GET", f"/workflows/{workflow_id}/versions", None),
+        ("GET", f"/workflows/{workflow_id}/versions/1", None),
+        ("GET", f"/workflows/{workflow_id}/openapi.json", None),
+        ("PATCH", f"/workflows/{workflow_id}", {"name": "mine"}),
+        ("POST", f"/workflows/{workflow_id}/publish", None),
+        ("POST", f"/workflows/{workflow_id}/archive", None),
+        ("POST", f"/workflows/{workflow_id}/duplicate", {"slug": slug()}),
+        ("POST", f"/workflows/{workflow_id}/runs", {"input_text": "x"}),
+        ("GET", f"/workflow-runs/{latest['id']}", None),
+    ):
+        status, answer = await other.call(method, path, body)
+        assert status == 404, (method, path, answer)
+    status, listed = await other.call("GET", "/workflows?limit=100")
+    assert workflow_id not in [w["id"] for w in listed["data"]]
+    status, mine = await api.call("GET", "/workflows?limit=100")
+    assert workflow_id in [w["id"] for w in mine["data"]]
+
+    # Archived: no new runs; its runs and versions stay readable.
+    status, archived = await api.call("POST", f"/workflows/{workflow_id}/archive")
+    assert status == 200 and archived["data"]["archived_at"], archived
+    status, refused = await api.call("POST", f"/workflows/{workflow_id}/runs", {"input_text": "x"})
+    assert status == 409 and refused["error"]["code"] == "WORKFLOW_ARCHIVED"
+    assert (await finished(http, stack, owner, pinned["id"]))["result"] == "v1: c"
+
+
+async def test_yaml_definitions_and_errors_that_name_their_field(
+    stack: Stack, http: aiohttp.ClientSession, owner: Account
+) -> None:
+    api = Api(http, stack, owner)
+    name = slug()
+    yaml_text = (
+        f"slug: {name}\nname: From YAML\nstages:\n"
+        "  - id: echo\n    type: template\n    template: 'yaml: {{ input_text }}'\n"
+    )
+    status, created = await api.call(
+        "POST", "/workflows", data=yaml_text, content_type="application/yaml"
+    )
+    assert status == 201, created
+    assert created["data"]["draft"]["definition"]["name"] == "From YAML"
+
+    bad_stage = definition(slug())
+    bad_stage["stages"][0]["type"] = "teleport"
+    bad_field = definition(slug())
+    bad_field["fields"][0]["constraints"] = {}
+    for body, param in (
+        (bad_stage, "stages[0].type"),
+        (bad_field, "fields[0].constraints.options"),
+        ({"name": "no slug", "stages": [TEMPLATE]}, "slug"),
+    ):
+        status, answer = await api.call("POST", "/workflows", body)
+        assert status == 400, answer
+        assert answer["error"]["param"] == param, answer
+    status, answer = await api.call(
+        "POST", "/workflows", data="slug: [unclosed", content_type="application/yaml"
+    )
+    assert status == 400 and answer["error"]["param"] == "definition", answer
+    status, answer = await api.call("POST", "/workflows", data="x", content_type="text/plain")
+    assert status == 415 and answer["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE", answer
+
+    # The slug is unique across the installation (also against the catalog's).
+    status, taken = await api.call("POST", "/workflows", definition(name))
+    assert status == 409 and taken["error"]["code"] == "SLUG_TAKEN", taken
+    assert taken["error"]["param"] == "slug"
+
+
+async def test_the_catalog_is_read_only_and_can_be_copied(
+    stack: Stack, http: aiohttp.ClientSession, owner: Account, stranger: Account
+) -> None:
+    api = Api(http, stack, owner)
+    status, listed = await api.call("GET", "/workflows?limit=100")
+    catalog = [w for w in listed["data"] if w["visibility"] == "catalog"]
+    assert catalog and all(w["owner"] is None for w in catalog)
+    source = (
+        next(w for w in catalog if w["slug"] == "ticket-triage")
+        if any(w["slug"] == "ticket-triage" for w in catalog)
+        else catalog[0]
+    )
+    status, refused = await api.call("PATCH", f"/workflows/{source['id']}", {"name": "mine"})
+    assert status == 403 and refused["error"]["code"] == "WORKFLOW_READ_ONLY", refused
+    copy_slug = slug()
+    status, copied = await api.call(
+        "POST", f"/workflows/{source['id']}/duplicate", {"slug": copy_slug}
+    )
+    assert status == 201, copied
+    copy = copied["data"]
+    assert copy["id"] != source["id"] and copy["slug"] == copy_slug
+    assert copy["owner"] == {"type": "user", "id": owner.user_id}
+    assert copy["draft"]["definition"]["name"] == f"{source['name']} (copy)"
+    # The copy is the owner's alone.
+    status, _ = await Api(http, stack, stranger).call("GET", f"/workflows/{copy['id']}")
+    assert status == 404
+
+
+async def test_writing_needs_the_write_scope(stack: Stack, http: aiohttp.ClientSession) -> None:
+    from tests.support.runs import admin_json
+
+    user = admin_json(stack, "users", "create", "--email", f"{slug()}@example.com", "--plan", "pro")
+    key = admin_json(
+        stack, "keys", "create", "--user", user["id"], "--name", "ro", "--scopes", "workflows:read"
+    )
+    api = Api(http, stack, Account(user["id"], key["secret"]))
+    status, answer = await api.call("POST", "/workflows", definition(slug()))
+    assert status == 403 and answer["error"]["code"] == "MISSING_SCOPE", answer
