@@ -5,13 +5,14 @@ when the stream is not available."""
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any, Optional
 
 from rich.console import Console
+from rich.progress import Progress as RichProgress
+from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from weftapi import AsyncWeft, Run, RunEvent, WeftAPIError, WeftError
+from weftapi import AsyncWeft, Run, RunEvent, WeftError
 from weftapi.cli._render import request_panel
 
 
@@ -21,7 +22,9 @@ class Progress:
     def __init__(self, console: Console) -> None:
         self.console = console
         self.started = time.monotonic()
-        self.status: Optional[Any] = None
+        self.status: Optional[Any] = None  # the live spinner while it shows
+        self.task: Optional[Any] = None
+        self.label: Optional[str] = None
         self.streaming = False  # tokens were written since the last line
         self.last_status: Optional[str] = None
         self.shown_request: Optional[str] = None
@@ -34,30 +37,41 @@ class Progress:
         self.console.print(f"{self._elapsed()} {text}", markup=False, highlight=False)
 
     def spin(self, text: str) -> None:
+        """Spinner, `text` and the time spent on it (a new text restarts the clock)."""
         if self.status is None:
-            self.status = self.console.status(text, spinner="dots")
+            self.status = RichProgress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            )
             self.status.start()
-        else:
-            self.status.update(text)
+            self.label = None
+        if text != self.label:
+            if self.task is not None:
+                self.status.remove_task(self.task)
+            self.task = self.status.add_task(text, total=None)
+            self.label = text
 
     def stop(self) -> None:
         if self.status is not None:
             self.status.stop()
             self.status = None
+            self.task = None
         self._end_tokens()
 
     def _end_tokens(self) -> None:
         if self.streaming:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+            self.console.file.write("\n")
+            self.console.file.flush()
             self.streaming = False
 
     def tokens(self, text: str) -> None:
         if self.status is not None:  # the spinner would overwrite the text
-            self.status.stop()
-            self.status = None
-        sys.stderr.write(text)
-        sys.stderr.flush()
+            self.stop()
+        self.console.file.write(text)
+        self.console.file.flush()
         self.streaming = True
 
     def run_status(self, run: Run) -> None:
@@ -102,9 +116,7 @@ async def follow(weft: AsyncWeft, run: Run, progress: Progress) -> Run:
             progress.event(event)
             if event.terminal:
                 break
-    except WeftAPIError:
-        raise
-    except WeftError as exc:  # the stream broke for good: long-poll instead
+    except WeftError as exc:  # no stream (refused, or broke for good): long-poll instead
         progress.line(f"(event stream unavailable: {exc}; long-polling)")
     run = await weft.runs.get(run.id)  # the whole run, whatever the stream showed
     while not run.done:
