@@ -201,3 +201,17 @@ def test_upload_resends_the_whole_file_on_retry(api: Api, tmp_path: Path) -> Non
     assert b"in memory" in api.bodies[-1] and api.bodies[-1].count(b"in memory") == 1
     with pytest.raises(FileNotFoundError):
         api.client().attachments.upload(tmp_path / "missing.csv")
+
+
+def test_a_long_retry_after_is_left_to_the_caller(api: Api) -> None:
+    api.script = [error(429, "RATE_LIMITED", headers={"Retry-After": "3600"})]
+    with api.client() as weft, pytest.raises(RateLimitError) as caught:
+        weft.runs.create("wf_1", "hi")
+    assert caught.value.retry_after == 3600 and len(api.seen) == 1 and api.sleeps == []
+
+
+def test_ids_stay_one_path_segment(api: Api) -> None:
+    api.script = [error(404, "NOT_FOUND")]
+    with api.client() as weft, pytest.raises(NotFoundError):
+        weft.runs.cancel("run_1/../../me?x=1")
+    assert api.seen[0].url.raw_path == b"/api/v1/workflow-runs/run_1%2F..%2F..%2Fme%3Fx%3D1/cancel"

@@ -167,10 +167,12 @@ class AsyncRuns(_Resource):
                         await response.aread()
                     error = _core.event_stream_error(response)
                     if error is not None:
+                        wait = s.delay(failures, response)
                         if failures < s.max_retries and response.status_code in (429, 503):
-                            await client._sleep(s.delay(failures, response))
-                            failures += 1
-                            continue
+                            if wait is not None:
+                                await client._sleep(wait)
+                                failures += 1
+                                continue
                         raise error
                     async for sse in source.aiter_sse():
                         event = _core.parse_event(sse.event, sse.data, sse.id)
@@ -185,7 +187,7 @@ class AsyncRuns(_Resource):
             # The stream broke or ended before the terminal event: resume after `last`.
             if failures >= s.max_retries:
                 return
-            await client._sleep(s.delay(failures, None))
+            await client._sleep(s.delay(failures) or 0.0)
             failures += 1
 
 
@@ -315,17 +317,24 @@ class AsyncWeft:
             try:
                 response = await self._http.send(request)
             except httpx.TransportError as exc:
-                if attempt < s.max_retries and _core.retry_transport_error(call, exc):
-                    await self._sleep(s.delay(attempt, None))
+                wait = s.delay(attempt)
+                if (
+                    attempt < s.max_retries
+                    and _core.retry_transport_error(call, exc)
+                    and wait is not None
+                ):
+                    await self._sleep(wait)
                     attempt += 1
                     continue
                 raise _core.transport_error(exc, s.base_url, request_timeout(request)) from exc
             finally:
                 done()
             if attempt < s.max_retries and _core.should_retry(call, response):
-                await self._sleep(s.delay(attempt, response))
-                attempt += 1
-                continue
+                wait = s.delay(attempt, response)
+                if wait is not None:
+                    await self._sleep(wait)
+                    attempt += 1
+                    continue
             return response
 
     async def _send(self, call: Call[T]) -> T:

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Callable, Dict, Generic, List, Mapping, Optional, Tuple, TypeVar, Union
+from urllib.parse import quote
 
 import httpx
 
@@ -36,6 +37,7 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 3
 MAX_WAIT = 60  # the server's cap on ?wait (long-poll seconds)
+MAX_RETRY_AFTER = 60.0  # a longer Retry-After is the caller's to handle (RateLimitError)
 SSE_READ_TIMEOUT = 120.0  # the server sends a keep-alive comment every 15 s
 USER_AGENT = f"weftapi-python/{__version__}"
 
@@ -94,13 +96,14 @@ class Settings:
             "Accept": "application/json",
         }
 
-    def delay(self, attempt: int, response: Optional[httpx.Response]) -> float:
-        """Seconds before retry number `attempt` (0-based): the server's Retry-After
-        when it sent one, else exponential backoff with full jitter."""
+    def delay(self, attempt: int, response: Optional[httpx.Response] = None) -> Optional[float]:
+        """Seconds before retry number `attempt` (0-based): the server's Retry-After when
+        it sent one, else exponential backoff with full jitter. None: do not retry (the
+        server asks for a longer wait than a call should block, e.g. an hourly limit)."""
         if response is not None:
             after = retry_after(response)
             if after is not None:
-                return min(after, self.max_backoff * 3)
+                return after if after <= MAX_RETRY_AFTER else None
         return random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))
 
 
@@ -123,8 +126,8 @@ class Upload:
 
     source: FileInput
     filename: Optional[str] = None
-    field: str = "file"
-    _start: int = 0
+    form_field: str = "file"
+    _start: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.source, (str, os.PathLike)):
@@ -140,11 +143,11 @@ class Upload:
         """`files=` for httpx, and what closes it after the attempt."""
         if isinstance(self.source, (str, os.PathLike)):
             handle: Any = open(self.source, "rb")
-            return {self.field: (self.filename, handle)}, handle.close
+            return {self.form_field: (self.filename, handle)}, handle.close
         if isinstance(self.source, bytes):
-            return {self.field: (self.filename or "upload", self.source)}, lambda: None
+            return {self.form_field: (self.filename or "upload", self.source)}, lambda: None
         self.source.seek(self._start)
-        return {self.field: (self.filename, self.source)}, lambda: None
+        return {self.form_field: (self.filename, self.source)}, lambda: None
 
 
 @dataclass
@@ -165,7 +168,9 @@ class Call(Generic[T]):
         """Safe to resend after a lost answer: a GET, or a POST with an Idempotency-Key."""
         return self.method == "GET" or "Idempotency-Key" in self.headers
 
-    def request(self, http: Union[httpx.Client, httpx.AsyncClient], s: Settings) -> Any:
+    def request(
+        self, http: Union[httpx.Client, httpx.AsyncClient], s: Settings
+    ) -> Tuple[httpx.Request, Callable[[], None]]:
         """The httpx.Request, and what to call after the attempt (closes an upload)."""
         files, close = self.upload.open() if self.upload else (None, lambda: None)
         timeout = max(s.timeout, self.timeout or 0)
@@ -295,6 +300,11 @@ def _page(model: Callable[..., T]) -> Callable[[Any], Tuple[List[T], bool]]:
     return lambda body: ([model(**d) for d in body["data"]], bool(body.get("has_more")))
 
 
+def _id(value: str) -> str:
+    """An id as one path segment (an id with `/` or `?` cannot reach another route)."""
+    return quote(str(value), safe="")
+
+
 def _query(**values: Any) -> Dict[str, str]:
     return {k: str(v) for k, v in values.items() if v is not None}
 
@@ -327,7 +337,7 @@ def create_run(
     body.update(extra or {})
     return Call(
         "POST",
-        f"/api/v1/workflows/{workflow_id}/runs",
+        f"/api/v1/workflows/{_id(workflow_id)}/runs",
         _data(Run),
         json=body,
         headers=idempotency(idempotency_key),
@@ -339,7 +349,7 @@ def call_endpoint(
 ) -> Call[Run]:
     return Call(
         "POST",
-        f"/api/v1/endpoints/{slug}",
+        f"/api/v1/endpoints/{_id(slug)}",
         _data(Run),
         json=dict(fields),
         headers=idempotency(idempotency_key),
@@ -350,7 +360,7 @@ def get_run(run_id: str, wait: int = 0) -> Call[Run]:
     wait = min(max(int(wait), 0), MAX_WAIT)
     return Call(
         "GET",
-        f"/api/v1/workflow-runs/{run_id}",
+        f"/api/v1/workflow-runs/{_id(run_id)}",
         _data(Run),
         params=_query(wait=wait) if wait else None,
         timeout=wait + 30.0 if wait else None,
@@ -365,12 +375,15 @@ def list_runs(
 
 
 def cancel_run(run_id: str) -> Call[Run]:
-    return Call("POST", f"/api/v1/workflow-runs/{run_id}/cancel", _data(Run), json={})
+    return Call("POST", f"/api/v1/workflow-runs/{_id(run_id)}/cancel", _data(Run), json={})
 
 
 def submit_input(run_id: str, values: Mapping[str, Any]) -> Call[Run]:
     return Call(
-        "POST", f"/api/v1/workflow-runs/{run_id}/input", _data(Run), json={"values": dict(values)}
+        "POST",
+        f"/api/v1/workflow-runs/{_id(run_id)}/input",
+        _data(Run),
+        json={"values": dict(values)},
     )
 
 
@@ -382,7 +395,7 @@ def list_workflows(
 
 
 def get_workflow(workflow_id: str) -> Call[Workflow]:
-    return Call("GET", f"/api/v1/workflows/{workflow_id}", _data(Workflow))
+    return Call("GET", f"/api/v1/workflows/{_id(workflow_id)}", _data(Workflow))
 
 
 def workflow_code(
@@ -390,7 +403,7 @@ def workflow_code(
 ) -> Call[List[CodeSnippet]]:
     return Call(
         "GET",
-        f"/api/v1/workflows/{workflow_id}/code",
+        f"/api/v1/workflows/{_id(workflow_id)}/code",
         lambda body: [CodeSnippet(**d) for d in body["data"]],
         params=_query(language=language, variant=variant),
     )
@@ -410,7 +423,7 @@ def upload_attachment(
 
 
 def get_attachment(attachment_id: str) -> Call[Attachment]:
-    return Call("GET", f"/api/v1/attachments/{attachment_id}", _data(Attachment))
+    return Call("GET", f"/api/v1/attachments/{_id(attachment_id)}", _data(Attachment))
 
 
 # -- Server-Sent Events -----------------------------------------------------------------
@@ -423,7 +436,7 @@ def events_request(run_id: str, last_event_id: Optional[str], s: Settings) -> Di
         headers["Last-Event-ID"] = last_event_id
     return {
         "method": "GET",
-        "url": f"{s.base_url}/api/v1/workflow-runs/{run_id}/events",
+        "url": f"{s.base_url}/api/v1/workflow-runs/{_id(run_id)}/events",
         "headers": headers,
         "timeout": httpx.Timeout(s.timeout, read=max(SSE_READ_TIMEOUT, s.timeout)),
     }
