@@ -215,3 +215,19 @@ def test_ids_stay_one_path_segment(api: Api) -> None:
     with api.client() as weft, pytest.raises(NotFoundError):
         weft.runs.cancel("run_1/../../me?x=1")
     assert api.seen[0].url.raw_path == b"/api/v1/workflow-runs/run_1%2F..%2F..%2Fme%3Fx%3D1/cancel"
+
+
+async def test_the_async_client_retries_the_same_way(api: Api) -> None:
+    api.script = [
+        httpx.ConnectError("[Errno 111] Connection refused"),
+        error(409, "IDEMPOTENCY_IN_FLIGHT"),
+        httpx.Response(201, json={"data": run()}, headers={"Idempotent-Replayed": "true"}),
+    ]
+    async with api.async_client() as weft:
+        raw = await weft.with_raw_response.runs.create("wf_1", "hi")
+    assert raw.idempotent_replayed and raw.parse().id == "run_1"
+    assert len({r.headers["Idempotency-Key"] for r in api.seen}) == 1 and len(api.seen) == 3
+    api.script = [httpx.ConnectError("[Errno 111] Connection refused")] * 2
+    async with api.async_client(max_retries=1) as weft:
+        with pytest.raises(WeftConnectionError, match="connection refused"):
+            await weft.runs.get("run_1")
