@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from weftapi import AsyncWeft, Run, WeftAPIError
 from weftapi.cli import EXIT_OK, EXIT_RUN_FAILED, RunTimedOut, State, Usage, coerce_values
@@ -21,6 +21,11 @@ def print_run(run: Run) -> None:
 
 def _cents(value: Any) -> str:
     return "" if value is None else f"{value}c"
+
+
+def _when(value: Any) -> str:
+    """2026-12-07T20:20:18.109Z -> 2026-12-07 20:20:18 (UTC, as the API gives it)."""
+    return "" if not value else str(value)[:19].replace("T", " ")
 
 
 async def _follow_bounded(weft: AsyncWeft, run: Run, timeout: float) -> int:
@@ -111,7 +116,9 @@ async def cmd_runs(args: argparse.Namespace, weft: AsyncWeft, state: State) -> i
         else:
             columns = ["id", "workflow_id", "status", "cost_cents", "created_at"]
             out = console(stderr=False)
-            out.print(table(runs, columns, formats={"cost_cents": _cents}))
+            formats: Dict[str, Callable[[Any], str]] = {"cost_cents": _cents, "created_at": _when}
+            headers = {"workflow_id": "workflow", "cost_cents": "cost", "created_at": "created"}
+            out.print(table(runs, columns, formats=formats, headers=headers))
     return EXIT_OK
 
 
@@ -124,7 +131,9 @@ async def cmd_workflows(args: argparse.Namespace, weft: AsyncWeft) -> int:
         print_json(flows)
     else:
         out = console(stderr=False)
-        out.print(table(flows, ["id", "name", "description", "updated_at"]))
+        columns = ["id", "name", "description", "updated_at"]
+        headers = {"updated_at": "updated"}
+        out.print(table(flows, columns, formats={"updated_at": _when}, headers=headers))
     return EXIT_OK
 
 

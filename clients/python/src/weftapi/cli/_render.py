@@ -8,6 +8,7 @@ import sys
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from pydantic import BaseModel
+from rich import box
 from rich.console import Console
 from rich.panel import Panel
 from rich.syntax import Syntax
@@ -34,22 +35,38 @@ def print_json(obj: Any) -> None:
     print(json.dumps(dump(obj), indent=2, ensure_ascii=False), flush=True)
 
 
+WRAPPING = frozenset({"workflow_id", "name", "description"})
+
+
 def table(
     rows: Iterable[Any],
     columns: Sequence[str],
     title: Optional[str] = None,
     formats: Optional[Dict[str, Callable[[Any], str]]] = None,
+    headers: Optional[Dict[str, str]] = None,
 ) -> Table:
-    """A table of objects' attributes (`columns`), formatted by `formats` when given."""
-    out = Table(title=title, header_style="bold")
-    for name in columns:
-        out.add_column(name, no_wrap=name in ("id", "workflow_id", "created_at"))
+    """A table of objects' attributes (`columns`, titled by `headers`), formatted by
+    `formats` when given."""
+    out = Table(
+        title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
+        collapse_padding=True,
+    )  # fmt: skip
+    grid: List[List[str]] = []
     for row in rows:
         cells: List[str] = []
         for name in columns:
             value = getattr(row, name, None)
             fmt = (formats or {}).get(name)
             cells.append(fmt(value) if fmt else ("" if value is None else str(value)))
+        grid.append(cells)
+    for i, name in enumerate(columns):
+        header = (headers or {}).get(name, name)
+        if name in WRAPPING:
+            out.add_column(header, overflow="fold", min_width=8)
+        else:  # ids, statuses and times keep their width: they are copied into commands
+            width = max([len(header)] + [len(cells[i]) for cells in grid])
+            out.add_column(header, no_wrap=True, min_width=width)
+    for cells in grid:
         out.add_row(*cells)
     return out
 
