@@ -14,7 +14,6 @@ from typing import (
     List,
     Mapping,
     Optional,
-    Tuple,
     TypeVar,
     cast,
 )
@@ -322,6 +321,3 @@ class Weft:
 def request_timeout(request: httpx.Request) -> float:
     timeout: Dict[str, Optional[float]] = request.extensions.get("timeout", {})
     return timeout.get("read") or 0.0
-
-
-__all__: Tuple[str, ...] = ("SyncPage", "Weft")
