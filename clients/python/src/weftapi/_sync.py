@@ -1,0 +1,323 @@
+"""`Weft`: the blocking client (httpx.Client). Its twin `AsyncWeft` (`_async.py`) has the
+same resources and methods; both take their calls, retry rules and parsing from `_core`."""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Generic,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    TypeVar,
+    cast,
+)
+
+import httpx
+from httpx_sse import connect_sse
+
+from weftapi import _core
+from weftapi._core import APIResponse, Call, FileInput, Settings
+from weftapi.errors import RunTimeoutError
+from weftapi.models import Attachment, CodeSnippet, Me, Run, RunEvent, Workflow, WorkflowSummary
+
+T = TypeVar("T")
+
+
+class SyncPage(Generic[T]):
+    """One page of a list (`data`, `has_more`). Iterating it yields every item of every
+    page, fetching the next pages as needed."""
+
+    def __init__(self, data: List[T], has_more: bool, fetch: Callable[[str], SyncPage[T]]) -> None:
+        self.data = data
+        self.has_more = has_more
+        self._fetch = fetch
+
+    def next_page(self) -> Optional[SyncPage[T]]:
+        if not self.has_more or not self.data:
+            return None
+        return self._fetch(cast(Any, self.data[-1]).id)
+
+    def iter_pages(self) -> Iterator[SyncPage[T]]:
+        page: Optional[SyncPage[T]] = self
+        while page is not None:
+            yield page
+            page = page.next_page()
+
+    def __iter__(self) -> Iterator[T]:
+        for page in self.iter_pages():
+            yield from page.data
+
+
+class _Resource:
+    def __init__(self, client: Weft) -> None:
+        self._client = client
+
+
+class Runs(_Resource):
+    def create(
+        self,
+        workflow_id: str,
+        input_text: str,
+        *,
+        params: Optional[Mapping[str, Any]] = None,
+        attachment_ids: Optional[List[str]] = None,
+        webhook_url: Optional[str] = None,
+        idempotency_key: Optional[str] = None,
+        extra_body: Optional[Mapping[str, Any]] = None,
+    ) -> Run:
+        """Starts a run (answers at once, status `pending`). One Idempotency-Key (yours,
+        or a fresh UUID) covers every retry, so a retry never starts a second run."""
+        return self._client._dispatch(
+            _core.create_run(
+                workflow_id,
+                input_text,
+                params,
+                attachment_ids,
+                webhook_url,
+                idempotency_key,
+                extra_body,
+            )
+        )
+
+    def get(self, run_id: str, *, wait: int = 0) -> Run:
+        """The run; `wait` (0-60 s) long-polls until its status changes."""
+        return self._client._dispatch(_core.get_run(run_id, wait))
+
+    def wait(self, run_id: str, *, timeout: float = 600.0, poll: int = 30) -> Run:
+        """Long-polls until the run is terminal. After `timeout` seconds: RunTimeoutError
+        (the run itself goes on; its last snapshot is on the error)."""
+        deadline = time.monotonic() + timeout
+        run = self._client._send(_core.get_run(run_id))
+        while not run.done:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RunTimeoutError(run, timeout)
+            run = self._client._send(_core.get_run(run_id, max(1, min(poll, int(left) or 1))))
+        return run
+
+    def list(
+        self,
+        *,
+        workflow_id: Optional[str] = None,
+        status: Optional[str] = None,
+        limit: Optional[int] = None,
+        starting_after: Optional[str] = None,
+    ) -> SyncPage[Run]:
+        """Your runs, newest first. Iterate the page for every run (pages are fetched
+        as needed); `limit` is the page size (1-100)."""
+
+        def fetch(after: Optional[str]) -> SyncPage[Run]:
+            data, more = self._client._send(_core.list_runs(workflow_id, status, limit, after))
+            return SyncPage(data, more, fetch)
+
+        return fetch(starting_after)
+
+    def cancel(self, run_id: str) -> Run:
+        """Cancels a pending, running or waiting run (409 when it has ended)."""
+        return self._client._dispatch(_core.cancel_run(run_id))
+
+    def submit_input(self, run_id: str, values: Mapping[str, Any]) -> Run:
+        """Answers a run in `awaiting_input` with the fields of its request."""
+        return self._client._dispatch(_core.submit_input(run_id, values))
+
+    def events(self, run_id: str, *, last_event_id: Optional[str] = None) -> Iterator[RunEvent]:
+        """The run's events as they happen (Server-Sent Events), until the terminal one.
+        A dropped stream is resumed where it stopped (Last-Event-ID)."""
+        client = self._client
+        s = client._settings
+        last, failures = last_event_id, 0
+        while True:
+            try:
+                with connect_sse(client._http, **_core.events_request(run_id, last, s)) as source:
+                    response = source.response
+                    if not response.is_success:
+                        response.read()
+                    error = _core.event_stream_error(response)
+                    if error is not None:
+                        wait = s.delay(failures, response)
+                        if failures < s.max_retries and response.status_code in (429, 503):
+                            if wait is not None:
+                                client._sleep(wait)
+                                failures += 1
+                                continue
+                        raise error
+                    for sse in source.iter_sse():
+                        event = _core.parse_event(sse.event, sse.data, sse.id)
+                        last = sse.id or last
+                        failures = 0
+                        yield event
+                        if event.terminal:
+                            return
+            except httpx.TransportError as exc:
+                if failures >= s.max_retries:
+                    raise _core.transport_error(exc, s.base_url, s.timeout) from exc
+            # The stream broke or ended before the terminal event: resume after `last`.
+            if failures >= s.max_retries:
+                return
+            client._sleep(s.delay(failures) or 0.0)
+            failures += 1
+
+
+class Workflows(_Resource):
+    def list(
+        self, *, limit: Optional[int] = None, starting_after: Optional[str] = None
+    ) -> SyncPage[WorkflowSummary]:
+        """The workflows your key may run; iterate for all of them."""
+
+        def fetch(after: Optional[str]) -> SyncPage[WorkflowSummary]:
+            data, more = self._client._send(_core.list_workflows(limit, after))
+            return SyncPage(data, more, fetch)
+
+        return fetch(starting_after)
+
+    def get(self, workflow_id: str) -> Workflow:
+        """The workflow with its fields, stages and endpoint URL."""
+        return self._client._dispatch(_core.get_workflow(workflow_id))
+
+    def code(
+        self, workflow_id: str, *, language: Optional[str] = None, variant: Optional[str] = None
+    ) -> List[CodeSnippet]:
+        """Ready-to-run client code for the workflow (curl, node, python, php, go)."""
+        return self._client._dispatch(_core.workflow_code(workflow_id, language, variant))
+
+
+class Attachments(_Resource):
+    def upload(
+        self,
+        file: FileInput,
+        *,
+        filename: Optional[str] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> Attachment:
+        """Uploads a file (a path, bytes or a binary file object); a retry resends it
+        whole under the same Idempotency-Key."""
+        return self._client._dispatch(_core.upload_attachment(file, filename, idempotency_key))
+
+    def get(self, attachment_id: str) -> Attachment:
+        return self._client._dispatch(_core.get_attachment(attachment_id))
+
+
+class Endpoints(_Resource):
+    def call(
+        self, slug: str, fields: Mapping[str, Any], *, idempotency_key: Optional[str] = None
+    ) -> Run:
+        """Calls a workflow's published endpoint with flat fields (`input_text` too)."""
+        return self._client._dispatch(_core.call_endpoint(slug, fields, idempotency_key))
+
+
+class Weft:
+    """The Weft API, blocking. `Weft()` reads WEFT_API_KEY and WEFT_BASE_URL.
+
+    with Weft() as weft:
+        run = weft.runs.create("wf_...", "Summarise this", params={"tone": "formal"})
+        print(weft.runs.wait(run.id).result)
+    """
+
+    def __init__(
+        self,
+        api_key: Optional[str] = None,
+        base_url: Optional[str] = None,
+        *,
+        timeout: Optional[float] = None,
+        max_retries: Optional[int] = None,
+        http_client: Optional[httpx.Client] = None,
+    ) -> None:
+        self._settings = Settings.resolve(api_key, base_url, timeout, max_retries)
+        self._http = http_client or httpx.Client()
+        self._owns_http = http_client is None
+        self._raw = False
+        self._sleep: Callable[[float], Any] = time.sleep
+        self._bind()
+
+    def _bind(self) -> None:
+        self.runs = Runs(self)
+        self.workflows = Workflows(self)
+        self.attachments = Attachments(self)
+        self.endpoints = Endpoints(self)
+
+    @property
+    def base_url(self) -> str:
+        return self._settings.base_url
+
+    def with_options(
+        self, *, timeout: Optional[float] = None, max_retries: Optional[int] = None
+    ) -> Weft:
+        """A client for some calls with another timeout (seconds per request) or number of
+        retries; it shares this client's connections: `weft.with_options(timeout=5).me()`."""
+        other = copy.copy(self)
+        other._settings = self._settings.changed(timeout, max_retries)
+        other._owns_http = False
+        other._bind()
+        return other
+
+    @property
+    def with_raw_response(self) -> Any:
+        """The same resources, answering `APIResponse` (headers, status, `.parse()`):
+        `weft.with_raw_response.runs.create(...).headers["RateLimit-Remaining"]`."""
+        other = self.with_options()
+        other._raw = True
+        return other
+
+    def me(self) -> Me:
+        """The account and key behind the token."""
+        return self._dispatch(_core.me())
+
+    def close(self) -> None:
+        """Closes the connections (when this client opened them)."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Weft:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport ---------------------------------------------------------------------
+
+    def _request(self, call: Call[Any]) -> httpx.Response:
+        s = self._settings
+        attempt = 0
+        while True:
+            request, done = call.request(self._http, s)
+            try:
+                response = self._http.send(request)
+            except httpx.TransportError as exc:
+                wait = s.delay(attempt)
+                if (
+                    attempt < s.max_retries
+                    and _core.retry_transport_error(call, exc)
+                    and wait is not None
+                ):
+                    self._sleep(wait)
+                    attempt += 1
+                    continue
+                raise _core.transport_error(exc, s.base_url, request_timeout(request)) from exc
+            finally:
+                done()
+            if attempt < s.max_retries and _core.should_retry(call, response):
+                wait = s.delay(attempt, response)
+                if wait is not None:
+                    self._sleep(wait)
+                    attempt += 1
+                    continue
+            return response
+
+    def _send(self, call: Call[T]) -> T:
+        return _core.read(call, self._request(call))
+
+    def _dispatch(self, call: Call[T]) -> T:
+        response = self._request(call)
+        parsed = _core.read(call, response)
+        return cast(T, APIResponse(response, parsed)) if self._raw else parsed
+
+
+def request_timeout(request: httpx.Request) -> float:
+    timeout: Dict[str, Optional[float]] = request.extensions.get("timeout", {})
+    return timeout.get("read") or 0.0
