@@ -3,7 +3,7 @@ so a newer server never breaks an older SDK; `model_dump()` gives the JSON back.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 from pydantic import BaseModel, ConfigDict
 
@@ -54,6 +54,10 @@ class WorkflowSummary(WeftModel):
     name: str
     slug: Optional[str] = None
     description: Optional[str] = None
+    version: Optional[int] = None  # the latest published version; None before the first
+    visibility: Optional[str] = None  # "private" or "catalog"
+    owner: Optional[Dict[str, str]] = None  # {"type": "user"|"team", "id": ...}; None: catalog
+    archived_at: Optional[str] = None
     updated_at: Optional[str] = None
 
 
@@ -115,6 +119,7 @@ class HumanInputRequest(WeftModel):
 class Run(WeftModel):
     id: str
     workflow_id: Optional[str] = None
+    version: Optional[Union[int, str]] = None  # the version it runs, or "draft"
     status: str
     result: Any = None
     error: Optional[RunError] = None
