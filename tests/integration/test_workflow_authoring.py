@@ -3,6 +3,7 @@ errors naming their field, a draft run, publish, runs pinned and unpinned, edit,
 archive, duplicate, and every other account getting 404."""
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -240,3 +241,38 @@ async def test_writing_needs_the_write_scope(stack: Stack, http: aiohttp.ClientS
     api = Api(http, stack, Account(user["id"], key["secret"]))
     status, answer = await api.call("POST", "/workflows", definition(slug()))
     assert status == 403 and answer["error"]["code"] == "MISSING_SCOPE", answer
+
+
+async def test_the_readme_example_workflow(
+    stack: Stack, http: aiohttp.ClientSession, owner: Account
+) -> None:
+    """The README tour's steps with examples/greeting.yaml, as written there."""
+    api = Api(http, stack, owner)
+    text = (Path(__file__).parents[2] / "examples" / "greeting.yaml").read_text()
+    status, created = await api.call(
+        "POST", "/workflows", data=text, content_type="application/yaml"
+    )
+    assert status == 201, created
+    workflow_id = created["data"]["id"]
+    run = await api.run(workflow_id, "Ann", params={"tone": "formal"}, version="draft")
+    assert (await finished(http, stack, owner, run["id"]))["result"] == "Good day, Ann."
+    status, _ = await api.call(
+        "POST", f"/workflows/{workflow_id}/publish", {"note": "first version"}
+    )
+    assert status == 201
+    status, patched = await api.call(
+        "PATCH",
+        f"/workflows/{workflow_id}",
+        {"description": "Now in two tones."},
+        content_type="application/merge-patch+json",
+    )
+    assert (
+        status == 200
+        and patched["data"]["draft"]["definition"]["description"] == "Now in two tones."
+    )
+    status, called = await api.call(
+        "POST", "/endpoints/my-greeting?version=1", {"input_text": "Bob"}
+    )
+    assert status == 201, called
+    done = await finished(http, stack, owner, called["data"]["id"])
+    assert (done["result"], done["version"]) == ("Hi Bob!", 1)
