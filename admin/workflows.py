@@ -1,7 +1,8 @@
-"""`weft-admin workflows apply FILE... | list | show ID`: workflow definitions.
+"""`weft-admin workflows apply FILE... | list | show ID | archive ID | delete ID`.
 
 `apply` validates each file (YAML or JSON) on the server and prints, per file, the
-workflow id, slug and version, and whether the version changed.
+workflow id, slug and version, and whether the version changed. Applied workflows form
+the shared catalog unless `--owner-user` or `--owner-team` gives them an owner.
 """
 
 import argparse
@@ -18,11 +19,19 @@ from weftcore.errors import from_rpc_error
 
 
 def _summary(w: pb.Workflow) -> dict[str, Any]:
+    owner = None
+    if w.owner_team_id:
+        owner = {"type": "team", "id": w.owner_team_id}
+    elif w.owner_user_id:
+        owner = {"type": "user", "id": w.owner_user_id}
     return {
         "id": w.id,
         "slug": w.slug,
         "name": w.name,
-        "version": w.version,
+        "version": w.version or None,
+        "owner": owner,
+        "visibility": "private" if owner else "catalog",
+        "archived_at": w.archived_at or None,
         "updated_at": w.updated_at,
     }
 
@@ -40,7 +49,13 @@ async def apply(args: argparse.Namespace, clients: AdminClients) -> None:
             failed = True
             continue
         try:
-            reply = await clients.runs.ApplyWorkflow(pb.ApplyWorkflowRequest(definition=text))
+            reply = await clients.runs.ApplyWorkflow(
+                pb.ApplyWorkflowRequest(
+                    definition=text,
+                    owner_user_id=args.owner_user or "",
+                    owner_team_id=args.owner_team or "",
+                )
+            )
         except grpc.RpcError as exc:
             err = from_rpc_error(exc)
             entry = {"file": path, "error": err.message, "code": err.code}
@@ -85,15 +100,38 @@ async def show(args: argparse.Namespace, clients: AdminClients) -> None:
     print_json({**_summary(w), "definition": json.loads(w.definition_json)})
 
 
+async def archive(args: argparse.Namespace, clients: AdminClients) -> None:
+    from admin.__main__ import print_json
+
+    w = await clients.runs.ArchiveWorkflow(pb.ArchiveWorkflowRequest(workflow_id=args.workflow))
+    print_json(_summary(w))
+
+
+async def delete(args: argparse.Namespace, clients: AdminClients) -> None:
+    from admin.__main__ import print_json
+
+    await clients.runs.DeleteWorkflow(pb.DeleteWorkflowRequest(workflow_id=args.workflow))
+    print_json({"id": args.workflow, "deleted": True})
+
+
 def register(groups: Any) -> None:
     """Adds the `workflows` command group."""
     wf = groups.add_parser("workflows", help="workflow definitions")
     cmds = wf.add_subparsers(dest="command", required=True)
     p = cmds.add_parser("apply", help="validate and apply definition files (YAML/JSON)")
     p.add_argument("files", nargs="+", metavar="FILE")
+    owner = p.add_mutually_exclusive_group()
+    owner.add_argument("--owner-user", metavar="USR", help="owned by this user (usr_...)")
+    owner.add_argument("--owner-team", metavar="TEAM", help="owned by this team (team_...)")
     p.set_defaults(run=apply)
     p = cmds.add_parser("list", help="every workflow")
     p.set_defaults(run=list_)
     p = cmds.add_parser("show", help="one workflow with its definition (by id or slug)")
     p.add_argument("workflow", metavar="ID")
     p.set_defaults(run=show)
+    p = cmds.add_parser("archive", help="no new runs; its runs and versions stay readable")
+    p.add_argument("workflow", metavar="ID")
+    p.set_defaults(run=archive)
+    p = cmds.add_parser("delete", help="delete a workflow that never ran (else: archive it)")
+    p.add_argument("workflow", metavar="ID")
+    p.set_defaults(run=delete)

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from devstack.stack import Stack
-from tests.support.runs import Account, create_account, wait_for
+from tests.support.runs import Account, admin_json, create_account, wait_for
 
 TEMPLATE = {"id": "echo", "type": "template", "template": "v1: {{ input_text }}"}
 
@@ -276,3 +276,38 @@ async def test_the_readme_example_workflow(
     assert status == 201, called
     done = await finished(http, stack, owner, called["data"]["id"])
     assert (done["result"], done["version"]) == ("Hi Bob!", 1)
+
+
+async def test_operators_apply_owned_workflows_archive_and_delete(
+    stack: Stack, http: aiohttp.ClientSession, owner: Account, stranger: Account, tmp_path: Path
+) -> None:
+    file = tmp_path / "owned.yaml"
+    name = slug()
+    file.write_text(
+        f"slug: {name}\nname: Owned\nstages:\n  - {{id: t, type: template, template: ok}}\n"
+    )
+    [applied] = admin_json(stack, "workflows", "apply", str(file), "--owner-user", owner.user_id)
+    assert applied["owner"] == {"type": "user", "id": owner.user_id}
+    assert applied["version"] == 1 and applied["visibility"] == "private"
+    workflow_id = applied["id"]
+    assert (await Api(http, stack, owner).call("GET", f"/workflows/{workflow_id}"))[0] == 200
+    assert (await Api(http, stack, stranger).call("GET", f"/workflows/{workflow_id}"))[0] == 404
+
+    # Never ran: it can be deleted. One that ran is archived instead.
+    other = tmp_path / "other.yaml"
+    other.write_text(file.read_text().replace(name, slug()))
+    [spare] = admin_json(stack, "workflows", "apply", str(other))
+    assert spare["visibility"] == "catalog"
+    assert admin_json(stack, "workflows", "delete", spare["id"]) == {
+        "id": spare["id"],
+        "deleted": True,
+    }
+    assert stack.admin("workflows", "show", spare["id"], check=False).returncode != 0
+    run = await Api(http, stack, owner).run(workflow_id, "x")
+    await finished(http, stack, owner, run["id"])
+    refused = stack.admin("workflows", "delete", workflow_id, check=False)
+    assert refused.returncode != 0 and "archive it instead" in refused.stderr
+    archived = admin_json(stack, "workflows", "archive", workflow_id)
+    assert archived["archived_at"] is not None
+    listed = admin_json(stack, "workflows", "list")
+    assert any(w["id"] == workflow_id and w["archived_at"] for w in listed)

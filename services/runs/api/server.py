@@ -35,7 +35,9 @@ class RunsServiceServicer(runs_pb2_grpc.RunsServiceServicer):
     # ---- workflows (domain/authoring.py) ----------------------------------------------
 
     async def ApplyWorkflow(self, request: pb.ApplyWorkflowRequest, context: Ctx) -> pb.Workflow:
-        applied = await self.service.workflows.apply(request.definition)
+        applied = await self.service.workflows.apply(
+            request.definition, request.owner_user_id, request.owner_team_id
+        )
         return convert.workflow(applied.row, changed=applied.changed)
 
     async def ListWorkflows(
@@ -91,10 +93,14 @@ class RunsServiceServicer(runs_pb2_grpc.RunsServiceServicer):
     async def ArchiveWorkflow(
         self, request: pb.ArchiveWorkflowRequest, context: Ctx
     ) -> pb.Workflow:
-        row = await self.service.workflows.archive(
-            convert.caller(request.caller), request.workflow_id
-        )
-        return convert.workflow(row)
+        caller = convert.caller(request.caller) if request.HasField("caller") else None
+        return convert.workflow(await self.service.workflows.archive(caller, request.workflow_id))
+
+    async def DeleteWorkflow(
+        self, request: pb.DeleteWorkflowRequest, context: Ctx
+    ) -> pb.DeleteWorkflowResponse:
+        await self.service.workflows.delete(request.workflow_id)
+        return pb.DeleteWorkflowResponse()
 
     async def DuplicateWorkflow(
         self, request: pb.DuplicateWorkflowRequest, context: Ctx

@@ -19,7 +19,13 @@ import asyncpg
 from services.runs.domain.create import Caller, RunTarget
 from services.runs.domain.workflows import parse_text, validate_definition
 from services.runs.store import workflows as store
-from weftcore.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
+from weftcore.errors import (
+    Conflict,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 from weftcore.ids import new_id
 
 # How stale another replica's view of a changed workflow may be (CreateRun reads one
@@ -140,11 +146,18 @@ class Workflows:
 
     # ---- authoring -------------------------------------------------------------------
 
-    async def apply(self, text: str) -> store.AppliedWorkflow:
-        """Operators: a catalog definition from a file (created, or a new version)."""
+    async def apply(
+        self, text: str, owner_user_id: str = "", owner_team_id: str = ""
+    ) -> store.AppliedWorkflow:
+        """Operators: a definition from a file (created, or a new version), in the
+        catalog unless an owner is given."""
+        if owner_user_id and owner_team_id:
+            raise InvalidArgument("A workflow has one owner: a user or a team.", param="owner")
         definition = validate_definition(parse_text(text))
         try:
-            applied = await store.apply_workflow(self._pool, definition)
+            applied = await store.apply_workflow(
+                self._pool, definition, owner_user_id, owner_team_id
+            )
         except store.SlugTaken as exc:
             raise _slug_taken(exc) from None
         self._cache.clear()
@@ -204,11 +217,24 @@ class Workflows:
         self._cache.clear()
         return version
 
-    async def archive(self, caller: Caller, workflow_id: str) -> asyncpg.Record:
-        row = await self._editable(caller, workflow_id)
+    async def archive(self, caller: Caller | None, workflow_id: str) -> asyncpg.Record:
+        """Its owner's (or, without a caller, an operator's) archive."""
+        if caller is None:
+            row = await self.get(None, workflow_id)
+        else:
+            row = await self._editable(caller, workflow_id)
         archived = await store.archive(self._pool, row["id"])
         self._cache.clear()
         return archived
+
+    async def delete(self, workflow_id: str) -> None:
+        """Operators: a workflow that never ran goes; one with runs is archived instead."""
+        row = await self.get(None, workflow_id)
+        if not await store.delete_workflow(self._pool, row["id"]):
+            raise FailedPrecondition(
+                f"Workflow {row['id']} has runs: archive it instead (its runs stay readable)."
+            )
+        self._cache.clear()
 
     async def duplicate(
         self, caller: Caller, workflow_id: str, slug: str, name: str

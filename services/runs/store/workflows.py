@@ -212,27 +212,41 @@ def _same(a: Any, b: Any) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
-async def apply_workflow(pool: asyncpg.Pool, definition: dict[str, Any]) -> AppliedWorkflow:
-    """Operators: create the catalog workflow, or publish a version when the definition
-    changed (matched by id; slug changes are allowed). SlugTaken when another workflow
-    has the slug."""
+async def apply_workflow(
+    pool: asyncpg.Pool, definition: dict[str, Any], owner_user_id: str = "", owner_team_id: str = ""
+) -> AppliedWorkflow:
+    """Operators: create the workflow (the catalog's unless an owner is given), or
+    publish a version when the definition changed (matched by id; slug changes are
+    allowed); a given owner replaces the old one. SlugTaken when another workflow has
+    the slug."""
     wf_id = definition["id"]
     async with pool.acquire() as conn, conn.transaction():
         # Serialise concurrent applies of one workflow (row may not exist yet).
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", wf_id)
         await _claim_slug(conn, definition["slug"], wf_id)
         current = await get_workflow(conn, wf_id)
+        if owner_user_id or owner_team_id:
+            await conn.execute(
+                "UPDATE workflows SET owner_user_id = $2, owner_team_id = $3 WHERE id = $1",
+                wf_id,
+                owner_user_id or None,
+                owner_team_id or None,
+            )
         if current is not None and _same(current["definition"], definition):
-            return AppliedWorkflow(current, definition, changed=False)
+            row = await get_workflow(conn, wf_id)
+            assert row is not None
+            return AppliedWorkflow(row, definition, changed=False)
         version = 1 if current is None else current["current_version"] + 1
         if current is None:
             await conn.execute(
-                "INSERT INTO workflows (id, slug, name, description, current_version) "
-                "VALUES ($1, $2, $3, $4, 0)",
+                "INSERT INTO workflows (id, slug, name, description, current_version,"
+                " owner_user_id, owner_team_id) VALUES ($1, $2, $3, $4, 0, $5, $6)",
                 wf_id,
                 definition["slug"],
                 definition["name"],
                 definition["description"],
+                owner_user_id or None,
+                owner_team_id or None,
             )
         await conn.execute(
             "INSERT INTO workflow_versions (workflow_id, version, definition) VALUES ($1, $2, $3)",

@@ -84,6 +84,11 @@ class RunsServiceStub:
                 request_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.DuplicateWorkflowRequest.SerializeToString,
                 response_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.Workflow.FromString,
                 _registered_method=True)
+        self.DeleteWorkflow = channel.unary_unary(
+                '/weft.runs.v1.RunsService/DeleteWorkflow',
+                request_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.DeleteWorkflowRequest.SerializeToString,
+                response_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.DeleteWorkflowResponse.FromString,
+                _registered_method=True)
         self.CreateRun = channel.unary_unary(
                 '/weft.runs.v1.RunsService/CreateRun',
                 request_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.CreateRunRequest.SerializeToString,
@@ -191,6 +196,13 @@ class RunsServiceServicer:
 
     def DuplicateWorkflow(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWorkflow(self, request, context):
+        """Operators: delete a workflow that never ran (FAILED_PRECONDITION otherwise: archive it).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -305,6 +317,11 @@ def add_RunsServiceServicer_to_server(servicer, server):
                     servicer.DuplicateWorkflow,
                     request_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.DuplicateWorkflowRequest.FromString,
                     response_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.Workflow.SerializeToString,
+            ),
+            'DeleteWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWorkflow,
+                    request_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.DeleteWorkflowRequest.FromString,
+                    response_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.DeleteWorkflowResponse.SerializeToString,
             ),
             'CreateRun': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateRun,
@@ -622,6 +639,33 @@ class RunsService:
             '/weft.runs.v1.RunsService/DuplicateWorkflow',
             weft_dot_runs_dot_v1_dot_runs__pb2.DuplicateWorkflowRequest.SerializeToString,
             weft_dot_runs_dot_v1_dot_runs__pb2.Workflow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weft.runs.v1.RunsService/DeleteWorkflow',
+            weft_dot_runs_dot_v1_dot_runs__pb2.DeleteWorkflowRequest.SerializeToString,
+            weft_dot_runs_dot_v1_dot_runs__pb2.DeleteWorkflowResponse.FromString,
             options,
             channel_credentials,
             insecure,

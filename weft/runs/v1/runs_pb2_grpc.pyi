@@ -45,6 +45,8 @@ class RunsServiceStub:
     GetWorkflowVersion: _grpc.UnaryUnaryMultiCallable[_runs_pb2.GetWorkflowVersionRequest, _runs_pb2.WorkflowVersion]
     ArchiveWorkflow: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ArchiveWorkflowRequest, _runs_pb2.Workflow]
     DuplicateWorkflow: _grpc.UnaryUnaryMultiCallable[_runs_pb2.DuplicateWorkflowRequest, _runs_pb2.Workflow]
+    DeleteWorkflow: _grpc.UnaryUnaryMultiCallable[_runs_pb2.DeleteWorkflowRequest, _runs_pb2.DeleteWorkflowResponse]
+    """Operators: delete a workflow that never ran (FAILED_PRECONDITION otherwise: archive it)."""
     CreateRun: _grpc.UnaryUnaryMultiCallable[_runs_pb2.CreateRunRequest, _runs_pb2.CreateRunResponse]
     CreateRuns: _grpc.UnaryUnaryMultiCallable[_runs_pb2.CreateRunsRequest, _runs_pb2.CreateRunsResponse]
     """CreateRun for many requests at once (a gateway's concurrent requests share one
@@ -74,6 +76,8 @@ class RunsServiceAsyncStub(RunsServiceStub):
     GetWorkflowVersion: _aio.UnaryUnaryMultiCallable[_runs_pb2.GetWorkflowVersionRequest, _runs_pb2.WorkflowVersion]  # type: ignore[assignment]
     ArchiveWorkflow: _aio.UnaryUnaryMultiCallable[_runs_pb2.ArchiveWorkflowRequest, _runs_pb2.Workflow]  # type: ignore[assignment]
     DuplicateWorkflow: _aio.UnaryUnaryMultiCallable[_runs_pb2.DuplicateWorkflowRequest, _runs_pb2.Workflow]  # type: ignore[assignment]
+    DeleteWorkflow: _aio.UnaryUnaryMultiCallable[_runs_pb2.DeleteWorkflowRequest, _runs_pb2.DeleteWorkflowResponse]  # type: ignore[assignment]
+    """Operators: delete a workflow that never ran (FAILED_PRECONDITION otherwise: archive it)."""
     CreateRun: _aio.UnaryUnaryMultiCallable[_runs_pb2.CreateRunRequest, _runs_pb2.CreateRunResponse]  # type: ignore[assignment]
     CreateRuns: _aio.UnaryUnaryMultiCallable[_runs_pb2.CreateRunsRequest, _runs_pb2.CreateRunsResponse]  # type: ignore[assignment]
     """CreateRun for many requests at once (a gateway's concurrent requests share one
@@ -160,6 +164,14 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _runs_pb2.DuplicateWorkflowRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_runs_pb2.Workflow, _abc.Awaitable[_runs_pb2.Workflow]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteWorkflow(
+        self,
+        request: _runs_pb2.DeleteWorkflowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.DeleteWorkflowResponse, _abc.Awaitable[_runs_pb2.DeleteWorkflowResponse]]:
+        """Operators: delete a workflow that never ran (FAILED_PRECONDITION otherwise: archive it)."""
 
     @_abc_1.abstractmethod
     def CreateRun(
