@@ -225,6 +225,8 @@ def result_components(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 def declared_result(definition: dict[str, Any]) -> dict[str, Any] | None:
     """The result's JSON Schema when the definition declares one, else None (any value)."""
+    if isinstance(definition.get("output_schema"), dict):
+        return dict(definition["output_schema"])
     if definition.get("output"):
         return None  # a rendered template: any JSON value, or text
     stages = definition.get("stages") or []

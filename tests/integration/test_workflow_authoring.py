@@ -311,3 +311,28 @@ async def test_operators_apply_owned_workflows_archive_and_delete(
     assert archived["archived_at"] is not None
     listed = admin_json(stack, "workflows", "list")
     assert any(w["id"] == workflow_id and w["archived_at"] for w in listed)
+
+
+async def test_a_result_that_breaks_the_output_schema_fails_naming_the_output(
+    stack: Stack, http: aiohttp.ClientSession, owner: Account
+) -> None:
+    api = Api(http, stack, owner)
+    body = {
+        **definition(slug(), "{{ input_text }}"),
+        "output": "{{ stages.echo }}",
+        "output_schema": {"type": "object", "required": ["total"]},
+    }
+    status, created = await api.call("POST", "/workflows", body)
+    assert status == 201, created
+    workflow_id = created["data"]["id"]
+    good = await api.run(workflow_id, '{"total": 10}', version="draft")
+    assert (await finished(http, stack, owner, good["id"]))["result"] == {"total": 10}
+    bad = await api.run(workflow_id, "", version="draft")
+    run = await wait_for(http, stack, owner, bad["id"])
+    assert run["status"] == "failed", run
+    assert (run["error"]["code"], run["error"]["stage"]) == ("OUTPUT_INVALID", "output")
+    assert run["error"]["message"].startswith("empty result"), run["error"]
+    status, doc = await api.call("GET", f"/workflows/{workflow_id}/openapi.json")
+    assert status == 200
+    schemas = doc["components"]["schemas"]
+    assert any(s == {"type": "object", "required": ["total"]} for s in schemas.values()), schemas

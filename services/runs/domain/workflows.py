@@ -151,6 +151,14 @@ def _check_table_sources(stage: dict[str, Any], fields: list[dict[str, Any]], at
                 raise InvalidArgument(msg, param=p)
 
 
+def _check_json_schema(schema: Any, path: str) -> None:
+    try:
+        Draft202012Validator.check_schema(schema)
+    except Exception as exc:  # SchemaError, or whatever odd input makes it raise
+        msg = exc.message if isinstance(exc, SchemaError) else str(exc)
+        raise InvalidArgument(f"Invalid JSON schema at {path}: {msg}", param=path) from None
+
+
 def validate_definition(doc: Any) -> dict[str, Any]:
     """The normalised definition (id filled in, defaults set), or InvalidArgument."""
     _schema_check(doc)
@@ -176,13 +184,10 @@ def validate_definition(doc: Any) -> dict[str, Any]:
         if stage["type"] == "table":
             _check_table_sources(stage, definition["fields"], at)
         if stage["type"] == "llm" and "json_schema" in stage:
-            try:
-                Draft202012Validator.check_schema(stage["json_schema"])
-            except Exception as exc:  # SchemaError, or whatever odd input makes it raise
-                p = f"{at}.json_schema"
-                msg = exc.message if isinstance(exc, SchemaError) else str(exc)
-                raise InvalidArgument(f"Invalid JSON schema at {p}: {msg}", param=p) from None
+            _check_json_schema(stage["json_schema"], f"{at}.json_schema")
     _check_template(definition.get("output"), "output")
+    if "output_schema" in definition:
+        _check_json_schema(definition["output_schema"], "output_schema")
     return definition
 
 

@@ -31,6 +31,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
 from services.runs.domain.transitions import (
     AwaitingInput,
     Completed,
@@ -48,6 +51,7 @@ from services.runs.worker.faults import is_outage
 from services.runs.worker.model import (
     ATTACHMENT_ERROR,
     INTERNAL,
+    OUTPUT_INVALID,
     TEMPLATE_ERROR,
     AwaitInput,
     RunRecord,
@@ -394,6 +398,23 @@ class Executor:
             return StageError(ATTACHMENT_ERROR, f"attachment not readable: {exc}")
 
     def _result(self, run: RunRecord, attachments: list[AttachmentText]) -> Any:
+        """The run's result (its `output` template, else the last stage's output),
+        checked against the workflow's `output_schema` when it declares one."""
+        result = self._rendered_result(run, attachments)
+        schema = run.definition.get("output_schema")
+        if schema is not None:
+            error = best_match(Draft202012Validator(schema).iter_errors(result))
+            if error is not None:
+                where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+                shown = "empty" if result in (None, "", [], {}) else "unexpected"
+                raise StageError(
+                    OUTPUT_INVALID,
+                    f"{shown} result: it does not match the workflow's output_schema at"
+                    f" {where}: {error.message}",
+                )
+        return result
+
+    def _rendered_result(self, run: RunRecord, attachments: list[AttachmentText]) -> Any:
         source = run.definition.get("output")
         if not source:
             last = run.stages[-1] if run.stages else None

@@ -16,6 +16,7 @@ SSRF_REFUSED = "SSRF_REFUSED"
 ATTACHMENT_ERROR = "ATTACHMENT_ERROR"
 BILLING_ERROR = "BILLING_ERROR"
 INTERNAL = "INTERNAL"  # a stage crashed unexpectedly (logged with the run id)
+OUTPUT_INVALID = "OUTPUT_INVALID"  # the result breaks the workflow's output_schema
 
 
 @dataclass

@@ -273,3 +273,14 @@ def test_select_enums_are_named_components_shared_by_the_bodies() -> None:
     ref = {"$ref": "#/components/schemas/ContractReviewTone", "default": "a"}
     for body in ("Params", "EndpointRequest", "EndpointForm"):
         assert schemas[f"ContractReview{body}"]["properties"]["tone"] == ref
+
+
+def test_a_declared_output_schema_types_the_result() -> None:
+    schema = {"type": "object", "properties": {"total": {"type": "number"}}}
+    definition = {
+        "output": "{{ stages.t }}",  # a template, yet the schema says what it yields
+        "output_schema": schema,
+        "stages": [{"id": "t", "type": "template", "template": "x"}],
+    }
+    assert declared_result(definition) == schema
+    assert declared_result({**definition, "output_schema": None}) is None

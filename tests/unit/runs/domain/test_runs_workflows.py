@@ -138,3 +138,11 @@ def test_public_views_list_fields_and_stage_models() -> None:
             "constraints": {"min": 1},
         }
     ]
+
+
+def test_an_output_schema_must_be_a_json_schema() -> None:
+    doc = {"slug": "s", "name": "n", "stages": [{"id": "t", "type": "template", "template": "x"}]}
+    assert validate_definition({**doc, "output_schema": {"type": "object"}})["output_schema"]
+    with pytest.raises(InvalidArgument) as info:
+        validate_definition({**doc, "output_schema": {"type": "nonsense"}})
+    assert info.value.param == "output_schema"

@@ -588,3 +588,27 @@ async def test_template_runs_of_the_moment_are_written_together() -> None:
     assert store.batches == [1, 9]
     assert executor.stepwise_room() == 16  # none went stage by stage
     await executor.close()
+
+
+SCHEMA = {"type": "object", "required": ["total"], "properties": {"total": {"type": "number"}}}
+
+
+async def test_a_result_that_breaks_the_output_schema_fails_the_run() -> None:
+    stages = [{"id": "t", "type": "template", "template": "{{ input_text }}"}]
+    for text, error in (
+        ('{"total": 10}', None),
+        ("", "empty result: it does not match the workflow's output_schema at (root)"),
+        (
+            '{"total": "ten"}',
+            "unexpected result: it does not match the workflow's output_schema at total",
+        ),
+    ):
+        definition = {"output_schema": SCHEMA, "output": "{{ input_text }}"}
+        store = make_store(stages, definition=definition, input_text=text)
+        await make_executor(store).execute("run_1")
+        if error is None:
+            assert (store.status, store.result) == ("completed", {"total": 10})
+            continue
+        assert store.status == "failed" and store.error is not None
+        assert (store.error["code"], store.error["stage"]) == ("OUTPUT_INVALID", "output")
+        assert store.error["message"].startswith(error), store.error
