@@ -119,12 +119,25 @@ def field_schema(field: dict[str, Any], *, binary_files: bool = False) -> dict[s
     else:  # json: any JSON value
         schema = {}
     description = field.get("description") or ""
+    if kind == "file":
+        description = " ".join(filter(None, [description, file_limits(field)]))
     if description:
         schema["description"] = description
     default = field.get("default")
     if default is not None and kind != "file":
         schema["default"] = default
     return schema
+
+
+def file_limits(field: dict[str, Any]) -> str:
+    """What a file field accepts, in words ("" when anything goes)."""
+    c = field.get("constraints") or {}
+    parts = []
+    if c.get("kinds"):
+        parts.append("Kinds: " + ", ".join(c["kinds"]) + ".")
+    if c.get("max_bytes"):
+        parts.append(f"At most {c['max_bytes']:,} bytes.")
+    return " ".join(parts)
 
 
 def _object(properties: dict[str, Any], required: list[str], description: str) -> dict[str, Any]:

@@ -79,6 +79,16 @@ def form_value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+# The placeholder file's extension for each kind a file field may accept.
+_SUFFIXES = {"image": "png"}
+
+
+def file_suffix(field: dict[str, Any]) -> str:
+    """An extension the field accepts (its first declared kind; pdf when any goes)."""
+    kinds = (field.get("constraints") or {}).get("kinds") or ["pdf"]
+    return _SUFFIXES.get(kinds[0], kinds[0])
+
+
 def call_spec(
     base_url: str, workflow_id: str, fields: list[dict[str, Any]], variant: str
 ) -> CallSpec:
@@ -88,7 +98,7 @@ def call_spec(
     files: list[FileField] = []
     for field in fields:
         if field["type"] == "file":
-            files.append(FileField(field["name"], f"./{field['name']}.pdf"))
+            files.append(FileField(field["name"], f"./{field['name']}.{file_suffix(field)}"))
             continue
         value = placeholder(field)
         params[field["name"]] = value

@@ -336,3 +336,59 @@ async def test_a_result_that_breaks_the_output_schema_fails_naming_the_output(
     assert status == 200
     schemas = doc["components"]["schemas"]
     assert any(s == {"type": "object", "required": ["total"]} for s in schemas.values()), schemas
+
+
+async def test_file_fields_take_only_their_kinds_up_to_their_size(
+    stack: Stack, http: aiohttp.ClientSession, owner: Account
+) -> None:
+    api = Api(http, stack, owner)
+    body = {
+        "slug": slug(),
+        "name": "Sheets",
+        "fields": [
+            {
+                "name": "sheet",
+                "type": "file",
+                "required": True,
+                "constraints": {"kinds": ["csv"], "max_bytes": 64},
+            }
+        ],
+        "stages": [{"id": "t", "type": "template", "template": "{{ attachments | length }}"}],
+    }
+    status, created = await api.call("POST", "/workflows", body)
+    assert status == 201, created
+    workflow_id = created["data"]["id"]
+
+    async def upload(name: str, data: bytes) -> str:
+        form = aiohttp.FormData()
+        form.add_field("file", data, filename=name)
+        async with http.post(
+            f"{api.base}/attachments", data=form, headers=owner.headers
+        ) as response:
+            answer = await response.json()
+            assert response.status == 201, answer
+            return str(answer["data"]["id"])
+
+    small = await upload("a.csv", b"project,hours\nApollo,5\n")
+    text = await upload("notes.txt", b"just words")
+    big = await upload("big.csv", b"project,hours\n" + b"Apollo,5\n" * 20)
+    ok = await api.run(workflow_id, "x", params={"sheet": small}, version="draft")
+    assert (await finished(http, stack, owner, ok["id"]))["result"] == "1"
+    for att, status_code, code in ((text, 400, "INVALID_PARAM"), (big, 413, "PAYLOAD_TOO_LARGE")):
+        status, refused = await api.call(
+            "POST",
+            f"/workflows/{workflow_id}/runs",
+            {"input_text": "x", "params": {"sheet": att}, "version": "draft"},
+        )
+        assert status == status_code, refused
+        assert (refused["error"]["code"], refused["error"]["param"]) == (code, "params.sheet")
+    # The same through a multipart run: the file part is bound to the field by name.
+    form = aiohttp.FormData()
+    form.add_field("input_text", "x")
+    form.add_field("sheet", b"project,hours\n" + b"Apollo,5\n" * 20, filename="big.csv")
+    async with http.post(
+        f"{api.base}/workflows/{workflow_id}/runs?version=draft", data=form, headers=owner.headers
+    ) as response:
+        refused = await response.json()
+        assert response.status == 413, refused
+        assert refused["error"]["param"] == "params.sheet"

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import asyncpg
 import grpc
 
-from services.runs.domain.params import file_values, validate_values
+from services.runs.domain.params import check_files, file_values, validate_values
 from services.runs.domain.ssrf import SSRFPolicy, SSRFRefused
 from services.runs.domain.transitions import Created, RunState, advance
 from services.runs.domain.webhook_url import CREATION_RESOLVE_SECONDS, check_webhook_url
@@ -290,6 +290,7 @@ class RunCreator:
         )
         webhook_url = await check_webhook(inp.webhook_url, self._webhook_policy)
         attachments = await self.check_attachments(caller, attachment_ids)
+        check_files(definition.get("fields", []), params, {a.id: a for a in attachments})
         inp = dataclasses.replace(inp, attachment_ids=attachment_ids)
         idem = inp.idempotency
         if idem is None:

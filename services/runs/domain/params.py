@@ -7,7 +7,7 @@ import math
 import re
 from typing import Any
 
-from weftcore.errors import InvalidArgument
+from weftcore.errors import InvalidArgument, ResourceExhausted
 
 MISSING_PARAM = "MISSING_PARAM"
 
@@ -107,6 +107,32 @@ def validate_values(fields: list[dict[str, Any]], values: Any, prefix: str) -> d
             continue
         out[name] = validate_value(field, value, path)
     return out
+
+
+def check_files(
+    fields: list[dict[str, Any]], values: dict[str, Any], attachments: dict[str, Any]
+) -> None:
+    """Each `file` field's attachment (`attachments`: id -> its kind and byte_size) is of
+    a kind the field accepts (400) and within its size cap (413 PAYLOAD_TOO_LARGE)."""
+    for field in fields:
+        att_id = values.get(field["name"]) if field["type"] == "file" else None
+        attachment = attachments.get(att_id) if att_id else None
+        if attachment is None:
+            continue
+        path = f"params.{field['name']}"
+        c = field.get("constraints", {})
+        kinds = c.get("kinds")
+        if kinds and attachment.kind not in kinds:
+            shown = " or ".join(kinds)
+            kind = attachment.kind or "of no known kind"
+            raise InvalidArgument(f"{path} must be a {shown} file; {att_id} is {kind}.", param=path)
+        cap = c.get("max_bytes")
+        if cap is not None and attachment.byte_size > cap:
+            raise ResourceExhausted(
+                f"{path} is {attachment.byte_size:,} bytes; this field takes at most {cap:,}.",
+                code="PAYLOAD_TOO_LARGE",
+                param=path,
+            )
 
 
 def file_values(fields: list[dict[str, Any]], values: dict[str, Any]) -> list[str]:

@@ -284,3 +284,14 @@ def test_a_declared_output_schema_types_the_result() -> None:
     }
     assert declared_result(definition) == schema
     assert declared_result({**definition, "output_schema": None}) is None
+
+
+def test_a_file_field_says_what_it_accepts() -> None:
+    field = {
+        "name": "sheet",
+        "type": "file",
+        "description": "The export.",
+        "constraints": {"kinds": ["csv", "xlsx"], "max_bytes": 1_000_000},
+    }
+    described = field_schema(field)["description"]
+    assert described == "The export. Kinds: csv, xlsx. At most 1,000,000 bytes."

@@ -125,3 +125,30 @@ def test_input_text_cap() -> None:
     with pytest.raises(InvalidArgument) as info:
         check_input_text("x" * 50_001)
     assert info.value.param == "input_text"
+
+
+def test_file_fields_take_their_kinds_within_their_size() -> None:
+    from types import SimpleNamespace
+
+    from services.runs.domain.params import check_files
+    from weftcore.errors import ResourceExhausted
+
+    fields = [
+        {
+            "name": "sheet",
+            "type": "file",
+            "constraints": {"kinds": ["csv", "xlsx"], "max_bytes": 100},
+        },
+        {"name": "any", "type": "file"},
+    ]
+    csv = SimpleNamespace(kind="csv", byte_size=100)
+    pdf = SimpleNamespace(kind="pdf", byte_size=10)
+    big = SimpleNamespace(kind="csv", byte_size=101)
+    check_files(fields, {"sheet": "att_1", "any": "att_2"}, {"att_1": csv, "att_2": pdf})
+    with pytest.raises(InvalidArgument) as wrong:
+        check_files(fields, {"sheet": "att_2"}, {"att_2": pdf})
+    assert wrong.value.param == "params.sheet"
+    assert wrong.value.message == "params.sheet must be a csv or xlsx file; att_2 is pdf."
+    with pytest.raises(ResourceExhausted) as large:
+        check_files(fields, {"sheet": "att_3"}, {"att_3": big})
+    assert (large.value.code, large.value.param) == ("PAYLOAD_TOO_LARGE", "params.sheet")
