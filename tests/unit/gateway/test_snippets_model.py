@@ -1,7 +1,12 @@
+"""The snippets' call model: placeholders from the declared fields."""
+
+from typing import Any
+
+
 def test_a_file_placeholder_has_an_accepted_extension() -> None:
     from gateway.snippets.model import call_spec
 
-    fields = [
+    fields: list[dict[str, Any]] = [
         {"name": "sheet", "type": "file", "constraints": {"kinds": ["xlsx", "csv"]}},
         {"name": "photo", "type": "file", "constraints": {"kinds": ["image"]}},
         {"name": "doc", "type": "file"},

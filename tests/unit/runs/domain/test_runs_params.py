@@ -133,7 +133,7 @@ def test_file_fields_take_their_kinds_within_their_size() -> None:
     from services.runs.domain.params import check_files
     from weftcore.errors import ResourceExhausted
 
-    fields = [
+    fields: list[dict[str, Any]] = [
         {
             "name": "sheet",
             "type": "file",
