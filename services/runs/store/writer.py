@@ -13,7 +13,6 @@ round trip and one commit carry tens of changes, for the API's creations and the
 workers' stage results alike.
 """
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from services.runs.domain.transitions import Change, event_json
+from weftcore import jsontext
 from weftcore.batching import Batcher
 
 log = logging.getLogger(__name__)
@@ -32,23 +32,23 @@ MAX_BATCH = 256
 # Ticket.args(): lock class, account, bucket, limit, window).
 RateTake = tuple[int, str, int, int, int]
 
+# Each input table arrives as ONE JSON document (an array of row objects, read by
+# json_to_recordset): a statement's fixed cost then stays small for a batch of one, where
+# an array parameter per column cost ~100 us of encoding per statement.
 _WRITE = """
 WITH input AS MATERIALIZED (
-    SELECT * FROM unnest($1::int[], $2::text[], $3::bigint[], $4::text[], $5::int[],
-                         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-                         $11::text[], $12::text[], $13::boolean[], $14::timestamptz[],
-                         $15::text[], $16::text[], $17::text[], $18::text[], $19::text[],
-                         $20::bigint[], $21::text[], $22::timestamptz[], $23::timestamptz[],
-                         $24::bigint[], $25::int[], $26::text[], $27::bigint[], $28::bigint[])
-        AS i (ord, id, expected_version, workflow_id, workflow_version, user_id, team_id,
-              account_id, input_text, params, attachment_ids, webhook_url, holds_reservation,
-              created_at, status, result, error, human_input_request, human_inputs,
-              cost_micros, worker_id, started_at, completed_at, version, next_event_seq,
-              rate_account, bucket, lim)
+    SELECT * FROM json_to_recordset($1::text::json) AS i (
+        ord int, id text, expected_version bigint, workflow_id text, workflow_version int,
+        user_id text, team_id text, account_id text, input_text text, params jsonb,
+        attachment_ids text[], webhook_url text, holds_reservation boolean,
+        created_at timestamptz, status text, result jsonb, error jsonb,
+        human_input_request jsonb, human_inputs jsonb, cost_micros bigint, worker_id text,
+        started_at timestamptz, completed_at timestamptz, version bigint, next_event_seq int,
+        rate_account text, bucket bigint, lim bigint)
 ), take AS MATERIALIZED (  -- accounts in sorted order: two statements never wait in a cycle
     SELECT i.ord, t.n, t.oldest, t.took
     FROM (SELECT * FROM input WHERE rate_account IS NOT NULL ORDER BY rate_account, ord) AS i
-    CROSS JOIN LATERAL rate_take($29::int, i.rate_account, i.bucket, i.lim, $30::bigint) AS t
+    CROSS JOIN LATERAL rate_take($2::int, i.rate_account, i.bucket, i.lim, $3::bigint) AS t
 ), admitted AS MATERIALIZED (  -- the creations the rate limit let through
     SELECT i.* FROM input i LEFT JOIN take USING (ord)
     WHERE i.expected_version IS NULL AND coalesce(take.took, 1) = 1
@@ -57,70 +57,68 @@ WITH input AS MATERIALIZED (
                       input_text, params, attachment_ids, webhook_url, holds_reservation,
                       created_at, updated_at, status, human_inputs, next_event_seq, version)
     SELECT i.id, i.workflow_id, i.workflow_version, i.user_id, i.team_id, i.account_id,
-           i.input_text, i.params::jsonb,
-           ARRAY(SELECT jsonb_array_elements_text(i.attachment_ids::jsonb)), i.webhook_url,
-           i.holds_reservation, i.created_at, i.created_at, i.status, i.human_inputs::jsonb,
-           i.next_event_seq, i.version
+           i.input_text, i.params, i.attachment_ids, i.webhook_url, i.holds_reservation,
+           i.created_at, i.created_at, i.status, i.human_inputs, i.next_event_seq, i.version
     FROM admitted i
 ), updated AS (
-    UPDATE runs r SET status = i.status, result = i.result::jsonb, error = i.error::jsonb,
-           human_input_request = i.human_input_request::jsonb,
-           human_inputs = i.human_inputs::jsonb, cost_micros = i.cost_micros,
-           worker_id = i.worker_id, started_at = i.started_at, completed_at = i.completed_at,
-           version = i.version, next_event_seq = i.next_event_seq, updated_at = now(),
+    UPDATE runs r SET status = i.status, result = i.result, error = i.error,
+           human_input_request = i.human_input_request, human_inputs = i.human_inputs,
+           cost_micros = i.cost_micros, worker_id = i.worker_id, started_at = i.started_at,
+           completed_at = i.completed_at, version = i.version,
+           next_event_seq = i.next_event_seq, updated_at = now(),
            -- a write of a running run is its worker's sign of life
            heartbeat_at = CASE WHEN i.status = 'running' THEN now() END
     FROM input i
     WHERE r.id = i.id AND r.version = i.expected_version
-      AND r.id = ANY($64::text[])  -- the index, however the join is planned
+      AND r.id = ANY($8::text[])  -- the index, however the join is planned
     RETURNING i.ord
 ), applied AS (
     SELECT ord FROM admitted  -- inserted, or the statement failed
     UNION ALL
     SELECT ord FROM updated
 ), stage_input AS MATERIALIZED (
-    SELECT * FROM unnest($31::int[], $32::text[], $33::int[], $34::text[], $35::text[],
-                         $36::text[], $37::text[], $38::text[], $39::bigint[], $40::bigint[],
-                         $41::bigint[], $42::int[], $43::timestamptz[], $44::timestamptz[],
-                         $63::boolean[])
-        AS s (ord, run_id, stage_index, stage_id, stage_type, status, output, model,
-              input_tokens, output_tokens, cost_micros, duration_ms, started_at,
-              completed_at, added)
+    SELECT * FROM json_to_recordset($4::text::json) AS s (
+        ord int, run_id text, stage_index int, stage_id text, stage_type text, status text,
+        output jsonb, model text, input_tokens bigint, output_tokens bigint,
+        cost_micros bigint, duration_ms int, started_at timestamptz,
+        completed_at timestamptz, added boolean)
     WHERE s.ord IN (SELECT ord FROM applied)
 ), stages_added AS (  -- the run's state had no such row: nobody else writes one (the fence)
     INSERT INTO stage_results (run_id, stage_index, stage_id, stage_type, status, output,
                                model, input_tokens, output_tokens, cost_micros, duration_ms,
                                started_at, completed_at)
-    SELECT run_id, stage_index, stage_id, stage_type, status, output::jsonb, model,
-           input_tokens, output_tokens, cost_micros, duration_ms, started_at, completed_at
+    SELECT run_id, stage_index, stage_id, stage_type, status, output, model, input_tokens,
+           output_tokens, cost_micros, duration_ms, started_at, completed_at
     FROM stage_input WHERE added
 ), stages_changed AS (
-    UPDATE stage_results t SET status = s.status, output = s.output::jsonb, model = s.model,
+    UPDATE stage_results t SET status = s.status, output = s.output, model = s.model,
            input_tokens = s.input_tokens, output_tokens = s.output_tokens,
            cost_micros = s.cost_micros, duration_ms = s.duration_ms,
            started_at = s.started_at, completed_at = s.completed_at
     FROM stage_input s
     WHERE NOT s.added AND t.run_id = s.run_id AND t.stage_id = s.stage_id
+), event_input AS MATERIALIZED (
+    SELECT * FROM json_to_recordset($5::text::json) AS e (
+        n int, ord int, run_id text, seq int, event_id text, type text, stage text,
+        payload text, created_at timestamptz)
+    WHERE e.ord IN (SELECT ord FROM applied)
 ), events AS (
     INSERT INTO run_events (run_id, seq, event_id, type, stage, payload, created_at)
-    SELECT e.run_id, e.seq, e.event_id, e.type, e.stage, e.payload::json, e.created_at
-    FROM unnest($45::int[], $46::text[], $47::int[], $48::text[], $49::text[],
-                $50::text[], $51::text[], $52::timestamptz[])
-         AS e (ord, run_id, seq, event_id, type, stage, payload, created_at)
-    WHERE e.ord IN (SELECT ord FROM applied)
+    SELECT run_id, seq, event_id, type, stage, payload::json, created_at FROM event_input
 ), hooks AS (
     INSERT INTO webhook_deliveries (id, run_id, account_id, event_type, url, created_at)
     SELECT h.event_id, h.run_id, h.account_id, h.type, h.url, now()
-    FROM unnest($53::int[], $54::text[], $55::text[], $56::text[], $57::text[], $58::text[])
-         AS h (ord, event_id, run_id, account_id, type, url)
+    FROM json_to_recordset($6::text::json) AS h (
+        ord int, event_id text, run_id text, account_id text, type text, url text)
     WHERE h.ord IN (SELECT ord FROM applied)
     ON CONFLICT (id) DO NOTHING
 ), queued AS (
     INSERT INTO outbox (subject, msg_id, payload)
-    -- an event's rows carry its payload from the events' array ($51), not sent twice
-    SELECT o.subject, o.msg_id, coalesce(o.payload, convert_to(($51::text[])[o.event], 'UTF8'))
-    FROM unnest($59::int[], $60::text[], $61::text[], $62::bytea[], $65::int[])
-         WITH ORDINALITY AS o (ord, subject, msg_id, payload, event, n)
+    -- an event's rows carry its payload from the event (numbered n), not sent twice
+    SELECT o.subject, o.msg_id, convert_to(coalesce(o.payload, e.payload), 'UTF8')
+    FROM json_to_recordset($7::text::json) AS o (
+        n int, ord int, subject text, msg_id text, payload text, event int)
+    LEFT JOIN event_input e ON e.n = o.event
     WHERE o.ord IN (SELECT ord FROM applied)
     ORDER BY o.n  -- ids in publish order
 )
@@ -140,121 +138,122 @@ class Written:
     take: asyncpg.Record | None = None
 
 
-def _json(value: Any) -> str | None:
-    """jsonb as text; None stays SQL NULL."""
-    return None if value is None else json.dumps(value)
-
-
-def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    """Rows as one array per column (empty arrays when there are no rows)."""
-    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
-
-
 def _arguments(changes: Sequence[Change], takes: Sequence[RateTake | None]) -> list[Any]:
-    """_WRITE's arguments: one array per column of each input, and the take's constants."""
-    runs: list[tuple[Any, ...]] = []
-    stages: list[tuple[Any, ...]] = []
-    events: list[tuple[Any, ...]] = []
-    hooks: list[tuple[Any, ...]] = []
-    outbox: list[tuple[Any, ...]] = []
+    """_WRITE's arguments: each input table as a JSON array of row objects, the rate
+    take's constants, and the ids of the runs changed (not created)."""
+    runs: list[dict[str, Any]] = []
+    stages: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    hooks: list[dict[str, Any]] = []
+    outbox: list[dict[str, Any]] = []
     updated: list[str] = []
     constants: tuple[Any, Any] = (0, 0)
     for ord, (change, take) in enumerate(zip(changes, takes, strict=True)):
         run = change.run
-        rate: tuple[Any, ...] = (None, None, None)
+        row: dict[str, Any] = {
+            "ord": ord,
+            "id": run.id,
+            "expected_version": change.expected_version,
+            "status": run.status,
+            "result": run.result,
+            "error": run.error,
+            "human_input_request": run.human_input_request,
+            "human_inputs": run.human_inputs,
+            "cost_micros": run.cost_micros,
+            "worker_id": run.worker_id,
+            "started_at": run.started_at,
+            "completed_at": run.completed_at,
+            "version": run.version,
+            "next_event_seq": run.next_event_seq,
+        }
+        if change.expected_version is None:
+            # The columns a run is created with go only with its creation (never change).
+            row.update(
+                workflow_id=run.workflow_id,
+                workflow_version=run.workflow_version,
+                user_id=run.user_id,
+                team_id=run.team_id,
+                account_id=run.account_id,
+                input_text=run.input_text,
+                params=run.params,
+                attachment_ids=run.attachment_ids,
+                webhook_url=run.webhook_url,
+                holds_reservation=run.holds_reservation,
+                created_at=run.created_at,
+            )
+        else:
+            updated.append(run.id)
         if take is not None:
             lock_class, account, bucket, limit, window = take
-            rate, constants = (account, bucket, limit), (lock_class, window)
-        # The columns a run is created with go only with its creation (they never change).
-        created: tuple[Any, ...] = (None,) * 11
-        if change.expected_version is None:
-            created = (
-                run.workflow_id,
-                run.workflow_version,
-                run.user_id,
-                run.team_id,
-                run.account_id,
-                run.input_text,
-                json.dumps(run.params),
-                json.dumps(run.attachment_ids),
-                run.webhook_url,
-                run.holds_reservation,
-                run.created_at,
-            )
-        runs.append(
-            (
-                ord,
-                run.id,
-                change.expected_version,
-                *created,
-                run.status,
-                _json(run.result),
-                _json(run.error),
-                _json(run.human_input_request),
-                json.dumps(run.human_inputs),
-                run.cost_micros,
-                run.worker_id,
-                run.started_at,
-                run.completed_at,
-                run.version,
-                run.next_event_seq,
-                *rate,
-            )
-        )
+            row.update(rate_account=account, bucket=bucket, lim=limit)
+            constants = (lock_class, window)
+        runs.append(row)
         stages.extend(
-            (
-                ord,
-                run.id,
-                s.stage_index,
-                s.stage_id,
-                s.stage_type,
-                s.status,
-                _json(s.output),
-                s.model,
-                s.input_tokens,
-                s.output_tokens,
-                s.cost_micros,
-                s.duration_ms,
-                s.started_at,
-                s.completed_at,
-                s.stage_id in change.new_stages,
-            )
+            {
+                "ord": ord,
+                "run_id": run.id,
+                "stage_index": s.stage_index,
+                "stage_id": s.stage_id,
+                "stage_type": s.stage_type,
+                "status": s.status,
+                "output": s.output,
+                "model": s.model,
+                "input_tokens": s.input_tokens,
+                "output_tokens": s.output_tokens,
+                "cost_micros": s.cost_micros,
+                "duration_ms": s.duration_ms,
+                "started_at": s.started_at,
+                "completed_at": s.completed_at,
+                "added": s.stage_id in change.new_stages,
+            }
             for s in change.stages
         )
+        # Events are numbered across the statement; their outbox rows name that number.
+        number = {e.id: len(events) + 1 + i for i, e in enumerate(change.events)}
         events.extend(
-            (ord, run.id, e.seq, e.id, e.type, e.stage, event_json(e), change.at)
+            {
+                "n": number[e.id],
+                "ord": ord,
+                "run_id": run.id,
+                "seq": e.seq,
+                "event_id": e.id,
+                "type": e.type,
+                "stage": e.stage,
+                "payload": event_json(e),
+                "created_at": change.at,
+            }
             for e in change.events
         )
         hooks.extend(
-            (ord, h.event_id, run.id, run.account_id, h.event_type, h.url) for h in change.webhooks
+            {
+                "ord": ord,
+                "event_id": h.event_id,
+                "run_id": run.id,
+                "account_id": run.account_id,
+                "type": h.event_type,
+                "url": h.url,
+            }
+            for h in change.webhooks
         )
-        # An event's outbox rows name its position in the events' arrays (1-based).
-        first = len(events) - len(change.events) + 1
-        position = {e.id: first + i for i, e in enumerate(change.events)}
         outbox.extend(
-            (
-                ord,
-                m.subject,
-                m.msg_id,
-                m.payload,
-                position.get(m.msg_id) if m.payload is None else None,
-            )
-            for m in change.outbox
+            {
+                "n": len(outbox) + 1 + i,
+                "ord": ord,
+                "subject": m.subject,
+                "msg_id": m.msg_id,
+                "payload": None if m.payload is None else m.payload.decode(),
+                "event": number.get(m.msg_id) if m.payload is None else None,
+            }
+            for i, m in enumerate(change.outbox)
         )
-        if change.expected_version is not None:
-            updated.append(run.id)
-    stage_columns = _columns(stages, 15)
-    outbox_columns = _columns(outbox, 5)
     return [
-        *_columns(runs, 28),
+        jsontext.dumps(runs),
         *constants,
-        *stage_columns[:14],
-        *_columns(events, 8),
-        *_columns(hooks, 6),
-        *outbox_columns[:4],
-        stage_columns[14],  # $63: whether each stage row is new
-        updated,  # $64: the runs changed (not created)
-        outbox_columns[4],  # $65: each outbox row's event, by position
+        jsontext.dumps(stages),
+        jsontext.dumps(events),
+        jsontext.dumps(hooks),
+        jsontext.dumps(outbox),
+        updated,
     ]
 
 
