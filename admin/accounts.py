@@ -40,6 +40,7 @@ def key_json(k: auth_pb2.ApiKey) -> dict[str, Any]:
         "prefix": k.prefix,
         "scopes": list(k.scopes),
         "workflow_allowlist": list(k.workflow_allowlist) if k.has_allowlist else None,
+        "version_pins": dict(k.version_pins),
         "created_at": k.created_at,
         "expires_at": k.expires_at or None,
         "revoked_at": k.revoked_at or None,
@@ -98,6 +99,7 @@ async def keys_create(args: argparse.Namespace, clients: AdminClients) -> None:
             has_allowlist=args.allowlist is not None,
             workflow_allowlist=allowlist,
             expires_at_unix=expires,
+            version_pins=dict(args.pin or []),
         ),
         timeout=10,
     )
@@ -113,6 +115,14 @@ async def keys_list(args: argparse.Namespace, clients: AdminClients) -> None:
 async def keys_revoke(args: argparse.Namespace, clients: AdminClients) -> None:
     key = await clients.auth.RevokeKey(auth_pb2.RevokeKeyRequest(key_id=args.key), timeout=10)
     print_json(key_json(key))
+
+
+def _pin(raw: str) -> tuple[str, int]:
+    """`wf_...=3`: the version the key's runs of that workflow use."""
+    workflow_id, _, version = raw.partition("=")
+    if not workflow_id or not version.isdigit():
+        raise argparse.ArgumentTypeError(f"--pin takes WORKFLOW_ID=VERSION, not {raw!r}")
+    return workflow_id, int(version)
 
 
 def _days(raw: str) -> float:
@@ -172,6 +182,13 @@ def register(groups: Any) -> None:
         help="only these workflows (wf_...); given without ids: no workflow at all",
     )
     p.add_argument("--expires-in-days", type=_days, default=None)
+    p.add_argument(
+        "--pin",
+        action="append",
+        type=_pin,
+        metavar="WF=N",
+        help="run version N of workflow WF unless a call names one (repeatable)",
+    )
     p.set_defaults(run=keys_create)
     p = keys.add_parser("list", help="a user's keys (never their secrets)")
     p.add_argument("--user", required=True, help="usr_...")

@@ -44,6 +44,7 @@ def caller(p: auth_pb2.Principal) -> runs_pb2.Caller:
         plan=p.plan,
         has_allowlist=p.has_allowlist,
         workflow_allowlist=list(p.workflow_allowlist),
+        version_pins=dict(p.version_pins),
     )
 
 

@@ -40,6 +40,7 @@ class KeyRow:
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    version_pins: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class AuthRow:
 
 _KEY_COLUMNS = (
     "k.id, k.user_id, k.name, k.prefix, k.scopes, k.has_allowlist, k.workflow_allowlist,"
-    " k.created_at, k.expires_at, k.revoked_at, k.last_used_at"
+    " k.created_at, k.expires_at, k.revoked_at, k.last_used_at, k.version_pins"
 )
 
 
@@ -72,6 +73,7 @@ def _key(r: asyncpg.Record) -> KeyRow:
         expires_at=r["expires_at"],
         revoked_at=r["revoked_at"],
         last_used_at=r["last_used_at"],
+        version_pins={k: int(v) for k, v in (r["version_pins"] or {}).items()},
     )
 
 
@@ -166,12 +168,13 @@ class AuthRepository:
         has_allowlist: bool,
         allowlist: Sequence[str],
         expires_at: datetime | None,
+        version_pins: dict[str, int] | None = None,
     ) -> KeyRow:
         await self.get_user(user_id)
         r = await self.pool.fetchrow(
             "INSERT INTO api_keys AS k (id, user_id, name, prefix, secret_hash, scopes,"
-            " has_allowlist, workflow_allowlist, expires_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            " has_allowlist, workflow_allowlist, expires_at, version_pins)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             f" RETURNING {_KEY_COLUMNS}",
             key_id,
             user_id,
@@ -182,6 +185,7 @@ class AuthRepository:
             has_allowlist,
             list(allowlist),
             expires_at,
+            dict(version_pins or {}),
         )
         assert r is not None
         return _key(r)

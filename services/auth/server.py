@@ -30,6 +30,7 @@ def principal_pb(p: Principal) -> auth_pb2.Principal:
         has_allowlist=p.has_allowlist,
         workflow_allowlist=p.workflow_allowlist,
         expires_at_unix=int(p.expires_at.timestamp()) if p.expires_at else 0,
+        version_pins=p.version_pins,
     )
 
 
@@ -58,6 +59,7 @@ def key_pb(k: KeyRow) -> auth_pb2.ApiKey:
         revoked_at=iso(k.revoked_at),
         last_used_at=iso(k.last_used_at),
         prefix=k.prefix,
+        version_pins=k.version_pins,
     )
 
 
@@ -94,6 +96,7 @@ class AuthServiceServicer(auth_pb2_grpc.AuthServiceServicer):
             request.has_allowlist,
             list(request.workflow_allowlist),
             request.expires_at_unix,
+            version_pins=dict(request.version_pins),
         )
         return auth_pb2.CreateKeyResponse(key=key_pb(key), secret=secret)
 

@@ -7,7 +7,7 @@ import logging
 import re
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -63,6 +63,7 @@ class Principal:
     has_allowlist: bool
     workflow_allowlist: list[str]
     expires_at: datetime | None
+    version_pins: dict[str, int] = field(default_factory=dict)
 
 
 class Repository(Protocol):
@@ -83,6 +84,7 @@ class Repository(Protocol):
         has_allowlist: bool,
         allowlist: Sequence[str],
         expires_at: datetime | None,
+        version_pins: dict[str, int] | None = None,
     ) -> KeyRow: ...
     async def list_keys(self, user_id: str) -> list[KeyRow]: ...
     async def revoke_key(self, key_id: str) -> KeyRow: ...
@@ -176,6 +178,7 @@ class AuthService:
             has_allowlist=key.has_allowlist,
             workflow_allowlist=list(key.workflow_allowlist),
             expires_at=key.expires_at,
+            version_pins=dict(key.version_pins),
         )
 
     async def create_user(self, email: str, plan: str) -> UserRow:
@@ -208,6 +211,7 @@ class AuthService:
         allowlist: Sequence[str],
         expires_at_unix: int,
         now: datetime | None = None,
+        version_pins: dict[str, int] | None = None,
     ) -> tuple[KeyRow, str]:
         """Mint a key; answers the stored key and the secret (returned this once only)."""
         now = now or utcnow()
@@ -219,6 +223,13 @@ class AuthService:
             raise InvalidArgument(
                 "workflow_allowlist holds workflow ids (wf_...).", param="workflow_allowlist"
             )
+        pins = dict(version_pins or {})
+        for workflow_id, version in pins.items():
+            if not has_prefix(workflow_id, "wf") or version < 1:
+                raise InvalidArgument(
+                    "version_pins maps workflow ids (wf_...) to versions (1 or more).",
+                    param="version_pins",
+                )
         expires_at = None
         if expires_at_unix:
             expires_at = datetime.fromtimestamp(expires_at_unix, UTC)
@@ -235,6 +246,7 @@ class AuthService:
             has_allowlist,
             list(dict.fromkeys(allowlist)),
             expires_at,
+            pins,
         )
         log.info("api key created", extra={"key_id": key.id, "user_id": user_id})
         return key, token

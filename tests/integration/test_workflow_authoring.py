@@ -392,3 +392,41 @@ async def test_file_fields_take_only_their_kinds_up_to_their_size(
         refused = await response.json()
         assert response.status == 413, refused
         assert refused["error"]["param"] == "params.sheet"
+
+
+async def test_a_key_pinned_to_a_version_runs_it_unless_the_call_names_another(
+    stack: Stack, http: aiohttp.ClientSession, owner: Account
+) -> None:
+    api = Api(http, stack, owner)
+    status, created = await api.call("POST", "/workflows", definition(slug()))
+    workflow_id = created["data"]["id"]
+    await api.call("POST", f"/workflows/{workflow_id}/publish")
+    patch = {"stages": [{"id": "echo", "type": "template", "template": "v2: {{ input_text }}"}]}
+    await api.call("PATCH", f"/workflows/{workflow_id}", patch)
+    status, _ = await api.call("POST", f"/workflows/{workflow_id}/publish")
+    assert status == 201
+    key = admin_json(
+        stack,
+        "keys",
+        "create",
+        "--user",
+        owner.user_id,
+        "--name",
+        "pinned",
+        "--pin",
+        f"{workflow_id}=1",
+    )
+    assert key["version_pins"] == {workflow_id: 1}
+    pinned = Api(http, stack, Account(owner.user_id, key["secret"]))
+    by_pin = await pinned.run(workflow_id, "a")
+    named = await pinned.run(workflow_id, "b", version=2)
+    unpinned = await api.run(workflow_id, "c")
+    results = [
+        (await finished(http, stack, owner, run["id"]))["result"]
+        for run in (by_pin, named, unpinned)
+    ]
+    assert results == ["v1: a", "v2: b", "v2: c"]
+    bad = stack.admin(
+        "keys", "create", "--user", owner.user_id, "--name", "x", "--pin", "nope", check=False
+    )
+    assert bad.returncode == 2 and "--pin takes WORKFLOW_ID=VERSION" in bad.stderr

@@ -38,6 +38,7 @@ def caller(msg: pb.Caller) -> Caller:
         team_id=msg.team_id,
         plan=msg.plan,
         allowlist=tuple(msg.workflow_allowlist) if msg.has_allowlist else None,
+        version_pins=dict(msg.version_pins),
     )
 
 
@@ -48,6 +49,7 @@ def to_caller_msg(c: Caller) -> pb.Caller:
         plan=c.plan,
         has_allowlist=c.allowlist is not None,
         workflow_allowlist=list(c.allowlist or ()),
+        version_pins=dict(c.version_pins),
     )
 
 

@@ -112,9 +112,12 @@ class Workflows:
         return found
 
     async def run_target(self, caller: Caller, ref: str, version: str) -> RunTarget:
-        """The definition a new run of `ref` executes: `version` "" (the latest
-        published), a published version's number, or "draft" (its owner's test run)."""
+        """The definition a new run of `ref` executes: `version` "" (the version the
+        caller's key pins, else the latest published), a published version's number, or
+        "draft" (its owner's test run)."""
         row = await self.get(caller, ref)
+        if not version and row["id"] in caller.version_pins:
+            version = str(caller.version_pins[row["id"]])
         if row["archived_at"] is not None:
             raise Conflict(
                 f"Workflow {row['id']} is archived: it takes no new runs.", code="WORKFLOW_ARCHIVED"

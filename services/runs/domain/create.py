@@ -39,6 +39,8 @@ class Caller:
     team_id: str
     plan: str
     allowlist: tuple[str, ...] | None  # None: every workflow
+    # The key's pins: the version its runs of a workflow use unless a call names one.
+    version_pins: Mapping[str, int] = dataclasses.field(default_factory=dict, hash=False)
 
     @property
     def account_id(self) -> str:

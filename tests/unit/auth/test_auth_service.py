@@ -65,6 +65,7 @@ class FakeRepo:
         has_allowlist: bool,
         allowlist: Sequence[str],
         expires_at: datetime | None,
+        version_pins: dict[str, int] | None = None,
     ) -> KeyRow:
         await self.get_user(user_id)
         key = KeyRow(
@@ -79,6 +80,7 @@ class FakeRepo:
             expires_at,
             None,
             None,
+            dict(version_pins or {}),
         )
         self.keys[key_id] = key
         self.hashes[secret_hash] = key_id

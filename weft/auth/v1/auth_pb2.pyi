@@ -46,6 +46,26 @@ class Principal(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class VersionPinsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     USER_ID_FIELD_NUMBER: _builtins.int
     EMAIL_FIELD_NUMBER: _builtins.int
     PLAN_FIELD_NUMBER: _builtins.int
@@ -56,6 +76,7 @@ class Principal(_message.Message):
     HAS_ALLOWLIST_FIELD_NUMBER: _builtins.int
     WORKFLOW_ALLOWLIST_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_UNIX_FIELD_NUMBER: _builtins.int
+    VERSION_PINS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     email: _builtins.str
     plan: _builtins.str
@@ -72,6 +93,10 @@ class Principal(_message.Message):
     def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def workflow_allowlist(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def version_pins(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """workflow id -> the version its runs use"""
+
     def __init__(
         self,
         *,
@@ -85,10 +110,11 @@ class Principal(_message.Message):
         has_allowlist: _builtins.bool = ...,
         workflow_allowlist: _abc.Iterable[_builtins.str] | None = ...,
         expires_at_unix: _builtins.int = ...,
+        version_pins: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "expires_at_unix", b"expires_at_unix", "has_allowlist", b"has_allowlist", "key_id", b"key_id", "key_name", b"key_name", "plan", b"plan", "scopes", b"scopes", "team_id", b"team_id", "user_id", b"user_id", "workflow_allowlist", b"workflow_allowlist"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "expires_at_unix", b"expires_at_unix", "has_allowlist", b"has_allowlist", "key_id", b"key_id", "key_name", b"key_name", "plan", b"plan", "scopes", b"scopes", "team_id", b"team_id", "user_id", b"user_id", "version_pins", b"version_pins", "workflow_allowlist", b"workflow_allowlist"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -291,6 +317,26 @@ Global___AddMemberRequest: _TypeAlias = AddMemberRequest  # noqa: Y015
 class ApiKey(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class VersionPinsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ID_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
@@ -302,6 +348,7 @@ class ApiKey(_message.Message):
     REVOKED_AT_FIELD_NUMBER: _builtins.int
     LAST_USED_AT_FIELD_NUMBER: _builtins.int
     PREFIX_FIELD_NUMBER: _builtins.int
+    VERSION_PINS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     user_id: _builtins.str
     name: _builtins.str
@@ -317,6 +364,8 @@ class ApiKey(_message.Message):
     def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def workflow_allowlist(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def version_pins(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
     def __init__(
         self,
         *,
@@ -331,10 +380,11 @@ class ApiKey(_message.Message):
         revoked_at: _builtins.str = ...,
         last_used_at: _builtins.str = ...,
         prefix: _builtins.str = ...,
+        version_pins: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "has_allowlist", b"has_allowlist", "id", b"id", "last_used_at", b"last_used_at", "name", b"name", "prefix", b"prefix", "revoked_at", b"revoked_at", "scopes", b"scopes", "user_id", b"user_id", "workflow_allowlist", b"workflow_allowlist"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "has_allowlist", b"has_allowlist", "id", b"id", "last_used_at", b"last_used_at", "name", b"name", "prefix", b"prefix", "revoked_at", b"revoked_at", "scopes", b"scopes", "user_id", b"user_id", "version_pins", b"version_pins", "workflow_allowlist", b"workflow_allowlist"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -344,12 +394,33 @@ Global___ApiKey: _TypeAlias = ApiKey  # noqa: Y015
 class CreateKeyRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class VersionPinsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     USER_ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     SCOPES_FIELD_NUMBER: _builtins.int
     HAS_ALLOWLIST_FIELD_NUMBER: _builtins.int
     WORKFLOW_ALLOWLIST_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_UNIX_FIELD_NUMBER: _builtins.int
+    VERSION_PINS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     name: _builtins.str
     has_allowlist: _builtins.bool
@@ -359,6 +430,10 @@ class CreateKeyRequest(_message.Message):
     def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def workflow_allowlist(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def version_pins(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """workflow id -> version (>= 1)"""
+
     def __init__(
         self,
         *,
@@ -368,10 +443,11 @@ class CreateKeyRequest(_message.Message):
         has_allowlist: _builtins.bool = ...,
         workflow_allowlist: _abc.Iterable[_builtins.str] | None = ...,
         expires_at_unix: _builtins.int = ...,
+        version_pins: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at_unix", b"expires_at_unix", "has_allowlist", b"has_allowlist", "name", b"name", "scopes", b"scopes", "user_id", b"user_id", "workflow_allowlist", b"workflow_allowlist"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at_unix", b"expires_at_unix", "has_allowlist", b"has_allowlist", "name", b"name", "scopes", b"scopes", "user_id", b"user_id", "version_pins", b"version_pins", "workflow_allowlist", b"workflow_allowlist"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

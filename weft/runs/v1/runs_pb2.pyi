@@ -28,17 +28,42 @@ class Caller(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class VersionPinsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     USER_ID_FIELD_NUMBER: _builtins.int
     TEAM_ID_FIELD_NUMBER: _builtins.int
     PLAN_FIELD_NUMBER: _builtins.int
     HAS_ALLOWLIST_FIELD_NUMBER: _builtins.int
     WORKFLOW_ALLOWLIST_FIELD_NUMBER: _builtins.int
+    VERSION_PINS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     team_id: _builtins.str
     plan: _builtins.str
     has_allowlist: _builtins.bool
     @_builtins.property
     def workflow_allowlist(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def version_pins(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """the key's: workflow id -> version"""
+
     def __init__(
         self,
         *,
@@ -47,10 +72,11 @@ class Caller(_message.Message):
         plan: _builtins.str = ...,
         has_allowlist: _builtins.bool = ...,
         workflow_allowlist: _abc.Iterable[_builtins.str] | None = ...,
+        version_pins: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_allowlist", b"has_allowlist", "plan", b"plan", "team_id", b"team_id", "user_id", b"user_id", "workflow_allowlist", b"workflow_allowlist"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_allowlist", b"has_allowlist", "plan", b"plan", "team_id", b"team_id", "user_id", b"user_id", "version_pins", b"version_pins", "workflow_allowlist", b"workflow_allowlist"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
