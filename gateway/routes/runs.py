@@ -80,6 +80,7 @@ async def start_run(
     webhook_url: str,
     request_hash: str | None = None,
     version: str | None = None,
+    rerun: dict[str, Any] | None = None,
 ) -> web.Response:
     """CreateRun for an already validated request; answers 201 (or the replayed answer).
 
@@ -104,6 +105,11 @@ async def start_run(
         request_id=request_id_var.get(),
         version=run_version(request.query.get("version")) if version is None else version,
     )
+    if rerun is not None:
+        create.rerun_of = rerun["run_id"]
+        create.from_stage = rerun["from_stage"]
+        create.has_input_text = rerun["input_given"]
+        create.has_params = rerun["params_given"]
     services = request.app[SERVICES]
     if attachment_ids:
         # Reading attachments can take a while: not in a batch, where every request
@@ -224,6 +230,48 @@ async def create_run(request: web.Request) -> web.Response:
     )
 
 
+_RERUN_FIELDS = frozenset({"from_stage", "input_text", "params", "version", "webhook_url"})
+
+
+async def rerun_run(request: web.Request) -> web.Response:
+    """A new run of a finished one, from one of its stages (domain/rerun.py)."""
+    principal = await require(request, RUNS_CREATE)
+    idempotency_key(request)  # a bad header is a 400 before anything else
+    body = await read_json_object(request) if request.can_read_body else {}
+    for name in body:
+        if name not in _RERUN_FIELDS:
+            raise InvalidArgument(f"Unknown field {name!r}.", param=name)
+    from_stage = body.get("from_stage") or ""
+    if not isinstance(from_stage, str):
+        raise InvalidArgument("from_stage must be a stage id.", param="from_stage")
+    input_text = body.get("input_text")
+    if input_text is not None and not isinstance(input_text, str):
+        raise InvalidArgument("input_text must be a string.", param="input_text")
+    params = body.get("params")
+    if params is not None and not isinstance(params, dict):
+        raise InvalidArgument("params must be an object.", param="params")
+    webhook_url = body.get("webhook_url") or ""
+    if not isinstance(webhook_url, str):
+        raise InvalidArgument("webhook_url must be a string.", param="webhook_url")
+    return await start_run(
+        request,
+        principal,
+        "",
+        body,
+        input_text=input_text or "",
+        params=params,
+        attachment_ids=[],
+        webhook_url=webhook_url,
+        version=run_version(body.get("version")),
+        rerun={
+            "run_id": request.match_info["run_id"],
+            "from_stage": from_stage,
+            "input_given": input_text is not None,
+            "params_given": params is not None,
+        },
+    )
+
+
 async def _create_run_multipart(
     request: web.Request, principal: auth_pb2.Principal
 ) -> web.Response:
@@ -310,4 +358,5 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/v1/workflow-runs", list_runs)
     app.router.add_get("/api/v1/workflow-runs/{run_id}", get_run)
     app.router.add_post("/api/v1/workflow-runs/{run_id}/cancel", cancel_run)
+    app.router.add_post("/api/v1/workflow-runs/{run_id}/rerun", rerun_run)
     app.router.add_post("/api/v1/workflow-runs/{run_id}/input", submit_input)

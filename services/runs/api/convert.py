@@ -5,7 +5,13 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from services.runs.domain.create import Caller, CreateRunInput, CreateRunOutput, IdempotencyRequest
+from services.runs.domain.create import (
+    Caller,
+    CreateRunInput,
+    CreateRunOutput,
+    IdempotencyRequest,
+    Rerun,
+)
 from services.runs.domain.workflows import public_fields, public_stages
 from weft.idempotency.v1 import idempotency_pb2
 from weft.runs.v1 import runs_pb2 as pb
@@ -120,6 +126,11 @@ def create_run_input(request: pb.CreateRunRequest) -> CreateRunInput:
         webhook_url=request.webhook_url,
         idempotency=idempotency(request.idempotency),
         version=request.version,
+        rerun=Rerun(
+            request.rerun_of, request.from_stage, request.has_input_text, request.has_params
+        )
+        if request.rerun_of
+        else None,
     )
 
 

@@ -15,7 +15,7 @@ import grpc
 
 from services.runs.domain.params import check_files, file_values, validate_values
 from services.runs.domain.ssrf import SSRFPolicy, SSRFRefused
-from services.runs.domain.transitions import Created, RunState, advance
+from services.runs.domain.transitions import Created, RunState, StageRow, advance
 from services.runs.domain.webhook_url import CREATION_RESOLVE_SECONDS, check_webhook_url
 from services.runs.store.writer import RateTake, RunWriter, write
 from weft.billing.v1 import billing_pb2, billing_pb2_grpc
@@ -143,6 +143,18 @@ class CreateRunInput:
     webhook_url: str
     idempotency: IdempotencyRequest | None
     version: str = ""  # "", a published version's number, or "draft" (authoring.run_target)
+    rerun: "Rerun | None" = None
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """A new run of a finished one: what it keeps of it (input and params unless given
+    anew), and the stage it executes from (the outputs before it are copied)."""
+
+    run_id: str
+    from_stage: str
+    input_given: bool
+    params_given: bool
 
 
 @dataclass(frozen=True)
@@ -280,7 +292,11 @@ class RunCreator:
         return list(await asyncio.gather(*(one(i, a) for i, a in enumerate(ids))))
 
     async def create(
-        self, caller: Caller, workflow: RunTarget, inp: CreateRunInput
+        self,
+        caller: Caller,
+        workflow: RunTarget,
+        inp: CreateRunInput,
+        inherited: tuple[StageRow, ...] = (),
     ) -> CreateRunOutput:
         """Validate, claim the key, reserve, commit. The workflow is the caller-visible
         current version."""
@@ -297,7 +313,7 @@ class RunCreator:
         idem = inp.idempotency
         if idem is None:
             return await self._reserve_and_commit(
-                caller, workflow, inp, params, attachments, webhook_url
+                caller, workflow, inp, params, attachments, webhook_url, inherited
             )
         # The key first: a concurrent retry must get the replay or IDEMPOTENCY_IN_FLIGHT,
         # never a refusal of its own (e.g. 402 because the first one holds the credits).
@@ -306,7 +322,7 @@ class RunCreator:
             return replay
         try:
             return await self._reserve_and_commit(
-                caller, workflow, inp, params, attachments, webhook_url
+                caller, workflow, inp, params, attachments, webhook_url, inherited
             )
         except BaseException:
             # No run was written: the key must not stay claimed (every retry would be
@@ -323,9 +339,15 @@ class RunCreator:
         params: Any,
         attachments: list[storage_pb2.Attachment],
         webhook_url: str | None,
+        inherited: tuple[StageRow, ...] = (),
     ) -> CreateRunOutput:
         run_id = new_id("run")
-        stages = estimate_stages(workflow.definition, inp.input_text, params, attachments)
+        copied = {row.stage_id for row in inherited}  # a rerun pays for what it executes
+        stages = [
+            s
+            for s in estimate_stages(workflow.definition, inp.input_text, params, attachments)
+            if s.stage not in copied
+        ]
         reserved = await self.reserve(caller, run_id, stages)
         new = RunState(
             id=run_id,
@@ -340,9 +362,10 @@ class RunCreator:
             webhook_url=webhook_url,
             holds_reservation=reserved,
             created_at=utcnow(),
+            rerun_of=inp.rerun.run_id if inp.rerun else None,
         )
         try:
-            return await self._commit(caller, new, inp.idempotency)
+            return await self._commit(caller, new, inp.idempotency, inherited)
         except BaseException:
             if reserved:
                 await asyncio.shield(self._release(run_id))
@@ -393,14 +416,18 @@ class RunCreator:
             log.exception("idempotency key not released", extra={"key": idem.key})
 
     async def _commit(
-        self, caller: Caller, new: RunState, idem: IdempotencyRequest | None
+        self,
+        caller: Caller,
+        new: RunState,
+        idem: IdempotencyRequest | None,
+        inherited: tuple[StageRow, ...] = (),
     ) -> CreateRunOutput:
         """The run, its event and first job, with the rate take in the same statement
         (nothing is written when the account is over its limit); with a key, its stored
         answer too, in the same transaction."""
         limiter = self._rate_limiter
         tk = limiter.ticket(caller.account_id, caller.plan)
-        change = advance(new, [Created()], new.created_at)
+        change = advance(new, [Created(inherited)], new.created_at)
         created = CreatedRun(new.id, new.workflow_id, "pending", iso(new.created_at))
         if idem is None:
             # Shared with the creations of the moment: one statement, its own transaction.

@@ -15,6 +15,7 @@ from services.runs.domain.authoring import Workflows
 from services.runs.domain.create import Caller, CreateRunInput, CreateRunOutput, RunCreator
 from services.runs.domain.open_waits import OpenWaits
 from services.runs.domain.params import validate_values
+from services.runs.domain.rerun import inherited_stages, rerun_input
 from services.runs.domain.snapshot import run_snapshot
 from services.runs.domain.transitions import (
     Canceled,
@@ -84,8 +85,18 @@ class RunsService:
     # ---- runs ------------------------------------------------------------------------
 
     async def create_run(self, caller: Caller, inp: CreateRunInput) -> CreateRunOutput:
+        if inp.rerun is None:
+            target = await self.workflows.run_target(caller, inp.workflow_id, inp.version)
+            return await self._creator.create(caller, target, inp)
+        rerun = inp.rerun
+        run_id = rerun.run_id
+        original = await repo.get_run(self._pool, run_id) if run_id.startswith("run_") else None
+        inp = rerun_input(caller, original, inp)
         target = await self.workflows.run_target(caller, inp.workflow_id, inp.version)
-        return await self._creator.create(caller, target, inp)
+        inherited = inherited_stages(
+            target.definition, await repo.stage_rows(self._pool, run_id), rerun.from_stage
+        )
+        return await self._creator.create(caller, target, inp, inherited)
 
     async def _owned(self, caller: Caller, run_id: str) -> asyncpg.Record:
         row = await repo.get_run(self._pool, run_id) if run_id.startswith("run_") else None

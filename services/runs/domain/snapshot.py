@@ -49,6 +49,7 @@ def run_snapshot(
         "id": run_row["id"],
         "workflow_id": run_row["workflow_id"],
         "version": version_label(run_row["workflow_version"]),
+        "rerun_of": run_row["rerun_of"],
         "status": run_row["status"],
         "result": run_row["result"],
         "error": run_row["error"],

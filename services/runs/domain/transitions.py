@@ -102,6 +102,7 @@ class RunState:
     heartbeat_at: datetime | None = None  # read only: the writer and heartbeats set it
     started_at: datetime | None = None
     completed_at: datetime | None = None
+    rerun_of: str | None = None  # the run this one reruns
     version: int = 0  # the row's version: 0 until the run is written
     next_event_seq: int = 1
     stages: dict[str, StageRow] = field(default_factory=dict)  # by stage id
@@ -166,12 +167,17 @@ def _require(run: RunState, *statuses: str) -> None:
 
 @dataclass(frozen=True)
 class Created:
-    """A new `pending` run, its `run.created` event and its first job."""
+    """A new `pending` run, its `run.created` event and its first job. A rerun starts
+    with the stage rows it inherits (completed, their outputs copied, at no cost)."""
+
+    inherited: tuple[StageRow, ...] = ()
 
     def apply(self, run: RunState, at: datetime) -> Emitted:
         if run.version:
             raise IllegalTransition(f"run {run.id} exists already")
         run.created_at = at
+        for row in self.inherited:
+            run.stages[row.stage_id] = row
         yield Emit(RUN_CREATED)
         yield Enqueue(f"job-{run.id}-0")
 

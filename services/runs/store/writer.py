@@ -44,7 +44,7 @@ WITH input AS MATERIALIZED (
         created_at timestamptz, status text, result jsonb, error jsonb,
         human_input_request jsonb, human_inputs jsonb, cost_micros bigint, worker_id text,
         started_at timestamptz, completed_at timestamptz, version bigint, next_event_seq int,
-        rate_account text, bucket bigint, lim bigint)
+        rate_account text, bucket bigint, lim bigint, rerun_of text)
 ), take AS MATERIALIZED (  -- accounts in sorted order: two statements never wait in a cycle
     SELECT i.ord, t.n, t.oldest, t.took
     FROM (SELECT * FROM input WHERE rate_account IS NOT NULL ORDER BY rate_account, ord) AS i
@@ -55,10 +55,12 @@ WITH input AS MATERIALIZED (
 ), created AS (  -- runs in WITH: executed whether or not anything reads it
     INSERT INTO runs (id, workflow_id, workflow_version, user_id, team_id, account_id,
                       input_text, params, attachment_ids, webhook_url, holds_reservation,
-                      created_at, updated_at, status, human_inputs, next_event_seq, version)
+                      created_at, updated_at, status, human_inputs, next_event_seq, version,
+                      rerun_of)
     SELECT i.id, i.workflow_id, i.workflow_version, i.user_id, i.team_id, i.account_id,
            i.input_text, i.params, i.attachment_ids, i.webhook_url, i.holds_reservation,
-           i.created_at, i.created_at, i.status, i.human_inputs, i.next_event_seq, i.version
+           i.created_at, i.created_at, i.status, i.human_inputs, i.next_event_seq, i.version,
+           i.rerun_of
     FROM admitted i
 ), updated AS (
     UPDATE runs r SET status = i.status, result = i.result, error = i.error,
@@ -180,6 +182,7 @@ def _arguments(changes: Sequence[Change], takes: Sequence[RateTake | None]) -> l
                 webhook_url=run.webhook_url,
                 holds_reservation=run.holds_reservation,
                 created_at=run.created_at,
+                rerun_of=run.rerun_of,
             )
         else:
             updated.append(run.id)

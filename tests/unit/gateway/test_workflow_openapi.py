@@ -233,6 +233,7 @@ def test_result_is_the_last_llm_stage_json_schema() -> None:
         "id": "run_1",
         "workflow_id": "wf_1",
         "version": 1,
+        "rerun_of": None,
         "status": "completed",
         "error": None,
         "cost_cents": 0,

@@ -544,6 +544,10 @@ class CreateRunRequest(_message.Message):
     IDEMPOTENCY_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    RERUN_OF_FIELD_NUMBER: _builtins.int
+    FROM_STAGE_FIELD_NUMBER: _builtins.int
+    HAS_INPUT_TEXT_FIELD_NUMBER: _builtins.int
+    HAS_PARAMS_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     input_text: _builtins.str
     params_json: _builtins.str
@@ -554,6 +558,15 @@ class CreateRunRequest(_message.Message):
     """Which definition runs: "" the latest published version, "3" version 3, "draft"
     the workflow's draft (its owner only).
     """
+    rerun_of: _builtins.str
+    """A rerun of this run (workflow_id empty): its workflow, version, input and params by
+    default; the outputs of the stages before from_stage (default: none) copied over.
+    """
+    from_stage: _builtins.str
+    has_input_text: _builtins.bool
+    """reruns: input_text replaces the original's"""
+    has_params: _builtins.bool
+    """reruns: params_json replaces the original's"""
     @_builtins.property
     def caller(self) -> Global___Caller: ...
     @_builtins.property
@@ -572,10 +585,14 @@ class CreateRunRequest(_message.Message):
         idempotency: _idempotency_pb2.Idempotency | None = ...,
         request_id: _builtins.str = ...,
         version: _builtins.str = ...,
+        rerun_of: _builtins.str = ...,
+        from_stage: _builtins.str = ...,
+        has_input_text: _builtins.bool = ...,
+        has_params: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "idempotency", b"idempotency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_ids", b"attachment_ids", "caller", b"caller", "idempotency", b"idempotency", "input_text", b"input_text", "params_json", b"params_json", "request_id", b"request_id", "version", b"version", "webhook_url", b"webhook_url", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_ids", b"attachment_ids", "caller", b"caller", "from_stage", b"from_stage", "has_input_text", b"has_input_text", "has_params", b"has_params", "idempotency", b"idempotency", "input_text", b"input_text", "params_json", b"params_json", "request_id", b"request_id", "rerun_of", b"rerun_of", "version", b"version", "webhook_url", b"webhook_url", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
