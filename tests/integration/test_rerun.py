@@ -95,7 +95,7 @@ async def test_a_rerun_from_a_stage_reuses_the_stages_before_it(
 async def test_what_cannot_be_rerun(
     stack: Stack, http: aiohttp.ClientSession, owner: Account
 ) -> None:
-    review = [
+    review: list[dict[str, Any]] = [
         {
             "id": "review",
             "type": "human_review",
