@@ -57,12 +57,13 @@ class MetricsBind:
 
 
 def parse_bind(raw: str) -> MetricsBind | None:
-    """`"0.0.0.0:9090"` -> MetricsBind; `""` or `"0"` -> None (no metrics server)."""
+    """`"0.0.0.0:9090"` -> MetricsBind (port 0: any free one); `""` or `"0"` -> None (no
+    metrics server)."""
     raw = raw.strip()
     if raw in ("", "0"):
         return None
     host, sep, port = raw.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ConfigError(f"WEFT_METRICS_BIND must look like host:port or be empty, got {raw!r}")
     return MetricsBind(host.strip("[]") or "0.0.0.0", int(port))
 

@@ -54,9 +54,9 @@ class MetricsServer:
 
     async def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+            server, self._server = self._server, None
+            await asyncio.to_thread(server.shutdown)  # waits for its loop's next poll
+            server.server_close()
 
 
 def split_method(full: str) -> tuple[str, str]:

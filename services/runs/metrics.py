@@ -5,14 +5,19 @@ creation and every end passes through, whichever process wrote them): a row publ
 twice after a crash between JetStream's ack and the commit is counted twice.
 """
 
+import asyncio
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+import asyncpg
+from prometheus_client import Counter, Gauge, Histogram
 
 from weftcore.events import RUN_CREATED, TERMINAL_EVENTS
+
+log = logging.getLogger(__name__)
 
 RUN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
@@ -90,3 +95,50 @@ def webhook_outcome(status_code: int, permanent: bool) -> str:
     if status_code:
         return "http_error"
     return "refused" if permanent else "unreachable"
+
+
+IN_FLIGHT = Gauge(
+    "weft_runs_in_flight", "Runs not yet finished nor waiting for input, by status", ["status"]
+)
+OLDEST_IN_FLIGHT = Gauge(
+    "weft_runs_oldest_in_flight_seconds",
+    "Age of the oldest run in that status (0 when there is none)",
+    ["status"],
+)
+STALE_RUNNING = Gauge(
+    "weft_runs_stale_running",
+    "Running runs whose worker heartbeat is over 60 s old (recovery should take them)",
+)
+_IN_FLIGHT = """
+SELECT status, count(*) AS n,
+       COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS oldest,
+       count(*) FILTER (WHERE heartbeat_at < now() - interval '60 seconds') AS stale
+FROM runs WHERE status IN ('pending', 'running') GROUP BY status
+"""
+
+
+async def survey_once(pool: asyncpg.Pool) -> None:
+    """Refresh the in-flight gauges (the `runs_status_heartbeat_idx` index finds them)."""
+    try:
+        rows = await pool.fetch(_IN_FLIGHT)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.warning("runs survey failed", exc_info=True)
+        return
+    found = {row["status"]: row for row in rows}
+    stale = 0
+    for status in ("pending", "running"):
+        row = found.get(status)
+        IN_FLIGHT.labels(status).set(row["n"] if row else 0)
+        OLDEST_IN_FLIGHT.labels(status).set(row["oldest"] if row else 0)
+        if status == "running" and row:
+            stale = row["stale"]
+    STALE_RUNNING.set(stale)
+
+
+async def survey_loop(pool: asyncpg.Pool, interval: float = 30.0) -> None:
+    """`survey_once` until cancelled (a weftcore.background task)."""
+    while True:
+        await survey_once(pool)
+        await asyncio.sleep(interval)
