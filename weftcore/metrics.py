@@ -83,8 +83,8 @@ class RpcTimer:
 def code_of(context: object, exc: BaseException | None) -> grpc.StatusCode | None:
     """The status a call ended with: what the context was aborted with, else CANCELLED or
     UNKNOWN for an escaping exception, else OK (None)."""
-    if isinstance(exc, asyncio.CancelledError):
-        return grpc.StatusCode.CANCELLED
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        return grpc.StatusCode.CANCELLED  # the caller went away, or the server stops
     try:
         code = context.code()  # type: ignore[attr-defined]
     except Exception:
@@ -95,7 +95,7 @@ def code_of(context: object, exc: BaseException | None) -> grpc.StatusCode | Non
         for member in grpc.StatusCode:
             if member.value[0] == code:
                 return member
-    if exc is not None and not isinstance(exc, GeneratorExit):
+    if exc is not None:
         return grpc.StatusCode.UNKNOWN
     return None
 

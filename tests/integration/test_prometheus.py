@@ -162,17 +162,34 @@ async def test_a_run_shows_in_the_runs_rpc_llm_and_queue_metrics(
             f'sum(weft_stage_duration_seconds_count{{stage_type="{stage_type}"}})',
             lambda v: v >= 1,
         )
-    # The RPC that created it, timed by the shared interceptor in the runs process.
-    rpcs = await api.query('weft_grpc_server_handling_seconds_count{job="runs"}')
-    assert {r["metric"]["grpc_service"] for r in rpcs} >= {"weft.runs.v1.RunsService"}
-    answered_ok = await api.value('sum(weft_grpc_server_handled_total{job="auth",grpc_code="OK"})')
-    assert answered_ok >= 1  # the gateway authenticated the request through auth
+    # RPCs, timed and counted by the shared interceptor: the workflow applied above, the
+    # reads of the run behind the gateway's GET, the gateway's authentications.
+    await api.until(
+        'sum(weft_grpc_server_handling_seconds_count{job="runs",grpc_method="ApplyWorkflow"})',
+        lambda v: v >= 1,
+    )
+    await api.until(
+        'sum(weft_grpc_server_handled_total{job="runs",grpc_method="GetRun",grpc_code="OK"})',
+        lambda v: v >= 1,
+    )
+    await api.until(
+        'sum(weft_grpc_server_handled_total{job="auth",grpc_code="OK"})', lambda v: v >= 1
+    )
+    p95 = await api.value(
+        "histogram_quantile(0.95, sum by (le) "
+        '(weft_grpc_server_handling_seconds_bucket{job="runs",grpc_method="GetRun"}))'
+    )
+    assert p95 > 0
     # The LLM stage, by model, with the tokens the fake provider reported.
     await api.until('sum(weft_llm_calls_total{model="fake:echo",outcome="ok"})', lambda v: v >= 1)
     await api.until('sum(weft_llm_tokens_total{model="fake:echo"})', lambda v: v > 0)
     # The job queue's consumer, polled by the worker; billing's by billing.
     consumers = await api.until("count(weft_jetstream_consumer_info_up == 1)", lambda v: v >= 2)
     assert consumers >= 2
+    # The periodic surveys: runs in flight by status, and a sound ledger.
+    await api.until('count(weft_runs_in_flight{job="runs"})', lambda v: v == 2)
+    await api.until('count(weft_billing_ledger_check_up{job="billing"} == 1)', lambda v: v == 1)
+    assert await api.value('weft_billing_ledger_mismatched_accounts{job="billing"}') == 0
     # Gateway routes are templates, never paths with ids in them.
     routes = {r["metric"]["route"] for r in await api.query("weft_http_requests_total")}
     assert "/api/v1/workflow-runs/{run_id}" in routes
