@@ -13,9 +13,11 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from aiohttp import web
 
 from devstack.ports import free_port
 from devstack.stack import Stack
+from tests.integration.attachments_support import upload
 from tests.support.runs import Account, apply_workflow, create_run, wait_for
 
 PROMETHEUS = shutil.which("prometheus")
@@ -194,3 +196,38 @@ async def test_a_run_shows_in_the_runs_rpc_llm_and_queue_metrics(
     routes = {r["metric"]["route"] for r in await api.query("weft_http_requests_total")}
     assert "/api/v1/workflow-runs/{run_id}" in routes
     assert not any(run["id"] in route for route in routes)
+
+
+async def test_uploads_and_webhook_attempts_show_by_kind_and_outcome(
+    stack: Stack, api: PromApi, account: Account, http: aiohttp.ClientSession
+) -> None:
+    answers = [500]  # the first attempt fails, the retry delivers
+
+    async def hook(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=answers.pop() if answers else 200)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    extracted = 'sum(weft_storage_extraction_duration_seconds_count{kind="csv"})'
+    failed = 'sum(weft_webhook_attempts_total{outcome="http_error"})'
+    delivered = 'sum(weft_webhook_attempts_total{outcome="delivered"})'
+    try:
+        before = [await api.value(e) for e in (extracted, failed, delivered)]
+        status, body = await upload(http, stack, account, "t.csv", b"a,b\n1,2\n")
+        assert status == 201, body
+        workflow = await apply_workflow(
+            stack, [{"id": "only", "type": "template", "template": "{{ input_text }}"}]
+        )
+        run = await create_run(http, stack, account, workflow, "hooked", webhook_url=url)
+        await wait_for(http, stack, account, run["id"])
+        await api.until(extracted, lambda v: v >= before[0] + 1)
+        await api.until(failed, lambda v: v >= before[1] + 1)
+        await api.until(delivered, lambda v: v >= before[2] + 1)
+    finally:
+        await runner.cleanup()
