@@ -7,6 +7,7 @@ NATS, close everything.
 """
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -127,7 +128,6 @@ async def serve(config: WorkerConfig) -> None:
         )
         tasks.start("consumer-metrics", lambda: watch_consumers(js, [(JOBS_STREAM, DURABLE)]))
         pings = await nc.subscribe(WORKERS_PING_SUBJECT, WORKERS_QUEUE, answer_ping)
-        stack.push_async_callback(pings.unsubscribe)
         log.info(
             "worker started",
             extra={
@@ -145,6 +145,8 @@ async def serve(config: WorkerConfig) -> None:
 
         log.info("stopping: finishing in-flight stages", extra={"grace": config.grace_seconds})
         await server.health.enter_graceful_shutdown()
+        with contextlib.suppress(Exception):  # NATS may be gone: the drain below copes
+            await pings.unsubscribe()  # a stopping worker no longer counts as alive
         consumer.stop()
         await consumer.drain(config.grace_seconds)
         await tasks.close()
