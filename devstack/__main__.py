@@ -57,6 +57,10 @@ def main(argv: list[str] | None = None) -> None:
         phases = ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
         print(f"weft: ready in {ready:.1f}s ({phases})")
         print(f"weft: gateway {stack.base_url}  (readiness: {stack.base_url}/readyz)")
+        metrics = ", ".join(
+            f"{name} :{url.split(':')[2].split('/')[0]}" for name, url in stack.metrics_urls.items()
+        )
+        print(f"weft: /metrics on {metrics} (docs/operations.md)")
         print(f"weft: demo user {demo.user_id}, key {demo.key_id}")
         print("weft: try it:\n")
         print(curl_line(stack.base_url, demo.token))

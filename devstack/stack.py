@@ -38,6 +38,9 @@ class Ports:
     services: dict[str, int]  # auth, billing, storage, runs
     workers: list[int]  # gRPC health port of each worker
     gateways: list[int]
+    # /metrics of each service and worker by process name (auth, ..., worker, worker2);
+    # the gateways serve theirs on their HTTP port.
+    metrics: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def free(cls, gateways: int = 1, workers: int = 1) -> "Ports":
@@ -50,6 +53,7 @@ class Ports:
             services={name: free_port() for name in SERVICES},
             workers=[free_port() for _ in range(workers)],
             gateways=[free_port() for _ in range(gateways)],
+            metrics={name: free_port() for name in _metered(workers)},
         )
 
     @classmethod
@@ -64,7 +68,17 @@ class Ports:
             services={"auth": 7101, "runs": 7102, "storage": 7103, "billing": 7104},
             workers=[7110 + i for i in range(workers)],
             gateways=[8080 + i for i in range(gateways)],
+            metrics={name: 9101 + i for i, name in enumerate(_metered(workers))},
         )
+
+
+def worker_name(i: int) -> str:
+    return "worker" if i == 0 else f"worker{i + 1}"
+
+
+def _metered(workers: int) -> list[str]:
+    """The processes that serve /metrics on a port of their own."""
+    return [*SERVICES, *(worker_name(i) for i in range(workers))]
 
 
 @dataclass
@@ -117,17 +131,26 @@ class Stack:
                 name,
                 logs,
                 ["-m", f"services.{name}", "serve"],
-                {**self.env, "WEFT_GRPC_BIND": f"127.0.0.1:{ports.services[name]}"},
+                {
+                    **self.env,
+                    "WEFT_GRPC_BIND": f"127.0.0.1:{ports.services[name]}",
+                    **self._metrics_env(name),
+                },
                 grpc_addr=f"127.0.0.1:{ports.services[name]}",
                 cwd=PROJECT_ROOT,
             )
         for i, port in enumerate(ports.workers):
-            name = "worker" if i == 0 else f"worker{i + 1}"
+            name = worker_name(i)
             self.processes[name] = PythonProcess(
                 name,
                 logs,
                 ["-m", "services.runs.worker"],
-                {**self.env, "WEFT_GRPC_BIND": f"127.0.0.1:{port}", "WEFT_WORKER_ID": name},
+                {
+                    **self.env,
+                    "WEFT_GRPC_BIND": f"127.0.0.1:{port}",
+                    "WEFT_WORKER_ID": name,
+                    **self._metrics_env(name),
+                },
                 grpc_addr=f"127.0.0.1:{port}",
                 cwd=PROJECT_ROOT,
             )
@@ -155,7 +178,22 @@ class Stack:
                 cwd=PROJECT_ROOT,
             )
 
+    def _metrics_env(self, name: str) -> dict[str, str]:
+        port = self.options.ports.metrics.get(name)
+        return {"WEFT_METRICS_BIND": f"127.0.0.1:{port}" if port else ""}
+
     # -- addresses -----------------------------------------------------------------
+
+    @property
+    def metrics_urls(self) -> dict[str, str]:
+        """Each process's /metrics (the gateways' on their HTTP port)."""
+        urls = {
+            name: f"http://127.0.0.1:{port}/metrics"
+            for name, port in self.options.ports.metrics.items()
+        }
+        for i, url in enumerate(self.gateway_urls):
+            urls["gateway" if i == 0 else f"gateway{i + 1}"] = f"{url}/metrics"
+        return urls
 
     @property
     def base_url(self) -> str:

@@ -11,6 +11,8 @@ from grpc_health.v1 import health_pb2
 from gateway.http import error_body, json_response
 from gateway.keys import CONFIG, SERVICES
 from weftcore.errors import Unavailable
+from weftcore.grpc_server import DEPENDENCY_HEALTH_PREFIX
+from weftcore.liveness import any_worker_alive
 
 CHECK_TIMEOUT = 1.5
 
@@ -19,12 +21,12 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
-async def _service(request: web.Request, name: str) -> str:
+async def _service(request: web.Request, name: str, health_name: str = "") -> str:
     try:
         reply = (
             await request.app[SERVICES]
             .health(name)
-            .Check(health_pb2.HealthCheckRequest(service=""), timeout=CHECK_TIMEOUT)
+            .Check(health_pb2.HealthCheckRequest(service=health_name), timeout=CHECK_TIMEOUT)
         )
     except Exception:
         return "unreachable"
@@ -66,13 +68,36 @@ async def _nats(request: web.Request) -> str:
     return "ok" if info.get("jetstream") else "jetstream_unavailable"
 
 
+async def _object_storage(request: web.Request) -> str:
+    """The storage service's own S3 probe (weftcore.service.watch_dependencies), read from
+    its health service: the gateway holds no S3 credentials."""
+    return await _service(request, "storage", DEPENDENCY_HEALTH_PREFIX + "s3")
+
+
+async def _workers(request: web.Request) -> str:
+    """At least one worker answers a ping on core NATS (weftcore.liveness)."""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT * 2):
+            alive = await any_worker_alive(request.app[CONFIG].nats_url, CHECK_TIMEOUT)
+    except Exception:
+        return "unreachable"
+    return "ok" if alive else "none_alive"
+
+
 async def readyz(request: web.Request) -> web.Response:
-    """200 when every service, the database and NATS answer; else 503 naming what failed."""
+    """200 when every service, the database, NATS, object storage and at least one worker
+    answer; else 503 naming what failed."""
     names = ["auth", "runs", "storage", "billing"]
     results = await asyncio.gather(
-        *(_service(request, n) for n in names), _database(request), _nats(request)
+        *(_service(request, n) for n in names),
+        _database(request),
+        _nats(request),
+        _object_storage(request),
+        _workers(request),
     )
-    checks = dict(zip([*names, "database", "nats"], results, strict=True))
+    checks = dict(
+        zip([*names, "database", "nats", "object_storage", "workers"], results, strict=True)
+    )
     failing = sorted(name for name, state in checks.items() if state != "ok")
     if failing:
         body = error_body(Unavailable("Not ready: " + ", ".join(failing) + "."))

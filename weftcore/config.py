@@ -51,6 +51,28 @@ def env_list(name: str, default: str = "", env: Mapping[str, str] | None = None)
 
 
 @dataclass(frozen=True)
+class MetricsBind:
+    host: str
+    port: int
+
+
+def parse_bind(raw: str) -> MetricsBind | None:
+    """`"0.0.0.0:9090"` -> MetricsBind (port 0: any free one); `""` or `"0"` -> None (no
+    metrics server)."""
+    raw = raw.strip()
+    if raw in ("", "0"):
+        return None
+    host, sep, port = raw.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"WEFT_METRICS_BIND must look like host:port or be empty, got {raw!r}")
+    return MetricsBind(host.strip("[]") or "0.0.0.0", int(port))
+
+
+def metrics_bind(env: Mapping[str, str] | None = None) -> MetricsBind | None:
+    return parse_bind(env_str("WEFT_METRICS_BIND", "0", env))
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """Settings every gRPC service shares."""
 
@@ -59,6 +81,7 @@ class ServiceConfig:
     nats_url: str
     log_level: str
     grace_seconds: float
+    metrics: MetricsBind | None = None  # where /metrics is served; None: nowhere
 
     @classmethod
     def from_env(cls, default_bind: str, env: Mapping[str, str] | None = None) -> "ServiceConfig":
@@ -68,4 +91,5 @@ class ServiceConfig:
             nats_url=env_str("WEFT_NATS_URL", "nats://127.0.0.1:4222", env),
             log_level=env_str("WEFT_LOG_LEVEL", "INFO", env),
             grace_seconds=env_float("WEFT_GRACE_SECONDS", 10.0, env),
+            metrics=parse_bind(env_str("WEFT_METRICS_BIND", "0", env)),
         )

@@ -11,6 +11,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from weftcore.context import REQUEST_ID_METADATA, request_id_var
 from weftcore.errors import Internal, WeftError, status_bytes, to_status
+from weftcore.metrics import RpcTimer, code_of
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +19,8 @@ T = TypeVar("T")
 
 # Large enough for upload chunks and JSON documents; uploads stream in 256 KiB pieces.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+# Health service names under which a process reports each dependency it watches.
+DEPENDENCY_HEALTH_PREFIX = "weft.dependency."
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -59,7 +62,8 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) ->
 
 
 class ContextInterceptor(grpc.aio.ServerInterceptor):
-    """Sets the request id from metadata and maps domain errors to rich statuses."""
+    """Sets the request id from metadata, maps domain errors to rich statuses and
+    records each call's status and duration (weftcore.metrics)."""
 
     async def intercept_service(
         self,
@@ -70,18 +74,25 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         rid = _request_id(handler_call_details)
+        method = handler_call_details.method
 
         if handler.unary_unary:
             inner_uu = handler.unary_unary
 
             async def unary_unary(request: Any, context: Any) -> Any:
                 request_id_var.set(rid)
+                timer, failure = RpcTimer(method), None
                 try:
                     return await inner_uu(request, context)
                 except grpc.aio.AbortError:
                     raise
                 except Exception as exc:
                     await _abort(context, exc)
+                except BaseException as exc:  # cancelled by the client or the shutdown
+                    failure = exc
+                    raise
+                finally:
+                    timer.done(code_of(context, failure))
 
             return grpc.unary_unary_rpc_method_handler(
                 unary_unary, handler.request_deserializer, handler.response_serializer
@@ -91,12 +102,18 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
 
             async def stream_unary(request_iterator: Any, context: Any) -> Any:
                 request_id_var.set(rid)
+                timer, failure = RpcTimer(method), None
                 try:
                     return await inner_su(request_iterator, context)
                 except grpc.aio.AbortError:
                     raise
                 except Exception as exc:
                     await _abort(context, exc)
+                except BaseException as exc:  # cancelled by the client or the shutdown
+                    failure = exc
+                    raise
+                finally:
+                    timer.done(code_of(context, failure))
 
             return grpc.stream_unary_rpc_method_handler(
                 stream_unary, handler.request_deserializer, handler.response_serializer
@@ -106,6 +123,7 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
 
             async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
                 request_id_var.set(rid)
+                timer, failure = RpcTimer(method), None
                 try:
                     async for item in inner_us(request, context):
                         yield item
@@ -113,6 +131,11 @@ class ContextInterceptor(grpc.aio.ServerInterceptor):
                     raise
                 except Exception as exc:
                     await _abort(context, exc)
+                except BaseException as exc:  # cancelled by the client or the shutdown
+                    failure = exc
+                    raise
+                finally:
+                    timer.done(code_of(context, failure))
 
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream, handler.request_deserializer, handler.response_serializer
@@ -148,6 +171,15 @@ class GrpcServer:
         )
         for name in self.service_names:
             await self.health.set(name, status)
+
+    async def set_dependency(self, name: str, up: bool) -> None:
+        """One dependency's state as health service `weft.dependency.<name>`."""
+        await self.health.set(
+            DEPENDENCY_HEALTH_PREFIX + name,
+            health_pb2.HealthCheckResponse.SERVING
+            if up
+            else health_pb2.HealthCheckResponse.NOT_SERVING,
+        )
 
     def request_stop(self) -> None:
         self._stop.set()

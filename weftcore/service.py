@@ -19,6 +19,7 @@ from weftcore.db import migrate
 from weftcore.grpc_server import GrpcServer
 from weftcore.heap import freeze_startup_heap
 from weftcore.logs import setup_logging
+from weftcore.metrics import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,17 @@ Wiring = Callable[[ServiceConfig, GrpcServer, AsyncExitStack], Awaitable[dict[st
 
 
 async def watch_dependencies(server: GrpcServer, checks: dict[str, Check], interval: float) -> None:
-    """Report NOT_SERVING while any dependency (database, NATS, S3) is unreachable."""
+    """Report NOT_SERVING while any dependency (database, NATS, S3) is unreachable; each
+    dependency's own state too, as health service `weft.dependency.<name>` (the
+    gateway's /readyz reads storage's `s3` there)."""
     serving = True
+    known: dict[str, bool] = {}
     while True:
         results = {name: await check() for name, check in checks.items()}
+        for name, good in results.items():
+            if known.get(name) is not good:
+                await server.set_dependency(name, good)
+                known[name] = good
         ok = all(results.values())
         if ok != serving:
             failing = sorted(name for name, good in results.items() if not good)
@@ -47,6 +55,9 @@ async def serve(
 ) -> None:
     async with AsyncExitStack() as stack:
         server = GrpcServer(grpc_service_names, config.grpc_bind, config.grace_seconds)
+        metrics = MetricsServer(config.metrics)
+        metrics.start()
+        stack.push_async_callback(metrics.close)
         checks = await wiring(config, server, stack)
         tasks = BackgroundTasks()
         stack.push_async_callback(tasks.close)  # first to close: before what wiring opened

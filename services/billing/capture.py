@@ -18,6 +18,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from services.billing.metrics import CAPTURES, captured
 from services.billing.pricing import Usage
 from services.billing.repository import FreeCapture
 from services.billing.service import BillingService, CaptureResult
@@ -157,9 +158,11 @@ class CaptureConsumer:
         for msg, event in free:
             if event.run_id in done.captured:
                 await msg.ack()
+                CAPTURES.labels("captured").inc()
                 log.info("captured", extra={"run_id": event.run_id, "captured_micros": 0})
             elif event.run_id in done.unreserved:
                 await msg.ack()  # never reserved (a run from before 0008): nothing to capture
+                CAPTURES.labels("no_reservation").inc()
             else:
                 rest.append(msg)
         rest += await self._capture_priced(priced)
@@ -224,22 +227,26 @@ class CaptureConsumer:
             if _spent_tokens(usages):
                 log.warning("terminal event without reservation", extra={"run_id": event.run_id})
             await msg.ack()
+            CAPTURES.labels("no_reservation").inc()
             return
         except InvalidArgument as exc:
             log.error("capture refused", extra={"run_id": event.run_id, "error": exc.message})
             await msg.term()
+            CAPTURES.labels("refused").inc()
             return
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("capture failed; will retry", extra={"run_id": event.run_id})
             await msg.nak(delay=2)
+            CAPTURES.labels("retry").inc()
             return
         await msg.ack()
         _log_captured(result)
 
 
 def _log_captured(result: CaptureResult) -> None:
+    captured(result)
     log.info(
         "captured",
         extra={

@@ -3,6 +3,7 @@
 import asyncio
 import logging
 
+from services.billing.metrics import RESERVATIONS_EXPIRED
 from services.billing.service import BillingService
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ class ReservationSweeper:
         while True:
             await asyncio.sleep(self.interval)
             try:
-                await self.billing.expire_stale(self.ttl)
+                RESERVATIONS_EXPIRED.inc(await self.billing.expire_stale(self.ttl))
             except asyncio.CancelledError:
                 raise
             except Exception:

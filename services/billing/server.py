@@ -5,6 +5,7 @@ import logging
 from contextlib import AsyncExitStack
 from typing import Any
 
+from services.billing import metrics
 from services.billing.capture import CaptureConsumer
 from services.billing.config import BillingConfig
 from services.billing.expiry import ReservationSweeper
@@ -18,7 +19,8 @@ from weftcore.config import ServiceConfig
 from weftcore.db import create_pool, ping
 from weftcore.grpc_server import GrpcServer, batch_item
 from weftcore.ids import iso
-from weftcore.nats import connect, ensure_streams
+from weftcore.metrics import watch_consumers
+from weftcore.nats import BILLING_STREAM, connect, ensure_streams
 from weftcore.service import Check
 
 GRPC_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BillingService"].full_name
@@ -69,7 +71,13 @@ class BillingServiceServicer(billing_pb2_grpc.BillingServiceServicer):
         self.billing = billing
 
     async def Reserve(self, request: pb.ReserveRequest, context: Ctx) -> pb.Reservation:
-        return _reservation(await self.billing.reserve(*_reserve_args(request)))
+        try:
+            row = await self.billing.reserve(*_reserve_args(request))
+        except BaseException as exc:
+            metrics.reservation_failed(exc)
+            raise
+        metrics.RESERVATIONS.labels("reserved").inc()
+        return _reservation(row)
 
     async def ReserveMany(
         self, request: pb.ReserveManyRequest, context: Ctx
@@ -89,6 +97,7 @@ class BillingServiceServicer(billing_pb2_grpc.BillingServiceServicer):
             else:
                 for i, row in zip(own, rows, strict=True):
                     if row is not None:
+                        metrics.RESERVATIONS.labels("reserved").inc()
                         outcomes[i] = pb.ReserveOutcome(reservation=_reservation(row))
         rest = [i for i in range(len(requests)) if i not in outcomes]
         answers = await asyncio.gather(*(self._reserve_outcome(requests[i]) for i in rest))
@@ -212,6 +221,11 @@ async def wire(
     stack.push_async_callback(tasks.close)
     tasks.start("billing-capture", consumer.run)
     tasks.start("billing-sweeper", sweeper.run)
+    tasks.start("billing-audit", lambda: metrics.audit_loop(billing, pool))
+    tasks.start(
+        "consumer-metrics",
+        lambda: watch_consumers(js, [(BILLING_STREAM, billing_config.consumer_name)]),
+    )
 
     async def database() -> bool:
         return await ping(pool)

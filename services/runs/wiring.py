@@ -14,6 +14,7 @@ from services.runs.domain.open_waits import OpenWaits
 from services.runs.domain.service import RunsService
 from services.runs.domain.watch import RunWatcher
 from services.runs.domain.workflow_dir import apply_workflow_dir
+from services.runs.metrics import survey_loop
 from services.runs.store.idempotency import PgIdempotencyStore
 from services.runs.store.notify import Notifier
 from services.runs.store.ratelimit import PgRateLimiter
@@ -49,6 +50,7 @@ async def wire(
     tasks.start("outbox-relay", relay.run)
     tasks.start("runs-notifier", notifier.run)
     tasks.start("webhook-dispatcher", webhooks.run)
+    tasks.start("runs-survey", lambda: survey_loop(pool))
 
     billing_channel = open_channel(runs_config.billing_addr)
     storage_channel = open_channel(runs_config.storage_addr)

@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import logging
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from services.storage.config import StorageConfig
 from services.storage.detect import SNIFF_BYTES, cap_for, detect, sanitize_filename
 from services.storage.errors import PayloadTooLarge
 from services.storage.extract import ExtractResult, Limits
+from services.storage.metrics import observe_extraction
 from services.storage.repository import AttachmentRecord, AttachmentRepository
 from services.storage.s3 import ObjectStore
 from services.storage.spooled_upload import SpooledUpload
@@ -232,7 +234,9 @@ class StorageService:
     ) -> tuple[ExtractResult, str | None]:
         """Extracts the spooled file and stores its text under `text_key`; answers the
         result and the key (None when there is no text)."""
+        started = time.perf_counter()
         result = await self.extractor.extract(owner_user_id, spool, kind, self.limits, text_path)
+        observe_extraction(kind, result.status, time.perf_counter() - started)
         if not (result.text_chars and text_path.exists()):
             return result, None
         put = asyncio.ensure_future(

@@ -31,11 +31,29 @@ async def test_readyz_lists_every_dependency(stack: Stack) -> None:
     assert status == 200, body
     assert body["status"] == "ready"
     assert body["checks"] == {
-        name: "ok" for name in ("auth", "runs", "storage", "billing", "database", "nats")
+        name: "ok"
+        for name in (
+            "auth",
+            "runs",
+            "storage",
+            "billing",
+            "database",
+            "nats",
+            "object_storage",
+            "workers",
+        )
     }
 
 
-@pytest.mark.parametrize(("process", "check"), [("nats", "nats"), ("postgres", "database")])
+@pytest.mark.parametrize(
+    ("process", "check"),
+    [
+        ("nats", "nats"),
+        ("postgres", "database"),
+        ("s3", "object_storage"),
+        ("worker", "workers"),
+    ],
+)
 async def test_readyz_turns_503_when_a_dependency_stops_and_recovers(
     stack: Stack, process: str, check: str
 ) -> None:

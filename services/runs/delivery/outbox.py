@@ -21,6 +21,8 @@ import asyncpg
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from services.runs.metrics import observe_published
+
 log = logging.getLogger(__name__)
 
 _CLAIM = """
@@ -96,7 +98,8 @@ class OutboxRelay:
                 for token in tokens:
                     self._acks.pop(token, None)
             await conn.execute(_MARK, [r["id"] for r in rows])
-            return len(rows)
+        observe_published(rows)  # committed: counted once
+        return len(rows)
 
     async def on_ack(self, msg: Msg) -> None:
         """JetStream's answer to one published message: settles its pending publish."""

@@ -34,6 +34,7 @@ import asyncpg
 
 from services.runs.domain.ssrf import GuardedResolver, ResolutionFailed, SSRFPolicy, SSRFRefused
 from services.runs.domain.webhook_url import check_webhook_url
+from services.runs.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_GAVE_UP, webhook_outcome
 from weftcore.config import ConfigError, env_bool, env_float, env_list
 
 log = logging.getLogger(__name__)
@@ -305,6 +306,7 @@ class WebhookDispatcher:
     async def _record(self, row: asyncpg.Record, result: AttemptResult) -> None:
         error = result.error[:MAX_ERROR_CHARS]
         attempt = int(row["attempts"])
+        WEBHOOK_ATTEMPTS.labels(webhook_outcome(result.status_code, result.permanent)).inc()
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 _ATTEMPT, row["id"], attempt, result.status_code, error, result.duration_ms
@@ -322,6 +324,7 @@ class WebhookDispatcher:
             status = "failed" if expired or result.permanent else "pending"
             await conn.execute(_RETRY, row["id"], status, result.status_code, error, delay)
         if status == "failed":
+            WEBHOOK_GAVE_UP.inc()
             log.warning(
                 "webhook delivery gave up",
                 extra={"delivery_id": row["id"], "run_id": row["run_id"], "error": error},

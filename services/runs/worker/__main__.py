@@ -7,6 +7,7 @@ NATS, close everything.
 """
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -18,7 +19,7 @@ from services.runs.domain.ssrf import SSRFPolicy, describe
 from services.runs.store.writer import RunWriter
 from services.runs.worker.clients import BillingPricer, StorageTextReader
 from services.runs.worker.config import WorkerConfig
-from services.runs.worker.consumer import ConsumerSettings, JobConsumer
+from services.runs.worker.consumer import DURABLE, ConsumerSettings, JobConsumer
 from services.runs.worker.context import Services
 from services.runs.worker.executor import Executor
 from services.runs.worker.llm_client import LLMClient
@@ -31,8 +32,10 @@ from weftcore.db import create_pool, ping
 from weftcore.grpc_client import open_channel
 from weftcore.grpc_server import GrpcServer
 from weftcore.heap import freeze_startup_heap
+from weftcore.liveness import WORKERS_PING_SUBJECT, WORKERS_QUEUE, answer_ping
 from weftcore.logs import setup_logging
-from weftcore.nats import connect, ensure_streams
+from weftcore.metrics import MetricsServer, watch_consumers
+from weftcore.nats import JOBS_STREAM, connect, ensure_streams
 from weftcore.service import watch_dependencies
 
 log = logging.getLogger("services.runs.worker")
@@ -40,6 +43,9 @@ log = logging.getLogger("services.runs.worker")
 
 async def serve(config: WorkerConfig) -> None:
     async with AsyncExitStack() as stack:
+        metrics = MetricsServer(config.metrics)
+        metrics.start()
+        stack.push_async_callback(metrics.close)
         pool = await create_pool(
             config.database_url,
             "runs",
@@ -120,6 +126,8 @@ async def serve(config: WorkerConfig) -> None:
             "health",
             lambda: watch_dependencies(server, {"database": database, "nats": queue}, 1.0),
         )
+        tasks.start("consumer-metrics", lambda: watch_consumers(js, [(JOBS_STREAM, DURABLE)]))
+        pings = await nc.subscribe(WORKERS_PING_SUBJECT, WORKERS_QUEUE, answer_ping)
         log.info(
             "worker started",
             extra={
@@ -137,6 +145,8 @@ async def serve(config: WorkerConfig) -> None:
 
         log.info("stopping: finishing in-flight stages", extra={"grace": config.grace_seconds})
         await server.health.enter_graceful_shutdown()
+        with contextlib.suppress(Exception):  # NATS may be gone: the drain below copes
+            await pings.unsubscribe()  # a stopping worker no longer counts as alive
         consumer.stop()
         await consumer.drain(config.grace_seconds)
         await tasks.close()

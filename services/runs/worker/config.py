@@ -6,7 +6,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from weftcore.config import env_float, env_int, env_str
+from weftcore.config import MetricsBind, env_float, env_int, env_str, parse_bind
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class WorkerConfig:
     recovery_interval_seconds: float
     ack_wait_seconds: float
     max_deliver: int
+    metrics: MetricsBind | None = None  # where /metrics is served; None: nowhere
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "WorkerConfig":
@@ -55,4 +56,5 @@ class WorkerConfig:
             ),
             ack_wait_seconds=env_float("WEFT_WORKER_ACK_WAIT_SECONDS", 30.0, source),
             max_deliver=env_int("WEFT_WORKER_MAX_DELIVER", 20, source),
+            metrics=parse_bind(env_str("WEFT_METRICS_BIND", "0", source)),
         )

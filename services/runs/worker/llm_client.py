@@ -17,12 +17,14 @@ import asyncio
 import logging
 import os
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
+from services.runs.worker.metrics import observe_llm
 from weftcore.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -139,6 +141,29 @@ class LLMClient:
         json_mode: bool = False,
     ) -> ChatResult:
         """One chat completion, retried on transient failures; LLMError when it gives up."""
+        started = time.perf_counter()
+        try:
+            result = await self._chat(model_id, messages, max_tokens, temperature, json_mode)
+        except LLMError:
+            observe_llm(model_id, time.perf_counter() - started, ok=False)
+            raise
+        observe_llm(
+            model_id,
+            time.perf_counter() - started,
+            ok=True,
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+        )
+        return result
+
+    async def _chat(
+        self,
+        model_id: str,
+        messages: list[dict[str, str]],
+        max_tokens: int | None,
+        temperature: float | None,
+        json_mode: bool,
+    ) -> ChatResult:
         config = self.config_for(model_id)
         _, model = split_model(model_id)
         body: dict[str, Any] = {"model": model, "messages": messages, "stream": False}

@@ -52,8 +52,9 @@ DYNAMIC: dict[str, set[str]] = {
 # Read by the code but deliberately left to its default in the cluster, with why.
 ALLOWED_UNSET: dict[str, set[str]] = {
     # weftcore/config.py (imported for the env_* helpers) also holds ServiceConfig, which
-    # the gateway never builds: it listens on WEFT_HTTP_HOST/PORT, not a gRPC bind.
-    "gateway": {"WEFT_GRPC_BIND"},
+    # the gateway never builds: it listens on WEFT_HTTP_HOST/PORT, not a gRPC bind, and
+    # serves /metrics on that port, not on a WEFT_METRICS_BIND of its own.
+    "gateway": {"WEFT_GRPC_BIND", "WEFT_METRICS_BIND"},
 }
 # Set in the manifests without a WEFT_ prefix: Python's own switches.
 NON_WEFT = {"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}

@@ -185,3 +185,27 @@ def test_backoff_grows_exponentially_with_cap_and_honours_retry_after() -> None:
         assert base / 2 <= wait <= base
     assert _backoff(config, 1, 3.0) == 3.0
     assert _backoff(config, 1, 60.0) == 4.0
+
+
+def _sample(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_calls_tokens_and_latency_are_counted_by_model(fake_url: str) -> None:
+    ok_before = _sample("weft_llm_calls_total", model=MODEL, outcome="ok")
+    failed_before = _sample("weft_llm_calls_total", model=MODEL, outcome="error")
+    tokens_before = _sample("weft_llm_tokens_total", model=MODEL, direction="input")
+    timed_before = _sample("weft_llm_call_duration_seconds_count", model=MODEL)
+    client = _client(fake_url, WEFT_LLM_FAKE_MAX_RETRIES="0")
+    try:
+        await client.chat(MODEL, _messages("[[reply:four score]] and more"))
+        with pytest.raises(LLMError):
+            await client.chat(MODEL, _messages("[[fail:503:1]] [[reply:ok]]"))
+    finally:
+        await client.close()
+    assert _sample("weft_llm_calls_total", model=MODEL, outcome="ok") == ok_before + 1
+    assert _sample("weft_llm_calls_total", model=MODEL, outcome="error") == failed_before + 1
+    assert _sample("weft_llm_tokens_total", model=MODEL, direction="input") == tokens_before + 12
+    assert _sample("weft_llm_call_duration_seconds_count", model=MODEL) == timed_before + 2
