@@ -179,8 +179,11 @@ class RunsService:
 
     async def submit_input(self, caller: Caller, run_id: str, values: Any) -> RunView:
         """Answer the waiting human-review stage: validate, store, resume (new job)."""
-        await self._owned(caller, run_id)
-        states: dict[str, Any] = {}
+        row = await self._owned(caller, run_id)
+        version = await workflow_store.get_version(
+            self._pool, row["workflow_id"], row["workflow_version"]
+        )
+        stages = (version["definition"] if version else {}).get("stages", [])
 
         def answer(state: RunState) -> list[Transition]:
             request = state.human_input_request
@@ -190,16 +193,10 @@ class RunsService:
                     code="RUN_NOT_AWAITING_INPUT",
                 )
             stage_id = request["stage"]
-            stage = next((s for s in states["definition"] if s["id"] == stage_id), None)
+            stage = next((s for s in stages if s["id"] == stage_id), None)
             fields = stage["fields"] if stage else request.get("fields", [])
             return [InputSubmitted(stage_id, validate_values(fields, values, "values"))]
 
-        row = await repo.get_run(self._pool, run_id)
-        assert row is not None
-        version = await workflow_store.get_version(
-            self._pool, row["workflow_id"], row["workflow_version"]
-        )
-        states["definition"] = (version["definition"] if version else {}).get("stages", [])
         return await self._change(run_id, answer)
 
     async def _change(
