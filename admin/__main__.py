@@ -14,7 +14,7 @@ from types import ModuleType
 import grpc
 
 from admin import clients
-from weftcore.errors import from_rpc_error
+from weftcore.errors import WeftError, from_rpc_error
 
 COMMAND_MODULES: list[ModuleType] = []
 
@@ -73,8 +73,8 @@ async def _run(args: argparse.Namespace) -> int:
     try:
         await args.run(args, conn)
         return 0
-    except grpc.RpcError as exc:
-        err = from_rpc_error(exc)
+    except (grpc.RpcError, WeftError) as exc:
+        err = exc if isinstance(exc, WeftError) else from_rpc_error(exc)
         print(f"error: {err.code}: {err.message}", file=sys.stderr)
         return 1
     finally:

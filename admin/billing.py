@@ -9,7 +9,9 @@ from typing import Any
 
 from admin.clients import AdminClients
 from services.billing.money import MoneyError, format_usd_exact, parse_usd
+from weft.auth.v1 import auth_pb2
 from weft.billing.v1 import billing_pb2 as pb
+from weftcore.errors import NotFound
 
 
 def _usd(text: str) -> int:
@@ -50,6 +52,14 @@ def _price(p: pb.Price) -> dict[str, Any]:
 async def credits_grant(args: argparse.Namespace, clients: AdminClients) -> None:
     from admin.__main__ import print_json
 
+    # Credits for an account that does not exist would sit where no key can spend them.
+    account = args.account
+    if account.startswith("usr_"):
+        await clients.auth.GetUser(auth_pb2.GetUserRequest(user_id=account), timeout=10)
+    elif account.startswith("team_"):
+        await clients.auth.GetTeam(auth_pb2.GetTeamRequest(team_id=account), timeout=10)
+    else:
+        raise NotFound(f"No such account: {account} (a usr_... or team_... id).")
     reply = await clients.billing.Grant(
         pb.GrantRequest(account_id=args.account, amount_micros=args.amount_usd, note=args.note)
     )

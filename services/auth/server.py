@@ -76,6 +76,9 @@ class AuthServiceServicer(auth_pb2_grpc.AuthServiceServicer):
     async def GetUser(self, request: auth_pb2.GetUserRequest, context: Ctx) -> Any:
         return user_pb(await self.service.get_user(request.user_id))
 
+    async def GetTeam(self, request: auth_pb2.GetTeamRequest, context: Ctx) -> Any:
+        return team_pb(await self.service.get_team(request.team_id))
+
     async def SetUserPlan(self, request: auth_pb2.SetUserPlanRequest, context: Ctx) -> Any:
         return user_pb(await self.service.set_user_plan(request.user_id, request.plan))
 

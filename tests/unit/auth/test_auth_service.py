@@ -45,6 +45,11 @@ class FakeRepo:
         self.teams[team_id] = TeamRow(team_id, name, plan, [], NOW)
         return self.teams[team_id]
 
+    async def get_team(self, team_id: str) -> TeamRow:
+        if team_id not in self.teams:
+            raise NotFound("no team")
+        return self.teams[team_id]
+
     async def set_team_plan(self, team_id: str, plan: str) -> TeamRow:
         self.teams[team_id] = replace(self.teams[team_id], plan=plan)
         return self.teams[team_id]

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17weft/auth/v1/auth.proto\x12\x0cweft.auth.v1\"$\n\x13\x41uthenticateRequest\x12\r\n\x05token\x18\x01 \x01(\t\"\xbc\x02\n\tPrincipal\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04plan\x18\x03 \x01(\t\x12\x0f\n\x07team_id\x18\x04 \x01(\t\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12\x10\n\x08key_name\x18\x06 \x01(\t\x12\x0e\n\x06scopes\x18\x07 \x03(\t\x12\x15\n\rhas_allowlist\x18\x08 \x01(\x08\x12\x1a\n\x12workflow_allowlist\x18\t \x03(\t\x12\x17\n\x0f\x65xpires_at_unix\x18\n \x01(\x03\x12>\n\x0cversion_pins\x18\x0b \x03(\x0b\x32(.weft.auth.v1.Principal.VersionPinsEntry\x1a\x32\n\x10VersionPinsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"T\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04plan\x18\x03 \x01(\t\x12\x0f\n\x07team_id\x18\x04 \x01(\t\x12\x12\n\ncreated_at\x18\x05 \x01(\t\"V\n\x04Team\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04plan\x18\x03 \x01(\t\x12\x12\n\nmember_ids\x18\x04 \x03(\t\x12\x12\n\ncreated_at\x18\x05 \x01(\t\"0\n\x11\x43reateUserRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x0c\n\x04plan\x18\x02 \x01(\t\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"3\n\x12SetUserPlanRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04plan\x18\x02 \x01(\t\"/\n\x11\x43reateTeamRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04plan\x18\x02 \x01(\t\"3\n\x12SetTeamPlanRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x0c\n\x04plan\x18\x02 \x01(\t\"4\n\x10\x41\x64\x64MemberRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"\xc9\x02\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x15\n\rhas_allowlist\x18\x05 \x01(\x08\x12\x1a\n\x12workflow_allowlist\x18\x06 \x03(\t\x12\x12\n\ncreated_at\x18\x07 \x01(\t\x12\x12\n\nexpires_at\x18\x08 \x01(\t\x12\x12\n\nrevoked_at\x18\t \x01(\t\x12\x14\n\x0clast_used_at\x18\n \x01(\t\x12\x0e\n\x06prefix\x18\x0b \x01(\t\x12;\n\x0cversion_pins\x18\x0c \x03(\x0b\x32%.weft.auth.v1.ApiKey.VersionPinsEntry\x1a\x32\n\x10VersionPinsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"\x88\x02\n\x10\x43reateKeyRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06scopes\x18\x03 \x03(\t\x12\x15\n\rhas_allowlist\x18\x04 \x01(\x08\x12\x1a\n\x12workflow_allowlist\x18\x05 \x03(\t\x12\x17\n\x0f\x65xpires_at_unix\x18\x06 \x01(\x03\x12\x45\n\x0cversion_pins\x18\x07 \x03(\x0b\x32/.weft.auth.v1.CreateKeyRequest.VersionPinsEntry\x1a\x32\n\x10VersionPinsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"F\n\x11\x43reateKeyResponse\x12!\n\x03key\x18\x01 \x01(\x0b\x32\x14.weft.auth.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\"\n\x0fListKeysRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"6\n\x10ListKeysResponse\x12\"\n\x04keys\x18\x01 \x03(\x0b\x32\x14.weft.auth.v1.ApiKey\"\"\n\x10RevokeKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t2\xc3\x05\n\x0b\x41uthService\x12J\n\x0c\x41uthenticate\x12!.weft.auth.v1.AuthenticateRequest\x1a\x17.weft.auth.v1.Principal\x12\x41\n\nCreateUser\x12\x1f.weft.auth.v1.CreateUserRequest\x1a\x12.weft.auth.v1.User\x12;\n\x07GetUser\x12\x1c.weft.auth.v1.GetUserRequest\x1a\x12.weft.auth.v1.User\x12\x43\n\x0bSetUserPlan\x12 .weft.auth.v1.SetUserPlanRequest\x1a\x12.weft.auth.v1.User\x12\x41\n\nCreateTeam\x12\x1f.weft.auth.v1.CreateTeamRequest\x1a\x12.weft.auth.v1.Team\x12\x43\n\x0bSetTeamPlan\x12 .weft.auth.v1.SetTeamPlanRequest\x1a\x12.weft.auth.v1.Team\x12?\n\tAddMember\x12\x1e.weft.auth.v1.AddMemberRequest\x1a\x12.weft.auth.v1.Team\x12L\n\tCreateKey\x12\x1e.weft.auth.v1.CreateKeyRequest\x1a\x1f.weft.auth.v1.CreateKeyResponse\x12I\n\x08ListKeys\x12\x1d.weft.auth.v1.ListKeysRequest\x1a\x1e.weft.auth.v1.ListKeysResponse\x12\x41\n\tRevokeKey\x12\x1e.weft.auth.v1.RevokeKeyRequest\x1a\x14.weft.auth.v1.ApiKeyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17weft/auth/v1/auth.proto\x12\x0cweft.auth.v1\"$\n\x13\x41uthenticateRequest\x12\r\n\x05token\x18\x01 \x01(\t\"\xbc\x02\n\tPrincipal\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04plan\x18\x03 \x01(\t\x12\x0f\n\x07team_id\x18\x04 \x01(\t\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12\x10\n\x08key_name\x18\x06 \x01(\t\x12\x0e\n\x06scopes\x18\x07 \x03(\t\x12\x15\n\rhas_allowlist\x18\x08 \x01(\x08\x12\x1a\n\x12workflow_allowlist\x18\t \x03(\t\x12\x17\n\x0f\x65xpires_at_unix\x18\n \x01(\x03\x12>\n\x0cversion_pins\x18\x0b \x03(\x0b\x32(.weft.auth.v1.Principal.VersionPinsEntry\x1a\x32\n\x10VersionPinsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"T\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04plan\x18\x03 \x01(\t\x12\x0f\n\x07team_id\x18\x04 \x01(\t\x12\x12\n\ncreated_at\x18\x05 \x01(\t\"V\n\x04Team\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04plan\x18\x03 \x01(\t\x12\x12\n\nmember_ids\x18\x04 \x03(\t\x12\x12\n\ncreated_at\x18\x05 \x01(\t\"0\n\x11\x43reateUserRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x0c\n\x04plan\x18\x02 \x01(\t\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"3\n\x12SetUserPlanRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04plan\x18\x02 \x01(\t\"/\n\x11\x43reateTeamRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04plan\x18\x02 \x01(\t\"!\n\x0eGetTeamRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\"3\n\x12SetTeamPlanRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x0c\n\x04plan\x18\x02 \x01(\t\"4\n\x10\x41\x64\x64MemberRequest\x12\x0f\n\x07team_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"\xc9\x02\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x15\n\rhas_allowlist\x18\x05 \x01(\x08\x12\x1a\n\x12workflow_allowlist\x18\x06 \x03(\t\x12\x12\n\ncreated_at\x18\x07 \x01(\t\x12\x12\n\nexpires_at\x18\x08 \x01(\t\x12\x12\n\nrevoked_at\x18\t \x01(\t\x12\x14\n\x0clast_used_at\x18\n \x01(\t\x12\x0e\n\x06prefix\x18\x0b \x01(\t\x12;\n\x0cversion_pins\x18\x0c \x03(\x0b\x32%.weft.auth.v1.ApiKey.VersionPinsEntry\x1a\x32\n\x10VersionPinsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"\x88\x02\n\x10\x43reateKeyRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06scopes\x18\x03 \x03(\t\x12\x15\n\rhas_allowlist\x18\x04 \x01(\x08\x12\x1a\n\x12workflow_allowlist\x18\x05 \x03(\t\x12\x17\n\x0f\x65xpires_at_unix\x18\x06 \x01(\x03\x12\x45\n\x0cversion_pins\x18\x07 \x03(\x0b\x32/.weft.auth.v1.CreateKeyRequest.VersionPinsEntry\x1a\x32\n\x10VersionPinsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"F\n\x11\x43reateKeyResponse\x12!\n\x03key\x18\x01 \x01(\x0b\x32\x14.weft.auth.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\"\n\x0fListKeysRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"6\n\x10ListKeysResponse\x12\"\n\x04keys\x18\x01 \x03(\x0b\x32\x14.weft.auth.v1.ApiKey\"\"\n\x10RevokeKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t2\x80\x06\n\x0b\x41uthService\x12J\n\x0c\x41uthenticate\x12!.weft.auth.v1.AuthenticateRequest\x1a\x17.weft.auth.v1.Principal\x12\x41\n\nCreateUser\x12\x1f.weft.auth.v1.CreateUserRequest\x1a\x12.weft.auth.v1.User\x12;\n\x07GetUser\x12\x1c.weft.auth.v1.GetUserRequest\x1a\x12.weft.auth.v1.User\x12\x43\n\x0bSetUserPlan\x12 .weft.auth.v1.SetUserPlanRequest\x1a\x12.weft.auth.v1.User\x12\x41\n\nCreateTeam\x12\x1f.weft.auth.v1.CreateTeamRequest\x1a\x12.weft.auth.v1.Team\x12;\n\x07GetTeam\x12\x1c.weft.auth.v1.GetTeamRequest\x1a\x12.weft.auth.v1.Team\x12\x43\n\x0bSetTeamPlan\x12 .weft.auth.v1.SetTeamPlanRequest\x1a\x12.weft.auth.v1.Team\x12?\n\tAddMember\x12\x1e.weft.auth.v1.AddMemberRequest\x1a\x12.weft.auth.v1.Team\x12L\n\tCreateKey\x12\x1e.weft.auth.v1.CreateKeyRequest\x1a\x1f.weft.auth.v1.CreateKeyResponse\x12I\n\x08ListKeys\x12\x1d.weft.auth.v1.ListKeysRequest\x1a\x1e.weft.auth.v1.ListKeysResponse\x12\x41\n\tRevokeKey\x12\x1e.weft.auth.v1.RevokeKeyRequest\x1a\x14.weft.auth.v1.ApiKeyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -55,26 +55,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SETUSERPLANREQUEST']._serialized_end=708
   _globals['_CREATETEAMREQUEST']._serialized_start=710
   _globals['_CREATETEAMREQUEST']._serialized_end=757
-  _globals['_SETTEAMPLANREQUEST']._serialized_start=759
-  _globals['_SETTEAMPLANREQUEST']._serialized_end=810
-  _globals['_ADDMEMBERREQUEST']._serialized_start=812
-  _globals['_ADDMEMBERREQUEST']._serialized_end=864
-  _globals['_APIKEY']._serialized_start=867
-  _globals['_APIKEY']._serialized_end=1196
+  _globals['_GETTEAMREQUEST']._serialized_start=759
+  _globals['_GETTEAMREQUEST']._serialized_end=792
+  _globals['_SETTEAMPLANREQUEST']._serialized_start=794
+  _globals['_SETTEAMPLANREQUEST']._serialized_end=845
+  _globals['_ADDMEMBERREQUEST']._serialized_start=847
+  _globals['_ADDMEMBERREQUEST']._serialized_end=899
+  _globals['_APIKEY']._serialized_start=902
+  _globals['_APIKEY']._serialized_end=1231
   _globals['_APIKEY_VERSIONPINSENTRY']._serialized_start=346
   _globals['_APIKEY_VERSIONPINSENTRY']._serialized_end=396
-  _globals['_CREATEKEYREQUEST']._serialized_start=1199
-  _globals['_CREATEKEYREQUEST']._serialized_end=1463
+  _globals['_CREATEKEYREQUEST']._serialized_start=1234
+  _globals['_CREATEKEYREQUEST']._serialized_end=1498
   _globals['_CREATEKEYREQUEST_VERSIONPINSENTRY']._serialized_start=346
   _globals['_CREATEKEYREQUEST_VERSIONPINSENTRY']._serialized_end=396
-  _globals['_CREATEKEYRESPONSE']._serialized_start=1465
-  _globals['_CREATEKEYRESPONSE']._serialized_end=1535
-  _globals['_LISTKEYSREQUEST']._serialized_start=1537
-  _globals['_LISTKEYSREQUEST']._serialized_end=1571
-  _globals['_LISTKEYSRESPONSE']._serialized_start=1573
-  _globals['_LISTKEYSRESPONSE']._serialized_end=1627
-  _globals['_REVOKEKEYREQUEST']._serialized_start=1629
-  _globals['_REVOKEKEYREQUEST']._serialized_end=1663
-  _globals['_AUTHSERVICE']._serialized_start=1666
-  _globals['_AUTHSERVICE']._serialized_end=2373
+  _globals['_CREATEKEYRESPONSE']._serialized_start=1500
+  _globals['_CREATEKEYRESPONSE']._serialized_end=1570
+  _globals['_LISTKEYSREQUEST']._serialized_start=1572
+  _globals['_LISTKEYSREQUEST']._serialized_end=1606
+  _globals['_LISTKEYSRESPONSE']._serialized_start=1608
+  _globals['_LISTKEYSRESPONSE']._serialized_end=1662
+  _globals['_REVOKEKEYREQUEST']._serialized_start=1664
+  _globals['_REVOKEKEYREQUEST']._serialized_end=1698
+  _globals['_AUTHSERVICE']._serialized_start=1701
+  _globals['_AUTHSERVICE']._serialized_end=2469
 # @@protoc_insertion_point(module_scope)

@@ -270,6 +270,25 @@ class CreateTeamRequest(_message.Message):
 Global___CreateTeamRequest: _TypeAlias = CreateTeamRequest  # noqa: Y015
 
 @_typing.final
+class GetTeamRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEAM_ID_FIELD_NUMBER: _builtins.int
+    team_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        team_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["team_id", b"team_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTeamRequest: _TypeAlias = GetTeamRequest  # noqa: Y015
+
+@_typing.final
 class SetTeamPlanRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

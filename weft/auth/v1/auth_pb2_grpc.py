@@ -59,6 +59,11 @@ class AuthServiceStub:
                 request_serializer=weft_dot_auth_dot_v1_dot_auth__pb2.CreateTeamRequest.SerializeToString,
                 response_deserializer=weft_dot_auth_dot_v1_dot_auth__pb2.Team.FromString,
                 _registered_method=True)
+        self.GetTeam = channel.unary_unary(
+                '/weft.auth.v1.AuthService/GetTeam',
+                request_serializer=weft_dot_auth_dot_v1_dot_auth__pb2.GetTeamRequest.SerializeToString,
+                response_deserializer=weft_dot_auth_dot_v1_dot_auth__pb2.Team.FromString,
+                _registered_method=True)
         self.SetTeamPlan = channel.unary_unary(
                 '/weft.auth.v1.AuthService/SetTeamPlan',
                 request_serializer=weft_dot_auth_dot_v1_dot_auth__pb2.SetTeamPlanRequest.SerializeToString,
@@ -120,6 +125,12 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTeam(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetTeamPlan(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -176,6 +187,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
             'CreateTeam': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateTeam,
                     request_deserializer=weft_dot_auth_dot_v1_dot_auth__pb2.CreateTeamRequest.FromString,
+                    response_serializer=weft_dot_auth_dot_v1_dot_auth__pb2.Team.SerializeToString,
+            ),
+            'GetTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTeam,
+                    request_deserializer=weft_dot_auth_dot_v1_dot_auth__pb2.GetTeamRequest.FromString,
                     response_serializer=weft_dot_auth_dot_v1_dot_auth__pb2.Team.SerializeToString,
             ),
             'SetTeamPlan': grpc.unary_unary_rpc_method_handler(
@@ -338,6 +354,33 @@ class AuthService:
             target,
             '/weft.auth.v1.AuthService/CreateTeam',
             weft_dot_auth_dot_v1_dot_auth__pb2.CreateTeamRequest.SerializeToString,
+            weft_dot_auth_dot_v1_dot_auth__pb2.Team.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weft.auth.v1.AuthService/GetTeam',
+            weft_dot_auth_dot_v1_dot_auth__pb2.GetTeamRequest.SerializeToString,
             weft_dot_auth_dot_v1_dot_auth__pb2.Team.FromString,
             options,
             channel_credentials,

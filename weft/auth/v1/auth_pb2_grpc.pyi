@@ -39,6 +39,7 @@ class AuthServiceStub:
     GetUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetUserRequest, _auth_pb2.User]
     SetUserPlan: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SetUserPlanRequest, _auth_pb2.User]
     CreateTeam: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CreateTeamRequest, _auth_pb2.Team]
+    GetTeam: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetTeamRequest, _auth_pb2.Team]
     SetTeamPlan: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SetTeamPlanRequest, _auth_pb2.Team]
     AddMember: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AddMemberRequest, _auth_pb2.Team]
     CreateKey: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CreateKeyRequest, _auth_pb2.CreateKeyResponse]
@@ -54,6 +55,7 @@ class AuthServiceAsyncStub(AuthServiceStub):
     GetUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetUserRequest, _auth_pb2.User]  # type: ignore[assignment]
     SetUserPlan: _aio.UnaryUnaryMultiCallable[_auth_pb2.SetUserPlanRequest, _auth_pb2.User]  # type: ignore[assignment]
     CreateTeam: _aio.UnaryUnaryMultiCallable[_auth_pb2.CreateTeamRequest, _auth_pb2.Team]  # type: ignore[assignment]
+    GetTeam: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetTeamRequest, _auth_pb2.Team]  # type: ignore[assignment]
     SetTeamPlan: _aio.UnaryUnaryMultiCallable[_auth_pb2.SetTeamPlanRequest, _auth_pb2.Team]  # type: ignore[assignment]
     AddMember: _aio.UnaryUnaryMultiCallable[_auth_pb2.AddMemberRequest, _auth_pb2.Team]  # type: ignore[assignment]
     CreateKey: _aio.UnaryUnaryMultiCallable[_auth_pb2.CreateKeyRequest, _auth_pb2.CreateKeyResponse]  # type: ignore[assignment]
@@ -94,6 +96,13 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     def CreateTeam(
         self,
         request: _auth_pb2.CreateTeamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.Team, _abc.Awaitable[_auth_pb2.Team]]: ...
+
+    @_abc_1.abstractmethod
+    def GetTeam(
+        self,
+        request: _auth_pb2.GetTeamRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.Team, _abc.Awaitable[_auth_pb2.Team]]: ...
 
