@@ -16,6 +16,7 @@ workers' stage results alike.
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -140,7 +141,13 @@ class Written:
     take: asyncpg.Record | None = None
 
 
-def _arguments(changes: Sequence[Change], takes: Sequence[RateTake | None]) -> list[Any]:
+def _ts(value: datetime | None) -> str | None:
+    # Text, not datetime: the JSON stays encodable on jsontext's standard-library path
+    # too (taken for integers beyond 64 bits, which a run's result may hold).
+    return None if value is None else value.isoformat()
+
+
+def statement_arguments(changes: Sequence[Change], takes: Sequence[RateTake | None]) -> list[Any]:
     """_WRITE's arguments: each input table as a JSON array of row objects, the rate
     take's constants, and the ids of the runs changed (not created)."""
     runs: list[dict[str, Any]] = []
@@ -163,8 +170,8 @@ def _arguments(changes: Sequence[Change], takes: Sequence[RateTake | None]) -> l
             "human_inputs": run.human_inputs,
             "cost_micros": run.cost_micros,
             "worker_id": run.worker_id,
-            "started_at": run.started_at,
-            "completed_at": run.completed_at,
+            "started_at": _ts(run.started_at),
+            "completed_at": _ts(run.completed_at),
             "version": run.version,
             "next_event_seq": run.next_event_seq,
         }
@@ -181,7 +188,7 @@ def _arguments(changes: Sequence[Change], takes: Sequence[RateTake | None]) -> l
                 attachment_ids=run.attachment_ids,
                 webhook_url=run.webhook_url,
                 holds_reservation=run.holds_reservation,
-                created_at=run.created_at,
+                created_at=_ts(run.created_at),
                 rerun_of=run.rerun_of,
             )
         else:
@@ -205,8 +212,8 @@ def _arguments(changes: Sequence[Change], takes: Sequence[RateTake | None]) -> l
                 "output_tokens": s.output_tokens,
                 "cost_micros": s.cost_micros,
                 "duration_ms": s.duration_ms,
-                "started_at": s.started_at,
-                "completed_at": s.completed_at,
+                "started_at": _ts(s.started_at),
+                "completed_at": _ts(s.completed_at),
                 "added": s.stage_id in change.new_stages,
             }
             for s in change.stages
@@ -223,7 +230,7 @@ def _arguments(changes: Sequence[Change], takes: Sequence[RateTake | None]) -> l
                 "type": e.type,
                 "stage": e.stage,
                 "payload": event_json(e),
-                "created_at": change.at,
+                "created_at": _ts(change.at),
             }
             for e in change.events
         )
@@ -269,7 +276,7 @@ async def write(
     take (creations only), or None. One answer per change, in order."""
     takes = takes if takes is not None else [None] * len(changes)
     assert len({c.run.id for c in changes}) == len(changes), "one change per run and statement"
-    rows = await conn.fetch(_WRITE, *_arguments(changes, takes))
+    rows = await conn.fetch(_WRITE, *statement_arguments(changes, takes))
     return [
         Written(row["applied"], row if take is not None else None)
         for row, take in zip(rows, takes, strict=True)
