@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from tests.support.billing import priced_model
+from tests.support.runs import create_user
 from weft.billing.v1 import billing_pb2 as pb
 from weft.billing.v1 import billing_pb2_grpc
 from weftcore.errors import WeftError, from_rpc_error, from_status_bytes
@@ -340,7 +341,7 @@ async def test_ledger_check_detects_a_tampered_balance(
 
 
 async def test_admin_cli_grants_and_shows_the_ledger(stack: Any) -> None:
-    user = new_id("usr")
+    user = create_user(stack).user_id  # credits go only to accounts that exist
     granted = stack.admin("credits", "grant", "--account", user, "--amount-usd", "0.10")
     assert granted.returncode == 0, granted.stderr
     shown = stack.admin("credits", "balance", "--account", user)

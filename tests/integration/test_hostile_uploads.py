@@ -75,8 +75,11 @@ async def test_one_accounts_slow_files_do_not_stall_another_accounts_upload(
     status, body = await timed("csv", bystander, "small.csv", b"name,hours\nAnn,3\nBob,4\n")
     assert status == 201, body
     assert body["data"]["extraction_status"] == "extracted"
-    # The bystander's CSV did not queue behind the uploader's files...
-    assert finished == ["csv"], finished
+    # The bystander's CSV did not queue behind the uploader's files: it was done while
+    # some of them were still waiting (behind all six it would come last). Not "first":
+    # on a loaded machine one slow file may finish before the CSV is even sent.
+    slow_done = [name for name in finished if name.startswith("slow")]
+    assert finished[-1] == "csv" and len(slow_done) < len(slow), finished
     # ...which waited for their own account's slots, and none of them failed.
     for status, body in await asyncio.gather(*slow):
         assert status == 201, body
