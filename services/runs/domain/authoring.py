@@ -174,9 +174,7 @@ class Workflows:
             doc = {**doc, "id": new_id("wf")}
         definition = validate_definition(doc)
         try:
-            return await store.create_workflow(
-                self._pool, definition, "" if caller.team_id else caller.user_id, caller.team_id
-            )
+            return await self._create(caller, definition)
         except store.SlugTaken as exc:
             raise _slug_taken(exc) from None
 
@@ -254,11 +252,14 @@ class Workflows:
         copy = {**source, "slug": slug, "name": name or f"{source['name']} (copy)"}
         definition = validate_definition({**copy, "id": new_id("wf")})
         try:
-            return await store.create_workflow(
-                self._pool, definition, "" if caller.team_id else caller.user_id, caller.team_id
-            )
+            return await self._create(caller, definition)
         except store.SlugTaken as exc:
             raise _slug_taken(exc) from None
+
+    async def _create(self, caller: Caller, definition: dict[str, Any]) -> asyncpg.Record:
+        """A new workflow owned by the caller's team, else the caller."""
+        owner_user = "" if caller.team_id else caller.user_id
+        return await store.create_workflow(self._pool, definition, owner_user, caller.team_id)
 
     async def _editable(self, caller: Caller, workflow_id: str) -> asyncpg.Record:
         # Fresh, not cached: an edit must start from the latest draft.

@@ -245,9 +245,10 @@ def statement_arguments(changes: Sequence[Change], takes: Sequence[RateTake | No
             }
             for h in change.webhooks
         )
+        first = len(outbox) + 1  # extend() appends as it goes: count from before it
         outbox.extend(
             {
-                "n": len(outbox) + 1 + i,
+                "n": first + i,
                 "ord": ord,
                 "subject": m.subject,
                 "msg_id": m.msg_id,
@@ -305,24 +306,22 @@ class RunWriter:
         await self._batcher.close()
 
     async def _write(self, batch: list[Item]) -> list[Written | BaseException]:
-        # Two changes of one run (never from one worker, which runs a run once at a
-        # time) go in successive statements: the second then meets the first's version.
-        first: list[Item] = []
-        later: list[Item] = []
-        seen: set[str] = set()
-        for item in batch:
-            (later if item[0].run.id in seen else first).append(item)
-            seen.add(item[0].run.id)
-        answers = await self._statement(first)
-        if later:
-            rest = iter(await self._write(later))
-            firsts = iter(answers)
-            ids: set[str] = set()
-            ordered: list[Written | BaseException] = []
-            for item in batch:
-                ordered.append(next(rest) if item[0].run.id in ids else next(firsts))
-                ids.add(item[0].run.id)
-            return ordered
+        # Two changes of one run (two cancels, say; never from one worker, which runs a
+        # run once at a time) go in successive statements: the second then meets the
+        # first's version. Round k holds each run's k-th change of the batch.
+        rounds: list[list[int]] = []
+        seen: dict[str, int] = {}
+        for position, (change, _) in enumerate(batch):
+            k = seen.get(change.run.id, 0)
+            seen[change.run.id] = k + 1
+            if k == len(rounds):
+                rounds.append([])
+            rounds[k].append(position)
+        answers: list[Written | BaseException] = [Written(False)] * len(batch)
+        for positions in rounds:
+            written = await self._statement([batch[p] for p in positions])
+            for position, answer in zip(positions, written, strict=True):
+                answers[position] = answer
         return answers
 
     async def _statement(self, batch: list[Item]) -> list[Written | BaseException]:

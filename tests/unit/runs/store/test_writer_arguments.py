@@ -36,3 +36,8 @@ def test_a_result_beyond_64_bit_integers_is_still_written() -> None:
     assert json.loads(stages)[0]["started_at"] == "2026-12-07T12:00:00+00:00"
     assert [e["type"] for e in json.loads(events)][-1] == "run.completed"
     assert updated == ["run_1"] and len(json.loads(outbox)) == len(done.outbox)
+    # Outbox rows are numbered in publish order, across the statement, without gaps.
+    both = statement_arguments([created, done], [None, None])[6]
+    assert [o["n"] for o in json.loads(both)] == list(
+        range(1, len(created.outbox) + len(done.outbox) + 1)
+    )
