@@ -138,7 +138,7 @@ class Executor:
         # redelivery) must not start a second executor that shares our worker_id.
         self._in_flight: set[str] = set()
         # The first look at each job, shared by the jobs of the moment (_run_whole).
-        self._whole: Batcher[str, bool] = Batcher(
+        self._whole: Batcher[str, RunRecord | bool] = Batcher(
             self._run_whole, max_batch=WHOLE_BATCH, max_in_flight=1
         )
 
@@ -153,33 +153,41 @@ class Executor:
             self._in_flight.discard(run_id)
 
     async def _execute(self, run_id: str, progress: Heartbeat | None) -> Outcome:
-        if await self._whole.call(run_id):
+        look = await self._whole.call(run_id)
+        if look is True:
             return Outcome.DONE
         self._stepwise += 1
         try:
             await self._take_stepwise_slot(progress)
             try:
-                return await self._execute_stepwise(run_id, progress)
+                read = look if isinstance(look, RunRecord) else None
+                return await self._execute_stepwise(run_id, progress, read)
             finally:
                 self._stepwise_slots.release()
         finally:
             self._stepwise -= 1
 
-    async def _run_whole(self, run_ids: list[str]) -> list[bool | BaseException]:
+    async def _run_whole(self, run_ids: list[str]) -> list[RunRecord | bool | BaseException]:
         """The jobs of the moment, read at once: runs with nothing to do are done, and
         pending runs of pure stages only are computed whole and written in one statement
-        (True). The rest (False) go stage by stage."""
-        handled: dict[str, bool] = {}
+        (True). The rest go stage by stage: a pending run with the record read here (its
+        claim is fenced by the row's version, and nothing but a versioned write changes a
+        pending run), any other run with False (read again once it has a slot)."""
+        handled: dict[str, RunRecord | bool] = {}
         planned: list[tuple[RunRecord, list[Transition]]] = []
         for run_id, run in zip(run_ids, await self.store.load_many(run_ids), strict=True):
             if run is None or not self._should_take(run):
                 handled[run_id] = True
-                continue
-            transitions = await self._pure_plan(run) if run.state.status == "pending" else None
-            if transitions is None:
+            elif run.state.status != "pending":
                 handled[run_id] = False
+            elif not _is_pure(run):
+                handled[run_id] = run
             else:
-                planned.append((run, transitions))
+                transitions = await self._pure_plan(run)
+                if transitions is None:
+                    handled[run_id] = False  # its plan filled run.completed: read it again
+                else:
+                    planned.append((run, transitions))
         written = await self.store.write_many(planned) if planned else []
         for (run, _), ok in zip(planned, written, strict=True):
             handled[run.id] = ok  # not written: the run moved on, the long way reads it again
@@ -211,11 +219,12 @@ class Executor:
                 except Exception:  # NATS down: a redelivery finds the run taken or done
                     log.debug("in_progress failed", exc_info=True)
 
-    async def _claim(self, run_id: str) -> RunRecord | None:
-        """Take the run for this worker (read it again: it may have moved on while the
-        job waited). A write that loses a race reads again, a few times."""
+    async def _claim(self, run_id: str, read: RunRecord | None) -> RunRecord | None:
+        """Take the run for this worker, starting from the record `read` if any (a
+        pending run read for this job). A write that loses a race (the run moved on
+        while the job waited) reads again, a few times."""
         for _ in range(3):
-            run = await self.store.load(run_id)
+            run, read = read or await self.store.load(run_id), None
             if run is None or not self._should_take(run):
                 return None
             if await self.store.write(run, Started(self.worker_id)):
@@ -223,8 +232,10 @@ class Executor:
         log.warning("run kept changing; leaving it to a later job", extra={"run_id": run_id})
         return None
 
-    async def _execute_stepwise(self, run_id: str, progress: Heartbeat | None) -> Outcome:
-        run = await self._claim(run_id)
+    async def _execute_stepwise(
+        self, run_id: str, progress: Heartbeat | None, read: RunRecord | None
+    ) -> Outcome:
+        run = await self._claim(run_id, read)
         if run is None:
             return Outcome.DONE
         try:
@@ -296,11 +307,7 @@ class Executor:
         """A pending run of pure stages only (no attachments to fetch either), computed
         start to finish: its transitions. None when it is not such a run, or when a stage
         or the output fails: the step-by-step path then records the failure."""
-        if (
-            run.attachment_ids
-            or not run.stages
-            or any(str(stage.get("type")) not in PURE_STAGES for stage in run.stages)
-        ):
+        if not _is_pure(run):
             return None
         transitions: list[Transition] = [Started(self.worker_id)]
         try:
@@ -444,6 +451,15 @@ class Executor:
                 "error": error.message,
             },
         )
+
+
+def _is_pure(run: RunRecord) -> bool:
+    """Only pure stages and no attachments to fetch: computed whole, written at once."""
+    return (
+        bool(run.stages)
+        and not run.attachment_ids
+        and all(str(stage.get("type")) in PURE_STAGES for stage in run.stages)
+    )
 
 
 def _no_constants(name: str) -> Any:

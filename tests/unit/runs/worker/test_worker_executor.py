@@ -61,9 +61,11 @@ class FakeStore:
         self.log: list[tuple[str, str | None]] = []  # (transition, stage id)
         self.events: list[RunEvent] = []
         self.owned = True  # what heartbeats answer
+        self.reads = 0
 
     # ---- executor.Store ----
     async def load(self, run_id: str) -> RunRecord | None:
+        self.reads += 1
         state = self.states.get(run_id)
         return None if state is None else RunRecord.of(state.copy(), self.definition, NOW)
 
@@ -612,3 +614,26 @@ async def test_a_result_that_breaks_the_output_schema_fails_the_run() -> None:
         assert store.status == "failed" and store.error is not None
         assert (store.error["code"], store.error["stage"]) == ("OUTPUT_INVALID", "output")
         assert store.error["message"].startswith(error), store.error
+
+
+async def test_a_pending_run_is_read_once_and_a_moved_one_again() -> None:
+    stages = [{"id": "ask", "type": "llm", "model": "fake:echo", "prompt": "x"}]
+    store = make_store(stages)
+    assert await make_executor(store).execute("run_1") is Outcome.DONE
+    assert store.status == "completed" and store.reads == 1
+
+    # Canceled after the job's first look: the claim's write is refused, it reads again
+    # and finds nothing to do.
+    moved = make_store(stages)
+    executor = make_executor(moved)
+    load = moved.load
+
+    async def load_then_cancel(run_id: str) -> RunRecord | None:
+        record = await load(run_id)
+        if moved.reads == 1:
+            moved.cancel()
+        return record
+
+    moved.load = load_then_cancel  # type: ignore[method-assign]
+    assert await executor.execute("run_1") is Outcome.DONE
+    assert moved.status == "canceled" and moved.reads == 2 and not moved.results
