@@ -5,6 +5,7 @@ the integration tests (free ports, data in a temp dir), so both exercise the sam
 """
 
 import logging
+import secrets
 import subprocess
 import sys
 import time
@@ -227,6 +228,8 @@ class Stack:
             "WEFT_LLM_LOCAL_BASE_URL": f"http://127.0.0.1:{ports.llm}/v1",
             "WEFT_LLM_FAKE_BASE_URL": f"http://127.0.0.1:{ports.fake_llm}/v1",
             "WEFT_GRACE_SECONDS": "5",
+            # Every gateway process signs public endpoints' run tokens with this key.
+            "WEFT_RUN_TOKEN_SECRET": secrets.token_hex(32),
             # Development: webhooks to receivers on this machine (http://localhost...).
             "WEFT_WEBHOOK_ALLOW_LOOPBACK": "true",
             # The runs service puts links in webhook bodies; each gateway sets its own.

@@ -3,7 +3,7 @@
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from weftcore.config import env_float, env_int, env_list, env_str
+from weftcore.config import env_float, env_int, env_list, env_optional, env_str
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,10 @@ class GatewayConfig:
     idle_timeout_seconds: float
     body_min_bytes_per_second: int
     body_rate_window_seconds: float
+    # Public endpoints: proxies in front whose X-Forwarded-For entries are trusted
+    # (0: the peer address is the client's), and the key of keyless callers' run tokens.
+    trusted_proxy_hops: int
+    run_token_secret: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "GatewayConfig":
@@ -55,4 +59,6 @@ class GatewayConfig:
             idle_timeout_seconds=env_float("WEFT_HTTP_IDLE_TIMEOUT_SECONDS", 15.0, env),
             body_min_bytes_per_second=env_int("WEFT_HTTP_BODY_MIN_BYTES_PER_SECOND", 1024, env),
             body_rate_window_seconds=env_float("WEFT_HTTP_BODY_RATE_WINDOW_SECONDS", 10.0, env),
+            trusted_proxy_hops=env_int("WEFT_TRUSTED_PROXY_HOPS", 0, env),
+            run_token_secret=env_optional("WEFT_RUN_TOKEN_SECRET", env),
         )

@@ -8,7 +8,8 @@ allowed origin, errors and event streams included, carries the CORS headers (add
 the headers go out, `on_response_prepare`, so streams get them too).
 """
 
-from collections.abc import Iterable
+import re
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -38,6 +39,25 @@ class CorsPolicy:
 
 
 CORS = web.AppKey("cors", CorsPolicy)
+# A public endpoint's own origins (`endpoint.cors_origins`), by slug: set by its routes.
+EndpointOrigins = Callable[[web.Request, str], Awaitable[Iterable[str]]]
+ENDPOINT_ORIGINS: web.AppKey[EndpointOrigins] = web.AppKey("endpoint_origins")
+_ALLOWED_HERE = web.RequestKey("cors_allowed_here", str)
+_ENDPOINT_PATH = re.compile(r"^/api/v1/endpoints/([^/]+)(?:/runs/[^/]+)?$")
+
+
+def allow_origin(request: web.Request, origins: Iterable[str]) -> None:
+    """Admit the request's origin for this answer too when it is one of `origins` (a
+    public endpoint's own)."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin in {o.rstrip("/") for o in origins}:
+        request[_ALLOWED_HERE] = origin
+
+
+def _allowed(request: web.Request, origin: str | None) -> bool:
+    return request.app[CORS].allows(origin) or (
+        origin is not None and request.get(_ALLOWED_HERE) == origin
+    )
 
 
 def is_preflight(request: web.Request) -> bool:
@@ -48,11 +68,16 @@ def is_preflight(request: web.Request) -> bool:
     )
 
 
-def preflight(request: web.Request) -> web.Response:
+async def preflight(request: web.Request) -> web.Response:
     """The answer to a preflight: 204 with what the route allows, 403 for an origin
-    that is not configured, 404 for a path that is no route."""
+    that is not configured (nor, at a public endpoint, its own), 404 for a path that is
+    no route."""
     origin = request.headers["Origin"]
-    if not request.app[CORS].allows(origin):
+    endpoint = _ENDPOINT_PATH.match(request.path)
+    lookup = request.app.get(ENDPOINT_ORIGINS)
+    if endpoint and lookup is not None and not request.app[CORS].allows(origin):
+        allow_origin(request, await lookup(request, endpoint.group(1)))
+    if not _allowed(request, origin):
         raise PermissionDenied(
             f"Origin {origin!r} may not call this API from a browser.",
             code="CORS_ORIGIN_NOT_ALLOWED",
@@ -86,7 +111,7 @@ def _route_methods(request: web.Request) -> set[str]:
 async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
     """on_response_prepare: the CORS headers of an answer to an allowed origin."""
     origin = request.headers.get("Origin")
-    if not request.app[CORS].allows(origin) or "Access-Control-Allow-Origin" in response.headers:
+    if not _allowed(request, origin) or "Access-Control-Allow-Origin" in response.headers:
         return
     assert origin is not None
     response.headers["Access-Control-Allow-Origin"] = origin

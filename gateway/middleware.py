@@ -82,7 +82,7 @@ def make_middleware(config: GatewayConfig) -> Any:
             check_url_values(request.match_info, "Path parameter")
             check_url_values(request.query, "Query parameter")
             response: web.StreamResponse = (
-                preflight(request) if is_preflight(request) else await handler(request)
+                await preflight(request) if is_preflight(request) else await handler(request)
             )
         except WeftError as err:
             response = error_response(err, headers=rate_limited_headers(err))

@@ -17,6 +17,12 @@ def env_str(name: str, default: str | None = None, env: Mapping[str, str] | None
     return value
 
 
+def env_optional(name: str, env: Mapping[str, str] | None = None) -> str:
+    """A setting that may be absent or empty ("")."""
+    source = os.environ if env is None else env
+    return source.get(name) or ""
+
+
 def env_int(name: str, default: int | None = None, env: Mapping[str, str] | None = None) -> int:
     raw = env_str(name, None if default is None else str(default), env)
     try:

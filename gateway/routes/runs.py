@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 from aiohttp import web
 
+from gateway import public_endpoints
 from gateway.auth import RUNS_CREATE, require
 from gateway.http import dumps, http_status, json_response, query_int, read_json_object
 from gateway.idempotency import idempotency_key
@@ -21,6 +22,7 @@ from gateway.multipart_runs import (
     is_form,
     read_multipart,
 )
+from gateway.public_endpoints import KeylessCall
 from gateway.ratelimit import rate_limit_headers
 from gateway.run_cache import TerminalRunCache, Viewer
 from gateway.uploads import discard_uploads
@@ -81,16 +83,21 @@ async def start_run(
     request_hash: str | None = None,
     version: str | None = None,
     rerun: dict[str, Any] | None = None,
+    keyless: KeylessCall | None = None,
 ) -> web.Response:
     """CreateRun for an already validated request; answers 201 (or the replayed answer).
 
     `request_hash`: the idempotency hash when the body is not JSON (multipart).
-    `version`: the run's version as given (`run_version`); default: `?version=`."""
+    `version`: the run's version as given (`run_version`); default: `?version=`.
+    `keyless`: a public endpoint's call without a key (`principal` is its payer)."""
     key = idempotency_key(request)
     if request_hash is None:
         request_hash = json_body_hash(body) if key else ""
+    run_caller = caller(principal)
+    if keyless is not None:
+        run_caller.client_ip = keyless.client_ip
     create = runs_pb2.CreateRunRequest(
-        caller=caller(principal),
+        caller=run_caller,
         workflow_id=workflow_ref,
         input_text=input_text,
         params_json=dumps(params if params is not None else {}),
@@ -128,6 +135,9 @@ async def start_run(
         "created_at": run.created_at,
         "links": run_links(request, run.id, run.workflow_id),
     }
+    if keyless is not None:
+        data["links"] = public_endpoints.run_links(request, keyless.slug, run.id)
+        data["run_token"] = public_endpoints.run_token(request, run.id)
     return json_response({"data": data}, status=201, headers=headers)
 
 
@@ -137,6 +147,7 @@ async def start_form_run(
     workflow_id: str,
     fields: list[dict[str, Any]],
     body: MultipartBody,
+    keyless: KeylessCall | None = None,
 ) -> web.Response:
     """`start_run` for a multipart body, bound to the workflow's declared `fields`
     (`form_run`); the idempotency hash is the multipart body's own.
@@ -147,6 +158,13 @@ async def start_form_run(
     uploaded = [attachment_id for _, attachment_id, _ in body.files]
     try:
         form = form_run(fields, body)
+        if keyless is not None:
+            public_endpoints.check_references(fields, form.params, form.attachment_ids, uploaded)
+            if form.webhook_url:
+                raise InvalidArgument(
+                    "webhook_url is not available without an API key on a public endpoint.",
+                    param="webhook_url",
+                )
         response = await start_run(
             request,
             principal,
@@ -157,6 +175,7 @@ async def start_form_run(
             attachment_ids=form.attachment_ids,
             webhook_url=form.webhook_url,
             request_hash=body.request_hash,
+            keyless=keyless,
         )
     except (WeftError, grpc.RpcError) as exc:
         err = exc if isinstance(exc, WeftError) else from_rpc_error(exc)

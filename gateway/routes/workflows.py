@@ -63,6 +63,10 @@ def workflow_detail(request: web.Request, w: runs_pb2.Workflow) -> dict[str, Any
         "stages": json.loads(w.stages_json),
         "draft": draft,
         "endpoint_url": f"{base}/api/v1/endpoints/{w.slug}",
+        "endpoint": {
+            **json.loads(w.endpoint_json or "{}"),
+            "url": f"{base}/api/v1/endpoints/{w.slug}",
+        },
         "created_at": w.created_at,
         "links": {
             "self": f"{base}/api/v1/workflows/{w.id}",

@@ -70,6 +70,13 @@ class AuthServiceServicer(auth_pb2_grpc.AuthServiceServicer):
     async def Authenticate(self, request: auth_pb2.AuthenticateRequest, context: Ctx) -> Any:
         return principal_pb(await self.service.authenticate(request.token))
 
+    async def PrincipalForAccount(
+        self, request: auth_pb2.PrincipalForAccountRequest, context: Ctx
+    ) -> Any:
+        return principal_pb(
+            await self.service.principal_for_account(request.user_id, request.team_id)
+        )
+
     async def CreateUser(self, request: auth_pb2.CreateUserRequest, context: Ctx) -> Any:
         return user_pb(await self.service.create_user(request.email, request.plan))
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from services.auth.repository import AuthRow, KeyRow, TeamRow, UserRow
-from weftcore.errors import InvalidArgument, Unauthenticated
+from weftcore.errors import InvalidArgument, NotFound, Unauthenticated
 from weftcore.ids import has_prefix, new_id, utcnow
 from weftcore.plans import PLANS
 
@@ -26,7 +26,8 @@ _TOKEN_RE = re.compile(r"^wft_live_[A-Za-z0-9_-]{43}$")
 # 4 of 43 characters leave 232 bits unknown.
 _PREFIX_CHARS = 4
 
-SCOPES = ("workflows:read", "workflows:write", "workflow_runs:create")
+RUNS_CREATE_SCOPE = "workflow_runs:create"
+SCOPES = ("workflows:read", "workflows:write", RUNS_CREATE_SCOPE)
 
 # One message for every bad key: no hint whether it was malformed, unknown, revoked or expired.
 UNAUTHENTICATED_MESSAGE = "Missing or invalid API key. Send `Authorization: Bearer wft_live_...`."
@@ -180,6 +181,27 @@ class AuthService:
             workflow_allowlist=list(key.workflow_allowlist),
             expires_at=key.expires_at,
             version_pins=dict(key.version_pins),
+        )
+
+    async def principal_for_account(self, user_id: str, team_id: str = "") -> Principal:
+        """A user's principal without a key, for a public endpoint's keyless calls that
+        the user pays for: it may only create runs. `team_id`: the user must still be on
+        that team (NotFound otherwise), whose credits pay."""
+        user = await self.repo.get_user(user_id)
+        if team_id and user.team_id != team_id:
+            raise NotFound(f"User {user_id} is not on team {team_id}.")
+        plan = (await self.repo.get_team(user.team_id)).plan if user.team_id else user.plan
+        return Principal(
+            user_id=user.id,
+            email=user.email,
+            plan=plan,
+            team_id=user.team_id,
+            key_id="",
+            key_name="public endpoint",
+            scopes=[RUNS_CREATE_SCOPE],
+            has_allowlist=False,
+            workflow_allowlist=[],
+            expires_at=None,
         )
 
     async def create_user(self, email: str, plan: str) -> UserRow:

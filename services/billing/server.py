@@ -72,7 +72,9 @@ class BillingServiceServicer(billing_pb2_grpc.BillingServiceServicer):
 
     async def Reserve(self, request: pb.ReserveRequest, context: Ctx) -> pb.Reservation:
         try:
-            row = await self.billing.reserve(*_reserve_args(request))
+            row = await self.billing.reserve(
+                *_reserve_args(request), max_amount=request.max_amount_micros
+            )
         except BaseException as exc:
             metrics.reservation_failed(exc)
             raise
@@ -86,7 +88,11 @@ class BillingServiceServicer(billing_pb2_grpc.BillingServiceServicer):
         outcomes: dict[int, pb.ReserveOutcome] = {}
         # Users' own reservations share statements; whatever they did not reserve (refused,
         # reserved before, an error) and team members' are answered one by one.
-        own = [i for i, r in enumerate(requests) if self.billing.is_own(*_reserve_args(r)[:2])]
+        own = [
+            i
+            for i, r in enumerate(requests)
+            if self.billing.is_own(*_reserve_args(r)[:2]) and not r.max_amount_micros
+        ]
         if len(own) > 1:
             try:
                 rows = await self.billing.reserve_own_many(

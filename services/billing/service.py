@@ -53,6 +53,14 @@ def insufficient(estimate_micros: int) -> FailedPrecondition:
     )
 
 
+def over_cap(estimate_micros: int, cap_micros: int) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"This run's estimated cost, {format_usd_ceil(estimate_micros)}, is over the"
+        f" endpoint's cap of {format_usd_ceil(cap_micros)} per run.",
+        code="COST_CAP_EXCEEDED",
+    )
+
+
 def _check_account_id(account_id: str) -> None:
     if not (has_prefix(account_id, "usr") or has_prefix(account_id, "team")):
         raise InvalidArgument(
@@ -80,8 +88,11 @@ class BillingService:
 
     # --- reserve / capture / release ----------------------------------------------
 
-    async def reserve(self, run_id: str, payer: Payer, stages: list[Usage]) -> repo.ReservationRow:
-        """Estimate and hold credits for a run; idempotent on run_id."""
+    async def reserve(
+        self, run_id: str, payer: Payer, stages: list[Usage], max_amount: int = 0
+    ) -> repo.ReservationRow:
+        """Estimate and hold credits for a run; idempotent on run_id. `max_amount` > 0:
+        an estimate over it is refused (COST_CAP_EXCEEDED) and nothing is held."""
         if not has_prefix(run_id, "run"):
             raise InvalidArgument("run_id must be a run id (run_...).", param="run_id")
         if not payer.user_id:
@@ -93,6 +104,8 @@ class BillingService:
                     return existing
             require_paid_plan(payer.plan)
             estimate = _estimate(stages, await self._prices_for(conn, stages))
+            if max_amount and estimate > max_amount:
+                raise over_cap(estimate, max_amount)
             if not payer.team_id:
                 # One statement, its own transaction: the account row is locked only
                 # inside the server (and not at all for a free estimate).

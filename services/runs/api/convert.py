@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from services.runs.domain.authoring import is_catalog
 from services.runs.domain.create import (
     Caller,
     CreateRunInput,
@@ -12,6 +13,7 @@ from services.runs.domain.create import (
     IdempotencyRequest,
     Rerun,
 )
+from services.runs.domain.endpoint import Endpoint, describe
 from services.runs.domain.workflows import public_fields, public_stages
 from weft.idempotency.v1 import idempotency_pb2
 from weft.runs.v1 import runs_pb2 as pb
@@ -45,6 +47,7 @@ def caller(msg: pb.Caller) -> Caller:
         plan=msg.plan,
         allowlist=tuple(msg.workflow_allowlist) if msg.has_allowlist else None,
         version_pins=dict(msg.version_pins),
+        client_ip=msg.client_ip,
     )
 
 
@@ -56,6 +59,18 @@ def to_caller_msg(c: Caller) -> pb.Caller:
         has_allowlist=c.allowlist is not None,
         workflow_allowlist=list(c.allowlist or ()),
         version_pins=dict(c.version_pins),
+        client_ip=c.client_ip,
+    )
+
+
+def endpoint(e: Endpoint) -> pb.Endpoint:
+    return pb.Endpoint(
+        workflow_id=e.workflow_id,
+        slug=e.slug,
+        auth=e.settings.auth,
+        payer_user_id=e.payer_user_id,
+        payer_team_id=e.payer_team_id,
+        cors_origins=list(e.settings.cors_origins),
     )
 
 
@@ -80,6 +95,7 @@ def workflow(row: asyncpg.Record, changed: bool = False) -> pb.Workflow:
         draft_revision=row["draft_revision"],
         draft_updated_at=iso(row["draft_updated_at"]),
         archived_at=iso(row["archived_at"]),
+        endpoint_json=_dumps(describe(definition, payable=not is_catalog(row))),
     )
 
 

@@ -56,6 +56,9 @@ class RunsServiceServicer(runs_pb2_grpc.RunsServiceServicer):
         row = await self.service.workflows.get(caller, request.workflow_id or request.slug)
         return convert.workflow(row)
 
+    async def GetEndpoint(self, request: pb.GetEndpointRequest, context: Ctx) -> pb.Endpoint:
+        return convert.endpoint(await self.service.workflows.endpoint(request.slug))
+
     async def CreateWorkflow(self, request: pb.CreateWorkflowRequest, context: Ctx) -> pb.Workflow:
         caller = convert.caller(request.caller)
         return convert.workflow(await self.service.workflows.create(caller, request.definition))

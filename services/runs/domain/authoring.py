@@ -11,12 +11,14 @@ and which definition a run executes.
   the latest published by default, one pinned by number, or the draft (owner only).
 """
 
+import dataclasses
 import time
 from typing import Any
 
 import asyncpg
 
 from services.runs.domain.create import Caller, RunTarget
+from services.runs.domain.endpoint import Endpoint, endpoint_settings
 from services.runs.domain.workflows import parse_text, validate_definition
 from services.runs.store import workflows as store
 from weftcore.errors import (
@@ -111,11 +113,32 @@ class Workflows:
             raise NotFound(f"Workflow {row['id']} has no version {number}.")
         return found
 
+    async def endpoint(self, slug: str) -> Endpoint:
+        """A published endpoint for a keyless call: who pays for it and its settings
+        (NotFound for no such endpoint, one never published, or an archived one). The
+        catalog's workflows have nobody to bill: their endpoints always need a key."""
+        row = await self._cached(slug) if slug and not slug.startswith("wf_") else None
+        if row is None or row["current_version"] < 1 or row["archived_at"] is not None:
+            raise NotFound(f"No endpoint {slug}.")
+        settings = endpoint_settings(dict(row["definition"]))
+        payer = row["owner_user_id"] or (row["published_by"] if row["owner_team_id"] else None)
+        if payer is None:
+            settings = dataclasses.replace(settings, auth="required")
+        return Endpoint(
+            workflow_id=row["id"],
+            slug=row["slug"],
+            settings=settings,
+            payer_user_id=payer or "",
+            payer_team_id=row["owner_team_id"] or "",
+        )
+
     async def run_target(self, caller: Caller, ref: str, version: str) -> RunTarget:
         """The definition a new run of `ref` executes: `version` "" (the version the
         caller's key pins, else the latest published), a published version's number, or
         "draft" (its owner's test run)."""
         row = await self.get(caller, ref)
+        if caller.keyless:
+            return self._keyless_target(row, version)
         if not version and row["id"] in caller.version_pins:
             version = str(caller.version_pins[row["id"]])
         if row["archived_at"] is not None:
@@ -146,6 +169,22 @@ class Workflows:
                 f"Workflow {row['id']} has no version {version}.", param="version"
             )
         return RunTarget(row["id"], number, dict(found["definition"]))
+
+    @staticmethod
+    def _keyless_target(row: asyncpg.Record, version: str) -> RunTarget:
+        """A keyless call runs the latest published version of a public endpoint."""
+        if version:
+            raise InvalidArgument(
+                "A call without an API key runs the endpoint's latest published version:"
+                " send a key to choose another.",
+                param="version",
+            )
+        if row["current_version"] < 1 or row["archived_at"] is not None:
+            raise _not_found(row["slug"])
+        definition = dict(row["definition"])
+        if not endpoint_settings(definition).public:
+            raise _not_found(row["slug"])
+        return RunTarget(row["id"], row["current_version"], definition)
 
     # ---- authoring -------------------------------------------------------------------
 

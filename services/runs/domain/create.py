@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import asyncpg
 import grpc
 
+from services.runs.domain.endpoint import EndpointSettings, endpoint_settings
 from services.runs.domain.params import check_files, file_values, validate_values
 from services.runs.domain.ssrf import SSRFPolicy, SSRFRefused
 from services.runs.domain.transitions import Created, RunState, StageRow, advance
@@ -41,6 +42,19 @@ class Caller:
     allowlist: tuple[str, ...] | None  # None: every workflow
     # The key's pins: the version its runs of a workflow use unless a call names one.
     version_pins: Mapping[str, int] = dataclasses.field(default_factory=dict, hash=False)
+    # A keyless call of a public endpoint (the caller is the workflow's payer): the
+    # client's address. "" for every call with a key.
+    client_ip: str = ""
+
+    @property
+    def keyless(self) -> bool:
+        return bool(self.client_ip)
+
+    @property
+    def idempotency_scope(self) -> str:
+        """Whose keys an Idempotency-Key is among: the user's, or for keyless calls the
+        client address's at the payer's (strangers must not replay each other's runs)."""
+        return f"{self.user_id} ip:{self.client_ip}" if self.client_ip else self.user_id
 
     @property
     def account_id(self) -> str:
@@ -132,6 +146,12 @@ class RateLimiter(Protocol):
 
     async def current(self, conn: asyncpg.Connection, account_id: str, plan: str) -> RateLimitState:
         """The state now, counting nothing (the headers of a replayed answer)."""
+
+    async def take_per_minute(
+        self, conn: asyncpg.Connection, key: str, limit: int, where: str
+    ) -> RateLimitState:
+        """One take of a per-minute limit on `key` (a public endpoint's keyless calls);
+        ResourceExhausted (RATE_LIMITED, naming `where`) when it is used up."""
 
 
 @dataclass(frozen=True)
@@ -348,7 +368,10 @@ class RunCreator:
             for s in estimate_stages(workflow.definition, inp.input_text, params, attachments)
             if s.stage not in copied
         ]
-        reserved = await self.reserve(caller, run_id, stages)
+        keyless = endpoint_settings(workflow.definition) if caller.keyless else None
+        client_rate = await self._take_keyless(caller, workflow, keyless) if keyless else None
+        cap = keyless.max_cost_micros if keyless else 0
+        reserved = await self.reserve(caller, run_id, stages, max_amount=cap)
         new = RunState(
             id=run_id,
             workflow_id=workflow.workflow_id,
@@ -365,14 +388,38 @@ class RunCreator:
             rerun_of=inp.rerun.run_id if inp.rerun else None,
         )
         try:
-            return await self._commit(caller, new, inp.idempotency, inherited)
+            output = await self._commit(caller, new, inp.idempotency, inherited)
         except BaseException:
             if reserved:
                 await asyncio.shield(self._release(run_id))
             raise
+        # A keyless client sees its own limit, not how much of the payer's is left.
+        if client_rate is None:
+            return output
+        return dataclasses.replace(output, rate_limit=client_rate)
+
+    async def _take_keyless(
+        self, caller: Caller, workflow: RunTarget, settings: EndpointSettings
+    ) -> RateLimitState:
+        """A keyless call counts against its client address's limit at the endpoint and
+        the endpoint's own, per rolling minute (RATE_LIMITED past either); attempts that
+        fail later still count, as they would against abuse."""
+        per_ip = f"ip:{workflow.workflow_id}:{caller.client_ip}"
+        async with self._pool.acquire() as conn:
+            state = await self._rate_limiter.take_per_minute(
+                conn, per_ip, settings.per_ip_per_minute, "from your address at this endpoint"
+            )
+            await self._rate_limiter.take_per_minute(
+                conn, f"endpoint:{workflow.workflow_id}", settings.per_minute, "at this endpoint"
+            )
+        return state
 
     async def reserve(
-        self, caller: Caller, run_id: str, stages: list[billing_pb2.StageEstimate]
+        self,
+        caller: Caller,
+        run_id: str,
+        stages: list[billing_pb2.StageEstimate],
+        max_amount: int = 0,
     ) -> bool:
         """Holds the run's estimate in billing; False when there is nothing to hold.
 
@@ -384,7 +431,11 @@ class RunCreator:
             return False
         payer = billing_pb2.Payer(user_id=caller.user_id, team_id=caller.team_id, plan=caller.plan)
         reserve = billing_pb2.ReserveRequest(
-            run_id=run_id, payer=payer, stages=stages, request_id=request_id_var.get()
+            run_id=run_id,
+            payer=payer,
+            stages=stages,
+            request_id=request_id_var.get(),
+            max_amount_micros=max_amount,
         )
         try:
             if self._reserve_batcher is not None:
@@ -400,7 +451,7 @@ class RunCreator:
         the stored response with the rate limit as it is now (a replay takes nothing)."""
         async with self._pool.acquire() as conn:
             async with conn.transaction():
-                stored = await self._idempotency.begin(conn, caller.user_id, idem)
+                stored = await self._idempotency.begin(conn, caller.idempotency_scope, idem)
             if stored is None:
                 return None
             rate = await self._rate_limiter.current(conn, caller.account_id, caller.plan)
@@ -410,7 +461,7 @@ class RunCreator:
     async def _unclaim(self, caller: Caller, idem: IdempotencyRequest) -> None:
         try:
             async with self._pool.acquire() as conn:
-                await self._idempotency.forget(conn, caller.user_id, idem)
+                await self._idempotency.forget(conn, caller.idempotency_scope, idem)
         except Exception:
             # Left in flight, the key is taken over by a retry after the lease.
             log.exception("idempotency key not released", extra={"key": idem.key})
@@ -440,7 +491,7 @@ class RunCreator:
                 assert written.take is not None
                 rate = limiter.settle(tk, written.take)  # over the limit: rolled back here
                 stored = StoredResponse(201, created.to_json())
-                await self._idempotency.complete(conn, caller.user_id, idem, stored)
+                await self._idempotency.complete(conn, caller.idempotency_scope, idem, stored)
         self._after_commit()
         return CreateRunOutput(created, replayed=False, rate_limit=rate)
 

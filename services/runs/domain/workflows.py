@@ -17,6 +17,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError
 
+from services.runs.domain.endpoint import settle_slug
 from services.runs.domain.params import validate_value
 from weftcore.errors import InvalidArgument
 
@@ -163,6 +164,7 @@ def validate_definition(doc: Any) -> dict[str, Any]:
     """The normalised definition (id filled in, defaults set), or InvalidArgument."""
     _schema_check(doc)
     definition: dict[str, Any] = dict(doc)
+    settle_slug(definition)
     definition.setdefault("id", stable_id(definition["slug"]))
     definition.setdefault("description", "")
     definition.setdefault("fields", [])

@@ -55,14 +55,15 @@ def limits_from_env(env: Mapping[str, str] | None = None) -> dict[str, int]:
 class Ticket:
     """The arguments of one take, fixed before the statement that takes it."""
 
-    account_id: str
+    account_id: str  # or any counter's key (a public endpoint's per-minute limits)
     bucket: int
     limit: int
     now: float
+    window: int = WINDOW_SECONDS
 
     def args(self) -> tuple[int, str, int, int, int]:  # store.writer.RateTake
         """TAKE_SQL's arguments, in order."""
-        return (_LOCK_CLASS, self.account_id, self.bucket, self.limit, WINDOW_SECONDS)
+        return (_LOCK_CLASS, self.account_id, self.bucket, self.limit, self.window)
 
 
 def ticket(
@@ -75,18 +76,22 @@ def ticket(
 
 
 def _reset_seconds(tk: Ticket, oldest: Any) -> int:
-    # The oldest counted bucket leaves the window WINDOW_SECONDS after it started.
+    # The oldest counted bucket leaves the window `window` seconds after it started.
     first = tk.bucket if oldest is None else int(oldest)
-    return max(1, math.ceil(first + WINDOW_SECONDS - tk.now))
+    return max(1, math.ceil(first + tk.window - tk.now))
 
 
-def settle(tk: Ticket, row: Mapping[str, Any]) -> RateLimitState:
+def settle(tk: Ticket, row: Mapping[str, Any], where: str = "") -> RateLimitState:
     """The state after TAKE_SQL answered `row`; ResourceExhausted when nothing was taken."""
     used, took = int(row["n"]), int(row["took"])
     reset = _reset_seconds(tk, row["oldest"])
     if not took:
+        per = "hour" if tk.window == WINDOW_SECONDS else f"{tk.window} seconds"
+        if tk.window == 60:
+            per = "minute"
         raise ResourceExhausted(
-            f"Rate limit of {tk.limit} runs per hour reached. Retry after {reset} seconds.",
+            f"Rate limit of {tk.limit} runs per {per}{' ' + where if where else ''} reached."
+            f" Retry after {reset} seconds.",
             code="RATE_LIMITED",
             extra={"limit": tk.limit, "remaining": 0, "retry_after": reset},
         )
@@ -155,3 +160,12 @@ class PgRateLimiter:
 
     async def current(self, conn: asyncpg.Connection, account_id: str, plan: str) -> RateLimitState:
         return await current(conn, account_id, plan, limits=self.limits)
+
+    async def take_per_minute(
+        self, conn: asyncpg.Connection, key: str, limit: int, where: str
+    ) -> RateLimitState:
+        now = time.time()
+        tk = Ticket(key, int(now) // BUCKET_SECONDS * BUCKET_SECONDS, limit, now, window=60)
+        row = await conn.fetchrow(TAKE_SQL, *tk.args())
+        assert row is not None
+        return settle(tk, row, where)

@@ -13,7 +13,7 @@ import asyncpg
 from asyncpg import Record
 
 # The workflow with its latest published definition (NULL before the first publish).
-_COLUMNS = "w.*, v.definition, v.created_at AS published_at"
+_COLUMNS = "w.*, v.definition, v.created_at AS published_at, v.published_by"
 _FROM = (
     "FROM workflows w LEFT JOIN workflow_versions v "
     "ON v.workflow_id = w.id AND v.version = w.current_version"

@@ -30,7 +30,16 @@ ENTRY = {
     "storage": "services.storage.__main__",
     "billing": "services.billing.__main__",
 }
-READERS = {"env_str", "env_int", "env_float", "env_bool", "env_list", "getenv", "get"}
+READERS = {
+    "env_str",
+    "env_optional",
+    "env_int",
+    "env_float",
+    "env_bool",
+    "env_list",
+    "getenv",
+    "get",
+}
 # Variable names the code builds at run time (regex over the literal parts) -> the names
 # the manifests must set. LLM providers are open-ended: the manifests configure "local"
 # (the model the example workflows use) and "openai"; the generic knobs cover the rest.

@@ -121,6 +121,28 @@ class Principal(_message.Message):
 Global___Principal: _TypeAlias = Principal  # noqa: Y015
 
 @_typing.final
+class PrincipalForAccountRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    TEAM_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    team_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        team_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["team_id", b"team_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PrincipalForAccountRequest: _TypeAlias = PrincipalForAccountRequest  # noqa: Y015
+
+@_typing.final
 class User(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

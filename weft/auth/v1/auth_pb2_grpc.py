@@ -39,6 +39,11 @@ class AuthServiceStub:
                 request_serializer=weft_dot_auth_dot_v1_dot_auth__pb2.AuthenticateRequest.SerializeToString,
                 response_deserializer=weft_dot_auth_dot_v1_dot_auth__pb2.Principal.FromString,
                 _registered_method=True)
+        self.PrincipalForAccount = channel.unary_unary(
+                '/weft.auth.v1.AuthService/PrincipalForAccount',
+                request_serializer=weft_dot_auth_dot_v1_dot_auth__pb2.PrincipalForAccountRequest.SerializeToString,
+                response_deserializer=weft_dot_auth_dot_v1_dot_auth__pb2.Principal.FromString,
+                _registered_method=True)
         self.CreateUser = channel.unary_unary(
                 '/weft.auth.v1.AuthService/CreateUser',
                 request_serializer=weft_dot_auth_dot_v1_dot_auth__pb2.CreateUserRequest.SerializeToString,
@@ -96,6 +101,14 @@ class AuthServiceServicer:
 
     def Authenticate(self, request, context):
         """Resolves a bearer token to the principal behind it; UNAUTHENTICATED otherwise.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PrincipalForAccount(self, request, context):
+        """A user's principal without a key (a public endpoint's payer): scope runs:create, no
+        allowlist. With team_id, NOT_FOUND unless the user is still on that team.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -167,6 +180,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
             'Authenticate': grpc.unary_unary_rpc_method_handler(
                     servicer.Authenticate,
                     request_deserializer=weft_dot_auth_dot_v1_dot_auth__pb2.AuthenticateRequest.FromString,
+                    response_serializer=weft_dot_auth_dot_v1_dot_auth__pb2.Principal.SerializeToString,
+            ),
+            'PrincipalForAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.PrincipalForAccount,
+                    request_deserializer=weft_dot_auth_dot_v1_dot_auth__pb2.PrincipalForAccountRequest.FromString,
                     response_serializer=weft_dot_auth_dot_v1_dot_auth__pb2.Principal.SerializeToString,
             ),
             'CreateUser': grpc.unary_unary_rpc_method_handler(
@@ -246,6 +264,33 @@ class AuthService:
             target,
             '/weft.auth.v1.AuthService/Authenticate',
             weft_dot_auth_dot_v1_dot_auth__pb2.AuthenticateRequest.SerializeToString,
+            weft_dot_auth_dot_v1_dot_auth__pb2.Principal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PrincipalForAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weft.auth.v1.AuthService/PrincipalForAccount',
+            weft_dot_auth_dot_v1_dot_auth__pb2.PrincipalForAccountRequest.SerializeToString,
             weft_dot_auth_dot_v1_dot_auth__pb2.Principal.FromString,
             options,
             channel_credentials,

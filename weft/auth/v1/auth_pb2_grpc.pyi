@@ -35,6 +35,10 @@ class AuthServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AuthServiceAsyncStub: ...
     Authenticate: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthenticateRequest, _auth_pb2.Principal]
     """Resolves a bearer token to the principal behind it; UNAUTHENTICATED otherwise."""
+    PrincipalForAccount: _grpc.UnaryUnaryMultiCallable[_auth_pb2.PrincipalForAccountRequest, _auth_pb2.Principal]
+    """A user's principal without a key (a public endpoint's payer): scope runs:create, no
+    allowlist. With team_id, NOT_FOUND unless the user is still on that team.
+    """
     CreateUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CreateUserRequest, _auth_pb2.User]
     GetUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetUserRequest, _auth_pb2.User]
     SetUserPlan: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SetUserPlanRequest, _auth_pb2.User]
@@ -51,6 +55,10 @@ class AuthServiceAsyncStub(AuthServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Authenticate: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthenticateRequest, _auth_pb2.Principal]  # type: ignore[assignment]
     """Resolves a bearer token to the principal behind it; UNAUTHENTICATED otherwise."""
+    PrincipalForAccount: _aio.UnaryUnaryMultiCallable[_auth_pb2.PrincipalForAccountRequest, _auth_pb2.Principal]  # type: ignore[assignment]
+    """A user's principal without a key (a public endpoint's payer): scope runs:create, no
+    allowlist. With team_id, NOT_FOUND unless the user is still on that team.
+    """
     CreateUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.CreateUserRequest, _auth_pb2.User]  # type: ignore[assignment]
     GetUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetUserRequest, _auth_pb2.User]  # type: ignore[assignment]
     SetUserPlan: _aio.UnaryUnaryMultiCallable[_auth_pb2.SetUserPlanRequest, _auth_pb2.User]  # type: ignore[assignment]
@@ -70,6 +78,16 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.Principal, _abc.Awaitable[_auth_pb2.Principal]]:
         """Resolves a bearer token to the principal behind it; UNAUTHENTICATED otherwise."""
+
+    @_abc_1.abstractmethod
+    def PrincipalForAccount(
+        self,
+        request: _auth_pb2.PrincipalForAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.Principal, _abc.Awaitable[_auth_pb2.Principal]]:
+        """A user's principal without a key (a public endpoint's payer): scope runs:create, no
+        allowlist. With team_id, NOT_FOUND unless the user is still on that team.
+        """
 
     @_abc_1.abstractmethod
     def CreateUser(

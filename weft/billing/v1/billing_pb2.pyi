@@ -84,9 +84,14 @@ class ReserveRequest(_message.Message):
     PAYER_FIELD_NUMBER: _builtins.int
     STAGES_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    MAX_AMOUNT_MICROS_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     request_id: _builtins.str
     """In ReserveMany, the request id of this request (Reserve takes it from metadata)."""
+    max_amount_micros: _builtins.int
+    """A cap on the estimate (a public endpoint's max_cost_usd); 0: none. Over it: 402
+    COST_CAP_EXCEEDED, nothing held.
+    """
     @_builtins.property
     def payer(self) -> Global___Payer: ...
     @_builtins.property
@@ -98,10 +103,11 @@ class ReserveRequest(_message.Message):
         payer: Global___Payer | None = ...,
         stages: _abc.Iterable[Global___StageEstimate] | None = ...,
         request_id: _builtins.str = ...,
+        max_amount_micros: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["payer", b"payer"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["payer", b"payer", "request_id", b"request_id", "run_id", b"run_id", "stages", b"stages"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_amount_micros", b"max_amount_micros", "payer", b"payer", "request_id", b"request_id", "run_id", b"run_id", "stages", b"stages"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

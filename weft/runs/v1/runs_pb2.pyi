@@ -54,10 +54,15 @@ class Caller(_message.Message):
     HAS_ALLOWLIST_FIELD_NUMBER: _builtins.int
     WORKFLOW_ALLOWLIST_FIELD_NUMBER: _builtins.int
     VERSION_PINS_FIELD_NUMBER: _builtins.int
+    CLIENT_IP_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     team_id: _builtins.str
     plan: _builtins.str
     has_allowlist: _builtins.bool
+    client_ip: _builtins.str
+    """Set only for a keyless call of a public endpoint (the caller is then the workflow's
+    owner): the client's address, which its idempotency keys and rate limit are per.
+    """
     @_builtins.property
     def workflow_allowlist(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -73,14 +78,75 @@ class Caller(_message.Message):
         has_allowlist: _builtins.bool = ...,
         workflow_allowlist: _abc.Iterable[_builtins.str] | None = ...,
         version_pins: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        client_ip: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_allowlist", b"has_allowlist", "plan", b"plan", "team_id", b"team_id", "user_id", b"user_id", "version_pins", b"version_pins", "workflow_allowlist", b"workflow_allowlist"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_ip", b"client_ip", "has_allowlist", b"has_allowlist", "plan", b"plan", "team_id", b"team_id", "user_id", b"user_id", "version_pins", b"version_pins", "workflow_allowlist", b"workflow_allowlist"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Caller: _TypeAlias = Caller  # noqa: Y015
+
+@_typing.final
+class GetEndpointRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SLUG_FIELD_NUMBER: _builtins.int
+    slug: _builtins.str
+    def __init__(
+        self,
+        *,
+        slug: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["slug", b"slug"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEndpointRequest: _TypeAlias = GetEndpointRequest  # noqa: Y015
+
+@_typing.final
+class Endpoint(_message.Message):
+    """What the gateway needs to take a keyless call of a workflow's endpoint."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    SLUG_FIELD_NUMBER: _builtins.int
+    AUTH_FIELD_NUMBER: _builtins.int
+    PAYER_USER_ID_FIELD_NUMBER: _builtins.int
+    PAYER_TEAM_ID_FIELD_NUMBER: _builtins.int
+    CORS_ORIGINS_FIELD_NUMBER: _builtins.int
+    workflow_id: _builtins.str
+    slug: _builtins.str
+    auth: _builtins.str
+    """"required" | "public" """
+    payer_user_id: _builtins.str
+    """Who pays for keyless calls: the owner, or for a team's workflow the member who
+    published the latest version (within their allocation).
+    """
+    payer_team_id: _builtins.str
+    @_builtins.property
+    def cors_origins(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        workflow_id: _builtins.str = ...,
+        slug: _builtins.str = ...,
+        auth: _builtins.str = ...,
+        payer_user_id: _builtins.str = ...,
+        payer_team_id: _builtins.str = ...,
+        cors_origins: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "cors_origins", b"cors_origins", "payer_team_id", b"payer_team_id", "payer_user_id", b"payer_user_id", "slug", b"slug", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Endpoint: _TypeAlias = Endpoint  # noqa: Y015
 
 @_typing.final
 class Workflow(_message.Message):
@@ -103,6 +169,7 @@ class Workflow(_message.Message):
     DRAFT_REVISION_FIELD_NUMBER: _builtins.int
     DRAFT_UPDATED_AT_FIELD_NUMBER: _builtins.int
     ARCHIVED_AT_FIELD_NUMBER: _builtins.int
+    ENDPOINT_JSON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     slug: _builtins.str
     name: _builtins.str
@@ -126,6 +193,8 @@ class Workflow(_message.Message):
     draft_revision: _builtins.int
     draft_updated_at: _builtins.str
     archived_at: _builtins.str
+    endpoint_json: _builtins.str
+    """The endpoint's settings as the API shows them ({slug, auth, ...}; no url)."""
     def __init__(
         self,
         *,
@@ -146,10 +215,11 @@ class Workflow(_message.Message):
         draft_revision: _builtins.int = ...,
         draft_updated_at: _builtins.str = ...,
         archived_at: _builtins.str = ...,
+        endpoint_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived_at", b"archived_at", "changed", b"changed", "created_at", b"created_at", "definition_json", b"definition_json", "description", b"description", "draft_json", b"draft_json", "draft_revision", b"draft_revision", "draft_updated_at", b"draft_updated_at", "fields_json", b"fields_json", "id", b"id", "name", b"name", "owner_team_id", b"owner_team_id", "owner_user_id", b"owner_user_id", "slug", b"slug", "stages_json", b"stages_json", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived_at", b"archived_at", "changed", b"changed", "created_at", b"created_at", "definition_json", b"definition_json", "description", b"description", "draft_json", b"draft_json", "draft_revision", b"draft_revision", "draft_updated_at", b"draft_updated_at", "endpoint_json", b"endpoint_json", "fields_json", b"fields_json", "id", b"id", "name", b"name", "owner_team_id", b"owner_team_id", "owner_user_id", b"owner_user_id", "slug", b"slug", "stages_json", b"stages_json", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -49,6 +49,11 @@ class RunsServiceStub:
                 request_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.GetWorkflowRequest.SerializeToString,
                 response_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.Workflow.FromString,
                 _registered_method=True)
+        self.GetEndpoint = channel.unary_unary(
+                '/weft.runs.v1.RunsService/GetEndpoint',
+                request_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.GetEndpointRequest.SerializeToString,
+                response_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.Endpoint.FromString,
+                _registered_method=True)
         self.CreateWorkflow = channel.unary_unary(
                 '/weft.runs.v1.RunsService/CreateWorkflow',
                 request_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.CreateWorkflowRequest.SerializeToString,
@@ -153,6 +158,13 @@ class RunsServiceServicer:
 
     def GetWorkflow(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEndpoint(self, request, context):
+        """A published endpoint by slug, for a keyless call: NOT_FOUND unless published.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -282,6 +294,11 @@ def add_RunsServiceServicer_to_server(servicer, server):
                     servicer.GetWorkflow,
                     request_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.GetWorkflowRequest.FromString,
                     response_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.Workflow.SerializeToString,
+            ),
+            'GetEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEndpoint,
+                    request_deserializer=weft_dot_runs_dot_v1_dot_runs__pb2.GetEndpointRequest.FromString,
+                    response_serializer=weft_dot_runs_dot_v1_dot_runs__pb2.Endpoint.SerializeToString,
             ),
             'CreateWorkflow': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateWorkflow,
@@ -450,6 +467,33 @@ class RunsService:
             '/weft.runs.v1.RunsService/GetWorkflow',
             weft_dot_runs_dot_v1_dot_runs__pb2.GetWorkflowRequest.SerializeToString,
             weft_dot_runs_dot_v1_dot_runs__pb2.Workflow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weft.runs.v1.RunsService/GetEndpoint',
+            weft_dot_runs_dot_v1_dot_runs__pb2.GetEndpointRequest.SerializeToString,
+            weft_dot_runs_dot_v1_dot_runs__pb2.Endpoint.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,8 @@ class RunsServiceStub:
     ApplyWorkflow: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ApplyWorkflowRequest, _runs_pb2.Workflow]
     ListWorkflows: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ListWorkflowsRequest, _runs_pb2.ListWorkflowsResponse]
     GetWorkflow: _grpc.UnaryUnaryMultiCallable[_runs_pb2.GetWorkflowRequest, _runs_pb2.Workflow]
+    GetEndpoint: _grpc.UnaryUnaryMultiCallable[_runs_pb2.GetEndpointRequest, _runs_pb2.Endpoint]
+    """A published endpoint by slug, for a keyless call: NOT_FOUND unless published."""
     CreateWorkflow: _grpc.UnaryUnaryMultiCallable[_runs_pb2.CreateWorkflowRequest, _runs_pb2.Workflow]
     """Authoring (issue 16): a caller's drafts, published versions, archive, copies."""
     EditWorkflow: _grpc.UnaryUnaryMultiCallable[_runs_pb2.EditWorkflowRequest, _runs_pb2.Workflow]
@@ -68,6 +70,8 @@ class RunsServiceAsyncStub(RunsServiceStub):
     ApplyWorkflow: _aio.UnaryUnaryMultiCallable[_runs_pb2.ApplyWorkflowRequest, _runs_pb2.Workflow]  # type: ignore[assignment]
     ListWorkflows: _aio.UnaryUnaryMultiCallable[_runs_pb2.ListWorkflowsRequest, _runs_pb2.ListWorkflowsResponse]  # type: ignore[assignment]
     GetWorkflow: _aio.UnaryUnaryMultiCallable[_runs_pb2.GetWorkflowRequest, _runs_pb2.Workflow]  # type: ignore[assignment]
+    GetEndpoint: _aio.UnaryUnaryMultiCallable[_runs_pb2.GetEndpointRequest, _runs_pb2.Endpoint]  # type: ignore[assignment]
+    """A published endpoint by slug, for a keyless call: NOT_FOUND unless published."""
     CreateWorkflow: _aio.UnaryUnaryMultiCallable[_runs_pb2.CreateWorkflowRequest, _runs_pb2.Workflow]  # type: ignore[assignment]
     """Authoring (issue 16): a caller's drafts, published versions, archive, copies."""
     EditWorkflow: _aio.UnaryUnaryMultiCallable[_runs_pb2.EditWorkflowRequest, _runs_pb2.Workflow]  # type: ignore[assignment]
@@ -114,6 +118,14 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _runs_pb2.GetWorkflowRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_runs_pb2.Workflow, _abc.Awaitable[_runs_pb2.Workflow]]: ...
+
+    @_abc_1.abstractmethod
+    def GetEndpoint(
+        self,
+        request: _runs_pb2.GetEndpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.Endpoint, _abc.Awaitable[_runs_pb2.Endpoint]]:
+        """A published endpoint by slug, for a keyless call: NOT_FOUND unless published."""
 
     @_abc_1.abstractmethod
     def CreateWorkflow(
