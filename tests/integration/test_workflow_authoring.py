@@ -276,6 +276,27 @@ async def test_the_readme_example_workflow(
     assert status == 201, called
     done = await finished(http, stack, owner, called["data"]["id"])
     assert (done["result"], done["version"]) == ("Hi Bob!", 1)
+    # Opened to callers without a key, as version 2.
+    status, _ = await api.call(
+        "PATCH",
+        f"/workflows/{workflow_id}",
+        {"endpoint": {"auth": "public"}},
+        content_type="application/merge-patch+json",
+    )
+    assert status == 200
+    status, v2 = await api.call("POST", f"/workflows/{workflow_id}/publish")
+    assert status == 201 and v2["data"]["version"] == 2
+    async with http.post(
+        f"{stack.base_url}/api/v1/endpoints/my-greeting", json={"input_text": "Cy"}
+    ) as response:
+        keyless = (await response.json())["data"]
+        assert response.status == 201, keyless
+    async with http.get(
+        f"{stack.base_url}/api/v1/endpoints/my-greeting/runs/{keyless['id']}?wait=30",
+        headers={"Authorization": f"Bearer {keyless['run_token']}"},
+    ) as response:
+        read = (await response.json())["data"]
+    assert (read["status"], read["result"], read["version"]) == ("completed", "Hi Cy!", 2)
 
 
 async def test_operators_apply_owned_workflows_archive_and_delete(
