@@ -28,6 +28,7 @@ def team_json(t: auth_pb2.Team) -> dict[str, Any]:
         "name": t.name,
         "plan": t.plan,
         "member_ids": list(t.member_ids),
+        "member_roles": dict(t.member_roles),
         "created_at": t.created_at,
     }
 
@@ -83,7 +84,8 @@ async def teams_set_plan(args: argparse.Namespace, clients: AdminClients) -> Non
 
 async def teams_add_member(args: argparse.Namespace, clients: AdminClients) -> None:
     team = await clients.auth.AddMember(
-        auth_pb2.AddMemberRequest(team_id=args.team, user_id=args.user), timeout=10
+        auth_pb2.AddMemberRequest(team_id=args.team, user_id=args.user, role=args.role),
+        timeout=10,
     )
     print_json(team_json(team))
 
@@ -160,9 +162,18 @@ def register(groups: Any) -> None:
     p.add_argument("--team", required=True, help="team_...")
     p.add_argument("--plan", choices=PLANS, required=True)
     p.set_defaults(run=teams_set_plan)
-    p = teams.add_parser("add-member", help="put a user on a team (its plan applies)")
+    p = teams.add_parser(
+        "add-member", help="put a user on a team (its plan applies), or change their role"
+    )
     p.add_argument("--team", required=True, help="team_...")
     p.add_argument("--user", required=True, help="usr_...")
+    p.add_argument(
+        "--role",
+        choices=("admin", "member", "viewer"),
+        default="member",
+        help="admin: also archives the team's workflows; member: builds, publishes and runs"
+        " them (default); viewer: reads and runs them",
+    )
     p.set_defaults(run=teams_add_member)
 
     keys = groups.add_parser("keys", help="API keys").add_subparsers(dest="command", required=True)

@@ -18,6 +18,7 @@ def me_data(p: auth_pb2.Principal) -> dict[str, object]:
         "email": p.email,
         "plan": p.plan,
         "team_id": p.team_id or None,
+        "team_role": p.team_role or None,
         "key_id": p.key_id,
         "key_name": p.key_name,
         "key_scopes": list(p.scopes),

@@ -47,6 +47,7 @@ def caller(p: auth_pb2.Principal) -> runs_pb2.Caller:
         has_allowlist=p.has_allowlist,
         workflow_allowlist=list(p.workflow_allowlist),
         version_pins=dict(p.version_pins),
+        team_role=p.team_role,
     )
 
 

@@ -1,7 +1,7 @@
 """SQL of the auth schema: users, teams, memberships and API keys (hashes only)."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
@@ -16,6 +16,7 @@ class UserRow:
     plan: str
     team_id: str | None
     created_at: datetime
+    team_role: str | None = None  # on a team: admin | member | viewer
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class TeamRow:
     plan: str
     member_ids: list[str]
     created_at: datetime
+    member_roles: dict[str, str] = field(default_factory=dict)  # user id -> role
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class AuthRow:
     user_plan: str
     team_id: str | None
     team_plan: str | None
+    team_role: str | None = None
 
 
 _KEY_COLUMNS = (
@@ -99,13 +102,13 @@ class AuthRepository:
 
     async def get_user(self, user_id: str) -> UserRow:
         r = await self.pool.fetchrow(
-            "SELECT u.id, u.email, u.plan, u.created_at, m.team_id FROM users u"
+            "SELECT u.id, u.email, u.plan, u.created_at, m.team_id, m.role FROM users u"
             " LEFT JOIN memberships m ON m.user_id = u.id WHERE u.id = $1",
             user_id,
         )
         if r is None:
             raise NotFound(f"No user {user_id}.")
-        return UserRow(r["id"], r["email"], r["plan"], r["team_id"], r["created_at"])
+        return UserRow(r["id"], r["email"], r["plan"], r["team_id"], r["created_at"], r["role"])
 
     async def set_user_plan(self, user_id: str, plan: str) -> UserRow:
         done = await self.pool.execute("UPDATE users SET plan = $2 WHERE id = $1", user_id, plan)
@@ -128,14 +131,18 @@ class AuthRepository:
         r = await self.pool.fetchrow(
             "SELECT t.id, t.name, t.plan, t.created_at,"
             " coalesce(array_agg(m.user_id ORDER BY m.created_at)"
-            "   FILTER (WHERE m.user_id IS NOT NULL), '{}') AS member_ids"
+            "   FILTER (WHERE m.user_id IS NOT NULL), '{}') AS member_ids,"
+            " coalesce(array_agg(m.role ORDER BY m.created_at)"
+            "   FILTER (WHERE m.user_id IS NOT NULL), '{}') AS member_roles"
             " FROM teams t LEFT JOIN memberships m ON m.team_id = t.id"
             " WHERE t.id = $1 GROUP BY t.id",
             team_id,
         )
         if r is None:
             raise NotFound(f"No team {team_id}.")
-        return TeamRow(r["id"], r["name"], r["plan"], list(r["member_ids"]), r["created_at"])
+        members = list(r["member_ids"])
+        roles = dict(zip(members, r["member_roles"], strict=True))
+        return TeamRow(r["id"], r["name"], r["plan"], members, r["created_at"], roles)
 
     async def set_team_plan(self, team_id: str, plan: str) -> TeamRow:
         done = await self.pool.execute("UPDATE teams SET plan = $2 WHERE id = $1", team_id, plan)
@@ -143,15 +150,17 @@ class AuthRepository:
             raise NotFound(f"No team {team_id}.")
         return await self.get_team(team_id)
 
-    async def add_member(self, team_id: str, user_id: str) -> TeamRow:
+    async def add_member(self, team_id: str, user_id: str, role: str) -> TeamRow:
         await self.get_team(team_id)
         await self.get_user(user_id)
-        # A user is on one team at most; adding again moves them (idempotent for the same team).
+        # A user is on one team at most; adding again moves them, or sets their role.
         await self.pool.execute(
-            "INSERT INTO memberships (user_id, team_id) VALUES ($1, $2)"
-            " ON CONFLICT (user_id) DO UPDATE SET team_id = EXCLUDED.team_id",
+            "INSERT INTO memberships (user_id, team_id, role) VALUES ($1, $2, $3)"
+            " ON CONFLICT (user_id) DO UPDATE SET team_id = EXCLUDED.team_id,"
+            " role = EXCLUDED.role",
             user_id,
             team_id,
+            role,
         )
         return await self.get_team(team_id)
 
@@ -210,7 +219,8 @@ class AuthRepository:
 
     async def find_by_hash(self, secret_hash: bytes) -> AuthRow | None:
         r = await self.pool.fetchrow(
-            f"SELECT {_KEY_COLUMNS}, u.email, u.plan AS user_plan, m.team_id, t.plan AS team_plan"
+            f"SELECT {_KEY_COLUMNS}, u.email, u.plan AS user_plan, m.team_id, t.plan AS team_plan,"
+            " m.role AS team_role"
             " FROM api_keys k JOIN users u ON u.id = k.user_id"
             " LEFT JOIN memberships m ON m.user_id = u.id"
             " LEFT JOIN teams t ON t.id = m.team_id"
@@ -219,7 +229,9 @@ class AuthRepository:
         )
         if r is None:
             return None
-        return AuthRow(_key(r), r["email"], r["user_plan"], r["team_id"], r["team_plan"])
+        return AuthRow(
+            _key(r), r["email"], r["user_plan"], r["team_id"], r["team_plan"], r["team_role"]
+        )
 
     async def touch_keys(self, last_used: dict[str, datetime]) -> None:
         """Record last use of many keys in one statement (never moving a time backwards)."""

@@ -31,18 +31,29 @@ def principal_pb(p: Principal) -> auth_pb2.Principal:
         workflow_allowlist=p.workflow_allowlist,
         expires_at_unix=int(p.expires_at.timestamp()) if p.expires_at else 0,
         version_pins=p.version_pins,
+        team_role=p.team_role or "",
     )
 
 
 def user_pb(u: UserRow) -> auth_pb2.User:
     return auth_pb2.User(
-        id=u.id, email=u.email, plan=u.plan, team_id=u.team_id or "", created_at=iso(u.created_at)
+        id=u.id,
+        email=u.email,
+        plan=u.plan,
+        team_id=u.team_id or "",
+        created_at=iso(u.created_at),
+        team_role=u.team_role or "",
     )
 
 
 def team_pb(t: TeamRow) -> auth_pb2.Team:
     return auth_pb2.Team(
-        id=t.id, name=t.name, plan=t.plan, member_ids=t.member_ids, created_at=iso(t.created_at)
+        id=t.id,
+        name=t.name,
+        plan=t.plan,
+        member_ids=t.member_ids,
+        created_at=iso(t.created_at),
+        member_roles=t.member_roles,
     )
 
 
@@ -96,7 +107,9 @@ class AuthServiceServicer(auth_pb2_grpc.AuthServiceServicer):
         return team_pb(await self.service.set_team_plan(request.team_id, request.plan))
 
     async def AddMember(self, request: auth_pb2.AddMemberRequest, context: Ctx) -> Any:
-        return team_pb(await self.service.add_member(request.team_id, request.user_id))
+        return team_pb(
+            await self.service.add_member(request.team_id, request.user_id, request.role)
+        )
 
     async def CreateKey(self, request: auth_pb2.CreateKeyRequest, context: Ctx) -> Any:
         key, secret = await self.service.create_key(

@@ -27,6 +27,7 @@ _TOKEN_RE = re.compile(r"^wft_live_[A-Za-z0-9_-]{43}$")
 _PREFIX_CHARS = 4
 
 RUNS_CREATE_SCOPE = "workflow_runs:create"
+TEAM_ROLES = ("admin", "member", "viewer")
 SCOPES = ("workflows:read", "workflows:write", RUNS_CREATE_SCOPE)
 
 # One message for every bad key: no hint whether it was malformed, unknown, revoked or expired.
@@ -65,6 +66,7 @@ class Principal:
     workflow_allowlist: list[str]
     expires_at: datetime | None
     version_pins: dict[str, int] = field(default_factory=dict)
+    team_role: str | None = None  # on a team: admin | member | viewer
 
 
 class Repository(Protocol):
@@ -74,7 +76,7 @@ class Repository(Protocol):
     async def set_user_plan(self, user_id: str, plan: str) -> UserRow: ...
     async def create_team(self, team_id: str, name: str, plan: str) -> TeamRow: ...
     async def set_team_plan(self, team_id: str, plan: str) -> TeamRow: ...
-    async def add_member(self, team_id: str, user_id: str) -> TeamRow: ...
+    async def add_member(self, team_id: str, user_id: str, role: str) -> TeamRow: ...
     async def create_key(
         self,
         key_id: str,
@@ -181,6 +183,7 @@ class AuthService:
             workflow_allowlist=list(key.workflow_allowlist),
             expires_at=key.expires_at,
             version_pins=dict(key.version_pins),
+            team_role=row.team_role if on_team else None,
         )
 
     async def principal_for_account(self, user_id: str, team_id: str = "") -> Principal:
@@ -202,6 +205,7 @@ class AuthService:
             has_allowlist=False,
             workflow_allowlist=[],
             expires_at=None,
+            team_role=user.team_role,
         )
 
     async def create_user(self, email: str, plan: str) -> UserRow:
@@ -225,8 +229,12 @@ class AuthService:
     async def set_team_plan(self, team_id: str, plan: str) -> TeamRow:
         return await self.repo.set_team_plan(team_id, _plan(plan))
 
-    async def add_member(self, team_id: str, user_id: str) -> TeamRow:
-        return await self.repo.add_member(team_id, user_id)
+    async def add_member(self, team_id: str, user_id: str, role: str = "") -> TeamRow:
+        """Put the user on the team with `role` (default member); again: move or re-role."""
+        role = role or "member"
+        if role not in TEAM_ROLES:
+            raise InvalidArgument(f"role must be one of {', '.join(TEAM_ROLES)}.", param="role")
+        return await self.repo.add_member(team_id, user_id, role)
 
     async def create_key(
         self,

@@ -61,6 +61,7 @@ async def test_me_answers_exactly_the_specified_shape(stack: Any) -> None:
             "email": user["email"],
             "plan": "pro",
             "team_id": None,
+            "team_role": None,
             "key_id": key["id"],
             "key_name": "n8n integration",
             "key_scopes": ALL_SCOPES,
@@ -81,6 +82,7 @@ async def test_me_shows_the_allowlist_and_the_team_plan(stack: Any) -> None:
     assert status == 200, body
     assert body["data"]["plan"] == "team"
     assert body["data"]["team_id"] == team["id"]
+    assert body["data"]["team_role"] == "member"
     assert body["data"]["key_scopes"] == ["workflows:read"]
     assert body["data"]["workflow_allowlist"] == ["wf_a", "wf_b"]
 

@@ -17,7 +17,7 @@ import pytest
 
 from devstack.stack import Stack
 from tests.support.billing import Stub, priced_model
-from tests.support.runs import Account, create_account, create_user, wait_for
+from tests.support.runs import Account, admin_json, create_account, create_user, wait_for
 from weft.billing.v1 import billing_pb2 as pb
 
 pytestmark = pytest.mark.timeout(180)
@@ -302,3 +302,25 @@ async def test_the_workflow_shows_its_endpoint_settings(
     ) as response:
         refused = await response.json()
     assert response.status == 400 and refused["error"]["param"] == "endpoint.slug"
+
+
+async def test_a_team_workflow_bills_the_team_within_its_publishers_allocation(
+    stack: Stack, http: aiohttp.ClientSession, billing: Stub
+) -> None:
+    team = admin_json(stack, "teams", "create", "--name", f"t-{uuid.uuid4().hex[:6]}")
+    publisher = create_user(stack, plan="team")
+    admin_json(stack, "teams", "add-member", "--team", team["id"], "--user", publisher.user_id)
+    admin_json(
+        stack, "allocations", "set", "--team", team["id"], "--user", publisher.user_id,
+        "--monthly-usd", "1",
+    )  # fmt: skip
+    await billing.Grant(pb.GrantRequest(account_id=team["id"], amount_micros=1_000_000))
+    model = await priced_model(billing, "public-team")
+    stages = [{"id": "ask", "type": "llm", "model": model, "prompt": "{{ input_text }}"}]
+    _, name = await publish(http, stack, publisher, {"auth": "public"}, stages)
+    status, body, _ = await call(stack, name, {"topic": "t", "input_text": "hi"}, ip="127.0.0.11")
+    assert status == 201, body
+    run = await wait_for(http, stack, publisher, body["data"]["id"])
+    assert run["status"] == "completed", run
+    [capture] = await captures_of(billing, team["id"], run["id"])
+    assert capture.user_id == publisher.user_id and capture.amount_micros > 0

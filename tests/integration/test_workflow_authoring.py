@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from devstack.stack import Stack
-from tests.support.runs import Account, admin_json, create_account, wait_for
+from tests.support.runs import Account, admin_json, create_account, create_user, wait_for
 
 TEMPLATE = {"id": "echo", "type": "template", "template": "v1: {{ input_text }}"}
 
@@ -451,3 +451,50 @@ async def test_a_key_pinned_to_a_version_runs_it_unless_the_call_names_another(
         "keys", "create", "--user", owner.user_id, "--name", "x", "--pin", "nope", check=False
     )
     assert bad.returncode == 2 and "--pin takes WORKFLOW_ID=VERSION" in bad.stderr
+
+
+async def test_team_roles_decide_who_changes_the_teams_workflows(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    team = admin_json(stack, "teams", "create", "--name", f"t-{uuid.uuid4().hex[:6]}")
+    people: dict[str, Account] = {}
+    for role in ("admin", "member", "viewer"):
+        person = create_user(stack, plan="team")
+        admin_json(
+            stack, "teams", "add-member", "--team", team["id"], "--user", person.user_id,
+            "--role", role,
+        )  # fmt: skip
+        admin_json(
+            stack, "allocations", "set", "--team", team["id"], "--user", person.user_id,
+            "--monthly-usd", "1",
+        )  # fmt: skip
+        people[role] = person
+    shown = admin_json(stack, "teams", "add-member", "--team", team["id"],
+                       "--user", people["viewer"].user_id, "--role", "viewer")  # fmt: skip
+    assert shown["member_roles"][people["admin"].user_id] == "admin"
+    admin, member, viewer = (Api(http, stack, people[r]) for r in ("admin", "member", "viewer"))
+
+    status, created = await member.call("POST", "/workflows", definition(slug()))
+    assert status == 201 and created["data"]["owner"] == {"type": "team", "id": team["id"]}
+    workflow_id = created["data"]["id"]
+    assert (await member.call("POST", f"/workflows/{workflow_id}/publish"))[0] == 201
+    # A viewer reads and runs the team's workflows, and changes none of them.
+    assert (await viewer.call("GET", f"/workflows/{workflow_id}"))[0] == 200
+    run = await viewer.run(workflow_id, "from a viewer")
+    assert (await finished(http, stack, people["viewer"], run["id"]))["status"] == "completed"
+    for method, path, body in (
+        ("PATCH", f"/workflows/{workflow_id}", {"description": "no"}),
+        ("POST", f"/workflows/{workflow_id}/publish", None),
+        ("POST", "/workflows", definition(slug())),
+    ):
+        status, refused = await viewer.call(method, path, body)
+        assert status == 403 and refused["error"]["code"] == "WORKFLOW_READ_ONLY", refused
+    status, refused = await viewer.call(
+        "POST", f"/workflows/{workflow_id}/runs", {"input_text": "x", "version": "draft"}
+    )
+    assert status == 400 and refused["error"]["param"] == "version"
+    # Members build; only admins archive.
+    status, refused = await member.call("POST", f"/workflows/{workflow_id}/archive")
+    assert status == 403 and refused["error"]["code"] == "WORKFLOW_READ_ONLY"
+    status, archived = await admin.call("POST", f"/workflows/{workflow_id}/archive")
+    assert status == 200 and archived["data"]["archived_at"]

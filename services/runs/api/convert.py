@@ -48,6 +48,7 @@ def caller(msg: pb.Caller) -> Caller:
         allowlist=tuple(msg.workflow_allowlist) if msg.has_allowlist else None,
         version_pins=dict(msg.version_pins),
         client_ip=msg.client_ip,
+        team_role=msg.team_role,
     )
 
 
@@ -60,6 +61,7 @@ def to_caller_msg(c: Caller) -> pb.Caller:
         workflow_allowlist=list(c.allowlist or ()),
         version_pins=dict(c.version_pins),
         client_ip=c.client_ip,
+        team_role=c.team_role,
     )
 
 

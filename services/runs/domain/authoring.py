@@ -4,8 +4,8 @@ and which definition a run executes.
 - Visible: the operator's catalog (no owner) to everyone; an owned workflow to its owner,
   and for a team's workflow to every member. To anyone else it does not exist (404),
   and a key's allowlist narrows what it sees, as for runs.
-- Editable: by its owner (a team's: by every member); the catalog only by operators
-  (weft-admin, from files).
+- Editable: by its owner (a team's: by its admins and members; viewers read and run
+  it; only admins archive it); the catalog only by operators (weft-admin, from files).
 - A draft is edited (PATCH merges, PUT replaces, both validated whole) and published
   into the next version, which never changes again. Runs record the version they ran:
   the latest published by default, one pinned by number, or the draft (owner only).
@@ -34,6 +34,7 @@ from weftcore.ids import new_id
 # per run: a moment's cache saves the round trip).
 CACHE_SECONDS = 2.0
 DRAFT = "draft"
+EDITOR_ROLES = ("admin", "member")
 
 
 def _not_found(ref: str) -> NotFound:
@@ -51,13 +52,26 @@ def may_see(caller: Caller | None, row: asyncpg.Record) -> bool:
         return True
     if not caller.may_use(row["id"]):
         return False
-    return is_catalog(row) or may_edit(caller, row)
+    return is_catalog(row) or owns(caller, row)
 
 
-def may_edit(caller: Caller, row: asyncpg.Record) -> bool:
+def owns(caller: Caller, row: asyncpg.Record) -> bool:
+    """The caller's own workflow, or their team's (whatever their role)."""
     if row["owner_user_id"] is not None and row["owner_user_id"] == caller.user_id:
         return True
     return bool(row["owner_team_id"]) and row["owner_team_id"] == caller.team_id
+
+
+def may_edit(caller: Caller, row: asyncpg.Record) -> bool:
+    """Its owner; for a team's workflow, the team's admins and members (not viewers)."""
+    if not owns(caller, row):
+        return False
+    return not row["owner_team_id"] or caller.team_role in EDITOR_ROLES
+
+
+def may_archive(caller: Caller, row: asyncpg.Record) -> bool:
+    """Its owner; for a team's workflow, the team's admins."""
+    return may_edit(caller, row) and (not row["owner_team_id"] or caller.team_role == "admin")
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -263,6 +277,11 @@ class Workflows:
             row = await self.get(None, workflow_id)
         else:
             row = await self._editable(caller, workflow_id)
+            if not may_archive(caller, row):
+                raise PermissionDenied(
+                    "Only the team's admins may archive its workflows.",
+                    code="WORKFLOW_READ_ONLY",
+                )
         archived = await store.archive(self._pool, row["id"])
         self._cache.clear()
         return archived
@@ -297,6 +316,11 @@ class Workflows:
 
     async def _create(self, caller: Caller, definition: dict[str, Any]) -> asyncpg.Record:
         """A new workflow owned by the caller's team, else the caller."""
+        if caller.team_id and caller.team_role not in EDITOR_ROLES:
+            raise PermissionDenied(
+                "Viewers of a team read and run its workflows; an admin or member creates them.",
+                code="WORKFLOW_READ_ONLY",
+            )
         owner_user = "" if caller.team_id else caller.user_id
         return await store.create_workflow(self._pool, definition, owner_user, caller.team_id)
 
@@ -305,9 +329,14 @@ class Workflows:
         row = await store.get_workflow(self._pool, workflow_id) if workflow_id else None
         if row is None or not may_see(caller, row):
             raise _not_found(workflow_id)
-        if not may_edit(caller, row):
+        if is_catalog(row):
             raise PermissionDenied(
                 "The catalog's workflows are managed by the operator; duplicate it to edit a copy.",
+                code="WORKFLOW_READ_ONLY",
+            )
+        if not may_edit(caller, row):
+            raise PermissionDenied(
+                "Viewers of a team read and run its workflows; an admin or member changes them.",
                 code="WORKFLOW_READ_ONLY",
             )
         return row

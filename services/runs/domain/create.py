@@ -45,6 +45,7 @@ class Caller:
     # A keyless call of a public endpoint (the caller is the workflow's payer): the
     # client's address. "" for every call with a key.
     client_ip: str = ""
+    team_role: str = ""  # on a team: admin | member | viewer
 
     @property
     def keyless(self) -> bool:

@@ -54,9 +54,10 @@ class FakeRepo:
         self.teams[team_id] = replace(self.teams[team_id], plan=plan)
         return self.teams[team_id]
 
-    async def add_member(self, team_id: str, user_id: str) -> TeamRow:
-        self.users[user_id] = replace(self.users[user_id], team_id=team_id)
+    async def add_member(self, team_id: str, user_id: str, role: str) -> TeamRow:
+        self.users[user_id] = replace(self.users[user_id], team_id=team_id, team_role=role)
         self.teams[team_id].member_ids.append(user_id)
+        self.teams[team_id].member_roles[user_id] = role
         return self.teams[team_id]
 
     async def create_key(
@@ -105,7 +106,14 @@ class FakeRepo:
         key = self.keys[key_id]
         user = self.users[key.user_id]
         team = self.teams.get(user.team_id or "")
-        return AuthRow(key, user.email, user.plan, user.team_id, team.plan if team else None)
+        return AuthRow(
+            key,
+            user.email,
+            user.plan,
+            user.team_id,
+            team.plan if team else None,
+            user.team_role if team else None,
+        )
 
     async def touch_keys(self, last_used: dict[str, datetime]) -> None:
         self.touched.append(dict(last_used))
@@ -151,7 +159,23 @@ async def test_team_members_get_the_team_plan(service: AuthService) -> None:
     await service.add_member(team.id, user.id)
     _, secret = await service.create_key(user.id, "k", ["workflows:read"], False, [], 0, NOW)
     p = await service.authenticate(secret, NOW)
-    assert (p.plan, p.team_id) == ("enterprise", team.id)
+    assert (p.plan, p.team_id, p.team_role) == ("enterprise", team.id, "member")
+
+
+async def test_members_have_a_role_on_their_team(service: AuthService) -> None:
+    user = await service.create_user("v@example.com", "free")
+    team = await service.create_team("Acme", "team")
+    with pytest.raises(InvalidArgument) as refused:
+        await service.add_member(team.id, user.id, "owner")
+    assert refused.value.param == "role"
+    await service.add_member(team.id, user.id, "viewer")
+    _, secret = await service.create_key(user.id, "k", ["workflows:read"], False, [], 0, NOW)
+    assert (await service.authenticate(secret, NOW)).team_role == "viewer"
+    payer = await service.principal_for_account(user.id, team.id)
+    assert (payer.team_role, payer.plan, payer.key_id) == ("viewer", "team", "")
+    assert payer.scopes == ["workflow_runs:create"]
+    with pytest.raises(NotFound):
+        await service.principal_for_account(user.id, "team_other")
 
 
 async def test_every_bad_key_raises_the_same_error(service: AuthService) -> None:

@@ -77,6 +77,7 @@ class Principal(_message.Message):
     WORKFLOW_ALLOWLIST_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_UNIX_FIELD_NUMBER: _builtins.int
     VERSION_PINS_FIELD_NUMBER: _builtins.int
+    TEAM_ROLE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     email: _builtins.str
     plan: _builtins.str
@@ -89,6 +90,8 @@ class Principal(_message.Message):
     """false: every workflow; true: only workflow_allowlist"""
     expires_at_unix: _builtins.int
     """0: never"""
+    team_role: _builtins.str
+    """on a team: admin | member | viewer"""
     @_builtins.property
     def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -111,10 +114,11 @@ class Principal(_message.Message):
         workflow_allowlist: _abc.Iterable[_builtins.str] | None = ...,
         expires_at_unix: _builtins.int = ...,
         version_pins: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        team_role: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "expires_at_unix", b"expires_at_unix", "has_allowlist", b"has_allowlist", "key_id", b"key_id", "key_name", b"key_name", "plan", b"plan", "scopes", b"scopes", "team_id", b"team_id", "user_id", b"user_id", "version_pins", b"version_pins", "workflow_allowlist", b"workflow_allowlist"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "expires_at_unix", b"expires_at_unix", "has_allowlist", b"has_allowlist", "key_id", b"key_id", "key_name", b"key_name", "plan", b"plan", "scopes", b"scopes", "team_id", b"team_id", "team_role", b"team_role", "user_id", b"user_id", "version_pins", b"version_pins", "workflow_allowlist", b"workflow_allowlist"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -151,12 +155,15 @@ class User(_message.Message):
     PLAN_FIELD_NUMBER: _builtins.int
     TEAM_ID_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    TEAM_ROLE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     email: _builtins.str
     plan: _builtins.str
     """the user's own plan"""
     team_id: _builtins.str
     created_at: _builtins.str
+    team_role: _builtins.str
+    """on a team: admin | member | viewer"""
     def __init__(
         self,
         *,
@@ -165,10 +172,11 @@ class User(_message.Message):
         plan: _builtins.str = ...,
         team_id: _builtins.str = ...,
         created_at: _builtins.str = ...,
+        team_role: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "email", b"email", "id", b"id", "plan", b"plan", "team_id", b"team_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "email", b"email", "id", b"id", "plan", b"plan", "team_id", b"team_id", "team_role", b"team_role"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -178,17 +186,42 @@ Global___User: _TypeAlias = User  # noqa: Y015
 class Team(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class MemberRolesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     PLAN_FIELD_NUMBER: _builtins.int
     MEMBER_IDS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    MEMBER_ROLES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     plan: _builtins.str
     created_at: _builtins.str
     @_builtins.property
     def member_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def member_roles(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """user id -> admin | member | viewer"""
+
     def __init__(
         self,
         *,
@@ -197,10 +230,11 @@ class Team(_message.Message):
         plan: _builtins.str = ...,
         member_ids: _abc.Iterable[_builtins.str] | None = ...,
         created_at: _builtins.str = ...,
+        member_roles: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "id", b"id", "member_ids", b"member_ids", "name", b"name", "plan", b"plan"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "id", b"id", "member_ids", b"member_ids", "member_roles", b"member_roles", "name", b"name", "plan", b"plan"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -334,21 +368,28 @@ Global___SetTeamPlanRequest: _TypeAlias = SetTeamPlanRequest  # noqa: Y015
 
 @_typing.final
 class AddMemberRequest(_message.Message):
+    """role: admin (manages the team's workflows: archive), member (builds and runs them,
+    the default), viewer (reads and runs them).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TEAM_ID_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
     team_id: _builtins.str
     user_id: _builtins.str
+    role: _builtins.str
     def __init__(
         self,
         *,
         team_id: _builtins.str = ...,
         user_id: _builtins.str = ...,
+        role: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["team_id", b"team_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["role", b"role", "team_id", b"team_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -55,6 +55,7 @@ class Caller(_message.Message):
     WORKFLOW_ALLOWLIST_FIELD_NUMBER: _builtins.int
     VERSION_PINS_FIELD_NUMBER: _builtins.int
     CLIENT_IP_FIELD_NUMBER: _builtins.int
+    TEAM_ROLE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     team_id: _builtins.str
     plan: _builtins.str
@@ -63,6 +64,8 @@ class Caller(_message.Message):
     """Set only for a keyless call of a public endpoint (the caller is then the workflow's
     owner): the client's address, which its idempotency keys and rate limit are per.
     """
+    team_role: _builtins.str
+    """on a team: admin | member | viewer"""
     @_builtins.property
     def workflow_allowlist(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -79,10 +82,11 @@ class Caller(_message.Message):
         workflow_allowlist: _abc.Iterable[_builtins.str] | None = ...,
         version_pins: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         client_ip: _builtins.str = ...,
+        team_role: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_ip", b"client_ip", "has_allowlist", b"has_allowlist", "plan", b"plan", "team_id", b"team_id", "user_id", b"user_id", "version_pins", b"version_pins", "workflow_allowlist", b"workflow_allowlist"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_ip", b"client_ip", "has_allowlist", b"has_allowlist", "plan", b"plan", "team_id", b"team_id", "team_role", b"team_role", "user_id", b"user_id", "version_pins", b"version_pins", "workflow_allowlist", b"workflow_allowlist"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -19,6 +19,7 @@ class Me(WeftModel):
     email: Optional[str] = None
     plan: Optional[str] = None
     team_id: Optional[str] = None
+    team_role: Optional[str] = None  # admin | member | viewer
     key_id: Optional[str] = None
     key_name: Optional[str] = None
     key_scopes: List[str] = []
