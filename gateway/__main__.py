@@ -17,6 +17,7 @@ from gateway.http_server import GatewayRunner
 from weftcore.config import ConfigError
 from weftcore.heap import freeze_startup_heap
 from weftcore.logs import setup_logging
+from weftcore.tracing import setup_tracing
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def _listen(config: GatewayConfig) -> socket.socket:
 
 def _worker(config: GatewayConfig) -> None:
     setup_logging("gateway", config.log_level)
+    setup_tracing("gateway")
     uvloop.run(_serve(config, _listen(config)))
 
 

@@ -5,6 +5,7 @@ from typing import Any
 
 import grpc
 
+from weftcore import tracing
 from weftcore.batching import Batcher
 from weftcore.context import REQUEST_ID_METADATA, request_id_var
 from weftcore.errors import from_rpc_error, from_status_bytes
@@ -46,7 +47,12 @@ def open_channel(target: str) -> grpc.aio.Channel:
     """An insecure channel (loopback / in-cluster; mTLS is the mesh's job) with request ids."""
     return grpc.aio.insecure_channel(
         target,
-        interceptors=[_UnaryUnary(), _UnaryStream(), _StreamUnary()],
+        interceptors=[
+            *tracing.grpc_client_interceptors(),
+            _UnaryUnary(),
+            _UnaryStream(),
+            _StreamUnary(),
+        ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

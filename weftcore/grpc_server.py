@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from weftcore import tracing
 from weftcore.context import REQUEST_ID_METADATA, request_id_var
 from weftcore.errors import Internal, WeftError, status_bytes, to_status
 from weftcore.metrics import RpcTimer, code_of
@@ -147,7 +148,10 @@ class GrpcServer:
     """A grpc.aio server with health checking that shuts down gracefully on SIGTERM."""
 
     def __init__(self, service_names: list[str], bind: str, grace_seconds: float) -> None:
-        self.server = grpc.aio.server(interceptors=[ContextInterceptor()], options=SERVER_OPTIONS)
+        self.server = grpc.aio.server(
+            interceptors=[*tracing.grpc_server_interceptors(), ContextInterceptor()],
+            options=SERVER_OPTIONS,
+        )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.service_names = ["", *service_names]

@@ -20,6 +20,7 @@ from weftcore.grpc_server import GrpcServer
 from weftcore.heap import freeze_startup_heap
 from weftcore.logs import setup_logging
 from weftcore.metrics import MetricsServer
+from weftcore.tracing import setup_tracing
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ def main(
         print(f"{name}: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     setup_logging(name, config.log_level)
+    setup_tracing(name)
     if command == "migrate":
         applied = uvloop.run(migrate(config.database_url, name, migrations_dir))
         log.info("migrations done", extra={"applied": applied})

@@ -22,6 +22,7 @@ from services.billing.metrics import CAPTURES, captured
 from services.billing.pricing import Usage
 from services.billing.repository import FreeCapture
 from services.billing.service import BillingService, CaptureResult
+from weftcore import tracing
 from weftcore.errors import InvalidArgument, NotFound
 from weftcore.events import RUN_CREATED, RunEvent
 from weftcore.logs import error_text
@@ -117,6 +118,10 @@ class CaptureConsumer:
         confirm for all run.created events, one zero capture for all free runs that
         held nothing, one transaction for the runs that spent tokens on their payers' own
         credits. Everything else goes through `handle`, one by one."""
+        with tracing.message_spans("billing event", (m.headers for m in msgs)):
+            await self._handle_batch(msgs)
+
+    async def _handle_batch(self, msgs: list[Msg]) -> None:
         created: list[tuple[Msg, RunEvent]] = []
         free: list[tuple[Msg, RunEvent]] = []
         priced: list[tuple[Msg, RunEvent, list[Usage]]] = []

@@ -26,7 +26,7 @@ from services.runs.metrics import observe_published
 log = logging.getLogger(__name__)
 
 _CLAIM = """
-SELECT id, subject, msg_id, payload FROM outbox
+SELECT id, subject, msg_id, payload, traceparent FROM outbox
 WHERE published_at IS NULL
 ORDER BY id
 LIMIT $1
@@ -34,6 +34,14 @@ FOR UPDATE SKIP LOCKED
 """
 _MARK = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
 _PRUNE = "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)"
+
+
+def _headers(row: asyncpg.Record) -> dict[str, str]:
+    """De-duplication by the row's message id; the trace it continues, if any."""
+    headers = {"Nats-Msg-Id": row["msg_id"]}
+    if row["traceparent"]:
+        headers["traceparent"] = row["traceparent"]
+    return headers
 
 
 class PublishRefused(Exception):
@@ -91,7 +99,7 @@ class OutboxRelay:
                         row["subject"],
                         bytes(row["payload"]),
                         reply=f"{self._inbox}.{token}",
-                        headers={"Nats-Msg-Id": row["msg_id"]},
+                        headers=_headers(row),
                     )
                 await asyncio.wait_for(asyncio.gather(*acks), self._ack_timeout)
             finally:

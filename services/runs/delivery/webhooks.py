@@ -35,6 +35,7 @@ import asyncpg
 from services.runs.domain.ssrf import GuardedResolver, ResolutionFailed, SSRFPolicy, SSRFRefused
 from services.runs.domain.webhook_url import check_webhook_url
 from services.runs.metrics import WEBHOOK_ATTEMPTS, WEBHOOK_GAVE_UP, webhook_outcome
+from weftcore import tracing
 from weftcore.config import ConfigError, env_bool, env_float, env_list
 
 log = logging.getLogger(__name__)
@@ -260,7 +261,10 @@ class WebhookDispatcher:
 
     async def _deliver(self, row: asyncpg.Record) -> None:
         try:
-            result = await self._attempt(row)
+            with tracing.consumer_span(
+                "webhook delivery", {"traceparent": row["traceparent"] or ""}
+            ):
+                result = await self._attempt(row)
         except Exception as exc:  # never lose the loop over one delivery
             log.exception("webhook attempt crashed", extra={"delivery_id": row["id"]})
             result = AttemptResult(0, f"internal error: {type(exc).__name__}", 0)

@@ -43,6 +43,7 @@ from weftcore.events import (
 )
 from weftcore.ids import iso, new_id
 from weftcore.nats import JOBS_SUBJECT, billing_subject, event_subject
+from weftcore.tracing import traceparent
 
 
 class IllegalTransition(Exception):
@@ -395,6 +396,7 @@ class OutboxMessage:
     subject: str
     msg_id: str
     payload: bytes | None  # None: the event `msg_id`'s JSON (not sent twice)
+    trace: str = ""  # the W3C traceparent it was written in ("": none), its NATS header
 
 
 @dataclass(frozen=True)
@@ -402,6 +404,7 @@ class WebhookDelivery:
     event_id: str
     event_type: str
     url: str
+    trace: str = ""  # the traceparent the delivery continues
 
 
 @dataclass(frozen=True)
@@ -419,16 +422,18 @@ class Change:
     webhooks: tuple[WebhookDelivery, ...]
 
 
-def route(event: RunEvent, run: RunState) -> tuple[list[OutboxMessage], WebhookDelivery | None]:
+def route(
+    event: RunEvent, run: RunState, trace: str = ""
+) -> tuple[list[OutboxMessage], WebhookDelivery | None]:
     """Where an event goes: always its subject on the events stream; billing's copy for
     the events billing acts on of a run that holds a reservation; the run's webhook_url
-    for the events delivered there."""
-    messages = [OutboxMessage(event_subject(run.id, event.type), event.id, None)]
+    for the events delivered there. `trace`: the traceparent they all continue."""
+    messages = [OutboxMessage(event_subject(run.id, event.type), event.id, None, trace)]
     if run.holds_reservation and event.type in BILLING_EVENTS:
-        messages.append(OutboxMessage(billing_subject(run.id, event.type), event.id, None))
+        messages.append(OutboxMessage(billing_subject(run.id, event.type), event.id, None, trace))
     hook = None
     if run.webhook_url and event.type in WEBHOOK_EVENTS:
-        hook = WebhookDelivery(event.id, event.type, run.webhook_url)
+        hook = WebhookDelivery(event.id, event.type, run.webhook_url, trace)
     return messages, hook
 
 
@@ -461,11 +466,12 @@ def advance(run: RunState, transitions: Sequence[Transition], at: datetime) -> C
     events: list[RunEvent] = []
     outbox: list[OutboxMessage] = []
     webhooks: list[WebhookDelivery] = []
+    trace = traceparent()  # what the messages continue: the request's or the job's
     for transition in transitions:
         for emitted in transition.apply(new, at):
             if isinstance(emitted, Enqueue):
                 msg_id = emitted.msg_id or new_id("job")
-                outbox.append(OutboxMessage(JOBS_SUBJECT, msg_id, job_payload(new.id)))
+                outbox.append(OutboxMessage(JOBS_SUBJECT, msg_id, job_payload(new.id), trace))
                 continue
             event = RunEvent(
                 id=new_id("evt"),
@@ -478,7 +484,7 @@ def advance(run: RunState, transitions: Sequence[Transition], at: datetime) -> C
             )
             new.next_event_seq += 1
             events.append(event)
-            messages, hook = route(event, new)
+            messages, hook = route(event, new, trace)
             outbox.extend(messages)
             if hook is not None:
                 webhooks.append(hook)

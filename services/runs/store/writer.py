@@ -109,18 +109,21 @@ WITH input AS MATERIALIZED (
     INSERT INTO run_events (run_id, seq, event_id, type, stage, payload, created_at)
     SELECT run_id, seq, event_id, type, stage, payload::json, created_at FROM event_input
 ), hooks AS (
-    INSERT INTO webhook_deliveries (id, run_id, account_id, event_type, url, created_at)
-    SELECT h.event_id, h.run_id, h.account_id, h.type, h.url, now()
+    INSERT INTO webhook_deliveries (id, run_id, account_id, event_type, url, created_at,
+                                    traceparent)
+    SELECT h.event_id, h.run_id, h.account_id, h.type, h.url, now(), nullif(h.trace, '')
     FROM json_to_recordset($6::text::json) AS h (
-        ord int, event_id text, run_id text, account_id text, type text, url text)
+        ord int, event_id text, run_id text, account_id text, type text, url text,
+        trace text)
     WHERE h.ord IN (SELECT ord FROM applied)
     ON CONFLICT (id) DO NOTHING
 ), queued AS (
-    INSERT INTO outbox (subject, msg_id, payload)
+    INSERT INTO outbox (subject, msg_id, payload, traceparent)
     -- an event's rows carry its payload from the event (numbered n), not sent twice
-    SELECT o.subject, o.msg_id, convert_to(coalesce(o.payload, e.payload), 'UTF8')
+    SELECT o.subject, o.msg_id, convert_to(coalesce(o.payload, e.payload), 'UTF8'),
+           nullif(o.trace, '')
     FROM json_to_recordset($7::text::json) AS o (
-        n int, ord int, subject text, msg_id text, payload text, event int)
+        n int, ord int, subject text, msg_id text, payload text, event int, trace text)
     LEFT JOIN event_input e ON e.n = o.event
     WHERE o.ord IN (SELECT ord FROM applied)
     ORDER BY o.n  -- ids in publish order
@@ -242,6 +245,7 @@ def statement_arguments(changes: Sequence[Change], takes: Sequence[RateTake | No
                 "account_id": run.account_id,
                 "type": h.event_type,
                 "url": h.url,
+                "trace": h.trace,
             }
             for h in change.webhooks
         )
@@ -254,6 +258,7 @@ def statement_arguments(changes: Sequence[Change], takes: Sequence[RateTake | No
                 "msg_id": m.msg_id,
                 "payload": None if m.payload is None else m.payload.decode(),
                 "event": number.get(m.msg_id) if m.payload is None else None,
+                "trace": m.trace,
             }
             for i, m in enumerate(change.outbox)
         )

@@ -37,6 +37,7 @@ from weftcore.logs import setup_logging
 from weftcore.metrics import MetricsServer, watch_consumers
 from weftcore.nats import JOBS_STREAM, connect, ensure_streams
 from weftcore.service import watch_dependencies
+from weftcore.tracing import setup_tracing
 
 log = logging.getLogger("services.runs.worker")
 
@@ -168,6 +169,7 @@ def main() -> None:
         print(f"worker: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     setup_logging("worker", config.log_level)
+    setup_tracing("worker")
     uvloop.run(serve(config))
 
 

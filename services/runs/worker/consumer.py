@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from services.runs.worker.executor import Executor, Outcome
+from weftcore import tracing
 from weftcore.context import request_id_var
 from weftcore.nats import JOBS_STREAM, JOBS_SUBJECT
 
@@ -126,7 +127,8 @@ class JobConsumer:
         # This task's own context: every line it logs carries the queuing request's id.
         request_id_var.set(job.request_id)
         try:
-            outcome = await self.executor.execute(job.run_id, msg.in_progress)
+            with tracing.consumer_span("run job", msg.headers):
+                outcome = await self.executor.execute(job.run_id, msg.in_progress)
         except Exception:
             log.exception("job failed unexpectedly", extra={"run_id": job.run_id})
             outcome = Outcome.RETRY

@@ -61,6 +61,7 @@ from services.runs.worker.model import (
 from services.runs.worker.stages import http, human_review, llm, table, template
 from services.runs.worker.store import should_take
 from services.runs.worker.templating import TemplateRenderError, render
+from weftcore import tracing
 from weftcore.batching import Batcher
 from weftcore.logs import error_text
 
@@ -334,7 +335,9 @@ class Executor:
         """`_run_stage`, with anything unexpected turned into a stage failure, or into a
         retry when it is an outage (faults.py)."""
         try:
-            return await self._run_stage(stage, run, context, attachments)
+            attributes = {"weft.run_id": run.id, "weft.stage.type": str(stage.get("type"))}
+            with tracing.span(f"stage {stage.get('id')}", attributes):
+                return await self._run_stage(stage, run, context, attachments)
         except (StageError, TransientError):
             raise
         except Exception as exc:

@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 
 from services.runs.worker.metrics import observe_llm
+from weftcore import tracing
 from weftcore.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,11 @@ class LLMClient:
         """One chat completion, retried on transient failures; LLMError when it gives up."""
         started = time.perf_counter()
         try:
-            result = await self._chat(model_id, messages, max_tokens, temperature, json_mode)
+            with tracing.span("llm chat", {"gen_ai.request.model": model_id}) as span:
+                result = await self._chat(model_id, messages, max_tokens, temperature, json_mode)
+                if span is not None:
+                    span.set_attribute("gen_ai.usage.input_tokens", result.input_tokens)
+                    span.set_attribute("gen_ai.usage.output_tokens", result.output_tokens)
         except LLMError:
             observe_llm(model_id, time.perf_counter() - started, ok=False)
             raise

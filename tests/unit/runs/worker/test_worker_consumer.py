@@ -19,6 +19,7 @@ class FakeMsg:
     data: bytes
     delivered: int = 1
     settled: list[Any] = field(default_factory=list)
+    headers: dict[str, str] | None = None
 
     @property
     def metadata(self) -> _Meta:
