@@ -23,6 +23,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     up.add_argument("--gateways", type=int, default=1, help="gateway processes (ports 8080+)")
     up.add_argument("--workers", type=int, default=1, help="run worker processes")
     up.add_argument("--no-llm", action="store_true", help="skip the embedded model")
+    up.add_argument(
+        "--ha",
+        action="store_true",
+        help="a NATS cluster of 3 (streams at 3 replicas) and a PostgreSQL streaming standby",
+    )
     return parser.parse_args(argv)
 
 
@@ -38,8 +43,9 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, request_stop)
     options = StackOptions(
         root=args.data,
-        ports=Ports.well_known(gateways=args.gateways, workers=args.workers),
+        ports=Ports.well_known(gateways=args.gateways, workers=args.workers, ha=args.ha),
         llm="none" if args.no_llm else "embedded",
+        ha=args.ha,
     )
     began = time.monotonic()
     stack = Stack(options)

@@ -7,6 +7,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.binaries import find_binary
@@ -22,6 +23,29 @@ def _http_ok(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class ClusterNode:
+    """One node's place in a NATS cluster (HA mode): its name, its route port and every
+    node's route port (its own included: nats-server ignores a route to itself)."""
+
+    server_name: str
+    cluster_port: int
+    route_ports: tuple[int, ...]
+
+    def args(self) -> list[str]:
+        routes = ",".join(f"nats://{LOOPBACK}:{p}" for p in self.route_ports)
+        return [
+            "--name",
+            self.server_name,
+            "--cluster_name",
+            "weft",
+            "--cluster",
+            f"nats://{LOOPBACK}:{self.cluster_port}",
+            "--routes",
+            routes,
+        ]
+
+
 class NatsServer(ManagedProcess):
     """nats-server with JetStream, storing under ``data_dir/jetstream``."""
 
@@ -30,11 +54,20 @@ class NatsServer(ManagedProcess):
     stop_timeout = 10.0
     start_timeout = 30.0
 
-    def __init__(self, data_dir: Path, port: int, monitor_port: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        monitor_port: int | None = None,
+        cluster: ClusterNode | None = None,
+    ) -> None:
         super().__init__(data_dir)
         self.port = port
         # The monitor port gives a real readiness check (/healthz), so always have one.
         self.monitor_port = monitor_port if monitor_port is not None else free_port()
+        self.cluster = cluster
+        if cluster is not None:
+            self.name = cluster.server_name
         self._bin = find_binary("nats-server")
 
     @property
@@ -67,6 +100,8 @@ class NatsServer(ManagedProcess):
             "-m",
             str(self.monitor_port),
         ]
+        if self.cluster is not None:
+            argv += self.cluster.args()
         self._spawn(argv)
         self._wait_ready(self._ready, "/healthz ok and client port answering")
         self.last_start_seconds = time.monotonic() - started

@@ -302,17 +302,8 @@ class PostgresServer(ManagedProcess):
                 pass_fds=fds,
             )
         self._wait_ready(self._postmaster_ready, "accepting connections")
-        su = ["-h", str(self._socket_dir), "-p", str(self.port), "-U", "postgres", "-d", "postgres"]
         try:
-            self._psql(
-                su,
-                _PG_BOOTSTRAP_SQL,
-                env={
-                    "WEFT_PG_ROLE": self.user,
-                    "WEFT_PG_PASSWORD": self.password,
-                    "WEFT_PG_DATABASE": self.database,
-                },
-            )
+            self._bootstrap()
         except BaseException:
             self.stop()
             raise
@@ -324,6 +315,29 @@ class PostgresServer(ManagedProcess):
 
         self._wait_ready(tcp_login, "password login over TCP")
         self.last_start_seconds = time.monotonic() - started
+
+    def require_sync_standby(self) -> None:
+        """From now on a commit returns only once a standby has it too (HA mode: a
+        failover then loses no acknowledged commit). Set once the standby streams: with
+        none connected, commits would wait."""
+        assert self._socket_dir is not None
+        su = ["-h", str(self._socket_dir), "-p", str(self.port), "-U", "postgres", "-d", "postgres"]
+        self._psql(su, "ALTER SYSTEM SET synchronous_standby_names = '*'")
+        self._psql(su, "SELECT pg_reload_conf()")
+
+    def _bootstrap(self) -> None:
+        """Create or refresh the application role and database (superuser socket)."""
+        assert self._socket_dir is not None
+        su = ["-h", str(self._socket_dir), "-p", str(self.port), "-U", "postgres", "-d", "postgres"]
+        self._psql(
+            su,
+            _PG_BOOTSTRAP_SQL,
+            env={
+                "WEFT_PG_ROLE": self.user,
+                "WEFT_PG_PASSWORD": self.password,
+                "WEFT_PG_DATABASE": self.database,
+            },
+        )
 
     def _remove_socket_dir(self) -> None:
         if self._socket_dir is not None:
@@ -337,3 +351,63 @@ class PostgresServer(ManagedProcess):
     def stop(self, timeout: float | None = None) -> None:
         super().stop(timeout)
         self._remove_socket_dir()  # also after a start() that failed before spawning
+
+
+class PostgresStandby(PostgresServer):
+    """A streaming replica of `primary` (HA mode): its PGDATA starts as a
+    ``pg_basebackup -R`` of the primary, it serves reads while it follows, and
+    ``promote()`` makes it the primary when the old one is gone. The application role
+    and database come with the copy; services find the read-write one through a
+    multi-host DSN with ``target_session_attrs=read-write``."""
+
+    name = "postgres-standby"
+
+    def __init__(self, data_dir: Path, port: int, primary: PostgresServer) -> None:
+        super().__init__(
+            data_dir,
+            port,
+            database=primary.database,
+            user=primary.user,
+            password=primary.password,
+            settings=primary.settings,
+        )
+        self.primary = primary
+        self.settings["synchronous_standby_names"] = ""  # promoted, it waits for no one
+
+    def _initdb(self, owner: pwd.struct_passwd | None) -> None:
+        if (self.pgdata / "PG_VERSION").exists():
+            return  # a replica (or, once promoted, a primary) from an earlier start
+        source = self.primary._socket_dir
+        if source is None:
+            raise ServerStartError("the standby's primary is not started")
+        with self._pgdata_arg(owner) as (pgdata_arg, fds):
+            self._run_as(
+                [
+                    str(self._bin / "pg_basebackup"),
+                    "-D",
+                    pgdata_arg,
+                    "-h",
+                    str(source),
+                    "-p",
+                    str(self.primary.port),
+                    "-U",
+                    "postgres",
+                    "-X",
+                    "stream",
+                    "-R",  # standby.signal and primary_conninfo: follow the primary
+                    "--checkpoint=fast",
+                ],
+                owner,
+                fds,
+            )
+
+    def _bootstrap(self) -> None:
+        pass  # read-only while it follows: the role and database came with the copy
+
+    def promote(self) -> None:
+        """Make this replica the primary (``pg_promote`` waits until it is)."""
+        assert self._socket_dir is not None
+        su = ["-h", str(self._socket_dir), "-p", str(self.port), "-U", "postgres", "-d", "postgres"]
+        done = self._psql(su, "SELECT pg_promote(true, 60)").strip()
+        if done != "t":
+            raise RuntimeError(f"promotion of {self.pgdata} did not finish: {done!r}")

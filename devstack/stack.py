@@ -4,8 +4,11 @@ Used by `weft-stack up` (the dev stack, fixed well-known ports, data in .weft/) 
 the integration tests (free ports, data in a temp dir), so both exercise the same wiring.
 """
 
+import contextlib
 import logging
+import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -14,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack.nats import NatsServer
+from devstack.nats import ClusterNode, NatsServer
 from devstack.ports import free_port
-from devstack.postgres import PostgresServer
+from devstack.postgres import PostgresServer, PostgresStandby
 from devstack.processes import Process, PythonProcess
 from devstack.seaweed import SeaweedS3
 
@@ -42,9 +45,14 @@ class Ports:
     # /metrics of each service and worker by process name (auth, ..., worker, worker2);
     # the gateways serve theirs on their HTTP port.
     metrics: dict[str, int] = field(default_factory=dict)
+    # HA mode: the other two NATS nodes' client ports, every node's route port, and the
+    # PostgreSQL standby's port (empty / 0 without HA).
+    nats_more: list[int] = field(default_factory=list)
+    nats_routes: list[int] = field(default_factory=list)
+    postgres_standby: int = 0
 
     @classmethod
-    def free(cls, gateways: int = 1, workers: int = 1) -> "Ports":
+    def free(cls, gateways: int = 1, workers: int = 1, ha: bool = False) -> "Ports":
         return cls(
             postgres=free_port(),
             nats=free_port(),
@@ -55,10 +63,13 @@ class Ports:
             workers=[free_port() for _ in range(workers)],
             gateways=[free_port() for _ in range(gateways)],
             metrics={name: free_port() for name in _metered(workers)},
+            nats_more=[free_port() for _ in range(2)] if ha else [],
+            nats_routes=[free_port() for _ in range(3)] if ha else [],
+            postgres_standby=free_port() if ha else 0,
         )
 
     @classmethod
-    def well_known(cls, gateways: int = 1, workers: int = 1) -> "Ports":
+    def well_known(cls, gateways: int = 1, workers: int = 1, ha: bool = False) -> "Ports":
         """The dev stack's ports: the defaults every service and weft-admin assume."""
         return cls(
             postgres=55432,
@@ -70,6 +81,9 @@ class Ports:
             workers=[7110 + i for i in range(workers)],
             gateways=[8080 + i for i in range(gateways)],
             metrics={name: 9101 + i for i, name in enumerate(_metered(workers))},
+            nats_more=[4223, 4224] if ha else [],
+            nats_routes=[6222, 6223, 6224] if ha else [],
+            postgres_standby=55433 if ha else 0,
         )
 
 
@@ -96,6 +110,9 @@ class StackOptions:
     # PostgreSQL settings over the dev tuning (devstack/postgres.py), e.g. the benchmarks'
     # synchronous_commit=on: figures must be what production's durability gives.
     postgres_settings: dict[str, str] = field(default_factory=dict)
+    # HA mode (Ports made with ha=True): a NATS cluster of 3 with Weft's streams at 3
+    # replicas, and a PostgreSQL streaming standby the services fail over to.
+    ha: bool = False
 
 
 class Stack:
@@ -105,18 +122,38 @@ class Stack:
         self.options = options
         ports = options.ports
         root = options.root
-        self.postgres = PostgresServer(
-            root / "postgres", ports.postgres, settings=options.postgres_settings
-        )
-        self.nats = NatsServer(root / "nats", ports.nats)
+        settings = dict(options.postgres_settings)
+        if options.ha:
+            settings["synchronous_commit"] = "on"  # with the standby: no lost commit
+        self.postgres = PostgresServer(root / "postgres", ports.postgres, settings=settings)
+        self.standby: PostgresStandby | None = None
+        if options.ha:
+            self.standby = PostgresStandby(
+                root / "postgres-standby", ports.postgres_standby, self.postgres
+            )
+            client_ports = [ports.nats, *ports.nats_more]
+            routes = tuple(ports.nats_routes)
+            self.nats_nodes = [
+                NatsServer(
+                    root / f"nats{i + 1}",
+                    port,
+                    cluster=ClusterNode(nats_name(i), routes[i], routes),
+                )
+                for i, port in enumerate(client_ports)
+            ]
+        else:
+            self.nats_nodes = [NatsServer(root / "nats", ports.nats)]
+        self.nats = self.nats_nodes[0]
         self.s3 = SeaweedS3(
             root / "s3", ports.s3, S3_ACCESS_KEY, S3_SECRET_KEY, buckets=[S3_BUCKET]
         )
         self.processes: dict[str, Process] = {
             "postgres": self.postgres,
-            "nats": self.nats,
+            **{nats_name(i): node for i, node in enumerate(self.nats_nodes)},
             "s3": self.s3,
         }
+        if self.standby is not None:
+            self.processes["postgres-standby"] = self.standby
         self.llm: Process | None = None
         if options.llm == "embedded":
             from devstack.llm import EmbeddedLLM, ensure_model
@@ -206,11 +243,19 @@ class Stack:
 
     @property
     def dsn(self) -> str:
-        return self.postgres.dsn
+        """The primary's DSN; in HA mode both servers', the read-write one chosen."""
+        if self.standby is None:
+            return self.postgres.dsn
+        hosts = f"127.0.0.1:{self.postgres.port},127.0.0.1:{self.standby.port}"
+        primary = self.postgres.dsn
+        return primary.replace(f"127.0.0.1:{self.postgres.port}", hosts) + (
+            "?target_session_attrs=read-write"
+        )
 
     @property
     def nats_url(self) -> str:
-        return self.nats.url
+        """Every NATS node's URL, comma-separated (clients fail over between them)."""
+        return ",".join(node.url for node in self.nats_nodes)
 
     def _env(self) -> dict[str, str]:
         ports = self.options.ports
@@ -218,8 +263,8 @@ class Stack:
             "PATH": str(Path(sys.executable).parent) + ":/usr/local/bin:/usr/bin:/bin",
             "PYTHONPATH": str(PROJECT_ROOT),
             "PYTHONUNBUFFERED": "1",
-            "WEFT_DATABASE_URL": self.postgres.dsn,
-            "WEFT_NATS_URL": self.nats.url,
+            "WEFT_DATABASE_URL": self.dsn,
+            "WEFT_NATS_URL": self.nats_url,
             "WEFT_S3_ENDPOINT": self.s3.endpoint,
             "WEFT_S3_ACCESS_KEY": S3_ACCESS_KEY,
             "WEFT_S3_SECRET_KEY": S3_SECRET_KEY,
@@ -228,6 +273,7 @@ class Stack:
             "WEFT_LLM_LOCAL_BASE_URL": f"http://127.0.0.1:{ports.llm}/v1",
             "WEFT_LLM_FAKE_BASE_URL": f"http://127.0.0.1:{ports.fake_llm}/v1",
             "WEFT_GRACE_SECONDS": "5",
+            "WEFT_NATS_STREAM_REPLICAS": "3" if self.options.ha else "1",
             # Every gateway process signs public endpoints' run tokens with this key.
             "WEFT_RUN_TOKEN_SECRET": secrets.token_hex(32),
             # Development: webhooks to receivers on this machine (http://localhost...).
@@ -252,13 +298,16 @@ class Stack:
             return {name: time.monotonic() - began}
         timings: dict[str, float] = {}
         began = time.monotonic()
-        backing: list[Process] = [self.postgres, self.nats, self.s3]
+        backing: list[Process] = [self.postgres, *self.nats_nodes, self.s3]
         if self.llm is not None:
             backing.append(self.llm)
         if "fake_llm" in self.processes:
             backing.append(self.processes["fake_llm"])
         try:
             _parallel([p.start for p in backing])
+            if self.standby is not None:
+                self.standby.start()  # a copy of the running primary
+                self.postgres.require_sync_standby()
             timings["backing_servers"] = time.monotonic() - began
             mark = time.monotonic()
             self.migrate()
@@ -307,6 +356,15 @@ class Stack:
         backing = [p for n, p in self.processes.items() if not _is_app(n)]
         _parallel([p.stop for p in backing])
 
+    def kill(self, name: str) -> None:
+        """SIGKILL a process and its group, as a crash would; `start(name)` brings it
+        back."""
+        process = self.processes[name]
+        if process.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        process.stop()  # reap it and clean up after it
+
     def admin(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run `weft-admin` against this stack."""
         return subprocess.run(
@@ -320,8 +378,14 @@ class Stack:
         )
 
 
+def nats_name(i: int) -> str:
+    return "nats" if i == 0 else f"nats{i + 1}"
+
+
 def _is_app(name: str) -> bool:
-    return name not in ("postgres", "nats", "s3", "llm", "fake_llm")
+    return name not in ("postgres", "postgres-standby", "s3", "llm", "fake_llm") and not (
+        name.startswith("nats")
+    )
 
 
 def _parallel(calls: list[Callable[[], None]]) -> None:

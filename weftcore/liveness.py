@@ -23,7 +23,7 @@ async def any_worker_alive(nats_url: str, timeout: float) -> bool:
     """True when a worker answered within `timeout`; False when none did (or there are
     none); raises when NATS cannot be reached (nats-py's connect errors)."""
     nc = await nats.connect(
-        nats_url,
+        [u.strip() for u in nats_url.split(",") if u.strip()],
         name="weft-workers-probe",
         allow_reconnect=False,
         connect_timeout=timeout,

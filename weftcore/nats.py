@@ -37,7 +37,8 @@ def billing_subject(run_id: str, event_type: str) -> str:
 
 
 async def connect(url: str, name: str) -> Client:
-    """Connect, reconnecting forever: NATS restarts must not kill a service."""
+    """Connect, reconnecting forever: NATS restarts must not kill a service. `url` may
+    list several servers, comma-separated (a cluster's nodes)."""
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error", extra={"error": error_text(exc)})
@@ -49,7 +50,7 @@ async def connect(url: str, name: str) -> Client:
         log.info("nats reconnected")
 
     return await nats.connect(
-        url,
+        [u.strip() for u in url.split(",") if u.strip()],  # a cluster: every node's URL
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
