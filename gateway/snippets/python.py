@@ -42,7 +42,7 @@ def upload(path: str) -> str:
 _KEYED = """API_KEY = os.environ["WEFT_API_KEY"]  # wft_live_...
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 """
-_KEYLESS = """HEADERS = {}  # a public endpoint: no API key
+_KEYLESS = """HEADERS: dict[str, str] = {}  # a public endpoint: no API key
 """
 
 # Where the run is read, and with which token.

@@ -102,7 +102,10 @@ def test_keyless_python_sends_the_fields_at_the_top_level() -> None:
         == "{'input_text': 'Your instruction or text for the workflow.', **params}"
     )
     headers = next(k.value for k in post.keywords if k.arg == "headers")
-    assert "Authorization" not in ast.unparse(headers) and "HEADERS = {}" in snippet["code"]
+    assert (
+        "Authorization" not in ast.unparse(headers)
+        and "HEADERS: dict[str, str] = {}" in snippet["code"]
+    )
 
 
 def test_keyless_curl_payload_is_the_exact_flat_json() -> None:
