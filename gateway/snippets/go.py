@@ -4,7 +4,7 @@ import json
 
 from gateway.snippets.model import CallSpec
 
-_HEAD = """// Runs the workflow and waits for its result: WEFT_API_KEY=... go run main.go
+_HEAD = """// Runs the workflow and waits for its result: {usage}
 package main
 
 import (
@@ -21,7 +21,7 @@ import (
 )
 
 var baseURL = envOr("WEFT_BASE_URL", {base})
-var client = &http.Client{{Timeout: 90 * time.Second}}
+{key}var client = &http.Client{{Timeout: 90 * time.Second}}
 
 func envOr(name, fallback string) string {{
 	if v := os.Getenv(name); v != "" {{
@@ -40,9 +40,12 @@ func newKey() string {{
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
 }}
 
-// call sends the request and answers the `data` of the answer; exits on any other status.
-func call(req *http.Request, expected ...int) map[string]any {{
-	req.Header.Set("Authorization", "Bearer "+os.Getenv("WEFT_API_KEY"))
+// call sends the request (with `token` as its bearer unless empty) and answers the `data`
+// of the answer; exits on any other status.
+func call(req *http.Request, token string, expected ...int) map[string]any {{
+	if token != "" {{
+		req.Header.Set("Authorization", "Bearer "+token)
+	}}
 	resp, err := client.Do(req)
 	if err != nil {{
 		fmt.Fprintln(os.Stderr, err)
@@ -88,7 +91,7 @@ func post(path, contentType string, body io.Reader) map[string]any {{
 	req, _ := http.NewRequest("POST", baseURL+path, body)
 	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("Idempotency-Key", newKey())
-	return call(req, 200, 201)
+	return call(req, apiKey, 200, 201)
 }}
 """
 
@@ -103,20 +106,33 @@ func upload(path string) string {
 }
 """
 
-_MAIN = """func main() {
-	if os.Getenv("WEFT_API_KEY") == "" {
+_KEYED_KEY = 'var apiKey = os.Getenv("WEFT_API_KEY") // wft_live_...\n'
+_KEYLESS_KEY = 'const apiKey = "" // a public endpoint: no API key\n'
+
+_KEYED_MAIN = """func main() {
+	if apiKey == "" {
 		fmt.Fprintln(os.Stderr, "Set WEFT_API_KEY to your API key.")
 		os.Exit(2)
 	}
+"""
+_KEYLESS_MAIN = "func main() {\n"
+
+# Where the run is read, and with which token.
+_READ_KEYED = """	pollURL := fmt.Sprintf("%s/api/v1/workflow-runs/%s", baseURL, run["id"])
+	pollToken := apiKey
+"""
+_READ_KEYLESS = """	// The answer's run token reads this one run.
+	pollURL := run["links"].(map[string]any)["self"].(string)
+	pollToken := run["run_token"].(string)
+	delete(run, "run_token")
 """
 
 _POLL = """
 	// Long-poll: each call returns as soon as the status changes (or after 30 s).
 	for run["status"] != "completed" && run["status"] != "failed" && run["status"] != "canceled" {
 		fmt.Fprintf(os.Stderr, "run %s: %s\\n", run["id"], run["status"])
-		url := fmt.Sprintf("%s/api/v1/workflow-runs/%s?wait=30", baseURL, run["id"])
-		req, _ := http.NewRequest("GET", url, nil)
-		run = call(req, 200)
+		req, _ := http.NewRequest("GET", pollURL+"?wait=30", nil)
+		run = call(req, pollToken, 200)
 	}
 	out, _ := json.MarshalIndent(run, "", "  ")
 	fmt.Println(string(out))
@@ -141,13 +157,18 @@ def _json_call(spec: CallSpec) -> str:
     )
     for f in spec.files:
         lines += f"\tparams[{_go_string(f.name)}] = upload({_go_string(f.path)})\n"
+    input_text = _go_string(spec.input_text)
+    if spec.keyless:  # the endpoint's body is flat: the fields next to input_text
+        lines += f'\tparams["input_text"] = {input_text}\n\tpayload, _ := json.Marshal(params)\n'
+    else:
+        lines += (
+            "\tpayload, _ := json.Marshal(map[string]any{\n"
+            f'\t\t"input_text": {input_text},\n'
+            '\t\t"params":     params,\n'
+            "\t})\n"
+        )
     return lines + (
-        "\tpayload, _ := json.Marshal(map[string]any{\n"
-        f'\t\t"input_text": {_go_string(spec.input_text)},\n'
-        '\t\t"params":     params,\n'
-        "\t})\n"
-        f'\trun := post("/api/v1/workflows/{spec.workflow_id}/runs", "application/json", '
-        "bytes.NewReader(payload))\n"
+        f'\trun := post("{spec.create_path}", "application/json", bytes.NewReader(payload))\n'
     )
 
 
@@ -158,16 +179,20 @@ def _multipart_call(spec: CallSpec) -> str:
     for f in spec.files:
         lines += f"\taddFile(form, {_go_string(f.name)}, {_go_string(f.path)})\n"
     return lines + (
-        "\tform.Close()\n"
-        f'\trun := post("/api/v1/workflows/{spec.workflow_id}/runs", '
-        "form.FormDataContentType(), &buf)\n"
+        f'\tform.Close()\n\trun := post("{spec.create_path}", form.FormDataContentType(), &buf)\n'
     )
 
 
 def render(spec: CallSpec) -> str:
     """main.go for this call."""
-    head = _HEAD.format(base=_go_string(spec.base_url))
+    head = _HEAD.format(
+        base=_go_string(spec.base_url),
+        usage="go run main.go" if spec.keyless else "WEFT_API_KEY=... go run main.go",
+        key=_KEYLESS_KEY if spec.keyless else _KEYED_KEY,
+    )
     if spec.files and spec.variant == "json":
         head += _UPLOAD
     call = _multipart_call(spec) if spec.variant == "multipart" else _json_call(spec)
-    return f"{head}\n{_MAIN}{call}{_POLL}"
+    main = _KEYLESS_MAIN if spec.keyless else _KEYED_MAIN
+    read = _READ_KEYLESS if spec.keyless else _READ_KEYED
+    return f"{head}\n{main}{call}{read}{_POLL}"

@@ -18,19 +18,34 @@ class FileField:
 
 @dataclass(frozen=True)
 class CallSpec:
-    """One run creation: where to send it and what (values already typed)."""
+    """One run creation: where to send it and what (values already typed).
+
+    `keyless`: a call of the workflow's public endpoint without an API key: a flat body
+    at /api/v1/endpoints/<slug>, files only as multipart parts (a stranger may not name
+    attachment ids), the run read at its `links.self` with the answer's run token."""
 
     base_url: str
     workflow_id: str
+    slug: str
     input_text: str
     params: dict[str, Any]  # non-file fields -> typed JSON value
     form: dict[str, str]  # the same values as multipart form strings
     files: tuple[FileField, ...]
     variant: str
+    keyless: bool = False
 
     @property
-    def runs_url(self) -> str:
-        return f"{self.base_url}/api/v1/workflows/{self.workflow_id}/runs"
+    def create_path(self) -> str:
+        """Where the run is created (below the base URL)."""
+        if self.keyless:
+            return f"/api/v1/endpoints/{self.slug}"
+        return f"/api/v1/workflows/{self.workflow_id}/runs"
+
+    def json_body(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The JSON body for these params: the endpoint's is flat, fields at the top."""
+        if self.keyless:
+            return {"input_text": self.input_text, **params}
+        return {"input_text": self.input_text, "params": params}
 
 
 def _number_in_range(field: dict[str, Any], fallback: float) -> float:
@@ -90,9 +105,20 @@ def file_suffix(field: dict[str, Any]) -> str:
 
 
 def call_spec(
-    base_url: str, workflow_id: str, fields: list[dict[str, Any]], variant: str
+    base_url: str,
+    workflow_id: str,
+    fields: list[dict[str, Any]],
+    variant: str,
+    *,
+    slug: str = "",
+    keyless: bool = False,
 ) -> CallSpec:
-    """The CallSpec for a workflow's declared fields."""
+    """The CallSpec for a workflow's declared fields (`slug`: its endpoint's, which a
+    keyless call needs)."""
+    if keyless and not slug:
+        raise ValueError("a keyless call needs the endpoint's slug")
+    if keyless and variant == "json" and any(f["type"] == "file" for f in fields):
+        raise ValueError("a keyless call sends files as multipart parts, not ids")
     params: dict[str, Any] = {}
     form: dict[str, str] = {}
     files: list[FileField] = []
@@ -106,9 +132,11 @@ def call_spec(
     return CallSpec(
         base_url=base_url.rstrip("/"),
         workflow_id=workflow_id,
+        slug=slug,
         input_text=INPUT_PLACEHOLDER,
         params=params,
         form=form,
         files=tuple(files),
         variant=variant,
+        keyless=keyless,
     )

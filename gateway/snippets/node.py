@@ -10,13 +10,7 @@ const fs = require("node:fs/promises");
 const path = require("node:path");
 
 const BASE_URL = process.env.WEFT_BASE_URL || {base};
-const API_KEY = process.env.WEFT_API_KEY; // wft_live_...
-if (!API_KEY) {{
-  console.error("Set WEFT_API_KEY to your API key.");
-  process.exit(2);
-}}
-const HEADERS = {{ Authorization: `Bearer ${{API_KEY}}` }};
-const TERMINAL = new Set(["completed", "failed", "canceled"]);
+{auth}const TERMINAL = new Set(["completed", "failed", "canceled"]);
 
 // The `data` of the answer; throws with the error envelope on any other status.
 async function call(url, init, ...expected) {{
@@ -47,12 +41,31 @@ async function upload(filePath) {
 }
 """
 
+_KEYED = """const API_KEY = process.env.WEFT_API_KEY; // wft_live_...
+if (!API_KEY) {
+  console.error("Set WEFT_API_KEY to your API key.");
+  process.exit(2);
+}
+const HEADERS = { Authorization: `Bearer ${API_KEY}` };
+"""
+_KEYLESS = """const HEADERS = {}; // a public endpoint: no API key
+"""
+
+# Where the run is read, and with which token.
+_READ_KEYED = """  const pollUrl = `${BASE_URL}/api/v1/workflow-runs/${run.id}`;
+  const pollHeaders = HEADERS;
+"""
+_READ_KEYLESS = """  // The answer's run token reads this one run.
+  const pollUrl = run.links.self;
+  const pollHeaders = { Authorization: `Bearer ${run.run_token}` };
+  delete run.run_token;
+"""
+
 _POLL = """
   // Long-poll: each call returns as soon as the status changes (or after 30 s).
   while (!TERMINAL.has(run.status)) {
     console.error(`run ${run.id}: ${run.status}`);
-    const url = `${BASE_URL}/api/v1/workflow-runs/${run.id}?wait=30`;
-    run = await call(url, { headers: HEADERS }, 200);
+    run = await call(`${pollUrl}?wait=30`, { headers: pollHeaders }, 200);
   }
   console.log(JSON.stringify(run, null, 2));
   process.exitCode = run.status === "completed" ? 0 : 1;
@@ -74,9 +87,11 @@ def _json_call(spec: CallSpec) -> str:
     lines = f"  const params = {_js(spec.params)};\n"
     for f in spec.files:
         lines += f"  params[{_js(f.name)}] = await upload({_js(f.path)});\n"
-    body = f"{{ input_text: {_js(spec.input_text)}, params }}"
+    # The endpoint's body is flat: the fields next to input_text.
+    rest = "...params" if spec.keyless else "params"
+    body = f"{{ input_text: {_js(spec.input_text)}, {rest} }}"
     return lines + (
-        f"  let run = await call(`${{BASE_URL}}/api/v1/workflows/{spec.workflow_id}/runs`, {{\n"
+        f"  let run = await call(`${{BASE_URL}}{spec.create_path}`, {{\n"
         '    method: "POST",\n'
         '    headers: { ...HEADERS, "Content-Type": "application/json", '
         '"Idempotency-Key": crypto.randomUUID() },\n'
@@ -95,7 +110,7 @@ def _multipart_call(spec: CallSpec) -> str:
             f"path.basename({_js(f.path)}));\n"
         )
     return lines + (
-        f"  let run = await call(`${{BASE_URL}}/api/v1/workflows/{spec.workflow_id}/runs`, {{\n"
+        f"  let run = await call(`${{BASE_URL}}{spec.create_path}`, {{\n"
         '    method: "POST",\n'
         '    headers: { ...HEADERS, "Idempotency-Key": crypto.randomUUID() },\n'
         "    body: form,\n"
@@ -105,8 +120,9 @@ def _multipart_call(spec: CallSpec) -> str:
 
 def render(spec: CallSpec) -> str:
     """The Node.js script for this call."""
-    head = _HEAD.format(base=_js(spec.base_url))
+    head = _HEAD.format(base=_js(spec.base_url), auth=_KEYLESS if spec.keyless else _KEYED)
     if spec.files and spec.variant == "json":
         head += _UPLOAD
     call = _multipart_call(spec) if spec.variant == "multipart" else _json_call(spec)
-    return f"{head}\nasync function main() {{\n{call}{_POLL}"
+    read = _READ_KEYLESS if spec.keyless else _READ_KEYED
+    return f"{head}\nasync function main() {{\n{call}{read}{_POLL}"

@@ -6,29 +6,49 @@ from gateway.snippets.model import CallSpec
 
 _HEAD = """<?php
 // Runs the workflow and waits for its result, inside a Laravel app (Http facade).
-// Put WEFT_API_KEY (and optionally WEFT_BASE_URL) in your .env.
-
+{auth}
 use Illuminate\\Support\\Facades\\Http;
 use Illuminate\\Support\\Str;
 
 $baseUrl = env('WEFT_BASE_URL', {base});
-$apiKey = env('WEFT_API_KEY'); // wft_live_..., sent by withToken() as `Authorization: Bearer`
-$terminal = ['completed', 'failed', 'canceled'];
+{key}$terminal = ['completed', 'failed', 'canceled'];
 
 """
+_KEYED_NOTE = "// Put WEFT_API_KEY (and optionally WEFT_BASE_URL) in your .env.\n"
+_KEYED_KEY = (
+    "$apiKey = env('WEFT_API_KEY'); // wft_live_..., sent by withToken() as"
+    " `Authorization: Bearer`\n"
+)
+_KEYLESS_NOTE = "// A public endpoint: no API key. Optionally put WEFT_BASE_URL in your .env.\n"
 
-_POLL = """
+# How a request starts: with the API key, or without one (a public endpoint's call).
+_KEYED_REQUEST = "Http::withToken($apiKey)\n    ->acceptJson()\n"
+_KEYLESS_REQUEST = "Http::acceptJson()\n"
+
+_CREATED = """
 if (!in_array($response->status(), [200, 201], true)) {
     throw new RuntimeException('HTTP ' . $response->status() . ': ' . $response->body());
 }
 $run = $response->json('data');
+"""
 
+# Where the run is read, and with which token.
+_READ_KEYED = """$pollUrl = "{$baseUrl}/api/v1/workflow-runs/{$run['id']}";
+$pollToken = $apiKey;
+"""
+_READ_KEYLESS = """// The answer's run token reads this one run (sent as `Authorization: Bearer`).
+$pollUrl = $run['links']['self'];
+$pollToken = $run['run_token'];
+unset($run['run_token']);
+"""
+
+_POLL = """
 // Long-poll: each call returns as soon as the status changes (or after 30 s).
 while (!in_array($run['status'], $terminal, true)) {
-    $response = Http::withToken($apiKey)
+    $response = Http::withToken($pollToken)
         ->acceptJson()
         ->timeout(60)
-        ->get("{$baseUrl}/api/v1/workflow-runs/{$run['id']}", ['wait' => 30]);
+        ->get($pollUrl, ['wait' => 30]);
     if ($response->status() !== 200) {
         throw new RuntimeException('HTTP ' . $response->status() . ': ' . $response->body());
     }
@@ -36,6 +56,9 @@ while (!in_array($run['status'], $terminal, true)) {
 }
 
 echo json_encode($run, JSON_PRETTY_PRINT | JSON_UNESCAPED_SLASHES), PHP_EOL;
+if ($run['status'] !== 'completed') {
+    throw new RuntimeException("Run {$run['id']} ended {$run['status']}.");
+}
 """
 
 
@@ -73,29 +96,33 @@ def _upload(var: str, path: str) -> str:
     )
 
 
+def _request(spec: CallSpec) -> str:
+    return _KEYLESS_REQUEST if spec.keyless else _KEYED_REQUEST
+
+
 def _json_call(spec: CallSpec) -> str:
     lines = f"$params = {php(spec.params)};\n"
     for i, f in enumerate(spec.files):
         lines += _upload(f"attachment{i}", f.path)
         lines += f"$params[{php(f.name)}] = $attachment{i};\n"
-    if spec.files and not spec.params:
+    if (spec.files or spec.keyless) and not spec.params:  # an array to add to
         lines = lines.replace("$params = (object) [];", "$params = [];", 1)
+    input_text = f"'input_text' => {php(spec.input_text)}"
+    if spec.keyless:  # the endpoint's body is flat: the fields next to input_text
+        body = f"array_merge([{input_text}], $params)"
+    else:
+        body = f"[\n        {input_text},\n        'params' => $params,\n    ]"
     return lines + (
-        "\n$response = Http::withToken($apiKey)\n"
-        "    ->acceptJson()\n"
+        f"\n$response = {_request(spec)}"
         "    ->withHeaders(['Idempotency-Key' => (string) Str::uuid()])\n"
-        f'    ->post("{{$baseUrl}}/api/v1/workflows/{spec.workflow_id}/runs", [\n'
-        f"        'input_text' => {php(spec.input_text)},\n"
-        "        'params' => $params,\n"
-        "    ]);\n"
+        f'    ->post("{{$baseUrl}}{spec.create_path}", {body});\n'
     )
 
 
 def _multipart_call(spec: CallSpec) -> str:
     form = {"input_text": spec.input_text, **spec.form}
     request = (
-        "$response = Http::withToken($apiKey)\n"
-        "    ->acceptJson()\n"
+        f"$response = {_request(spec)}"
         "    ->asMultipart()\n"
         "    ->withHeaders(['Idempotency-Key' => (string) Str::uuid()])\n"
     )
@@ -103,13 +130,16 @@ def _multipart_call(spec: CallSpec) -> str:
         request += (
             f"    ->attach({php(f.name)}, fopen({php(f.path)}, 'r'), basename({php(f.path)}))\n"
         )
-    return request + (
-        f'    ->post("{{$baseUrl}}/api/v1/workflows/{spec.workflow_id}/runs", {php(form, 1)});\n'
-    )
+    return request + (f'    ->post("{{$baseUrl}}{spec.create_path}", {php(form, 1)});\n')
 
 
 def render(spec: CallSpec) -> str:
     """The PHP (Laravel) code for this call."""
-    head = _HEAD.format(base=php(spec.base_url))
+    head = _HEAD.format(
+        base=php(spec.base_url),
+        auth=_KEYLESS_NOTE if spec.keyless else _KEYED_NOTE,
+        key="" if spec.keyless else _KEYED_KEY,
+    )
     call = _multipart_call(spec) if spec.variant == "multipart" else _json_call(spec)
-    return f"{head}{call}{_POLL}"
+    read = _READ_KEYLESS if spec.keyless else _READ_KEYED
+    return f"{head}{call}{_CREATED}{read}{_POLL}"

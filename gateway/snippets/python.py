@@ -14,9 +14,7 @@ import uuid
 import requests
 
 BASE_URL = os.environ.get("WEFT_BASE_URL", {base!r})
-API_KEY = os.environ["WEFT_API_KEY"]  # wft_live_...
-HEADERS = {{"Authorization": f"Bearer {{API_KEY}}"}}
-TERMINAL = {{"completed", "failed", "canceled"}}
+{auth}TERMINAL = {{"completed", "failed", "canceled"}}
 
 
 def check(response: requests.Response, *expected: int) -> dict:
@@ -41,16 +39,26 @@ def upload(path: str) -> str:
 
 '''
 
+_KEYED = """API_KEY = os.environ["WEFT_API_KEY"]  # wft_live_...
+HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+"""
+_KEYLESS = """HEADERS: dict[str, str] = {}  # a public endpoint: no API key
+"""
+
+# Where the run is read, and with which token.
+_READ_KEYED = """poll_url = f"{BASE_URL}/api/v1/workflow-runs/{run['id']}"
+poll_headers = HEADERS
+"""
+_READ_KEYLESS = """# The answer's run token reads this one run.
+poll_url = run["links"]["self"]
+poll_headers = {"Authorization": f"Bearer {run.pop('run_token')}"}
+"""
+
 _POLL = """
 # Long-poll: each call returns as soon as the status changes (or after 30 s).
 while run["status"] not in TERMINAL:
     print(f"run {run['id']}: {run['status']}", file=sys.stderr)
-    response = requests.get(
-        f"{BASE_URL}/api/v1/workflow-runs/{run['id']}",
-        params={"wait": 30},
-        headers=HEADERS,
-        timeout=60,
-    )
+    response = requests.get(poll_url, params={"wait": 30}, headers=poll_headers, timeout=60)
     run = check(response, 200)
 
 print(json.dumps(run, indent=2))
@@ -67,11 +75,13 @@ def _json_call(spec: CallSpec) -> str:
     lines = f"params = {_literal(spec.params, 9)}\n"
     for f in spec.files:
         lines += f"params[{f.name!r}] = upload({f.path!r})\n"
+    # The endpoint's body is flat: the fields next to input_text.
+    body = "**params" if spec.keyless else '"params": params'
     lines += (
         "response = requests.post(\n"
-        f'    f"{{BASE_URL}}/api/v1/workflows/{spec.workflow_id}/runs",\n'
+        f'    f"{{BASE_URL}}{spec.create_path}",\n'
         '    headers={**HEADERS, "Idempotency-Key": str(uuid.uuid4())},\n'
-        f'    json={{"input_text": {spec.input_text!r}, "params": params}},\n'
+        f'    json={{"input_text": {spec.input_text!r}, {body}}},\n'
         "    timeout=60,\n"
         ")\n"
     )
@@ -92,7 +102,7 @@ def _multipart_call(spec: CallSpec) -> str:
     return (
         f"parts = {{\n{joined}\n}}\n"
         "response = requests.post(\n"
-        f'    f"{{BASE_URL}}/api/v1/workflows/{spec.workflow_id}/runs",\n'
+        f'    f"{{BASE_URL}}{spec.create_path}",\n'
         '    headers={**HEADERS, "Idempotency-Key": str(uuid.uuid4())},\n'
         "    files=parts,\n"
         "    timeout=120,\n"
@@ -102,8 +112,9 @@ def _multipart_call(spec: CallSpec) -> str:
 
 def render(spec: CallSpec) -> str:
     """The Python script for this call."""
-    head = _HEAD.format(base=spec.base_url)
+    head = _HEAD.format(base=spec.base_url, auth=_KEYLESS if spec.keyless else _KEYED)
     if spec.files and spec.variant == "json":
         head += _UPLOAD
     call = _multipart_call(spec) if spec.variant == "multipart" else _json_call(spec)
-    return f"{head}\n{call}run = check(response, 200, 201)\n{_POLL}"
+    read = _READ_KEYLESS if spec.keyless else _READ_KEYED
+    return f"{head}\n{call}run = check(response, 200, 201)\n{read}{_POLL}"

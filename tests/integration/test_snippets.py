@@ -1,6 +1,8 @@
 """GET /api/v1/workflows/:id/code against the live stack: the curl, Python, Node and Go
 snippets run UNCHANGED (only WEFT_API_KEY set) and print a completed run; PHP passes
-`php -l`. Missing toolchains (go, php) are installed from Debian apt in a fixture."""
+`php -l`. A public endpoint's snippets run the same way WITHOUT WEFT_API_KEY (JSON, and
+multipart with a file part). Missing toolchains (go, php) are installed from Debian apt
+in a fixture."""
 
 import asyncio
 import json
@@ -8,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -109,13 +112,15 @@ async def _snippet(stack: Any, account: Account, workflow_id: str, language: str
     return str(snippet["code"])
 
 
-def _run(args: list[str], cwd: Path, token: str) -> dict[str, Any]:
+def _run(args: list[str], cwd: Path, token: str | None) -> dict[str, Any]:
+    """Runs a snippet with only PATH, HOME, GOCACHE and (unless None) WEFT_API_KEY set."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(cwd),
         "GOCACHE": str(cwd / ".gocache"),
-        "WEFT_API_KEY": token,
     }
+    if token is not None:
+        env["WEFT_API_KEY"] = token
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     run: dict[str, Any] = json.loads(done.stdout)
@@ -270,3 +275,167 @@ async def test_file_field_snippets_upload_and_run(
     assert run["status"] == "completed", run
     assert run["result"]["count"] == 1
     assert str(run["result"]["doc"]).startswith("att_")
+
+
+# Public endpoints: keyless snippets (no WEFT_API_KEY anywhere in their environment).
+_FILES = {"curl": "run.sh", "python": "run.py", "node": "run.js", "go": "main.go"}
+
+
+def _command(language: str, request: pytest.FixtureRequest) -> list[str]:
+    """How a snippet file runs (installing go or node when missing)."""
+    if language == "go":
+        return [request.getfixturevalue("go_bin"), "run", "main.go"]
+    if language == "node":
+        return [shutil.which("node") or _apt_install("node", "nodejs"), "run.js"]
+    return {"curl": ["bash", "run.sh"], "python": [sys.executable, "run.py"]}[language]
+
+
+# Room for every snippet of the module from one client address (the default is 10/min).
+_PUBLIC = {"auth": "public", "rate_limit": {"per_ip_per_minute": 1000, "per_minute": 1000}}
+_DOC_FIELD = {"name": "doc", "type": "file", "required": True}
+
+
+async def _publish(
+    stack: Any, owner: Account, fields: list[dict[str, Any]], template: str
+) -> tuple[str, str]:
+    """A workflow of `owner` with a published public endpoint: (id, slug)."""
+    slug = f"snip-{uuid.uuid4().hex[:10]}"
+    definition = {
+        "name": "Snippet echo",
+        "fields": fields,
+        "stages": [{"id": "echo", "type": "template", "output": "json", "template": template}],
+        "endpoint": {"slug": slug, **_PUBLIC},
+    }
+    base = f"{stack.base_url}/api/v1/workflows"
+    async with aiohttp.ClientSession(headers=owner.headers) as http:
+        async with http.post(base, json=definition) as response:
+            created = await response.json()
+            assert response.status == 201, created
+        workflow_id = created["data"]["id"]
+        async with http.post(f"{base}/{workflow_id}/publish") as response:
+            assert response.status == 201, await response.text()
+    return workflow_id, slug
+
+
+@pytest.fixture(scope="module")
+async def public_json(stack: Any, account: Account) -> tuple[str, str]:
+    return await _publish(stack, account, FIELDS, TEMPLATE)
+
+
+@pytest.fixture(scope="module")
+async def public_file(stack: Any, account: Account) -> tuple[str, str]:
+    template = TEMPLATE.replace(
+        '"title": params.title}', '"title": params.title, "doc": params.doc}'
+    )
+    return await _publish(stack, account, [*FIELDS, _DOC_FIELD], template)
+
+
+async def _owner_sees(stack: Any, account: Account, run_id: str) -> None:
+    """A keyless run is the owner's: their key reads it."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{stack.base_url}/api/v1/workflow-runs/{run_id}", headers=account.headers
+        ) as response,
+    ):
+        body = await response.json()
+    assert response.status == 200 and body["data"]["status"] == "completed", body
+
+
+@pytest.mark.parametrize("language", list(_FILES))
+async def test_keyless_json_snippets_run_without_an_api_key(
+    stack: Any,
+    account: Account,
+    public_json: tuple[str, str],
+    tmp_path: Path,
+    language: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    workflow_id, slug = public_json
+    status, body = await _code(stack, account.token, workflow_id, language=language)
+    assert status == 200, body
+    [snippet] = body["data"]
+    assert (snippet["variant"], snippet["auth"]) == ("json", "none")
+    code = snippet["code"]
+    assert f"{stack.base_url}" in code and f"/api/v1/endpoints/{slug}" in code
+    assert "WEFT_API_KEY" not in code
+    (tmp_path / _FILES[language]).write_text(code)
+    run = await asyncio.to_thread(_run, _command(language, request), tmp_path, None)
+    _check_completed(run)
+    assert run["workflow_id"] == workflow_id and "run_token" not in run
+    assert run["links"]["self"].endswith(f"/api/v1/endpoints/{slug}/runs/{run['id']}")
+    await _owner_sees(stack, account, run["id"])
+
+
+@pytest.mark.parametrize("language", list(_FILES))
+async def test_keyless_multipart_snippets_send_the_file_as_a_part(
+    stack: Any,
+    account: Account,
+    public_file: tuple[str, str],
+    tmp_path: Path,
+    language: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    workflow_id, slug = public_file
+    # With a file field, keyless code is multipart only (a stranger cannot name ids).
+    status, body = await _code(stack, account.token, workflow_id, language=language)
+    assert status == 200, body
+    [snippet] = body["data"]
+    assert (snippet["variant"], snippet["auth"]) == ("multipart", "none")
+    assert f"/api/v1/endpoints/{slug}" in snippet["code"]
+    assert "/api/v1/attachments" not in snippet["code"]
+    (tmp_path / "doc.pdf").write_bytes(_PDF)
+    (tmp_path / _FILES[language]).write_text(snippet["code"])
+    run = await asyncio.to_thread(_run, _command(language, request), tmp_path, None)
+    _check_completed(run)
+    assert str(run["result"]["doc"]).startswith("att_") and "run_token" not in run
+
+
+async def test_keyless_php_snippets_pass_php_lint(
+    stack: Any, account: Account, public_file: tuple[str, str], tmp_path: Path, php_bin: str
+) -> None:
+    status, body = await _code(stack, account.token, public_file[0], language="php")
+    assert status == 200, body
+    [snippet] = body["data"]
+    assert snippet["auth"] == "none" and "withToken($apiKey)" not in snippet["code"]
+    (tmp_path / "run.php").write_text(snippet["code"])
+    done = await asyncio.to_thread(
+        subprocess.run, [php_bin, "-l", "run.php"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+async def test_auth_chooses_the_form_and_is_validated(
+    stack: Any,
+    account: Account,
+    workflow_id: str,
+    public_json: tuple[str, str],
+    public_file: tuple[str, str],
+) -> None:
+    # The owner may still ask for code that sends the key.
+    status, body = await _code(stack, account.token, public_json[0], language="curl", auth="key")
+    assert status == 200, body
+    [snippet] = body["data"]
+    assert snippet["auth"] == "key" and "WEFT_API_KEY" in snippet["code"]
+    assert f"/api/v1/workflows/{public_json[0]}/runs" in snippet["code"]
+    status, body = await _code(stack, account.token, public_file[0], auth="key")
+    assert status == 200
+    assert {(s["variant"], s["auth"]) for s in body["data"]} == {
+        ("json", "key"),
+        ("multipart", "key"),
+    }
+    # Keyless code for an endpoint that needs a key, an unknown auth, keyless JSON with a
+    # file field: 400 naming the parameter.
+    for wf, query, param in (
+        (workflow_id, {"auth": "none"}, "auth"),
+        (public_json[0], {"auth": "anonymous"}, "auth"),
+        (public_file[0], {"variant": "json"}, "variant"),
+        (public_file[0], {"variant": "json", "auth": "none"}, "variant"),
+    ):
+        status, body = await _code(stack, account.token, wf, **query)
+        assert status == 400, (query, body)
+        assert (body["error"]["code"], body["error"]["param"]) == ("INVALID_PARAM", param)
+    status, body = await _code(
+        stack, account.token, public_file[0], variant="json", auth="key", language="go"
+    )
+    assert status == 200 and body["data"][0]["auth"] == "key"

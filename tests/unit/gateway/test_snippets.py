@@ -122,6 +122,7 @@ def _run_tool(args: list[str], tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.parametrize("keyless", [False, True])
 @pytest.mark.parametrize("variant", ["json", "multipart"])
 @pytest.mark.parametrize(
     ("language", "file", "check"),
@@ -133,9 +134,11 @@ def _run_tool(args: list[str], tmp_path: Path) -> None:
     ],
 )
 def test_snippets_pass_their_language_checker(
-    language: str, file: str, check: list[str], variant: str, tmp_path: Path
+    language: str, file: str, check: list[str], variant: str, keyless: bool, tmp_path: Path
 ) -> None:
-    [snippet] = generate(BASE, "wf_x", FIELDS, [language], [variant])
+    # Keyless JSON exists only without file fields (files come as multipart parts).
+    fields = FIELDS[:-1] if keyless and variant == "json" else FIELDS
+    [snippet] = generate(BASE, "wf_x", fields, [language], [variant], slug="s", keyless=keyless)
     (tmp_path / file).write_text(snippet["code"])
     _run_tool(check, tmp_path)
 
