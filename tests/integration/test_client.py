@@ -5,6 +5,7 @@ human review."""
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from weftapi import (
     AsyncWeft,
@@ -177,3 +178,22 @@ async def test_a_refused_connection_says_so(account: Account) -> None:
         with pytest.raises(WeftConnectionError) as ae:
             await aweft.runs.get("run_x")
     assert str(ae.value) == f"cannot reach {url}: connection refused"
+
+
+def test_code_for_a_public_endpoint_is_keyless_unless_asked(stack: Any) -> None:
+    owner = create_account(stack)
+    definition = {
+        "slug": f"sdk-public-{free_port()}",
+        "name": "Public",
+        "stages": [{"id": "t", "type": "template", "template": "{{ input_text }}"}],
+        "endpoint": {"auth": "public"},
+    }
+    base = f"{stack.base_url}/api/v1/workflows"
+    created = httpx.post(base, json=definition, headers=owner.headers)
+    workflow_id = created.json()["data"]["id"]
+    assert httpx.post(f"{base}/{workflow_id}/publish", headers=owner.headers).status_code == 201
+    with Weft(owner.token, stack.base_url) as weft:
+        [keyless] = weft.workflows.code(workflow_id, language="python")
+        assert keyless.auth == "none" and "WEFT_API_KEY" not in keyless.code
+        [keyed] = weft.workflows.code(workflow_id, language="python", auth="key")
+        assert keyed.auth == "key" and "WEFT_API_KEY" in keyed.code

@@ -208,10 +208,18 @@ class AsyncWorkflows(_Resource):
         return await self._client._dispatch(_core.get_workflow(workflow_id))
 
     async def code(
-        self, workflow_id: str, *, language: Optional[str] = None, variant: Optional[str] = None
+        self,
+        workflow_id: str,
+        *,
+        language: Optional[str] = None,
+        variant: Optional[str] = None,
+        auth: Optional[str] = None,
     ) -> List[CodeSnippet]:
-        """Ready-to-run client code for the workflow (curl, node, python, php, go)."""
-        return await self._client._dispatch(_core.workflow_code(workflow_id, language, variant))
+        """Ready-to-run client code for the workflow (curl, node, python, php, go);
+        `auth` "key" or "none" (a public endpoint's keyless call; its default)."""
+        return await self._client._dispatch(
+            _core.workflow_code(workflow_id, language, variant, auth)
+        )
 
 
 class AsyncAttachments(_Resource):

@@ -399,13 +399,13 @@ def get_workflow(workflow_id: str) -> Call[Workflow]:
 
 
 def workflow_code(
-    workflow_id: str, language: Optional[str], variant: Optional[str]
+    workflow_id: str, language: Optional[str], variant: Optional[str], auth: Optional[str] = None
 ) -> Call[List[CodeSnippet]]:
     return Call(
         "GET",
         f"/api/v1/workflows/{_id(workflow_id)}/code",
         lambda body: [CodeSnippet(**d) for d in body["data"]],
-        params=_query(language=language, variant=variant),
+        params=_query(language=language, variant=variant, auth=auth),
     )
 
 

@@ -181,10 +181,16 @@ class Workflows(_Resource):
         return self._client._dispatch(_core.get_workflow(workflow_id))
 
     def code(
-        self, workflow_id: str, *, language: Optional[str] = None, variant: Optional[str] = None
+        self,
+        workflow_id: str,
+        *,
+        language: Optional[str] = None,
+        variant: Optional[str] = None,
+        auth: Optional[str] = None,
     ) -> List[CodeSnippet]:
-        """Ready-to-run client code for the workflow (curl, node, python, php, go)."""
-        return self._client._dispatch(_core.workflow_code(workflow_id, language, variant))
+        """Ready-to-run client code for the workflow (curl, node, python, php, go);
+        `auth` "key" or "none" (a public endpoint's keyless call; its default)."""
+        return self._client._dispatch(_core.workflow_code(workflow_id, language, variant, auth))
 
 
 class Attachments(_Resource):

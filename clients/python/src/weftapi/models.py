@@ -76,6 +76,7 @@ class CodeSnippet(WeftModel):
     language: str
     variant: str
     code: str
+    auth: Optional[str] = None  # "key", or "none" for a public endpoint's keyless call
 
 
 class Attachment(WeftModel):
