@@ -52,6 +52,6 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 
 def setup(app: web.Application) -> None:
-    """Serves /mcp (POST, GET, DELETE: the transport answers what it supports)."""
+    """Serves POST /mcp (stateless: no GET stream, no session to DELETE; those are 405)."""
     app.cleanup_ctx.append(_manager_ctx)
-    app.router.add_route("*", PATH, handle)
+    app.router.add_post(PATH, handle)

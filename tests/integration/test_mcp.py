@@ -113,7 +113,7 @@ async def test_a_call_runs_the_workflow_with_progress_and_cost(
     echo = await slug(stack, allowed, workflows["echo"])
     seen: list[str] = []
 
-    async def progress(done: float, total: float | None, message: str | None) -> None:
+    async def progress(progress: float, total: float | None, message: str | None) -> None:
         seen.append(message or "")
 
     args = {"input_text": "from MCP", "count": 2, "tone": "casual", "idempotency_key": "k-1"}
