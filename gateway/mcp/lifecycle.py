@@ -21,7 +21,7 @@ from weft.idempotency.v1 import idempotency_pb2
 from weft.runs.v1 import runs_pb2
 from weftcore.canonical import json_body_hash
 from weftcore.errors import InvalidArgument
-from weftcore.events import RUN_AWAITING_INPUT, TERMINAL_EVENTS, TERMINAL_STATUSES
+from weftcore.events import RUN_AWAITING_INPUT, RUN_CREATED, TERMINAL_EVENTS, TERMINAL_STATUSES
 
 # Reports one step of a run's progress ("stage.completed summarize").
 Progress = Callable[[str], Awaitable[None]]
@@ -63,7 +63,7 @@ def _key(args: dict[str, Any]) -> str:
 
 async def start_run(
     who: McpCaller, tool: str, workflow: runs_pb2.Workflow, args: dict[str, Any]
-) -> runs_pb2.Run:
+) -> runs_pb2.CreatedRun:
     """CreateRun from a tool's flat arguments (a declared field wins over an option of
     the same name); a replayed idempotency key answers the first run."""
     fields: list[dict[str, Any]] = json.loads(workflow.fields_json or "[]")
@@ -91,6 +91,7 @@ async def start_run(
         ),
         request_id=who.request_id,
     )
+    reply: runs_pb2.CreateRunResponse
     if create.attachment_ids:  # reading attachments takes a while: not in a batch
         reply = await who.services.runs.CreateRun(create, timeout=30)
     else:
@@ -123,7 +124,8 @@ async def _watch(who: McpCaller, run_id: str, progress: Progress) -> runs_pb2.Ru
     )
     try:
         async for event in call:
-            await progress(f"{event.type} {event.stage}".strip())
+            if event.type != RUN_CREATED:  # reported already, with the run's id
+                await progress(f"{event.type} {event.stage}".strip())
             if event.type in TERMINAL_EVENTS:
                 return event.run
             if event.type == RUN_AWAITING_INPUT:
@@ -138,21 +140,30 @@ async def _watch(who: McpCaller, run_id: str, progress: Progress) -> runs_pb2.Ru
     return None
 
 
-async def follow(who: McpCaller, run: runs_pb2.Run, wait: int, progress: Progress) -> runs_pb2.Run:
-    """The run once terminal or awaiting input, or as it is after `wait` seconds."""
-    if run.status in _SETTLED or wait <= 0:
-        return await get_run(who, run.id)  # CreateRun's reply carries no snapshot
+async def follow(
+    who: McpCaller, run_id: str, wait: int, progress: Progress, now: runs_pb2.Run | None = None
+) -> runs_pb2.Run:
+    """The run once terminal or awaiting input, or as it is after `wait` seconds.
+
+    `now`: the run as just read (GetRun, SubmitInput); CreateRun answers no snapshot."""
+    if now is not None and (now.status in _SETTLED or wait <= 0):
+        return now
+    if wait <= 0:
+        return await get_run(who, run_id)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     with anyio.move_on_after(wait):
-        settled = await _watch(who, run.id, progress)
+        settled = await _watch(who, run_id, progress)
         if settled is not None:
             return settled
     while (left := int(deadline - loop.time())) > 0:  # the stream failed: long-poll
-        run = await get_run(who, run.id, min(left, 60))
+        try:
+            run = await get_run(who, run_id, min(left, 60))
+        except grpc.RpcError:
+            break  # e.g. too many open waits: the run exists, so answer it as it is
         if run.status in _SETTLED:
             return run
-    return await get_run(who, run.id)
+    return await get_run(who, run_id)
 
 
 def outcome(who: McpCaller, run: runs_pb2.Run) -> dict[str, Any]:

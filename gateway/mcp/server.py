@@ -55,18 +55,21 @@ async def call_tool(
 ) -> types.CallToolResult:
     """Runs a tool; the run's outcome (a failed or canceled run is a tool error)."""
     who.require(RUNS_CREATE)
+    now = None
     if name == tools.GET_RUN:
         wait = lifecycle.wait_seconds(args, 30, tools.MAX_WAIT_SECONDS)
-        run = await lifecycle.get_run(who, str(args.get("run_id") or ""))
+        now = await lifecycle.get_run(who, str(args.get("run_id") or ""))
+        run_id = now.id
     elif name == tools.SUBMIT_INPUT:
         wait = lifecycle.wait_seconds(args, tools.DEFAULT_WAIT_SECONDS, tools.MAX_WAIT_SECONDS)
-        run = await lifecycle.submit_input(who, str(args.get("run_id") or ""), args.get("values"))
+        now = await lifecycle.submit_input(who, str(args.get("run_id") or ""), args.get("values"))
+        run_id = now.id
     else:
         workflow = await tools.find_workflow(who, name)
         wait = lifecycle.wait_seconds(args, tools.DEFAULT_WAIT_SECONDS, tools.MAX_WAIT_SECONDS)
-        run = await lifecycle.start_run(who, name, workflow, args)
-        await progress(f"run.created {run.id}")
-    run = await lifecycle.follow(who, run, wait, progress)
+        run_id = (await lifecycle.start_run(who, name, workflow, args)).id
+        await progress(f"run.created {run_id}")
+    run = await lifecycle.follow(who, run_id, wait, progress, now)
     outcome = lifecycle.outcome(who, run)
     return _answer(outcome, error=outcome["status"] in ("failed", "canceled"))
 
