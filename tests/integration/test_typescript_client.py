@@ -2,8 +2,9 @@
 
 Its pinned dev packages install with `npm ci` into .weft/typescript-client/<lock hash>
 (tests/support/npm.py). In a copy of the package: the generated types must equal a fresh
-generation from gateway/openapi.yaml, `tsc` must build dist/ (what `npm pack` ships),
-and `node --test` runs test/*.test.ts, compiled, against this stack.
+generation from gateway/openapi.yaml, the sources must be as prettier formats them, `tsc`
+must build dist/ (what `npm pack` ships), and `node --test` runs test/*.test.ts,
+compiled, against this stack.
 """
 
 import asyncio
@@ -24,7 +25,16 @@ from tests.support.npm import npm_packages
 from tests.support.runs import Account, apply_workflow
 
 PACKAGE = PROJECT_ROOT / "clients" / "typescript"
-COPIED = ("package.json", "package-lock.json", "tsconfig.json", "tsconfig.test.json", "src", "test")
+COPIED = (
+    "package.json",
+    "package-lock.json",
+    "tsconfig.json",
+    "tsconfig.test.json",
+    ".prettierrc.json",
+    ".prettierignore",
+    "src",
+    "test",
+)
 FIELDS: list[dict[str, Any]] = [
     {"name": "count", "type": "integer", "required": True, "constraints": {"min": 1}},
     {"name": "tone", "type": "select", "constraints": {"options": ["formal", "casual"]}},
@@ -84,6 +94,11 @@ async def test_the_typescript_client_builds_and_passes_its_tests_against_the_sta
     assert (work / "fresh.ts").read_text() == (work / "src" / "schema.ts").read_text(), (
         "clients/typescript/src/schema.ts is stale: run `npm run generate` there"
     )
+
+    # Formatted as `npm run format` leaves it (prettier, like ruff format for Python).
+    prettier = str(node_modules / "prettier" / "bin" / "prettier.cjs")
+    sources = [str(p) for folder in ("src", "test") for p in sorted((work / folder).glob("*.ts"))]
+    await asyncio.to_thread(_run, ["node", prettier, "--check", *sources], work, env)
 
     # The publishable build: strict tsc into dist/, with declarations, as `npm pack` ships.
     tsc = str(node_modules / "typescript" / "bin" / "tsc")

@@ -1,6 +1,12 @@
 // The Weft client: one resource object per part of the API, all over one Transport.
 import { RunTimeoutError, WeftError } from "./errors.js";
-import { type Call, type ClientOptions, type RequestOptions, Transport, type WithResponse } from "./http.js";
+import {
+  type Call,
+  type ClientOptions,
+  type RequestOptions,
+  Transport,
+  type WithResponse,
+} from "./http.js";
 import { sseFrames } from "./sse.js";
 import type {
   Attachment,
@@ -54,22 +60,41 @@ class Resource {
 
 export class Workflows extends Resource {
   /** Every workflow the key may run (its allowlist, if any), page by page as needed. */
-  list(query: { limit?: number; startingAfter?: string } = {}, options?: RequestOptions): AsyncGenerator<WorkflowSummary> {
-    return everyItem((after) => this.listPage({ limit: query.limit, startingAfter: after }, options), query.startingAfter);
+  list(
+    query: { limit?: number; startingAfter?: string } = {},
+    options?: RequestOptions,
+  ): AsyncGenerator<WorkflowSummary> {
+    return everyItem(
+      (after) => this.listPage({ limit: query.limit, startingAfter: after }, options),
+      query.startingAfter,
+    );
   }
 
   /** One page of workflows. */
-  listPage(query: { limit?: number; startingAfter?: string } = {}, options?: RequestOptions): Promise<Page<WorkflowSummary>> {
+  listPage(
+    query: { limit?: number; startingAfter?: string } = {},
+    options?: RequestOptions,
+  ): Promise<Page<WorkflowSummary>> {
     const q = { limit: query.limit, starting_after: query.startingAfter };
-    return this.page({ method: "GET", path: "/api/v1/workflows", query: q, retry: "idempotent" }, options);
+    return this.page(
+      { method: "GET", path: "/api/v1/workflows", query: q, retry: "idempotent" },
+      options,
+    );
   }
 
   get(workflowId: string, options?: RequestOptions): Promise<Workflow> {
-    return this.data({ method: "GET", path: `/api/v1/workflows/${enc(workflowId)}`, retry: "idempotent" }, options);
+    return this.data(
+      { method: "GET", path: `/api/v1/workflows/${enc(workflowId)}`, retry: "idempotent" },
+      options,
+    );
   }
 
   /** Ready-to-run client code for the workflow. */
-  async code(workflowId: string, language?: SnippetLanguage, options?: RequestOptions): Promise<CodeSnippet[]> {
+  async code(
+    workflowId: string,
+    language?: SnippetLanguage,
+    options?: RequestOptions,
+  ): Promise<CodeSnippet[]> {
     const call: Call = {
       method: "GET",
       path: `/api/v1/workflows/${enc(workflowId)}/code`,
@@ -89,11 +114,21 @@ export class Attachments extends Resource {
     return this.uploadWithResponse(file, filename, options).then((r) => r.data);
   }
 
-  uploadWithResponse(file: Uploadable, filename: string, options?: RequestOptions): Promise<WithResponse<Attachment>> {
+  uploadWithResponse(
+    file: Uploadable,
+    filename: string,
+    options?: RequestOptions,
+  ): Promise<WithResponse<Attachment>> {
     const form = new FormData();
     const blob = file instanceof Blob ? file : new Blob([file as BlobPart]);
     form.append("file", blob, filename);
-    const call: Call = { method: "POST", path: "/api/v1/attachments", form, retry: "idempotent", creates: true };
+    const call: Call = {
+      method: "POST",
+      path: "/api/v1/attachments",
+      form,
+      retry: "idempotent",
+      creates: true,
+    };
     return this.transport.json<Attachment>(call, options);
   }
 
@@ -105,7 +140,10 @@ export class Attachments extends Resource {
   }
 
   get(attachmentId: string, options?: RequestOptions): Promise<Attachment> {
-    return this.data({ method: "GET", path: `/api/v1/attachments/${enc(attachmentId)}`, retry: "idempotent" }, options);
+    return this.data(
+      { method: "GET", path: `/api/v1/attachments/${enc(attachmentId)}`, retry: "idempotent" },
+      options,
+    );
   }
 }
 
@@ -119,12 +157,20 @@ export interface EventsOptions {
 
 export class Runs extends Resource {
   /** Starts a run; answers at once (status `pending`). Retries send the same Idempotency-Key. */
-  async create(workflowId: string, body: CreateRunRequest, options?: RequestOptions): Promise<CreatedRun> {
+  async create(
+    workflowId: string,
+    body: CreateRunRequest,
+    options?: RequestOptions,
+  ): Promise<CreatedRun> {
     return (await this.createWithResponse(workflowId, body, options)).data;
   }
 
   /** `create`, with the response's headers (RateLimit-Remaining, Idempotent-Replayed). */
-  createWithResponse(workflowId: string, body: CreateRunRequest, options?: RequestOptions): Promise<WithResponse<CreatedRun>> {
+  createWithResponse(
+    workflowId: string,
+    body: CreateRunRequest,
+    options?: RequestOptions,
+  ): Promise<WithResponse<CreatedRun>> {
     const call: Call = {
       method: "POST",
       path: `/api/v1/workflows/${enc(workflowId)}/runs`,
@@ -154,7 +200,10 @@ export class Runs extends Resource {
    */
   async wait(
     runId: string,
-    { timeoutMs = 600_000, statuses = TERMINAL_STATUSES }: { timeoutMs?: number; statuses?: readonly RunStatus[] } = {},
+    {
+      timeoutMs = 600_000,
+      statuses = TERMINAL_STATUSES,
+    }: { timeoutMs?: number; statuses?: readonly RunStatus[] } = {},
     options?: RequestOptions,
   ): Promise<Run> {
     const deadline = Date.now() + timeoutMs;
@@ -169,23 +218,42 @@ export class Runs extends Resource {
 
   /** Every run of the caller, newest first, page by page as needed. */
   list(query: ListRunsQuery = {}, options?: RequestOptions): AsyncGenerator<Run> {
-    return everyItem((after) => this.listPage({ ...query, starting_after: after }, options), query.starting_after);
+    return everyItem(
+      (after) => this.listPage({ ...query, starting_after: after }, options),
+      query.starting_after,
+    );
   }
 
   /** One page of runs. */
   listPage(query: ListRunsQuery = {}, options?: RequestOptions): Promise<Page<Run>> {
-    return this.page({ method: "GET", path: "/api/v1/workflow-runs", query: { ...query }, retry: "idempotent" }, options);
+    return this.page(
+      { method: "GET", path: "/api/v1/workflow-runs", query: { ...query }, retry: "idempotent" },
+      options,
+    );
   }
 
   /** Answers a run in `awaiting_input` with the fields of its request. */
-  submitInput(runId: string, values: Record<string, unknown>, options?: RequestOptions): Promise<Run> {
-    const call: Call = { method: "POST", path: `/api/v1/workflow-runs/${enc(runId)}/input`, json: { values }, retry: "once" };
+  submitInput(
+    runId: string,
+    values: Record<string, unknown>,
+    options?: RequestOptions,
+  ): Promise<Run> {
+    const call: Call = {
+      method: "POST",
+      path: `/api/v1/workflow-runs/${enc(runId)}/input`,
+      json: { values },
+      retry: "once",
+    };
     return this.data(call, options);
   }
 
   /** Cancels a pending, running or waiting run (409 once it has ended). */
   cancel(runId: string, options?: RequestOptions): Promise<Run> {
-    const call: Call = { method: "POST", path: `/api/v1/workflow-runs/${enc(runId)}/cancel`, retry: "once" };
+    const call: Call = {
+      method: "POST",
+      path: `/api/v1/workflow-runs/${enc(runId)}/cancel`,
+      retry: "once",
+    };
     return this.data(call, options);
   }
 
@@ -193,7 +261,10 @@ export class Runs extends Resource {
    * The run's lifecycle events (Server-Sent Events) until the terminal one. A dropped
    * stream is resumed with Last-Event-ID, so no event is seen twice or missed.
    */
-  async *events(runId: string, { lastEventId, signal, maxReconnects }: EventsOptions = {}): AsyncGenerator<RunEvent> {
+  async *events(
+    runId: string,
+    { lastEventId, signal, maxReconnects }: EventsOptions = {},
+  ): AsyncGenerator<RunEvent> {
     let after = lastEventId;
     let reconnects = 0;
     const most = maxReconnects ?? this.transport.maxRetries;
@@ -220,7 +291,8 @@ export class Runs extends Resource {
       } catch (error) {
         if (signal?.aborted || reconnects >= most) throw error;
       }
-      if (reconnects++ >= most) throw new WeftError(`the event stream of ${runId} ended before the run did`);
+      if (reconnects++ >= most)
+        throw new WeftError(`the event stream of ${runId} ended before the run did`);
     }
   }
 }
@@ -228,7 +300,13 @@ export class Runs extends Resource {
 export class Endpoints extends Resource {
   /** Calls a workflow's published endpoint with a flat body (its fields at the top level). */
   call(slug: string, body: Record<string, unknown>, options?: RequestOptions): Promise<CreatedRun> {
-    const call: Call = { method: "POST", path: `/api/v1/endpoints/${enc(slug)}`, json: body, retry: "idempotent", creates: true };
+    const call: Call = {
+      method: "POST",
+      path: `/api/v1/endpoints/${enc(slug)}`,
+      json: body,
+      retry: "idempotent",
+      creates: true,
+    };
     return this.data(call, options);
   }
 }
@@ -263,6 +341,11 @@ export class Weft {
 
   /** The account and key behind the token. */
   async me(options?: RequestOptions): Promise<Me> {
-    return (await this.transport.json<Me>({ method: "GET", path: "/api/v1/me", retry: "idempotent" }, options)).data;
+    return (
+      await this.transport.json<Me>(
+        { method: "GET", path: "/api/v1/me", retry: "idempotent" },
+        options,
+      )
+    ).data;
   }
 }

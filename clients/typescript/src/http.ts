@@ -122,7 +122,10 @@ export class Transport {
 
   constructor(options: ClientOptions = {}) {
     this.apiKey = options.apiKey ?? env("WEFT_API_KEY");
-    this.baseUrl = (options.baseUrl ?? env("WEFT_BASE_URL") ?? DEFAULT_BASE_URL).replace(/\/+$/, "");
+    this.baseUrl = (options.baseUrl ?? env("WEFT_BASE_URL") ?? DEFAULT_BASE_URL).replace(
+      /\/+$/,
+      "",
+    );
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.maxRetries = options.maxRetries ?? DEFAULT_MAX_RETRIES;
     this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
@@ -188,7 +191,11 @@ export class Transport {
         continue;
       }
       if (response.ok) return response;
-      const error = apiError(response.status, await response.json().catch(() => null), response.headers);
+      const error = apiError(
+        response.status,
+        await response.json().catch(() => null),
+        response.headers,
+      );
       const wait = this.retryDelay(error, call.retry, attempt);
       if (last || wait === undefined) throw error;
       await sleep(wait);
@@ -196,7 +203,11 @@ export class Transport {
   }
 
   /** How long to wait before retrying after `error`; undefined: do not retry. */
-  private retryDelay(error: WeftAPIError, policy: RetryPolicy, attempt: number): number | undefined {
+  private retryDelay(
+    error: WeftAPIError,
+    policy: RetryPolicy,
+    attempt: number,
+  ): number | undefined {
     const status = error.status;
     const retryable =
       status === 429 ||

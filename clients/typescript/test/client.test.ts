@@ -48,7 +48,10 @@ describe("configuration", () => {
     const saved = process.env.WEFT_API_KEY;
     delete process.env.WEFT_API_KEY;
     try {
-      assert.throws(() => new Weft(), (e: unknown) => e instanceof WeftError && /WEFT_API_KEY/.test(e.message));
+      assert.throws(
+        () => new Weft(),
+        (e: unknown) => e instanceof WeftError && /WEFT_API_KEY/.test(e.message),
+      );
     } finally {
       process.env.WEFT_API_KEY = saved;
     }
@@ -57,7 +60,10 @@ describe("configuration", () => {
 
 describe("runs", () => {
   test("create, then wait long-polls to the result with its cost", async () => {
-    const created = await weft.runs.create(ECHO, { input_text: "from TS", params: { count: 2, tone: "casual" } });
+    const created = await weft.runs.create(ECHO, {
+      input_text: "from TS",
+      params: { count: 2, tone: "casual" },
+    });
     assert.equal(created.status, "pending");
     assert.match(created.id, /^run_/);
     const run: Run = await weft.runs.wait(created.id, { timeoutMs: 60_000 });
@@ -79,7 +85,8 @@ describe("runs", () => {
     assert.match(first.response.requestId ?? "", /^req_/);
     await assert.rejects(
       weft.runs.create(ECHO, { ...body, input_text: "other" }, { idempotencyKey: key }),
-      (e: unknown) => e instanceof WeftAPIError && e.status === 409 && e.code === "IDEMPOTENCY_KEY_REUSED",
+      (e: unknown) =>
+        e instanceof WeftAPIError && e.status === 409 && e.code === "IDEMPOTENCY_KEY_REUSED",
     );
   });
 
@@ -93,22 +100,30 @@ describe("runs", () => {
       assert.match(e.message, /^404 NOT_FOUND: .*\[request_id: req_/);
       return true;
     });
-    await assert.rejects(weft.runs.create(ECHO, { input_text: "x", params: { count: "many" } }), (e: unknown) => {
-      assert.ok(e instanceof BadRequestError);
-      assert.equal(e.code, "INVALID_PARAM");
-      assert.equal(e.param, "params.count");
-      return true;
-    });
+    await assert.rejects(
+      weft.runs.create(ECHO, { input_text: "x", params: { count: "many" } }),
+      (e: unknown) => {
+        assert.ok(e instanceof BadRequestError);
+        assert.equal(e.code, "INVALID_PARAM");
+        assert.equal(e.param, "params.count");
+        return true;
+      },
+    );
   });
 
   test("a bad key is an AuthenticationError; a closed port a WeftConnectionError", async () => {
     const wrong = new Weft({ apiKey: "wft_live_wrong" });
-    await assert.rejects(wrong.me(), (e: unknown) => e instanceof AuthenticationError && e.code === "UNAUTHENTICATED");
+    await assert.rejects(
+      wrong.me(),
+      (e: unknown) => e instanceof AuthenticationError && e.code === "UNAUTHENTICATED",
+    );
     const closed = need("WEFT_TEST_CLOSED_URL"); // a port nothing listens on
     const nowhere = new Weft({ baseUrl: closed, maxRetries: 0 });
     await assert.rejects(
       nowhere.me(),
-      (e: unknown) => e instanceof WeftConnectionError && e.message === `cannot reach ${closed}: connection refused`,
+      (e: unknown) =>
+        e instanceof WeftConnectionError &&
+        e.message === `cannot reach ${closed}: connection refused`,
     );
   });
 
@@ -133,7 +148,10 @@ describe("runs", () => {
 
   test("a review is answered with submitInput; wait gives up with the last snapshot", async () => {
     const created = await weft.runs.create(REVIEW, { input_text: "draft me" });
-    const waiting = await weft.runs.wait(created.id, { statuses: ["awaiting_input"], timeoutMs: 60_000 });
+    const waiting = await weft.runs.wait(created.id, {
+      statuses: ["awaiting_input"],
+      timeoutMs: 60_000,
+    });
     assert.equal(waiting.human_input_request?.prompt, "OK?");
     await assert.rejects(weft.runs.wait(created.id, { timeoutMs: 1_000 }), (e: unknown) => {
       assert.ok(e instanceof RunTimeoutError);
@@ -174,7 +192,11 @@ describe("workflows, endpoints and attachments", () => {
   });
 
   test("a published endpoint takes a flat body", async () => {
-    const created = await weft.endpoints.call(ECHO_SLUG, { input_text: "flat", count: 4, tone: "formal" });
+    const created = await weft.endpoints.call(ECHO_SLUG, {
+      input_text: "flat",
+      count: 4,
+      tone: "formal",
+    });
     const run = await weft.runs.wait(created.id, { timeoutMs: 60_000 });
     assert.deepEqual(run.result, { input: "flat", count: 4, tone: "formal" });
   });
