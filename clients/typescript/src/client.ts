@@ -276,8 +276,8 @@ export class Runs extends Resource {
         retry: "idempotent",
         lastEventId: after === undefined ? undefined : String(after),
       };
-      // The timeout covers the answer's headers, not the stream (the server sends a
-      // keep-alive every 15 s).
+      // A long timeout: it also bounds reading the stream (the server sends a keep-alive
+      // every 15 s); a stream cut by it is resumed below like any dropped one.
       const response = await this.transport.send(call, { signal, timeoutMs: 3_600_000 });
       if (response.body === null) throw new WeftError("the event stream has no body");
       try {
