@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import cors, health, metrics
+from gateway import cors, health, mcp, metrics
 from gateway.clients import connect_services
 from gateway.config import GatewayConfig
 from gateway.keys import CONFIG, SERVICES
@@ -32,4 +32,5 @@ def init_app(config: GatewayConfig) -> web.Application:
     app.router.add_get("/metrics", metrics.metrics_handler)
     for module in ROUTE_MODULES:
         module.setup(app)
+    mcp.setup(app)
     return app

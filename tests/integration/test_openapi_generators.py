@@ -8,7 +8,6 @@ tests/support/openapi_ts/roundtrip.ts). Skipped only when the npm registry is un
 """
 
 import asyncio
-import hashlib
 import json
 import os
 import re
@@ -19,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from devstack.stack import PROJECT_ROOT
+from tests.support.npm import npm_packages
 from tests.support.runs import Account, apply_workflow
 
 SUPPORT = PROJECT_ROOT / "tests" / "support"
@@ -43,7 +42,6 @@ REVIEW: list[dict[str, Any]] = [
 ]
 # What each generator prints when it skips or degrades part of the document.
 WARNINGS = re.compile(r"warn|unable to|cannot|could not|error|❗|🚨|⚠", re.IGNORECASE)
-NETWORK = re.compile(r"ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH")
 
 
 async def _workflow(stack: Any) -> str:
@@ -118,34 +116,8 @@ async def test_openapi_python_client_generates_cleanly_and_round_trips(
 
 
 def _npm_packages() -> Path:
-    """node_modules of tests/support/openapi_ts, installed once per lock file (`npm ci`)."""
-    if shutil.which("npm") is None or shutil.which("node") is None:
-        pytest.fail("Node.js and npm are needed (the machine image has them: node --version)")
-    lock = (TS_SUPPORT / "package-lock.json").read_bytes()
-    digest = hashlib.sha256((TS_SUPPORT / "package.json").read_bytes() + lock).hexdigest()
-    cache = PROJECT_ROOT / ".weft" / "openapi-ts" / digest[:16]
-    if (cache / "node_modules" / ".package-lock.json").exists():
-        return cache / "node_modules"
-    staging = cache.with_name(f"{cache.name}.{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for name in ("package.json", "package-lock.json"):
-        shutil.copy(TS_SUPPORT / name, staging)
-    done = subprocess.run(
-        ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
-        cwd=staging,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if done.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        if NETWORK.search(done.stdout + done.stderr):
-            pytest.skip(f"the npm registry is unreachable: {done.stderr[-500:]}")
-        pytest.fail(f"npm ci failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
-    shutil.rmtree(cache, ignore_errors=True)
-    staging.rename(cache)
-    return cache / "node_modules"
+    """node_modules of tests/support/openapi_ts (tests/support/npm.py)."""
+    return npm_packages(TS_SUPPORT, "openapi-ts")
 
 
 async def test_hey_api_openapi_ts_generates_cleanly_type_checks_and_round_trips(

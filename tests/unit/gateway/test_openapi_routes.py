@@ -18,6 +18,11 @@ def _config() -> GatewayConfig:
     )
 
 
+# Not REST: the Model Context Protocol (JSON-RPC, gateway/mcp), which the document's
+# description names instead of describing.
+NOT_REST = {("POST", "/mcp")}
+
+
 def _routed() -> set[tuple[str, str]]:
     app = init_app(_config())
     found: set[tuple[str, str]] = set()
@@ -27,7 +32,14 @@ def _routed() -> set[tuple[str, str]]:
         if route.method == "HEAD" or not path:  # aiohttp adds HEAD for every GET
             continue
         found.add((route.method, path))
-    return found
+    return found - NOT_REST
+
+
+def test_the_mcp_route_is_served_and_named_in_the_description() -> None:
+    app = init_app(_config())
+    paths = {(r.method, r.resource.canonical) for r in app.router.routes() if r.resource}
+    assert NOT_REST <= paths
+    assert "POST /mcp" in document("http://x")["info"]["description"]
 
 
 def test_every_route_is_documented() -> None:
