@@ -203,8 +203,31 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** A workflow's published endpoint; declared fields at the top level. Creates a run. */
+        /**
+         * A workflow's published endpoint; declared fields at the top level. Creates a run.
+         * @description With a key, exactly like createRun. Without one, when the workflow's latest published version has `endpoint.auth: public`: the run is billed to the owner, limited per client address and per endpoint per minute (429 RATE_LIMITED; the RateLimit-* headers show the client's own limit), refused over `endpoint.max_cost_usd` (402 COST_CAP_EXCEEDED), runs the latest published version (`?version` needs a key), takes files only as parts of this request (no `attachment_ids`, no `webhook_url`), scopes Idempotency-Key to the client address, and answers a `run_token` to read the run at `links.self`. A keyless call of an endpoint that needs a key, or of no endpoint, is 401.
+         */
         post: operations["callEndpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/endpoints/{slug}/runs/{run_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A keyless caller's run, read with the run token its call answered.
+         * @description `Authorization: Bearer wrt_...` (the `run_token` of the call that created the run); ?wait=N long-polls as for getRun. A missing or wrong token is 401; a run of another endpoint is 404.
+         */
+        get: operations["getEndpointRun"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -489,10 +512,10 @@ export interface webhooks {
 export interface components {
     schemas: {
         /**
-         * @description Every `error.code` the API answers with (stable; new codes come with a new version of this document). Typical statuses: 400 INVALID_REQUEST (unparseable HTTP), INVALID_JSON, INVALID_PARAM, MISSING_PARAM, FAILED_PRECONDITION; 401 UNAUTHENTICATED; 402 PAID_PLAN_REQUIRED, INSUFFICIENT_CREDITS; 403 MISSING_SCOPE, NO_ALLOCATION, CORS_ORIGIN_NOT_ALLOWED; 404 NOT_FOUND; 405 METHOD_NOT_ALLOWED; 408 REQUEST_TIMEOUT; 409 CONFLICT, ALREADY_EXISTS, IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_IN_FLIGHT, RUN_NOT_AWAITING_INPUT, RUN_NOT_CANCELABLE, SLUG_TAKEN, WORKFLOW_ARCHIVED, WORKFLOW_NOT_PUBLISHED, NOTHING_TO_PUBLISH, RUN_NOT_FINISHED, RERUN_STAGE_NOT_COMPLETED; 403 also WORKFLOW_READ_ONLY; 413 PAYLOAD_TOO_LARGE; 415 UNSUPPORTED_MEDIA_TYPE; 429 RATE_LIMITED; 431 HEADERS_TOO_LARGE; 500 INTERNAL; 503 SERVICE_UNAVAILABLE; 504 DEADLINE_EXCEEDED.
+         * @description Every `error.code` the API answers with (stable; new codes come with a new version of this document). Typical statuses: 400 INVALID_REQUEST (unparseable HTTP), INVALID_JSON, INVALID_PARAM, MISSING_PARAM, FAILED_PRECONDITION; 401 UNAUTHENTICATED; 402 PAID_PLAN_REQUIRED, INSUFFICIENT_CREDITS, COST_CAP_EXCEEDED; 403 MISSING_SCOPE, NO_ALLOCATION, CORS_ORIGIN_NOT_ALLOWED; 404 NOT_FOUND; 405 METHOD_NOT_ALLOWED; 408 REQUEST_TIMEOUT; 409 CONFLICT, ALREADY_EXISTS, IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_IN_FLIGHT, RUN_NOT_AWAITING_INPUT, RUN_NOT_CANCELABLE, SLUG_TAKEN, WORKFLOW_ARCHIVED, WORKFLOW_NOT_PUBLISHED, NOTHING_TO_PUBLISH, RUN_NOT_FINISHED, RERUN_STAGE_NOT_COMPLETED; 403 also WORKFLOW_READ_ONLY; 413 PAYLOAD_TOO_LARGE; 415 UNSUPPORTED_MEDIA_TYPE; 429 RATE_LIMITED; 431 HEADERS_TOO_LARGE; 500 INTERNAL; 503 SERVICE_UNAVAILABLE; 504 DEADLINE_EXCEEDED.
          * @enum {string}
          */
-        ErrorCode: "INVALID_REQUEST" | "INVALID_JSON" | "INVALID_PARAM" | "MISSING_PARAM" | "FAILED_PRECONDITION" | "UNAUTHENTICATED" | "PAID_PLAN_REQUIRED" | "INSUFFICIENT_CREDITS" | "MISSING_SCOPE" | "NO_ALLOCATION" | "CORS_ORIGIN_NOT_ALLOWED" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "REQUEST_TIMEOUT" | "CONFLICT" | "ALREADY_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_IN_FLIGHT" | "RUN_NOT_AWAITING_INPUT" | "RUN_NOT_CANCELABLE" | "SLUG_TAKEN" | "WORKFLOW_ARCHIVED" | "WORKFLOW_NOT_PUBLISHED" | "NOTHING_TO_PUBLISH" | "RUN_NOT_FINISHED" | "RERUN_STAGE_NOT_COMPLETED" | "WORKFLOW_READ_ONLY" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "INTERNAL" | "SERVICE_UNAVAILABLE" | "DEADLINE_EXCEEDED";
+        ErrorCode: "INVALID_REQUEST" | "INVALID_JSON" | "INVALID_PARAM" | "MISSING_PARAM" | "FAILED_PRECONDITION" | "UNAUTHENTICATED" | "PAID_PLAN_REQUIRED" | "INSUFFICIENT_CREDITS" | "COST_CAP_EXCEEDED" | "MISSING_SCOPE" | "NO_ALLOCATION" | "CORS_ORIGIN_NOT_ALLOWED" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "REQUEST_TIMEOUT" | "CONFLICT" | "ALREADY_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_IN_FLIGHT" | "RUN_NOT_AWAITING_INPUT" | "RUN_NOT_CANCELABLE" | "SLUG_TAKEN" | "WORKFLOW_ARCHIVED" | "WORKFLOW_NOT_PUBLISHED" | "NOTHING_TO_PUBLISH" | "RUN_NOT_FINISHED" | "RERUN_STAGE_NOT_COMPLETED" | "WORKFLOW_READ_ONLY" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "INTERNAL" | "SERVICE_UNAVAILABLE" | "DEADLINE_EXCEEDED";
         /** @description The one error envelope of every endpoint. */
         Error: {
             error: components["schemas"]["ErrorBody"];
@@ -523,12 +546,16 @@ export interface components {
             email: string;
             plan: components["schemas"]["Plan"];
             team_id: string | null;
+            /** @description On a team: admin (also archives the team's workflows), member (creates, edits, publishes and runs them) or viewer (reads and runs them); null otherwise. */
+            team_role: components["schemas"]["TeamRole"] | null;
             key_id: string;
             key_name: string;
             key_scopes: components["schemas"]["KeyScope"][];
             /** @description The workflow ids this key may use; null when it may use every one. */
             workflow_allowlist: string[] | null;
         };
+        /** @enum {string} */
+        TeamRole: "admin" | "member" | "viewer";
         MeEnvelope: {
             data: components["schemas"]["Me"];
         };
@@ -678,7 +705,28 @@ export interface components {
             draft: components["schemas"]["WorkflowDraft"] | null;
             /** Format: uri */
             endpoint_url: string;
+            endpoint: components["schemas"]["WorkflowEndpoint"];
             links: components["schemas"]["WorkflowLinks"];
+        };
+        /** @description The published endpoint's settings (the latest published version's; before the first publish, the draft's). `auth: public` takes calls without a key (see callEndpoint); the other keys appear only then. A catalog workflow has no payer, so its endpoint always needs a key. */
+        WorkflowEndpoint: {
+            slug: string;
+            /** Format: uri */
+            url: string;
+            auth: components["schemas"]["EndpointAuth"];
+            max_cost_usd?: number | null;
+            rate_limit?: components["schemas"]["EndpointRateLimit"];
+            cors_origins?: string[];
+        };
+        /**
+         * @description required: every call sends a key. public: calls may come without one.
+         * @enum {string}
+         */
+        EndpointAuth: "required" | "public";
+        /** @description Runs one client address, and all keyless callers together, may start per rolling minute. */
+        EndpointRateLimit: {
+            per_ip_per_minute: number;
+            per_minute: number;
         };
         WorkflowEnvelope: {
             data: components["schemas"]["Workflow"];
@@ -687,9 +735,15 @@ export interface components {
         SnippetLanguage: "curl" | "node" | "python" | "php" | "go";
         /** @enum {string} */
         SnippetVariant: "json" | "multipart";
+        /**
+         * @description key, the code sends the API key; none, it calls the public endpoint without one.
+         * @enum {string}
+         */
+        SnippetAuth: "key" | "none";
         CodeSnippet: {
             language: components["schemas"]["SnippetLanguage"];
             variant: components["schemas"]["SnippetVariant"];
+            auth: components["schemas"]["SnippetAuth"];
             code: string;
         };
         CodeSnippetList: {
@@ -786,8 +840,10 @@ export interface components {
             };
         };
         RunLinks: {
+            /** @description The run: getRun, or for a keyless caller getEndpointRun. */
             self: string;
-            app: string;
+            /** @description The run's page in the console (absent for keyless callers). */
+            app?: string;
         };
         Run: {
             id: string;
@@ -826,6 +882,8 @@ export interface components {
             status: components["schemas"]["RunStatus"];
             created_at: components["schemas"]["Timestamp"];
             links: components["schemas"]["RunLinks"];
+            /** @description Keyless calls of a public endpoint only; the bearer that reads this run at links.self. */
+            run_token?: string;
         };
         CreatedRunEnvelope: {
             data: components["schemas"]["CreatedRun"];
@@ -1785,10 +1843,15 @@ export interface operations {
                  */
                 language?: components["schemas"]["SnippetLanguage"];
                 /**
-                 * @description json, or multipart (default, multipart only when the workflow has a file field).
+                 * @description json, or multipart (default, multipart only when the workflow has a file field; for keyless code of a workflow with a file field, multipart only: json is a 400 INVALID_PARAM naming variant, since callers without a key send files as parts).
                  * @example json
                  */
                 variant?: components["schemas"]["SnippetVariant"];
+                /**
+                 * @description key, code that sends WEFT_API_KEY to POST /workflows/:id/runs; or none, code that calls the public endpoint POST /endpoints/:slug without a key (a flat body) and reads its run at links.self with the answer's run_token. Default, none when the latest published version sets endpoint.auth public, else key; none for any other endpoint is a 400 INVALID_PARAM naming auth.
+                 * @example key
+                 */
+                auth?: components["schemas"]["SnippetAuth"];
             };
             header?: never;
             path: {
@@ -1945,6 +2008,40 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             429: components["responses"]["RateLimited"];
             500: components["responses"]["Internal"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getEndpointRun: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Seconds (0-60) to hold the request open until the status changes.
+                 * @example 30
+                 */
+                wait?: number;
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description The workflow's published endpoint slug.
+                 * @example weekly-timesheet-summary
+                 */
+                slug: components["parameters"]["Slug"];
+                /**
+                 * @description A run id (run_...).
+                 * @example run_01jee4f0c3n8q2v7w1x5k9m4ta
+                 */
+                run_id: components["parameters"]["RunId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: components["responses"]["RunOk"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthenticated"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyOpenWaits"];
             503: components["responses"]["Unavailable"];
         };
     };
