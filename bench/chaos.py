@@ -19,12 +19,10 @@ import time
 import uuid
 from pathlib import Path
 
-import aiohttp
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devstack import chaos
-from devstack.stack import Ports, Stack, StackOptions
+from devstack.stack import Stack
 
 
 def _account(stack: Stack) -> str:
@@ -38,56 +36,19 @@ def _account(stack: Stack) -> str:
     return str(key["secret"])
 
 
-async def _workflow(stack: Stack, token: str) -> str:
-    definition = {
-        "slug": f"chaos-{uuid.uuid4().hex[:8]}",
-        "name": "Chaos",
-        "stages": [
-            {"id": "ask", "type": "llm", "model": "fake:echo", "prompt": "{{ input_text }}"}
-        ],
-    }
-    headers = {"Authorization": f"Bearer {token}"}
-    async with aiohttp.ClientSession(headers=headers) as http:
-        async with http.post(f"{stack.base_url}/api/v1/workflows", json=definition) as r:
-            workflow_id: str = (await r.json())["data"]["id"]
-        async with http.post(f"{stack.base_url}/api/v1/workflows/{workflow_id}/publish") as r:
-            assert r.status == 201, await r.text()
-    return workflow_id
-
-
 async def main(args: argparse.Namespace) -> None:
     root = Path(tempfile.mkdtemp(prefix="weft-chaos-"))
-    stack = Stack(
-        StackOptions(
-            root=root,
-            ports=Ports.free(ha=True, workers=2),
-            llm="none",
-            fake_llm=True,
-            ha=True,
-            extra_env={
-                "WEFT_PRICES": '{"fake:echo": [1000000, 2000000]}',
-                "WEFT_WORKFLOWS_DIR": "",
-                **chaos.FAST_RECOVERY,
-            },
-        )
-    )
+    stack = Stack(chaos.ha_options(root, workers=2))
     await asyncio.to_thread(stack.start)
     try:
         token = _account(stack)
-        workflow_id = await _workflow(stack, token)
+        workflow_id = await chaos.publish_workflow(stack, token)
         load = chaos.Load(stack.base_url, token, workflow_id, rate=args.rate)
         loading = asyncio.create_task(load.run())
-        faults = [
-            ("NATS node killed, back after 5 s", chaos.kill_and_restart(stack, "nats2", 5)),
-            ("PostgreSQL primary killed, standby promoted", chaos.fail_over_postgres(stack)),
-            ("worker SIGKILLed", chaos.kill_and_restart(stack, "worker")),
-            ("runs service SIGKILLed", chaos.kill_and_restart(stack, "runs")),
-            ("billing SIGKILLed", chaos.kill_and_restart(stack, "billing")),
-        ]
         reports = []
         began = time.monotonic()
         try:
-            for name, fault in faults:
+            for name, fault in chaos.faults(stack, nats_down_seconds=5):
                 reports.append(
                     await chaos.inject(
                         stack, load, name, fault, before=args.before, after=args.after,

@@ -15,14 +15,20 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
 
-from devstack.stack import Stack
+from devstack.stack import Ports, Stack, StackOptions
 
 TERMINAL = ("completed", "failed", "canceled")
+# A realistic run: a priced llm stage (fake provider), so every run reserves and is captured.
+WORKFLOW = {
+    "name": "Chaos",
+    "stages": [{"id": "ask", "type": "llm", "model": "fake:echo", "prompt": "{{ input_text }}"}],
+}
 # Short recovery timings, so a killed worker's runs are taken over within a fault's time.
 FAST_RECOVERY = {
     "WEFT_WORKER_HEARTBEAT_SECONDS": "1",
@@ -31,6 +37,51 @@ FAST_RECOVERY = {
     "WEFT_WORKER_RECOVERY_INTERVAL_SECONDS": "1",
     "WEFT_WORKER_PENDING_RECOVERY_SECONDS": "10",
 }
+
+
+def ha_options(root: Path, workers: int = 1) -> StackOptions:
+    """An HA stack for the chaos suite: no local model, the fake provider priced, quick
+    recovery."""
+    return StackOptions(
+        root=root,
+        ports=Ports.free(ha=True, workers=workers),
+        llm="none",
+        fake_llm=True,
+        ha=True,
+        extra_env={
+            "WEFT_PRICES": '{"fake:echo": [1000000, 2000000]}',
+            "WEFT_WORKFLOWS_DIR": "",
+            **FAST_RECOVERY,
+        },
+    )
+
+
+async def publish_workflow(stack: Stack, token: str) -> str:
+    """WORKFLOW, created and published by the key's owner; answers its id."""
+    definition = {**WORKFLOW, "slug": f"chaos-{uuid.uuid4().hex[:8]}"}
+    headers = {"Authorization": f"Bearer {token}"}
+    base = f"{stack.base_url}/api/v1/workflows"
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.post(base, json=definition) as r:
+            workflow_id: str = (await r.json())["data"]["id"]
+        async with http.post(f"{base}/{workflow_id}/publish") as r:
+            if r.status != 201:
+                raise RuntimeError(f"publish failed: {await r.text()}")
+    return workflow_id
+
+
+def faults(stack: Stack, nats_down_seconds: float) -> list[tuple[str, Callable[[], None]]]:
+    """The suite's faults, in the order they are injected."""
+    return [
+        (
+            f"NATS node killed, back after {nats_down_seconds:g} s",
+            kill_and_restart(stack, "nats2", nats_down_seconds),
+        ),
+        ("PostgreSQL primary killed, standby promoted", fail_over_postgres(stack)),
+        ("worker SIGKILLed", kill_and_restart(stack, "worker")),
+        ("runs service SIGKILLed", kill_and_restart(stack, "runs")),
+        ("billing SIGKILLed", kill_and_restart(stack, "billing")),
+    ]
 
 
 @dataclass

@@ -7,15 +7,12 @@ none duplicated, every completed run captured exactly once. (bench/chaos.py runs
 same for longer and prints the figures of bench/RESULTS.md.)"""
 
 import asyncio
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
-import aiohttp
 import pytest
 
 from devstack import chaos
-from devstack.stack import Ports, Stack, StackOptions
+from devstack.stack import Stack
 from tests.support.runs import create_account
 
 pytestmark = pytest.mark.timeout(600)
@@ -23,21 +20,7 @@ pytestmark = pytest.mark.timeout(600)
 
 @pytest.fixture(scope="module")
 def ha_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root: Path = tmp_path_factory.mktemp("ha")
-    stack = Stack(
-        StackOptions(
-            root=root,
-            ports=Ports.free(ha=True),
-            llm="none",
-            fake_llm=True,
-            ha=True,
-            extra_env={
-                "WEFT_PRICES": '{"fake:echo": [1000000, 2000000]}',
-                "WEFT_WORKFLOWS_DIR": "",
-                **chaos.FAST_RECOVERY,
-            },
-        )
-    )
+    stack = Stack(chaos.ha_options(tmp_path_factory.mktemp("ha")))
     stack.start()
     try:
         yield stack
@@ -48,30 +31,12 @@ def ha_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 async def test_no_run_is_lost_or_duplicated_under_faults(ha_stack: Stack) -> None:
     stack = ha_stack
     account = create_account(stack, "100.00")
-    definition = {
-        "slug": f"chaos-{uuid.uuid4().hex[:8]}",
-        "name": "Chaos",
-        "stages": [
-            {"id": "ask", "type": "llm", "model": "fake:echo", "prompt": "{{ input_text }}"}
-        ],
-    }
-    async with aiohttp.ClientSession(headers=account.headers) as http:
-        async with http.post(f"{stack.base_url}/api/v1/workflows", json=definition) as r:
-            workflow_id = (await r.json())["data"]["id"]
-        async with http.post(f"{stack.base_url}/api/v1/workflows/{workflow_id}/publish") as r:
-            assert r.status == 201
+    workflow_id = await chaos.publish_workflow(stack, account.token)
     load = chaos.Load(stack.base_url, account.token, workflow_id, rate=8)
     loading = asyncio.create_task(load.run())
-    faults = [
-        ("NATS node killed, back after 2 s", chaos.kill_and_restart(stack, "nats2")),
-        ("PostgreSQL primary killed, standby promoted", chaos.fail_over_postgres(stack)),
-        ("worker SIGKILLed", chaos.kill_and_restart(stack, "worker")),
-        ("runs service SIGKILLed", chaos.kill_and_restart(stack, "runs")),
-        ("billing SIGKILLed", chaos.kill_and_restart(stack, "billing")),
-    ]
     reports = []
     try:
-        for name, fault in faults:
+        for name, fault in chaos.faults(stack, nats_down_seconds=2):
             reports.append(await chaos.inject(stack, load, name, fault))
     finally:
         load.stop()
