@@ -40,6 +40,15 @@ class CorsPolicy:
 CORS = web.AppKey("cors", CorsPolicy)
 
 
+_NO_ORIGINS = CorsPolicy(frozenset())
+
+
+def _policy(request: web.Request) -> CorsPolicy:
+    """The API's policy; the console (a sub-app, cookie-authenticated) allows no other
+    origin."""
+    return request.app.get(CORS) or _NO_ORIGINS
+
+
 def is_preflight(request: web.Request) -> bool:
     return (
         request.method == "OPTIONS"
@@ -52,7 +61,7 @@ def preflight(request: web.Request) -> web.Response:
     """The answer to a preflight: 204 with what the route allows, 403 for an origin
     that is not configured, 404 for a path that is no route."""
     origin = request.headers["Origin"]
-    if not request.app[CORS].allows(origin):
+    if not _policy(request).allows(origin):
         raise PermissionDenied(
             f"Origin {origin!r} may not call this API from a browser.",
             code="CORS_ORIGIN_NOT_ALLOWED",
@@ -86,7 +95,7 @@ def _route_methods(request: web.Request) -> set[str]:
 async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
     """on_response_prepare: the CORS headers of an answer to an allowed origin."""
     origin = request.headers.get("Origin")
-    if not request.app[CORS].allows(origin) or "Access-Control-Allow-Origin" in response.headers:
+    if not _policy(request).allows(origin) or "Access-Control-Allow-Origin" in response.headers:
         return
     assert origin is not None
     response.headers["Access-Control-Allow-Origin"] = origin
