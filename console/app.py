@@ -8,7 +8,7 @@ from console.config import ConsoleConfig
 from console.keys import CONSOLE_CONFIG, TEMPLATES
 from console.middleware import console_edge
 from console.render import environment
-from console.views import keys, runs, signin, workflows
+from console.views import keys, runs, signin, usage, workflows
 from gateway.keys import CONFIG, SERVICES
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -33,6 +33,6 @@ def init_console(parent: web.Application, config: ConsoleConfig) -> web.Applicat
     app.on_startup.append(share_parent_state)
     app.router.add_get("/", home)
     app.router.add_static("/static", STATIC_DIR)
-    for module in (signin, keys, runs, workflows):
+    for module in (signin, keys, runs, workflows, usage):
         module.setup(app)
     return app
