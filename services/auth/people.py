@@ -128,11 +128,11 @@ class People:
         """Set the invited user's password; answers their id."""
         check_password(password)
         if not token.startswith(INVITE_PREFIX) or len(token) > 100:
-            raise InvalidArgument(BAD_INVITE, code="INVITE_INVALID", param="token")
+            raise InvalidArgument(BAD_INVITE, param="token")
         hashed = await asyncio.to_thread(_HASHER.hash, password)
         user_id = await self.repo.accept_invite(token_hash(token), hashed, now or utcnow())
         if user_id is None:
-            raise InvalidArgument(BAD_INVITE, code="INVITE_INVALID", param="token")
+            raise InvalidArgument(BAD_INVITE, param="token")
         log.info("invite accepted", extra={"user_id": user_id})
         return user_id
 
@@ -155,7 +155,7 @@ class People:
         ok = await asyncio.to_thread(_verify, stored, password[:MAX_PASSWORD_CHARS])
         if found is None or not ok:
             await self.repo.record_failure(email, client_ip, now)
-            raise Unauthenticated(WRONG_CREDENTIALS, code="INVALID_CREDENTIALS")
+            raise Unauthenticated(WRONG_CREDENTIALS)
         user_id = found[0]
         if _HASHER.check_needs_rehash(stored):
             rehashed = await asyncio.to_thread(_HASHER.hash, password)
