@@ -7,9 +7,18 @@ from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, async_playwright, expect
 
-from tests.support.console import PASSWORD, accept_and_sign_in, chromium_path, invite, shot, sign_in
+from devstack.demo import DEMO_EMAIL, demo_invite, ensure_demo
+from tests.support.console import (
+    PASSWORD,
+    Invited,
+    accept_and_sign_in,
+    chromium_path,
+    invite,
+    shot,
+    sign_in,
+)
 
 
 def client(cookies: dict[str, str] | None = None) -> aiohttp.ClientSession:
@@ -163,3 +172,17 @@ async def test_sign_in_attempts_are_limited_per_email(stack: Any) -> None:
                 retry_after = response.headers.get("Retry-After")
     assert statuses == [401] * 5 + [429]
     assert retry_after is not None and int(retry_after) > 0
+
+
+async def test_the_dev_stacks_demo_invite(stack: Any, browser: Browser, tmp_path: Any) -> None:
+    """`./scripts/up` prints this link for the demo user: it opens the console."""
+    demo = await ensure_demo(
+        stack.env["WEFT_AUTH_ADDR"], stack.env["WEFT_BILLING_ADDR"], tmp_path / "demo.json"
+    )
+    url = await demo_invite(stack.env["WEFT_AUTH_ADDR"], stack.base_url)
+    assert url.startswith(f"{stack.base_url}/app/invite/winv_")
+    page = await browser.new_page()
+    await accept_and_sign_in(page, stack, Invited(demo.user_id, DEMO_EMAIL, url))
+    await page.wait_for_url("**/app/runs")
+    await expect(page.locator(".who")).to_have_text(DEMO_EMAIL)
+    await page.close()
