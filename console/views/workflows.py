@@ -5,9 +5,9 @@ import json
 from typing import Any
 
 import grpc
-import yaml
 from aiohttp import web
 
+from console.diffs import as_yaml, definition_diff
 from console.render import render
 from console.session import Person, person_form, require_person
 from console.views.run_panel import start_panel_run
@@ -86,8 +86,24 @@ async def create(request: web.Request) -> web.StreamResponse:
 
 
 def _draft_text(w: runs_pb2.Workflow) -> str:
-    source = json.loads(w.draft_json or w.definition_json or "{}")
-    return str(yaml.safe_dump(source, sort_keys=False, allow_unicode=True))
+    return as_yaml(json.loads(w.draft_json or w.definition_json or "{}"))
+
+
+def version_diffs(versions: list[runs_pb2.WorkflowVersion], draft_json: str) -> dict[str, str]:
+    """Each version against the one before it, and the draft against the latest."""
+    ordered = sorted(versions, key=lambda v: v.version)
+    diffs: dict[str, str] = {}
+    previous: Any = {}
+    for v in ordered:
+        current = json.loads(v.definition_json)
+        diffs[str(v.version)] = definition_diff(
+            previous, current, f"v{v.version - 1}" if previous else "(none)", f"v{v.version}"
+        )
+        previous = current
+    if draft_json:
+        name = f"v{ordered[-1].version}" if ordered else "(none)"
+        diffs["draft"] = definition_diff(previous, json.loads(draft_json), name, "draft")
+    return diffs
 
 
 async def edit_page(request: web.Request) -> web.StreamResponse:
@@ -154,6 +170,7 @@ async def workflow_page(request: web.Request) -> web.StreamResponse:
         fields=_fields(w),
         stages=json.loads(w.stages_json or "[]"),
         versions=sorted(versions.versions, key=lambda v: v.version, reverse=True),
+        diffs=version_diffs(list(versions.versions), w.draft_json),
         endpoint_url=f"{public}/api/v1/endpoints/{w.slug}",
         endpoint_auth=(definition.get("endpoint") or {}).get("auth", "required"),
         snippets=generate(public, w.id, published_fields),

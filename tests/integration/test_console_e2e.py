@@ -269,3 +269,24 @@ async def test_another_accounts_run_is_404(page: Page, stack: Any, http: Any) ->
     await anonymous.goto(run["links"]["app"])
     assert "/app/login?next=" in anonymous.url
     await context.close()
+
+
+async def test_versions_and_their_diffs(page: Page, stack: Any) -> None:
+    slug = f"ver-{uuid.uuid4().hex[:8]}"
+    definition = LLM_WORKFLOW.format(slug=slug)
+    workflow_id = await create_workflow(page, stack, definition)
+    await page.get_by_role("button", name="Publish the draft as version 1").click()
+    await page.get_by_role("link", name="Edit draft").click()
+    text = await page.get_by_label("Definition").input_value()
+    await page.get_by_label("Definition").fill(text.replace("max_tokens: 50", "max_tokens: 80"))
+    await page.get_by_role("button", name="Save draft").click()
+    await page.wait_for_url(f"**/app/workflows/{workflow_id}")
+    draft = page.locator("#diff-draft")
+    await draft.locator("summary").click()
+    await expect(draft).to_contain_text("-    max_tokens: 50")
+    await expect(draft).to_contain_text("+    max_tokens: 80")
+    await page.get_by_role("button", name="Publish the draft as version 2").click()
+    await expect(page.locator("#wf-version")).to_have_text("v2")
+    await page.locator("#diff-v2 summary").click()
+    await expect(page.locator("#diff-v2")).to_contain_text("+    max_tokens: 80")
+    await shot(page, "workflow-versions")

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from console.diffs import definition_diff
 from console.field_values import form_values
 from console.formats import cents, duration_ms, usd_micros, when
 from console.key_form import key_request, parse_pins
@@ -127,3 +128,12 @@ def test_usage_figures() -> None:
     assert [b.height for b in drawn] == [100, 50, 0]
     assert [b.y for b in drawn] == [0, 50, 100]
     assert all(b.x + b.width <= 300 for b in drawn) and bars([]) == []
+
+
+def test_definition_diff() -> None:
+    before = {"slug": "a", "stages": [{"id": "s", "type": "template", "template": "x"}]}
+    after = {"slug": "a", "stages": [{"id": "s", "type": "template", "template": "y"}]}
+    diff = definition_diff(before, after, "v1", "v2")
+    assert diff.startswith("--- v1\n+++ v2\n")
+    assert "-  template: x\n" in diff and "+  template: y\n" in diff
+    assert definition_diff(after, after, "v2", "draft") == ""
