@@ -144,13 +144,23 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
+    from bench.durability import POSTGRES_SETTINGS, settings_in_effect
     from devstack.stack import Ports, Stack, StackOptions
 
     root = Path(tempfile.mkdtemp(prefix="weft-console-bench-"))
-    stack = Stack(StackOptions(root=root, ports=Ports.free(), llm="none", fake_llm=True))
+    options = StackOptions(
+        root=root,
+        ports=Ports.free(),
+        llm="none",
+        fake_llm=True,
+        postgres_settings=POSTGRES_SETTINGS,  # durable commits, as in production
+    )
+    stack = Stack(options)
     stack.start()
     try:
-        print(json.dumps(asyncio.run(measure(stack, args.runs, args.requests)), indent=2))
+        result = asyncio.run(measure(stack, args.runs, args.requests))
+        result["postgres"] = asyncio.run(settings_in_effect(stack.dsn))
+        print(json.dumps(result, indent=2))
     finally:
         stack.stop()
 

@@ -12,6 +12,7 @@ from console.render import render
 from console.security import SECURITY_HEADERS
 from console.session import CsrfFailed, SignInRequired, current
 from gateway.http import http_status
+from gateway.metrics import route_of
 from weftcore.errors import Internal, NotFound, Unauthenticated, WeftError, from_rpc_error
 
 log = logging.getLogger(__name__)
@@ -63,11 +64,12 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
             return to_sign_in(request)
         status = http_status(err)
         if status >= 500:
-            log.error("console call failed", extra={"path": request.path, "code": err.code})
+            # The route, not the path: an invite's path holds its token.
+            log.error("console call failed", extra={"route": route_of(request), "code": err.code})
         message = "Not found." if isinstance(err, NotFound) else err.message
         return await error_page(request, status, message)
     except Exception:
-        log.exception("console error", extra={"path": request.path})
+        log.exception("console error", extra={"route": route_of(request)})
         return await error_page(request, 500, Internal("Internal error.").message)
 
 

@@ -186,3 +186,20 @@ async def test_the_dev_stacks_demo_invite(stack: Any, browser: Browser, tmp_path
     await page.wait_for_url("**/app/runs")
     await expect(page.locator(".who")).to_have_text(DEMO_EMAIL)
     await page.close()
+
+
+async def test_no_console_secret_reaches_a_log(stack: Any, browser: Browser) -> None:
+    """Session and invite tokens, passwords and CSRF tokens appear in no log line."""
+    person = invite(stack)
+    context = await browser.new_context()
+    page = await context.new_page()
+    await accept_and_sign_in(page, stack, person)
+    await page.wait_for_url("**/app/runs")
+    session = {c["name"]: c["value"] for c in await context.cookies()}["weft_session"]
+    await page.get_by_role("button", name="Sign out").click()
+    await context.close()
+    secrets = [session, person.invite_url.rsplit("/", 1)[1], PASSWORD, "wses_", "winv_"]
+    for log in (stack.options.root / "logs").glob("*.log"):
+        text = log.read_text(errors="replace")
+        for secret in secrets:
+            assert secret not in text, f"{secret[:8]}... in {log.name}"
