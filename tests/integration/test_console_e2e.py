@@ -290,3 +290,17 @@ async def test_versions_and_their_diffs(page: Page, stack: Any) -> None:
     await page.locator("#diff-v2 summary").click()
     await expect(page.locator("#diff-v2")).to_contain_text("+    max_tokens: 80")
     await shot(page, "workflow-versions")
+
+
+async def test_pages_fit_a_narrow_screen(page: Page, stack: Any) -> None:
+    """On a phone-sized screen no page scrolls sideways (wide tables scroll in place)."""
+    await page.set_viewport_size({"width": 380, "height": 800})
+    try:
+        for path in ("/app/runs", "/app/workflows", "/app/settings/keys", "/app/usage"):
+            await page.goto(f"{stack.base_url}{path}")
+            width = await page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 380, (path, width)
+        await page.goto(f"{stack.base_url}/app/runs")
+        await shot(page, "narrow-runs")
+    finally:
+        await page.set_viewport_size({"width": 1200, "height": 900})
