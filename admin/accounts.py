@@ -7,6 +7,7 @@ from typing import Any
 from admin.__main__ import print_json
 from admin.clients import AdminClients
 from weft.auth.v1 import auth_pb2
+from weftcore.config import env_str
 from weftcore.plans import PLANS
 
 SCOPES = ("workflows:read", "workflows:write", "workflow_runs:create")
@@ -68,6 +69,25 @@ async def users_set_plan(args: argparse.Namespace, clients: AdminClients) -> Non
     print_json(user_json(user))
 
 
+async def users_invite(args: argparse.Namespace, clients: AdminClients) -> None:
+    invite = await clients.auth.CreateInvite(
+        auth_pb2.CreateInviteRequest(
+            email=args.email, plan=args.plan, ttl_seconds=int(args.expires_in_hours * 3600)
+        ),
+        timeout=10,
+    )
+    base = env_str("WEFT_PUBLIC_BASE_URL", "http://127.0.0.1:8080").rstrip("/")
+    # The only time the link is shown: the invite is stored as a hash.
+    print_json(
+        {
+            "user_id": invite.user_id,
+            "email": invite.email,
+            "invite_url": f"{base}/app/invite/{invite.token}",
+            "expires_at": invite.expires_at,
+        }
+    )
+
+
 async def teams_create(args: argparse.Namespace, clients: AdminClients) -> None:
     team = await clients.auth.CreateTeam(
         auth_pb2.CreateTeamRequest(name=args.name, plan=args.plan), timeout=10
@@ -127,6 +147,13 @@ def _pin(raw: str) -> tuple[str, int]:
     return workflow_id, int(version)
 
 
+def _hours(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value <= 24 * 30:
+        raise argparse.ArgumentTypeError("must be a number of hours, at most 720")
+    return value
+
+
 def _days(raw: str) -> float:
     value = float(raw)
     if value <= 0:
@@ -150,6 +177,13 @@ def register(groups: Any) -> None:
     p.add_argument("--user", required=True, help="usr_...")
     p.add_argument("--plan", choices=PLANS, required=True)
     p.set_defaults(run=users_set_plan)
+    p = users.add_parser(
+        "invite", help="print a one-time console link where the person sets a password"
+    )
+    p.add_argument("--email", required=True)
+    p.add_argument("--plan", choices=PLANS, default="free", help="for a new user only")
+    p.add_argument("--expires-in-hours", type=_hours, default=72.0)
+    p.set_defaults(run=users_invite)
 
     teams = groups.add_parser("teams", help="teams and memberships").add_subparsers(
         dest="command", required=True

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from devstack.demo import curl_line, ensure_demo
+from devstack.demo import DEMO_EMAIL, curl_line, demo_invite, ensure_demo
 from devstack.stack import PROJECT_ROOT, Ports, Stack, StackOptions
 
 
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
                 args.data.parent / "demo.json",
             )
         )
+        invite_url = asyncio.run(demo_invite(stack.env["WEFT_AUTH_ADDR"], stack.base_url))
         ready = time.monotonic() - began
         phases = ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
         print(f"weft: ready in {ready:.1f}s ({phases})")
@@ -74,6 +75,10 @@ def main(argv: list[str] | None = None) -> None:
             "\nweft: then poll the run with "
             f"curl -s '{stack.base_url}/api/v1/workflow-runs/<run id>?wait=30' "
             f"-H 'Authorization: Bearer {demo.token}'"
+        )
+        print(
+            f"\nweft: console {stack.base_url}/app - set a password for {DEMO_EMAIL} at\n"
+            f"  {invite_url}\n  (one-time link, 72 h), then sign in there as {DEMO_EMAIL}."
         )
         print("weft: logs in", args.data / "logs", "- Ctrl-C stops everything.", flush=True)
         while not stop_requested:

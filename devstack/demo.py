@@ -69,3 +69,12 @@ def curl_line(base_url: str, token: str) -> str:
         f"  -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\\n"
         f"  -d '{body}'"
     )
+
+
+async def demo_invite(auth_addr: str, base_url: str) -> str:
+    """A one-time console link where the demo user sets (or resets) a password."""
+    async with grpc.aio.insecure_channel(auth_addr) as channel:
+        invite = await auth_pb2_grpc.AuthServiceStub(channel).CreateInvite(
+            auth_pb2.CreateInviteRequest(email=DEMO_EMAIL)
+        )
+    return f"{base_url.rstrip('/')}/app/invite/{invite.token}"

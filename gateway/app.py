@@ -4,6 +4,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from console.app import PREFIX as CONSOLE_PREFIX
+from console.app import init_console
+from console.config import ConsoleConfig
 from gateway import cors, health, mcp, metrics
 from gateway.clients import connect_services
 from gateway.config import GatewayConfig
@@ -33,4 +36,7 @@ def init_app(config: GatewayConfig) -> web.Application:
     for module in ROUTE_MODULES:
         module.setup(app)
     mcp.setup(app)
+    # The console: pages for people, on the same origin and services as the API.
+    console = init_console(app, ConsoleConfig.from_env(config.public_base_url))
+    app.add_subapp(CONSOLE_PREFIX, console)
     return app

@@ -55,9 +55,18 @@ def allow_origin(request: web.Request, origins: Iterable[str]) -> None:
 
 
 def _allowed(request: web.Request, origin: str | None) -> bool:
-    return request.app[CORS].allows(origin) or (
+    return _policy(request).allows(origin) or (
         origin is not None and request.get(_ALLOWED_HERE) == origin
     )
+
+
+_NO_ORIGINS = CorsPolicy(frozenset())
+
+
+def _policy(request: web.Request) -> CorsPolicy:
+    """The API's policy; the console (a sub-app, cookie-authenticated) allows no other
+    origin."""
+    return request.app.get(CORS) or _NO_ORIGINS
 
 
 def is_preflight(request: web.Request) -> bool:
@@ -75,7 +84,7 @@ async def preflight(request: web.Request) -> web.Response:
     origin = request.headers["Origin"]
     endpoint = _ENDPOINT_PATH.match(request.path)
     lookup = request.app.get(ENDPOINT_ORIGINS)
-    if endpoint and lookup is not None and not request.app[CORS].allows(origin):
+    if endpoint and lookup is not None and not _policy(request).allows(origin):
         allow_origin(request, await lookup(request, endpoint.group(1)))
     if not _allowed(request, origin):
         raise PermissionDenied(

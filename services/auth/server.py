@@ -3,11 +3,14 @@
 from contextlib import AsyncExitStack
 from typing import Any
 
+from services.auth.people import People, PeopleConfig
+from services.auth.people_repository import PeopleRepository
+from services.auth.pruning import prune_forever
 from services.auth.repository import AuthRepository, KeyRow, TeamRow, UserRow
 from services.auth.service import AuthService, LastUsed, Principal
 from weft.auth.v1 import auth_pb2, auth_pb2_grpc
 from weftcore.background import BackgroundTasks
-from weftcore.config import ServiceConfig, env_float
+from weftcore.config import ServiceConfig, env_float, env_int
 from weftcore.db import create_pool, ping
 from weftcore.grpc_server import GrpcServer
 from weftcore.ids import iso
@@ -75,8 +78,10 @@ def key_pb(k: KeyRow) -> auth_pb2.ApiKey:
 
 
 class AuthServiceServicer(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, service: AuthService) -> None:
+    def __init__(self, service: AuthService, people: People, people_repo: PeopleRepository) -> None:
         self.service = service
+        self.people = people
+        self.people_repo = people_repo
 
     async def Authenticate(self, request: auth_pb2.AuthenticateRequest, context: Ctx) -> Any:
         return principal_pb(await self.service.authenticate(request.token))
@@ -130,6 +135,46 @@ class AuthServiceServicer(auth_pb2_grpc.AuthServiceServicer):
     async def RevokeKey(self, request: auth_pb2.RevokeKeyRequest, context: Ctx) -> Any:
         return key_pb(await self.service.revoke_key(request.key_id))
 
+    async def CreateInvite(self, request: auth_pb2.CreateInviteRequest, context: Ctx) -> Any:
+        user = await self.people_repo.user_by_email(request.email.strip())
+        if user is None:
+            user = await self.service.create_user(request.email, request.plan)
+        token, expires_at = await self.people.invite(user, request.ttl_seconds)
+        return auth_pb2.Invite(
+            token=token, user_id=user.id, email=user.email, expires_at=iso(expires_at)
+        )
+
+    async def AcceptInvite(self, request: auth_pb2.AcceptInviteRequest, context: Ctx) -> Any:
+        user_id = await self.people.accept_invite(request.token, request.password)
+        return user_pb(await self.service.get_user(user_id))
+
+    async def SignIn(self, request: auth_pb2.SignInRequest, context: Ctx) -> Any:
+        token, user_id, expires_at = await self.people.sign_in(
+            request.email, request.password, request.client_ip
+        )
+        return auth_pb2.Session(
+            token=token, user_id=user_id, expires_at_unix=int(expires_at.timestamp())
+        )
+
+    async def AuthenticateSession(
+        self, request: auth_pb2.AuthenticateSessionRequest, context: Ctx
+    ) -> Any:
+        return principal_pb(await self.people.authenticate(request.token))
+
+    async def SignOut(self, request: auth_pb2.SignOutRequest, context: Ctx) -> Any:
+        await self.people.sign_out(request.token)
+        return auth_pb2.SignOutResponse()
+
+
+def people_config() -> PeopleConfig:
+    return PeopleConfig(
+        invite_seconds=env_int("WEFT_INVITE_SECONDS", 72 * 3600),
+        session_seconds=env_int("WEFT_SESSION_SECONDS", 12 * 3600),
+        failure_window_seconds=env_int("WEFT_LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60),
+        max_failures_per_email=env_int("WEFT_LOGIN_MAX_FAILURES_PER_EMAIL", 5),
+        max_failures_per_ip=env_int("WEFT_LOGIN_MAX_FAILURES_PER_IP", 30),
+    )
+
 
 async def wire(
     config: ServiceConfig, server: GrpcServer, stack: AsyncExitStack
@@ -142,7 +187,12 @@ async def wire(
     # Registered after the pool, so it closes first: the final flush still has a pool.
     stack.push_async_callback(tasks.close)
     tasks.start("last-used-flusher", last_used.run)
-    servicer = AuthServiceServicer(AuthService(repo, last_used))
+    people_repo = PeopleRepository(pool)
+    config_people = people_config()
+    tasks.start("people-pruner", lambda: prune_forever(people_repo, config_people))
+    servicer = AuthServiceServicer(
+        AuthService(repo, last_used), People(people_repo, config_people), people_repo
+    )
     auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server.server)  # type: ignore[arg-type]
 
     async def database() -> bool:

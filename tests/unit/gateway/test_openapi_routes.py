@@ -31,6 +31,8 @@ def _routed() -> set[tuple[str, str]]:
         path = info.get("path") or info.get("formatter")
         if route.method == "HEAD" or not path:  # aiohttp adds HEAD for every GET
             continue
+        if path.startswith("/app"):  # the console: pages for people (docs/console.md)
+            continue
         found.add((route.method, path))
     return found - NOT_REST
 

@@ -94,6 +94,31 @@ class AuthServiceStub:
                 request_serializer=weft_dot_auth_dot_v1_dot_auth__pb2.RevokeKeyRequest.SerializeToString,
                 response_deserializer=weft_dot_auth_dot_v1_dot_auth__pb2.ApiKey.FromString,
                 _registered_method=True)
+        self.CreateInvite = channel.unary_unary(
+                '/weft.auth.v1.AuthService/CreateInvite',
+                request_serializer=weft_dot_auth_dot_v1_dot_auth__pb2.CreateInviteRequest.SerializeToString,
+                response_deserializer=weft_dot_auth_dot_v1_dot_auth__pb2.Invite.FromString,
+                _registered_method=True)
+        self.AcceptInvite = channel.unary_unary(
+                '/weft.auth.v1.AuthService/AcceptInvite',
+                request_serializer=weft_dot_auth_dot_v1_dot_auth__pb2.AcceptInviteRequest.SerializeToString,
+                response_deserializer=weft_dot_auth_dot_v1_dot_auth__pb2.User.FromString,
+                _registered_method=True)
+        self.SignIn = channel.unary_unary(
+                '/weft.auth.v1.AuthService/SignIn',
+                request_serializer=weft_dot_auth_dot_v1_dot_auth__pb2.SignInRequest.SerializeToString,
+                response_deserializer=weft_dot_auth_dot_v1_dot_auth__pb2.Session.FromString,
+                _registered_method=True)
+        self.AuthenticateSession = channel.unary_unary(
+                '/weft.auth.v1.AuthService/AuthenticateSession',
+                request_serializer=weft_dot_auth_dot_v1_dot_auth__pb2.AuthenticateSessionRequest.SerializeToString,
+                response_deserializer=weft_dot_auth_dot_v1_dot_auth__pb2.Principal.FromString,
+                _registered_method=True)
+        self.SignOut = channel.unary_unary(
+                '/weft.auth.v1.AuthService/SignOut',
+                request_serializer=weft_dot_auth_dot_v1_dot_auth__pb2.SignOutRequest.SerializeToString,
+                response_deserializer=weft_dot_auth_dot_v1_dot_auth__pb2.SignOutResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -174,6 +199,39 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateInvite(self, request, context):
+        """The console's people: an invite sets a password (argon2id); signing in opens a
+        server-side session whose token only the browser's cookie holds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcceptInvite(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignIn(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AuthenticateSession(self, request, context):
+        """The principal of a session: the user's account and team, every scope, no allowlist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignOut(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -236,6 +294,31 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.RevokeKey,
                     request_deserializer=weft_dot_auth_dot_v1_dot_auth__pb2.RevokeKeyRequest.FromString,
                     response_serializer=weft_dot_auth_dot_v1_dot_auth__pb2.ApiKey.SerializeToString,
+            ),
+            'CreateInvite': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateInvite,
+                    request_deserializer=weft_dot_auth_dot_v1_dot_auth__pb2.CreateInviteRequest.FromString,
+                    response_serializer=weft_dot_auth_dot_v1_dot_auth__pb2.Invite.SerializeToString,
+            ),
+            'AcceptInvite': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptInvite,
+                    request_deserializer=weft_dot_auth_dot_v1_dot_auth__pb2.AcceptInviteRequest.FromString,
+                    response_serializer=weft_dot_auth_dot_v1_dot_auth__pb2.User.SerializeToString,
+            ),
+            'SignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignIn,
+                    request_deserializer=weft_dot_auth_dot_v1_dot_auth__pb2.SignInRequest.FromString,
+                    response_serializer=weft_dot_auth_dot_v1_dot_auth__pb2.Session.SerializeToString,
+            ),
+            'AuthenticateSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthenticateSession,
+                    request_deserializer=weft_dot_auth_dot_v1_dot_auth__pb2.AuthenticateSessionRequest.FromString,
+                    response_serializer=weft_dot_auth_dot_v1_dot_auth__pb2.Principal.SerializeToString,
+            ),
+            'SignOut': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignOut,
+                    request_deserializer=weft_dot_auth_dot_v1_dot_auth__pb2.SignOutRequest.FromString,
+                    response_serializer=weft_dot_auth_dot_v1_dot_auth__pb2.SignOutResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -562,6 +645,141 @@ class AuthService:
             '/weft.auth.v1.AuthService/RevokeKey',
             weft_dot_auth_dot_v1_dot_auth__pb2.RevokeKeyRequest.SerializeToString,
             weft_dot_auth_dot_v1_dot_auth__pb2.ApiKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateInvite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weft.auth.v1.AuthService/CreateInvite',
+            weft_dot_auth_dot_v1_dot_auth__pb2.CreateInviteRequest.SerializeToString,
+            weft_dot_auth_dot_v1_dot_auth__pb2.Invite.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptInvite(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weft.auth.v1.AuthService/AcceptInvite',
+            weft_dot_auth_dot_v1_dot_auth__pb2.AcceptInviteRequest.SerializeToString,
+            weft_dot_auth_dot_v1_dot_auth__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weft.auth.v1.AuthService/SignIn',
+            weft_dot_auth_dot_v1_dot_auth__pb2.SignInRequest.SerializeToString,
+            weft_dot_auth_dot_v1_dot_auth__pb2.Session.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthenticateSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weft.auth.v1.AuthService/AuthenticateSession',
+            weft_dot_auth_dot_v1_dot_auth__pb2.AuthenticateSessionRequest.SerializeToString,
+            weft_dot_auth_dot_v1_dot_auth__pb2.Principal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignOut(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weft.auth.v1.AuthService/SignOut',
+            weft_dot_auth_dot_v1_dot_auth__pb2.SignOutRequest.SerializeToString,
+            weft_dot_auth_dot_v1_dot_auth__pb2.SignOutResponse.FromString,
             options,
             channel_credentials,
             insecure,

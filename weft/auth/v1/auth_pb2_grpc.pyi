@@ -49,6 +49,15 @@ class AuthServiceStub:
     CreateKey: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CreateKeyRequest, _auth_pb2.CreateKeyResponse]
     ListKeys: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListKeysRequest, _auth_pb2.ListKeysResponse]
     RevokeKey: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RevokeKeyRequest, _auth_pb2.ApiKey]
+    CreateInvite: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CreateInviteRequest, _auth_pb2.Invite]
+    """The console's people: an invite sets a password (argon2id); signing in opens a
+    server-side session whose token only the browser's cookie holds.
+    """
+    AcceptInvite: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AcceptInviteRequest, _auth_pb2.User]
+    SignIn: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SignInRequest, _auth_pb2.Session]
+    AuthenticateSession: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthenticateSessionRequest, _auth_pb2.Principal]
+    """The principal of a session: the user's account and team, every scope, no allowlist."""
+    SignOut: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SignOutRequest, _auth_pb2.SignOutResponse]
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
@@ -69,6 +78,15 @@ class AuthServiceAsyncStub(AuthServiceStub):
     CreateKey: _aio.UnaryUnaryMultiCallable[_auth_pb2.CreateKeyRequest, _auth_pb2.CreateKeyResponse]  # type: ignore[assignment]
     ListKeys: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListKeysRequest, _auth_pb2.ListKeysResponse]  # type: ignore[assignment]
     RevokeKey: _aio.UnaryUnaryMultiCallable[_auth_pb2.RevokeKeyRequest, _auth_pb2.ApiKey]  # type: ignore[assignment]
+    CreateInvite: _aio.UnaryUnaryMultiCallable[_auth_pb2.CreateInviteRequest, _auth_pb2.Invite]  # type: ignore[assignment]
+    """The console's people: an invite sets a password (argon2id); signing in opens a
+    server-side session whose token only the browser's cookie holds.
+    """
+    AcceptInvite: _aio.UnaryUnaryMultiCallable[_auth_pb2.AcceptInviteRequest, _auth_pb2.User]  # type: ignore[assignment]
+    SignIn: _aio.UnaryUnaryMultiCallable[_auth_pb2.SignInRequest, _auth_pb2.Session]  # type: ignore[assignment]
+    AuthenticateSession: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthenticateSessionRequest, _auth_pb2.Principal]  # type: ignore[assignment]
+    """The principal of a session: the user's account and team, every scope, no allowlist."""
+    SignOut: _aio.UnaryUnaryMultiCallable[_auth_pb2.SignOutRequest, _auth_pb2.SignOutResponse]  # type: ignore[assignment]
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -158,5 +176,44 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.RevokeKeyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.ApiKey, _abc.Awaitable[_auth_pb2.ApiKey]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateInvite(
+        self,
+        request: _auth_pb2.CreateInviteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.Invite, _abc.Awaitable[_auth_pb2.Invite]]:
+        """The console's people: an invite sets a password (argon2id); signing in opens a
+        server-side session whose token only the browser's cookie holds.
+        """
+
+    @_abc_1.abstractmethod
+    def AcceptInvite(
+        self,
+        request: _auth_pb2.AcceptInviteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.User, _abc.Awaitable[_auth_pb2.User]]: ...
+
+    @_abc_1.abstractmethod
+    def SignIn(
+        self,
+        request: _auth_pb2.SignInRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.Session, _abc.Awaitable[_auth_pb2.Session]]: ...
+
+    @_abc_1.abstractmethod
+    def AuthenticateSession(
+        self,
+        request: _auth_pb2.AuthenticateSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.Principal, _abc.Awaitable[_auth_pb2.Principal]]:
+        """The principal of a session: the user's account and team, every scope, no allowlist."""
+
+    @_abc_1.abstractmethod
+    def SignOut(
+        self,
+        request: _auth_pb2.SignOutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.SignOutResponse, _abc.Awaitable[_auth_pb2.SignOutResponse]]: ...
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,1 @@
+"""The Weft console: server-rendered pages under /app for people (not programs)."""
