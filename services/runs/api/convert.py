@@ -131,6 +131,7 @@ def create_run_input(request: pb.CreateRunRequest) -> CreateRunInput:
         )
         if request.rerun_of
         else None,
+        timeout_seconds=request.timeout_seconds if request.HasField("timeout_seconds") else None,
     )
 
 

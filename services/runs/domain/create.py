@@ -15,6 +15,7 @@ import grpc
 
 from services.runs.domain.params import check_files, file_values, validate_values
 from services.runs.domain.ssrf import SSRFPolicy, SSRFRefused
+from services.runs.domain.timeouts import DEFAULT_MAX_SECONDS, run_timeout
 from services.runs.domain.transitions import Created, RunState, StageRow, advance
 from services.runs.domain.webhook_url import CREATION_RESOLVE_SECONDS, check_webhook_url
 from services.runs.store.writer import RateTake, RunWriter, write
@@ -144,6 +145,7 @@ class CreateRunInput:
     idempotency: IdempotencyRequest | None
     version: str = ""  # "", a published version's number, or "draft" (authoring.run_target)
     rerun: "Rerun | None" = None
+    timeout_seconds: int | None = None  # None: the workflow's (domain/timeouts.py)
 
 
 @dataclass(frozen=True)
@@ -244,6 +246,7 @@ class RunCreator:
         after_commit: Callable[[], None] = lambda: None,
         reserve_batcher: Batcher[billing_pb2.ReserveRequest, billing_pb2.Reservation] | None = None,
         webhook_policy: SSRFPolicy | None = None,
+        max_timeout_seconds: int = DEFAULT_MAX_SECONDS,
     ) -> None:
         self._pool = pool
         self._billing = billing
@@ -258,6 +261,8 @@ class RunCreator:
         self._reserve_batcher = reserve_batcher
         # What webhook deliveries may reach (WebhookConfig.policy): refused here already.
         self._webhook_policy = webhook_policy or SSRFPolicy()
+        # No run lasts longer (WEFT_RUN_TIMEOUT_MAX_SECONDS).
+        self._max_timeout_seconds = max_timeout_seconds
 
     async def check_attachments(
         self, caller: Caller, ids: list[str]
@@ -302,6 +307,8 @@ class RunCreator:
         current version."""
         definition = workflow.definition
         check_input_text(inp.input_text)
+        timeout = run_timeout(definition, inp.timeout_seconds, self._max_timeout_seconds)
+        inp = dataclasses.replace(inp, timeout_seconds=timeout)
         params = validate_values(definition.get("fields", []), inp.params, "params")
         attachment_ids = list(
             dict.fromkeys([*inp.attachment_ids, *file_values(definition.get("fields", []), params)])
@@ -363,6 +370,7 @@ class RunCreator:
             holds_reservation=reserved,
             created_at=utcnow(),
             rerun_of=inp.rerun.run_id if inp.rerun else None,
+            timeout_seconds=inp.timeout_seconds,
         )
         try:
             return await self._commit(caller, new, inp.idempotency, inherited)

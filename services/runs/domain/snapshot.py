@@ -50,6 +50,7 @@ def run_snapshot(
         "workflow_id": run_row["workflow_id"],
         "version": version_label(run_row["workflow_version"]),
         "rerun_of": run_row["rerun_of"],
+        "timeout_seconds": run_row["timeout_seconds"],
         "status": run_row["status"],
         "result": run_row["result"],
         "error": run_row["error"],

@@ -21,7 +21,7 @@ import dataclasses
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from services.runs.domain.snapshot import run_snapshot
@@ -103,6 +103,8 @@ class RunState:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     rerun_of: str | None = None  # the run this one reruns
+    timeout_seconds: int | None = None  # from its start to its end; None: no limit
+    deadline_at: datetime | None = None  # its start + timeout_seconds, once started
     version: int = 0  # the row's version: 0 until the run is written
     next_event_seq: int = 1
     stages: dict[str, StageRow] = field(default_factory=dict)  # by stage id
@@ -195,6 +197,8 @@ class Started:
         run.status, run.worker_id, run.human_input_request = "running", self.worker_id, None
         if first:
             run.started_at = at
+            if run.timeout_seconds is not None:
+                run.deadline_at = at + timedelta(seconds=run.timeout_seconds)
             yield Emit(RUN_STARTED)
 
 
@@ -358,6 +362,31 @@ class Failed:
         yield Emit(RUN_FAILED, stage_id)
 
 
+TIMEOUT = "TIMEOUT"  # the run's `error.code` once it ran over its timeout_seconds
+
+
+@dataclass(frozen=True)
+class TimedOut:
+    """The run ran over its `timeout_seconds`: it fails with TIMEOUT, naming the stage
+    that was running (stopped: its row fails, with no cost recorded) or waiting for
+    input. Its worker, which stops the stage, writes it; recovery does for a run no
+    worker holds (waiting for input, or its worker gone)."""
+
+    def apply(self, run: RunState, at: datetime) -> Emitted:
+        _require(run, "pending", "running", "awaiting_input")
+        running = [row for row in run.stages.values() if row.status == "running"]
+        stage_id = None
+        for row in running:
+            ref = StageRef(row.stage_index, row.stage_id, row.stage_type)
+            _settle(run, ref, "failed", StageResult(None), at)
+            stage_id = row.stage_id
+        run.status, run.completed_at, run.worker_id = "failed", at, None
+        run.human_input_request = None
+        message = f"The run ran over its timeout of {run.timeout_seconds} seconds."
+        run.error = {"code": TIMEOUT, "message": message, "stage": stage_id}
+        yield Emit(RUN_FAILED, stage_id)
+
+
 @dataclass(frozen=True)
 class Canceled:
     """Canceled by its owner; a terminal run cannot be."""
@@ -381,6 +410,7 @@ Transition = (
     | InputSubmitted
     | Completed
     | Failed
+    | TimedOut
     | Canceled
 )
 

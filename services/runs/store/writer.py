@@ -44,8 +44,9 @@ WITH input AS MATERIALIZED (
         attachment_ids text[], webhook_url text, holds_reservation boolean,
         created_at timestamptz, status text, result jsonb, error jsonb,
         human_input_request jsonb, human_inputs jsonb, cost_micros bigint, worker_id text,
-        started_at timestamptz, completed_at timestamptz, version bigint, next_event_seq int,
-        rate_account text, bucket bigint, lim bigint, rerun_of text)
+        started_at timestamptz, completed_at timestamptz, deadline_at timestamptz, version bigint,
+        next_event_seq int,
+        rate_account text, bucket bigint, lim bigint, rerun_of text, timeout_seconds int)
 ), take AS MATERIALIZED (  -- accounts in sorted order: two statements never wait in a cycle
     SELECT i.ord, t.n, t.oldest, t.took
     FROM (SELECT * FROM input WHERE rate_account IS NOT NULL ORDER BY rate_account, ord) AS i
@@ -57,17 +58,17 @@ WITH input AS MATERIALIZED (
     INSERT INTO runs (id, workflow_id, workflow_version, user_id, team_id, account_id,
                       input_text, params, attachment_ids, webhook_url, holds_reservation,
                       created_at, updated_at, status, human_inputs, next_event_seq, version,
-                      rerun_of)
+                      rerun_of, timeout_seconds)
     SELECT i.id, i.workflow_id, i.workflow_version, i.user_id, i.team_id, i.account_id,
            i.input_text, i.params, i.attachment_ids, i.webhook_url, i.holds_reservation,
            i.created_at, i.created_at, i.status, i.human_inputs, i.next_event_seq, i.version,
-           i.rerun_of
+           i.rerun_of, i.timeout_seconds
     FROM admitted i
 ), updated AS (
     UPDATE runs r SET status = i.status, result = i.result, error = i.error,
            human_input_request = i.human_input_request, human_inputs = i.human_inputs,
            cost_micros = i.cost_micros, worker_id = i.worker_id, started_at = i.started_at,
-           completed_at = i.completed_at, version = i.version,
+           completed_at = i.completed_at, deadline_at = i.deadline_at, version = i.version,
            next_event_seq = i.next_event_seq, updated_at = now(),
            -- a write of a running run is its worker's sign of life
            heartbeat_at = CASE WHEN i.status = 'running' THEN now() END
@@ -172,6 +173,7 @@ def statement_arguments(changes: Sequence[Change], takes: Sequence[RateTake | No
             "worker_id": run.worker_id,
             "started_at": _ts(run.started_at),
             "completed_at": _ts(run.completed_at),
+            "deadline_at": _ts(run.deadline_at),
             "version": run.version,
             "next_event_seq": run.next_event_seq,
         }
@@ -190,6 +192,7 @@ def statement_arguments(changes: Sequence[Change], takes: Sequence[RateTake | No
                 holds_reservation=run.holds_reservation,
                 created_at=_ts(run.created_at),
                 rerun_of=run.rerun_of,
+                timeout_seconds=run.timeout_seconds,
             )
         else:
             updated.append(run.id)

@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, Protocol
 
 from jsonschema import Draft202012Validator
@@ -44,6 +45,7 @@ from services.runs.domain.transitions import (
     StageResult,
     StageStarted,
     Started,
+    TimedOut,
     Transition,
 )
 from services.runs.worker.context import AttachmentText, Services, template_context
@@ -62,6 +64,7 @@ from services.runs.worker.stages import http, human_review, llm, table, template
 from services.runs.worker.store import should_take
 from services.runs.worker.templating import TemplateRenderError, render
 from weftcore.batching import Batcher
+from weftcore.ids import utcnow
 from weftcore.logs import error_text
 
 log = logging.getLogger(__name__)
@@ -104,6 +107,14 @@ Heartbeat = Callable[[], Awaitable[None]]
 
 class LostRun(Exception):
     """The run was canceled or taken over while we worked on it."""
+
+
+class OutOfTime(Exception):
+    """The run's deadline passed while a stage ran; the stage was stopped."""
+
+
+def _seconds_left(deadline: datetime | None) -> float | None:
+    return None if deadline is None else (deadline - utcnow()).total_seconds()
 
 
 class Executor:
@@ -243,6 +254,10 @@ class Executor:
         except LostRun:
             log.info("run canceled or taken over; stopping", extra={"run_id": run_id})
             return Outcome.DONE
+        except OutOfTime:
+            log.info("run timed out", extra={"run_id": run_id})
+            await self.store.write(run, TimedOut())  # refused: someone else ended it
+            return Outcome.DONE
         except TransientError as exc:
             log.warning(
                 "transient failure, will retry", extra={"run_id": run_id, "error": error_text(exc)}
@@ -257,10 +272,14 @@ class Executor:
     async def _stages(self, run: RunRecord, progress: Heartbeat | None) -> Outcome:
         attachments: list[AttachmentText] | None = None
         last = len(run.stages) - 1
+        deadline = run.state.deadline_at
         for index, stage in enumerate(run.stages):
             ref = run.stage(index)
             if ref.id in run.completed:
                 continue
+            left = _seconds_left(deadline)
+            if left is not None and left <= 0:
+                raise OutOfTime()
             if self.stopping.is_set():
                 await self.store.write(run, Released())
                 return Outcome.RELEASED
@@ -276,7 +295,10 @@ class Executor:
             began = time.monotonic()
             try:
                 outcome = await self._with_heartbeat(
-                    run.id, progress, self._guarded_stage(stage, run, context, attachments)
+                    run.id,
+                    progress,
+                    self._guarded_stage(stage, run, context, attachments),
+                    deadline,
                 )
             except StageError as exc:
                 await self._fail(run, ref, exc)
@@ -371,17 +393,31 @@ class Executor:
         raise StageError(INTERNAL, f"unknown stage type {kind!r}")
 
     async def _with_heartbeat(
-        self, run_id: str, progress: Heartbeat | None, work: Awaitable[Any]
+        self,
+        run_id: str,
+        progress: Heartbeat | None,
+        work: Awaitable[Any],
+        deadline: datetime | None = None,
     ) -> Any:
         """Await `work` while telling JetStream and the database we are alive.
 
-        If the run is canceled or taken over meanwhile, the work is cancelled."""
+        If the run is canceled or taken over meanwhile (LostRun), or its `deadline`
+        passes (OutOfTime), the work is cancelled: an LLM or HTTP call in flight is cut."""
         task = asyncio.ensure_future(work)
         try:
             while True:
-                done, _ = await asyncio.wait({task}, timeout=self.heartbeat_seconds)
+                wait = self.heartbeat_seconds
+                left = _seconds_left(deadline)
+                if left is not None:
+                    if left <= 0:
+                        task.cancel()
+                        raise OutOfTime()
+                    wait = min(wait, left)
+                done, _ = await asyncio.wait({task}, timeout=wait)
                 if done:
                     return task.result()
+                if left is not None and wait == left:
+                    continue  # the deadline, not a heartbeat, is due
                 if progress is not None:
                     try:
                         await progress()

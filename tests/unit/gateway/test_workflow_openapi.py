@@ -234,6 +234,7 @@ def test_result_is_the_last_llm_stage_json_schema() -> None:
         "workflow_id": "wf_1",
         "version": 1,
         "rerun_of": None,
+        "timeout_seconds": 300,
         "status": "completed",
         "error": None,
         "cost_cents": 0,

@@ -120,6 +120,8 @@ class Run(WeftModel):
     id: str
     workflow_id: Optional[str] = None
     version: Optional[Union[int, str]] = None  # the version it runs, or "draft"
+    rerun_of: Optional[str] = None  # the run this one reruns
+    timeout_seconds: Optional[int] = None  # its time limit from its start
     status: str
     result: Any = None
     error: Optional[RunError] = None
