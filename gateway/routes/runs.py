@@ -34,7 +34,15 @@ from weftcore.errors import InvalidArgument, WeftError, from_rpc_error
 RUN_CACHE = web.AppKey("terminal_runs", TerminalRunCache)
 MAX_WAIT_SECONDS = 60
 _CREATE_FIELDS = frozenset(
-    {"input_text", "params", "attachment_ids", "webhook_url", "version", "timeout_seconds"}
+    {
+        "input_text",
+        "params",
+        "attachment_ids",
+        "webhook_url",
+        "version",
+        "timeout_seconds",
+        "priority",
+    }
 )
 
 
@@ -84,6 +92,7 @@ async def start_run(
     version: str | None = None,
     rerun: dict[str, Any] | None = None,
     timeout_seconds: int | None = None,
+    priority: int | None = None,
 ) -> web.Response:
     """CreateRun for an already validated request; answers 201 (or the replayed answer).
 
@@ -110,6 +119,8 @@ async def start_run(
     )
     if timeout_seconds is not None:
         create.timeout_seconds = timeout_seconds
+    if priority is not None:
+        create.priority = priority
     if rerun is not None:
         create.rerun_of = rerun["run_id"]
         create.from_stage = rerun["from_stage"]
@@ -244,11 +255,12 @@ async def create_run(request: web.Request) -> web.Response:
         webhook_url=webhook_url,
         # The upper bound is the runs service's (its configured maximum).
         timeout_seconds=optional_int(body, "timeout_seconds", 1, 2**31 - 1),
+        priority=optional_int(body, "priority", 0, 9),
     )
 
 
 _RERUN_FIELDS = frozenset(
-    {"from_stage", "input_text", "params", "version", "webhook_url", "timeout_seconds"}
+    {"from_stage", "input_text", "params", "version", "webhook_url", "timeout_seconds", "priority"}
 )
 
 
@@ -283,6 +295,7 @@ async def rerun_run(request: web.Request) -> web.Response:
         webhook_url=webhook_url,
         version=run_version(body.get("version")),
         timeout_seconds=optional_int(body, "timeout_seconds", 1, 2**31 - 1),
+        priority=optional_int(body, "priority", 0, 9),
         rerun={
             "run_id": request.match_info["run_id"],
             "from_stage": from_stage,

@@ -81,6 +81,7 @@ async def wire(
         reserve_batcher=reservations,
         webhook_policy=runs_config.webhooks.policy,
         max_timeout_seconds=runs_config.max_run_timeout_seconds,
+        account_concurrency=runs_config.account_concurrency,
     )
     service = RunsService(
         pool,

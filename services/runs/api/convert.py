@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from services.runs.domain.concurrency import DEFAULT_PRIORITY
 from services.runs.domain.create import (
     Caller,
     CreateRunInput,
@@ -132,6 +133,7 @@ def create_run_input(request: pb.CreateRunRequest) -> CreateRunInput:
         if request.rerun_of
         else None,
         timeout_seconds=request.timeout_seconds if request.HasField("timeout_seconds") else None,
+        priority=request.priority if request.HasField("priority") else DEFAULT_PRIORITY,
     )
 
 

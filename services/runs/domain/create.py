@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import asyncpg
 import grpc
 
+from services.runs.domain.concurrency import DEFAULT_PRIORITY, run_limits
 from services.runs.domain.params import check_files, file_values, validate_values
 from services.runs.domain.ssrf import SSRFPolicy, SSRFRefused
 from services.runs.domain.timeouts import DEFAULT_MAX_SECONDS, run_timeout
@@ -146,6 +147,7 @@ class CreateRunInput:
     version: str = ""  # "", a published version's number, or "draft" (authoring.run_target)
     rerun: "Rerun | None" = None
     timeout_seconds: int | None = None  # None: the workflow's (domain/timeouts.py)
+    priority: int = DEFAULT_PRIORITY  # 0-9: its turn among runs waiting for a slot
 
 
 @dataclass(frozen=True)
@@ -247,6 +249,7 @@ class RunCreator:
         reserve_batcher: Batcher[billing_pb2.ReserveRequest, billing_pb2.Reservation] | None = None,
         webhook_policy: SSRFPolicy | None = None,
         max_timeout_seconds: int = DEFAULT_MAX_SECONDS,
+        account_concurrency: Mapping[str, int] | None = None,
     ) -> None:
         self._pool = pool
         self._billing = billing
@@ -263,6 +266,8 @@ class RunCreator:
         self._webhook_policy = webhook_policy or SSRFPolicy()
         # No run lasts longer (WEFT_RUN_TIMEOUT_MAX_SECONDS).
         self._max_timeout_seconds = max_timeout_seconds
+        # Runs of an account holding a slot at once, by plan (domain/concurrency.py).
+        self._account_concurrency = dict(account_concurrency or {})
 
     async def check_attachments(
         self, caller: Caller, ids: list[str]
@@ -356,6 +361,9 @@ class RunCreator:
             if s.stage not in copied
         ]
         reserved = await self.reserve(caller, run_id, stages)
+        workflow_limit, account_limit = run_limits(
+            workflow.definition, caller.plan, self._account_concurrency
+        )
         new = RunState(
             id=run_id,
             workflow_id=workflow.workflow_id,
@@ -371,6 +379,9 @@ class RunCreator:
             created_at=utcnow(),
             rerun_of=inp.rerun.run_id if inp.rerun else None,
             timeout_seconds=inp.timeout_seconds,
+            priority=inp.priority,
+            concurrency_limit=workflow_limit,
+            account_concurrency_limit=account_limit,
         )
         try:
             return await self._commit(caller, new, inp.idempotency, inherited)

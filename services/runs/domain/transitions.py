@@ -105,6 +105,10 @@ class RunState:
     rerun_of: str | None = None  # the run this one reruns
     timeout_seconds: int | None = None  # from its start to its end; None: no limit
     deadline_at: datetime | None = None  # its start + timeout_seconds, once started
+    priority: int = 5  # 0-9: among runs waiting for a slot, the higher starts first
+    concurrency_limit: int | None = None  # its workflow's runs holding a slot at most
+    account_concurrency_limit: int | None = None  # its account's, by plan
+    queued_at: datetime | None = None  # refused a slot: waiting for the dispatcher
     version: int = 0  # the row's version: 0 until the run is written
     next_event_seq: int = 1
     stages: dict[str, StageRow] = field(default_factory=dict)  # by stage id
@@ -129,6 +133,10 @@ class RunState:
     def snapshot(self) -> dict[str, Any]:
         """The public run object (domain/snapshot.py) as the run is now."""
         return run_snapshot(vars(self), [vars(s) for s in self.stages.values()])
+
+    def limited(self) -> bool:
+        """Whether starting it takes a slot of a concurrency limit."""
+        return self.concurrency_limit is not None or self.account_concurrency_limit is not None
 
     def stage_cost(self) -> int:
         return sum(s.cost_micros for s in self.stages.values() if s.status != "running")
@@ -195,6 +203,7 @@ class Started:
         _require(run, "pending", "running", "awaiting_input")
         first = run.started_at is None
         run.status, run.worker_id, run.human_input_request = "running", self.worker_id, None
+        run.queued_at = None
         if first:
             run.started_at = at
             if run.timeout_seconds is not None:
@@ -215,12 +224,24 @@ class Released:
 
 @dataclass(frozen=True)
 class Requeued:
-    """Recovery: a stuck run (dead worker, lost job) gets a new job."""
+    """Recovery: a stuck run (dead worker, lost job) gets a new job; so does a run
+    waiting for a slot once the dispatcher sees one free (it leaves the queue)."""
 
     def apply(self, run: RunState, at: datetime) -> Emitted:
         _require(run, "pending", "running")
-        run.worker_id = None
+        run.worker_id, run.queued_at = None, None
         yield Enqueue()
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A pending run was refused a slot of its concurrency limits: it waits, without a
+    job, for the dispatcher (worker/dispatch.py) to requeue it in its turn."""
+
+    def apply(self, run: RunState, at: datetime) -> Emitted:
+        _require(run, "pending")
+        run.queued_at = run.queued_at or at
+        yield from ()
 
 
 @dataclass(frozen=True)
@@ -404,6 +425,7 @@ Transition = (
     | Started
     | Released
     | Requeued
+    | Queued
     | StageStarted
     | StageCompleted
     | AwaitingInput
@@ -447,6 +469,9 @@ class Change:
     events: tuple[RunEvent, ...]
     outbox: tuple[OutboxMessage, ...]  # in publish order
     webhooks: tuple[WebhookDelivery, ...]
+    # A pending run starts (or ends at once): it needs a slot of its limits, which the
+    # writer checks and takes in the same statement (refused: nothing is written).
+    takes_slot: bool = False
 
 
 def route(event: RunEvent, run: RunState) -> tuple[list[OutboxMessage], WebhookDelivery | None]:
@@ -523,4 +548,7 @@ def advance(run: RunState, transitions: Sequence[Transition], at: datetime) -> C
         events=tuple(events),
         outbox=tuple(outbox),
         webhooks=tuple(webhooks),
+        takes_slot=run.status == "pending"
+        and new.status not in ("pending", "canceled")
+        and new.limited(),
     )

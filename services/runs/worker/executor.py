@@ -39,6 +39,7 @@ from services.runs.domain.transitions import (
     AwaitingInput,
     Completed,
     Failed,
+    Queued,
     Released,
     StageCompleted,
     StageRef,
@@ -56,6 +57,7 @@ from services.runs.worker.model import (
     OUTPUT_INVALID,
     TEMPLATE_ERROR,
     AwaitInput,
+    NoSlot,
     RunRecord,
     StageError,
     TransientError,
@@ -93,10 +95,11 @@ class Store(Protocol):
 
     async def write(self, run: RunRecord, *transitions: Transition) -> bool:
         """Apply and persist `transitions` together, only if the run is still as it was
-        read (then `run.state` is the new state); False otherwise."""
+        read (then `run.state` is the new state); False otherwise. Raises NoSlot when they
+        start a run that a concurrency limit keeps waiting."""
 
     async def write_many(self, changes: Sequence[tuple[RunRecord, list[Transition]]]) -> list[bool]:
-        """`write` of each (of distinct runs), at once."""
+        """`write` of each (of distinct runs), at once (refused a slot: False)."""
 
     async def heartbeat(self, run_id: str, worker_id: str) -> bool:
         """The worker is alive and still owns the running run; False: it does not."""
@@ -129,6 +132,7 @@ class Executor:
         attachment_max_chars: int = 200_000,
         concurrency: int = 16,
         job_keepalive_seconds: float = 10.0,
+        after_run: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.services = services
@@ -145,6 +149,9 @@ class Executor:
         # A job waiting for a slot tells JetStream it is alive this often (< ack_wait).
         self.job_keepalive_seconds = job_keepalive_seconds
         self.stopping = asyncio.Event()  # set on SIGTERM: finish the stage, then release
+        # Called once a job is through: a slot of a concurrency limit may be free
+        # (worker/dispatch.py gives the waiting runs their turn).
+        self._after_run = after_run
         # Runs executing in this process: a duplicate job for one of them (recovery,
         # redelivery) must not start a second executor that shares our worker_id.
         self._in_flight: set[str] = set()
@@ -162,6 +169,7 @@ class Executor:
             return await self._execute(run_id, progress)
         finally:
             self._in_flight.discard(run_id)
+            self._after_run()
 
     async def _execute(self, run_id: str, progress: Heartbeat | None) -> Outcome:
         look = await self._whole.call(run_id)
@@ -238,8 +246,13 @@ class Executor:
             run, read = read or await self.store.load(run_id), None
             if run is None or not self._should_take(run):
                 return None
-            if await self.store.write(run, Started(self.worker_id)):
-                return run
+            try:
+                if await self.store.write(run, Started(self.worker_id)):
+                    return run
+            except NoSlot:
+                # It waits, jobless, for the dispatcher to give it a job in its turn.
+                await self.store.write(run, Queued())
+                return None
         log.warning("run kept changing; leaving it to a later job", extra={"run_id": run_id})
         return None
 

@@ -235,6 +235,8 @@ def test_result_is_the_last_llm_stage_json_schema() -> None:
         "version": 1,
         "rerun_of": None,
         "timeout_seconds": 300,
+        "priority": 5,
+        "queue_position": None,
         "status": "completed",
         "error": None,
         "cost_cents": 0,

@@ -549,6 +549,7 @@ class CreateRunRequest(_message.Message):
     HAS_INPUT_TEXT_FIELD_NUMBER: _builtins.int
     HAS_PARAMS_FIELD_NUMBER: _builtins.int
     TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     input_text: _builtins.str
     params_json: _builtins.str
@@ -570,6 +571,8 @@ class CreateRunRequest(_message.Message):
     """reruns: params_json replaces the original's"""
     timeout_seconds: _builtins.int
     """The run's time limit; unset: the workflow's, else the configured maximum."""
+    priority: _builtins.int
+    """0-9: its turn among runs waiting for a concurrency slot (higher first); unset: 5."""
     @_builtins.property
     def caller(self) -> Global___Caller: ...
     @_builtins.property
@@ -593,13 +596,19 @@ class CreateRunRequest(_message.Message):
         has_input_text: _builtins.bool = ...,
         has_params: _builtins.bool = ...,
         timeout_seconds: _builtins.int | None = ...,
+        priority: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_timeout_seconds", b"_timeout_seconds", "caller", b"caller", "idempotency", b"idempotency", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "_timeout_seconds", b"_timeout_seconds", "caller", b"caller", "idempotency", b"idempotency", "priority", b"priority", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_timeout_seconds", b"_timeout_seconds", "attachment_ids", b"attachment_ids", "caller", b"caller", "from_stage", b"from_stage", "has_input_text", b"has_input_text", "has_params", b"has_params", "idempotency", b"idempotency", "input_text", b"input_text", "params_json", b"params_json", "request_id", b"request_id", "rerun_of", b"rerun_of", "timeout_seconds", b"timeout_seconds", "version", b"version", "webhook_url", b"webhook_url", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "_timeout_seconds", b"_timeout_seconds", "attachment_ids", b"attachment_ids", "caller", b"caller", "from_stage", b"from_stage", "has_input_text", b"has_input_text", "has_params", b"has_params", "idempotency", b"idempotency", "input_text", b"input_text", "params_json", b"params_json", "priority", b"priority", "request_id", b"request_id", "rerun_of", b"rerun_of", "timeout_seconds", b"timeout_seconds", "version", b"version", "webhook_url", b"webhook_url", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
+    _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
     _WhichOneofReturnType__timeout_seconds: _TypeAlias = _typing.Literal["timeout_seconds"]  # noqa: Y015
     _WhichOneofArgType__timeout_seconds: _TypeAlias = _typing.Literal["_timeout_seconds", b"_timeout_seconds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__timeout_seconds) -> _WhichOneofReturnType__timeout_seconds | None: ...
 
 Global___CreateRunRequest: _TypeAlias = CreateRunRequest  # noqa: Y015

@@ -13,6 +13,7 @@ from services.runs.domain.transitions import (
     Failed,
     IllegalTransition,
     InputSubmitted,
+    Queued,
     Released,
     Requeued,
     RunState,
@@ -203,6 +204,30 @@ def test_a_run_waiting_for_input_times_out_naming_the_review() -> None:
     change = advance(waiting, [TimedOut()], T0 + timedelta(seconds=6))
     assert change.run.human_input_request is None
     assert change.run.error is not None and change.run.error["stage"] == "draft"
+
+
+def test_starting_a_limited_run_takes_a_slot_and_nothing_else_does() -> None:
+    limited = pending(concurrency_limit=2)
+    assert advance(limited, [Started("w1")], T0).takes_slot
+    assert not advance(pending(), [Started("w1")], T0).takes_slot  # no limit
+    assert not advance(limited, [Canceled()], T0).takes_slot
+    running = advance(limited, [Started("w1")], T0).run
+    assert not advance(running, [Started("w2")], T0).takes_slot  # a resume holds one
+    accounted = pending(account_concurrency_limit=5)
+    assert advance(accounted, [Started("w1"), Completed("x")], T0).takes_slot
+
+
+def test_a_run_refused_a_slot_waits_until_requeued() -> None:
+    waiting = advance(pending(concurrency_limit=1), [Queued()], T0)
+    assert waiting.run.status == "pending" and waiting.run.queued_at == T0
+    assert not waiting.events and not waiting.outbox  # no job: the dispatcher gives one
+    again = advance(waiting.run, [Queued()], T0 + timedelta(seconds=1)).run
+    assert again.queued_at == T0  # its first refusal
+    requeued = advance(again, [Requeued()], T0)
+    assert requeued.run.queued_at is None
+    assert [m.subject for m in requeued.outbox] == [JOBS_SUBJECT]
+    with pytest.raises(IllegalTransition):
+        advance(advance(again, [Started("w1")], T0).run, [Queued()], T0)
 
 
 def event(type: str) -> RunEvent:
