@@ -13,10 +13,12 @@ from services.runs.domain.create import (
     IdempotencyRequest,
     Rerun,
 )
+from services.runs.domain.token_feed import TokenDelta
 from services.runs.domain.workflows import public_fields, public_stages
 from weft.idempotency.v1 import idempotency_pb2
 from weft.runs.v1 import runs_pb2 as pb
 from weftcore.errors import InvalidArgument
+from weftcore.events import STAGE_DELTA
 from weftcore.ids import iso
 
 if TYPE_CHECKING:
@@ -175,6 +177,17 @@ def run_event(row: asyncpg.Record) -> pb.RunEvent:
             status=snapshot["status"],
             snapshot_json=_dumps(snapshot),
         ),
+    )
+
+
+def token_event(delta: TokenDelta) -> pb.RunEvent:
+    """A streamed piece of a stage's answer (`stage.delta`): no snapshot, no id."""
+    return pb.RunEvent(
+        seq=delta.seq,
+        type=STAGE_DELTA,
+        stage=delta.stage,
+        delta=delta.text,
+        delta_index=delta.n,
     )
 
 

@@ -21,6 +21,7 @@ from services.runs.worker.clients import BillingPricer, StorageTextReader
 from services.runs.worker.config import WorkerConfig
 from services.runs.worker.consumer import DURABLE, ConsumerSettings, JobConsumer
 from services.runs.worker.context import Services
+from services.runs.worker.deltas import JetStreamDeltas
 from services.runs.worker.dispatch import Dispatcher
 from services.runs.worker.executor import Executor
 from services.runs.worker.llm_client import LLMClient
@@ -73,6 +74,7 @@ async def serve(config: WorkerConfig) -> None:
             pricer=BillingPricer(billing),
             read_text=StorageTextReader(storage),
             ssrf=policy,
+            deltas=JetStreamDeltas(js),
         )
         services.http = guarded_session(services)
         stack.push_async_callback(services.http.close)

@@ -24,6 +24,7 @@ ack lost, recovery), so everything here is safe to repeat.
 
 import asyncio
 import enum
+import itertools
 import json
 import logging
 import time
@@ -49,8 +50,9 @@ from services.runs.domain.transitions import (
     TimedOut,
     Transition,
 )
-from services.runs.worker.context import AttachmentText, Services, template_context
+from services.runs.worker.context import AttachmentText, Delta, Services, template_context
 from services.runs.worker.faults import is_outage
+from services.runs.worker.llm_client import OnDelta
 from services.runs.worker.model import (
     ATTACHMENT_ERROR,
     INTERNAL,
@@ -310,7 +312,9 @@ class Executor:
                 outcome = await self._with_heartbeat(
                     run.id,
                     progress,
-                    self._guarded_stage(stage, run, context, attachments),
+                    self._guarded_stage(
+                        stage, run, context, attachments, self._streamer(run, ref.id)
+                    ),
                     deadline,
                 )
             except StageError as exc:
@@ -359,17 +363,29 @@ class Executor:
             return None
         return transitions
 
+    def _streamer(self, run: RunRecord, stage: str) -> OnDelta:
+        """Where the running stage's tokens go: numbered after the run's last event (the
+        stage's stage.started), so a client resumes between them (services.runs.domain.
+        watch). Never written to Postgres: the stage's output is, once complete."""
+        seq, numbers = run.state.next_event_seq - 1, itertools.count(1)
+
+        async def on_delta(text: str) -> None:
+            await self.services.deltas.publish(Delta(run.id, seq, next(numbers), stage, text))
+
+        return on_delta
+
     async def _guarded_stage(
         self,
         stage: dict[str, Any],
         run: RunRecord,
         context: dict[str, Any],
         attachments: list[AttachmentText],
+        on_delta: OnDelta | None = None,
     ) -> StageResult | AwaitInput:
         """`_run_stage`, with anything unexpected turned into a stage failure, or into a
         retry when it is an outage (faults.py)."""
         try:
-            return await self._run_stage(stage, run, context, attachments)
+            return await self._run_stage(stage, run, context, attachments, on_delta)
         except (StageError, TransientError):
             raise
         except Exception as exc:
@@ -391,12 +407,13 @@ class Executor:
         run: RunRecord,
         context: dict[str, Any],
         attachments: list[AttachmentText],
+        on_delta: OnDelta | None = None,
     ) -> StageResult | AwaitInput:
         kind = stage.get("type")
         if kind == "template":
             return await template.run(stage, context)
         if kind == "llm":
-            return await llm.run(stage, context, attachments, self.services)
+            return await llm.run(stage, context, attachments, self.services, on_delta)
         if kind == "table":
             return await table.run(stage, context["params"], attachments)
         if kind == "http":

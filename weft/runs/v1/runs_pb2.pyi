@@ -956,8 +956,11 @@ class WatchRunRequest(_message.Message):
     CALLER_FIELD_NUMBER: _builtins.int
     RUN_ID_FIELD_NUMBER: _builtins.int
     AFTER_SEQ_FIELD_NUMBER: _builtins.int
+    AFTER_DELTA_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     after_seq: _builtins.int
+    after_delta: _builtins.int
+    """Resuming mid-stage: the last token piece seen after event after_seq (0: none)."""
     @_builtins.property
     def caller(self) -> Global___Caller: ...
     def __init__(
@@ -966,10 +969,11 @@ class WatchRunRequest(_message.Message):
         caller: Global___Caller | None = ...,
         run_id: _builtins.str = ...,
         after_seq: _builtins.int = ...,
+        after_delta: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "caller", b"caller", "run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_delta", b"after_delta", "after_seq", b"after_seq", "caller", b"caller", "run_id", b"run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -985,6 +989,8 @@ class RunEvent(_message.Message):
     RUN_FIELD_NUMBER: _builtins.int
     STAGE_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
+    DELTA_FIELD_NUMBER: _builtins.int
+    DELTA_INDEX_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     type: _builtins.str
     """run.started, stage.started, stage.completed, ..."""
@@ -992,6 +998,11 @@ class RunEvent(_message.Message):
     stage: _builtins.str
     id: _builtins.str
     """evt_...: stable, the same id webhooks deliver"""
+    delta: _builtins.str
+    """type "stage.delta": a piece of the stage's answer as it streams (no run, no id):
+    the delta_index-th (from 1) after event seq.
+    """
+    delta_index: _builtins.int
     @_builtins.property
     def run(self) -> Global___Run: ...
     def __init__(
@@ -1003,10 +1014,12 @@ class RunEvent(_message.Message):
         run: Global___Run | None = ...,
         stage: _builtins.str = ...,
         id: _builtins.str = ...,
+        delta: _builtins.str = ...,
+        delta_index: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "id", b"id", "run", b"run", "seq", b"seq", "stage", b"stage", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "delta", b"delta", "delta_index", b"delta_index", "id", b"id", "run", b"run", "seq", b"seq", "stage", b"stage", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
