@@ -12,6 +12,8 @@ RUN_CREATED = "run.created"
 RUN_STARTED = "run.started"
 STAGE_STARTED = "stage.started"
 STAGE_COMPLETED = "stage.completed"
+# A piece of an LLM stage's answer as it streams (SSE only: JetStream, never Postgres).
+STAGE_DELTA = "stage.delta"
 RUN_AWAITING_INPUT = "run.awaiting_input"
 RUN_COMPLETED = "run.completed"
 RUN_FAILED = "run.failed"

@@ -26,6 +26,16 @@ EVENTS_SUBJECTS = "weft.runs.>"
 # anything. A work queue: a copy is gone once billing acked it, and kept until then.
 BILLING_STREAM = "WEFT_BILLING"
 BILLING_SUBJECTS = "weft.billing.>"
+# Streamed LLM tokens: `weft.deltas.<run_id>`, one message per piece of an answer as it
+# is generated. Never in Postgres (a row per token would cost more than the run); kept
+# here briefly so that a client reconnecting with Last-Event-ID resumes mid-stage.
+DELTAS_STREAM = "WEFT_DELTAS"
+DELTAS_SUBJECTS = "weft.deltas.>"
+DELTAS_MAX_AGE_SECONDS = 15 * 60
+
+
+def delta_subject(run_id: str) -> str:
+    return f"weft.deltas.{run_id}"
 
 
 def event_subject(run_id: str, event_type: str) -> str:
@@ -101,6 +111,17 @@ async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> N
             subjects=[EVENTS_SUBJECTS],
             retention=RetentionPolicy.LIMITS,
             max_age=24 * 3600,
+            num_replicas=replicas,
+        ),
+    )
+    await _ensure(
+        js,
+        StreamConfig(
+            name=DELTAS_STREAM,
+            subjects=[DELTAS_SUBJECTS],
+            retention=RetentionPolicy.LIMITS,
+            max_age=DELTAS_MAX_AGE_SECONDS,
+            duplicate_window=60,
             num_replicas=replicas,
         ),
     )

@@ -1,4 +1,6 @@
-"""GET /api/v1/workflow-runs/:id/events: a run's lifecycle as Server-Sent Events.
+"""GET /api/v1/workflow-runs/:id/events: a run's lifecycle as Server-Sent Events, with
+the tokens of its LLM stages as they are generated (`stage.delta`, `id: <seq>.<n>`:
+the n-th piece after event seq; `data: {type, stage, delta, index}`).
 
 Each event: `id: <seq>`, `event: <type>`, `data: {id, type, created_at, stage, data}` with
 `data` the run snapshot (with links) at that moment. Resumable with `Last-Event-ID`
@@ -24,6 +26,7 @@ from gateway.routes.runs import caller, run_links
 from weft.runs.v1 import runs_pb2
 from weftcore.context import REQUEST_ID_HEADER, request_id_var
 from weftcore.errors import InvalidArgument
+from weftcore.events import STAGE_DELTA
 
 log = logging.getLogger(__name__)
 
@@ -31,23 +34,38 @@ KEEPALIVE_SECONDS = 15.0
 LAST_EVENT_ID = "Last-Event-ID"
 
 
-def last_event_id(request: web.Request) -> int:
-    """The seq to resume after (header, or `?last_event_id=` for clients without
-    headers, e.g. EventSource on first connect); 0 when absent."""
+def last_event_id(request: web.Request) -> tuple[int, int]:
+    """Where to resume (header, or `?last_event_id=` for clients without headers, e.g.
+    EventSource on first connect): `<seq>` after an event, `<seq>.<n>` after a token
+    (`stage.delta`); (0, 0) when absent."""
     raw = request.headers.get(LAST_EVENT_ID) or request.query.get("last_event_id") or ""
     if not raw.strip():
-        return 0
+        return 0, 0
+    seq_text, _, n_text = raw.strip().partition(".")
     try:
-        seq = int(raw.strip())
+        seq, n = int(seq_text), int(n_text or "0")
     except ValueError:
-        seq = -1
-    if not 0 <= seq <= MAX_INT:
-        raise InvalidArgument("Last-Event-ID must be an event id (a number).", param=LAST_EVENT_ID)
-    return seq
+        seq = n = -1
+    if not (0 <= seq <= MAX_INT and 0 <= n <= MAX_INT):
+        raise InvalidArgument(
+            "Last-Event-ID must be an event id (a number, or two joined by a dot).",
+            param=LAST_EVENT_ID,
+        )
+    return seq, n
 
 
 def sse_frame(request: web.Request, event: runs_pb2.RunEvent) -> bytes:
     """One SSE message for a run event."""
+    if event.type == STAGE_DELTA:
+        piece = {
+            "type": event.type,
+            "stage": event.stage,
+            "delta": event.delta,
+            "index": event.delta_index,
+        }
+        return (
+            f"id: {event.seq}.{event.delta_index}\nevent: {event.type}\ndata: {dumps(piece)}\n\n"
+        ).encode()
     snapshot: dict[str, Any] = json.loads(event.run.snapshot_json)
     snapshot["links"] = run_links(request, event.run.id, event.run.workflow_id)
     data = {
@@ -62,11 +80,15 @@ def sse_frame(request: web.Request, event: runs_pb2.RunEvent) -> bytes:
 
 async def stream_events(request: web.Request) -> web.StreamResponse:
     principal = await require(request, RUNS_CREATE)
-    after = last_event_id(request)
+    after, after_delta = last_event_id(request)
     run_id = request.match_info["run_id"]
     runs = request.app[SERVICES].runs
     who = caller(principal)
-    call = runs.WatchRun(runs_pb2.WatchRunRequest(caller=who, run_id=run_id, after_seq=after))
+    call = runs.WatchRun(
+        runs_pb2.WatchRunRequest(
+            caller=who, run_id=run_id, after_seq=after, after_delta=after_delta
+        )
+    )
     # A refusal (404, 429 over the account's open streams) must be known before the 200
     # headers go out: the service sends its headers only once it accepted the stream.
     try:

@@ -35,7 +35,17 @@ from weftcore.errors import InvalidArgument, WeftError, from_rpc_error
 
 RUN_CACHE = web.AppKey("terminal_runs", TerminalRunCache)
 MAX_WAIT_SECONDS = 60
-_CREATE_FIELDS = frozenset({"input_text", "params", "attachment_ids", "webhook_url", "version"})
+_CREATE_FIELDS = frozenset(
+    {
+        "input_text",
+        "params",
+        "attachment_ids",
+        "webhook_url",
+        "version",
+        "timeout_seconds",
+        "priority",
+    }
+)
 
 
 def caller(p: auth_pb2.Principal) -> runs_pb2.Caller:
@@ -84,6 +94,8 @@ async def start_run(
     request_hash: str | None = None,
     version: str | None = None,
     rerun: dict[str, Any] | None = None,
+    timeout_seconds: int | None = None,
+    priority: int | None = None,
     keyless: KeylessCall | None = None,
 ) -> web.Response:
     """CreateRun for an already validated request; answers 201 (or the replayed answer).
@@ -113,6 +125,10 @@ async def start_run(
         request_id=request_id_var.get(),
         version=run_version(request.query.get("version")) if version is None else version,
     )
+    if timeout_seconds is not None:
+        create.timeout_seconds = timeout_seconds
+    if priority is not None:
+        create.priority = priority
     if rerun is not None:
         create.rerun_of = rerun["run_id"]
         create.from_stage = rerun["from_stage"]
@@ -204,6 +220,16 @@ def run_version(value: Any) -> str:
     )
 
 
+def optional_int(body: dict[str, Any], name: str, low: int, high: int) -> int | None:
+    """An optional integer field of a body, within [low, high] (400 naming it if not)."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidArgument(f"{name} must be an integer from {low} to {high:,}.", param=name)
+    return value
+
+
 def _check_create_body(body: dict[str, Any]) -> tuple[str, Any, list[str], str]:
     for name in body:
         if name not in _CREATE_FIELDS:
@@ -247,10 +273,15 @@ async def create_run(request: web.Request) -> web.Response:
         version=run_version(body["version"] if "version" in body else request.query.get("version")),
         attachment_ids=ids,
         webhook_url=webhook_url,
+        # The upper bound is the runs service's (its configured maximum).
+        timeout_seconds=optional_int(body, "timeout_seconds", 1, 2**31 - 1),
+        priority=optional_int(body, "priority", 0, 9),
     )
 
 
-_RERUN_FIELDS = frozenset({"from_stage", "input_text", "params", "version", "webhook_url"})
+_RERUN_FIELDS = frozenset(
+    {"from_stage", "input_text", "params", "version", "webhook_url", "timeout_seconds", "priority"}
+)
 
 
 async def rerun_run(request: web.Request) -> web.Response:
@@ -283,6 +314,8 @@ async def rerun_run(request: web.Request) -> web.Response:
         attachment_ids=[],
         webhook_url=webhook_url,
         version=run_version(body.get("version")),
+        timeout_seconds=optional_int(body, "timeout_seconds", 1, 2**31 - 1),
+        priority=optional_int(body, "priority", 0, 9),
         rerun={
             "run_id": request.match_info["run_id"],
             "from_stage": from_stage,

@@ -80,6 +80,8 @@ async def wire(
         after_commit=relay.wake,
         reserve_batcher=reservations,
         webhook_policy=runs_config.webhooks.policy,
+        max_timeout_seconds=runs_config.max_run_timeout_seconds,
+        account_concurrency=runs_config.account_concurrency,
     )
     service = RunsService(
         pool,

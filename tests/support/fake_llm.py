@@ -9,7 +9,11 @@ deterministic and driven by markers anywhere in the messages:
 - `[[json:{...}]]`      reply with exactly that JSON text
 - `[[reply:some text]]` reply with that text
 - `[[tag:name]]`        count calls under that name in GET /stats (`by_tag`)
+- `[[tokens:0.05]]`     with `stream: true`: wait that long between streamed words
 - no reply marker:      reply with a compact JSON echo: `{"echo": "<last user message>"}`
+
+With `stream: true` the reply streams as chat.completion.chunk events, one word (with
+its leading space) per chunk, then a usage chunk when `stream_options.include_usage`.
 
 Usage counts words (a stand-in for tokens): prompt_tokens = words in all messages + 3
 per message, completion_tokens = words in the reply + 1. GET /stats shows how many calls
@@ -30,6 +34,7 @@ _FAIL = re.compile(r"\[\[fail:(\d{3})(?::(\d+))?\]\]")
 _SLEEP = re.compile(r"\[\[sleep:([0-9.]+)\]\]")
 _REPLY = re.compile(r"\[\[reply:(.*?)\]\]", re.S)
 _TAG = re.compile(r"\[\[tag:([A-Za-z0-9_.-]+)\]\]")
+_TOKENS = re.compile(r"\[\[tokens:([0-9.]+)\]\]")
 _JSON_MARK = "[[json:"
 
 CALLS = web.AppKey("calls", Counter[str])
@@ -64,7 +69,7 @@ def reply_for(messages: list[dict[str, Any]]) -> str:
     return json.dumps({"echo": users[-1] if users else ""}, separators=(",", ":"))
 
 
-async def chat_completions(request: web.Request) -> web.Response:
+async def chat_completions(request: web.Request) -> web.StreamResponse:
     try:
         body = await request.json()
         messages = list(body["messages"])
@@ -91,6 +96,17 @@ async def chat_completions(request: web.Request) -> web.Response:
     text = reply_for(messages)
     prompt_tokens = sum(_tokens(str(m.get("content") or "")) + 3 for m in messages)
     completion_tokens = _tokens(text) + 1
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    if body.get("stream"):
+        pause = _TOKENS.search(everything)
+        with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return await _stream(
+            request, text, usage if with_usage else None, float(pause.group(1)) if pause else 0.0
+        )
     return web.json_response(
         {
             "id": f"chatcmpl-{key[:12]}",
@@ -104,13 +120,37 @@ async def chat_completions(request: web.Request) -> web.Response:
                     "finish_reason": "stop",
                 }
             ],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
+            "usage": usage,
         }
     )
+
+
+def _chunk(delta: dict[str, str], finish: str | None, usage: Any = None) -> bytes:
+    choices = [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}]
+    doc: dict[str, Any] = {"id": "chatcmpl-fake", "object": "chat.completion.chunk"}
+    doc["choices"] = choices
+    if usage:
+        doc["usage"] = usage
+    return f"data: {json.dumps(doc)}\n\n".encode()
+
+
+async def _stream(
+    request: web.Request, text: str, usage: dict[str, int] | None, pause: float
+) -> web.StreamResponse:
+    """The reply as server-sent chunks: a role, one word per chunk, the finish, usage."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    await response.write(_chunk({"role": "assistant"}, None))
+    for i, word in enumerate(re.findall(r"\s*\S+", text)):
+        if pause and i:
+            await asyncio.sleep(pause)
+        await response.write(_chunk({"content": word}, None))
+    await response.write(_chunk({}, "stop"))
+    if usage is not None:
+        await response.write(_chunk({}, None, usage))
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
 
 
 async def models(request: web.Request) -> web.Response:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from services.runs.domain.authoring import is_catalog
+from services.runs.domain.concurrency import DEFAULT_PRIORITY
 from services.runs.domain.create import (
     Caller,
     CreateRunInput,
@@ -14,10 +15,12 @@ from services.runs.domain.create import (
     Rerun,
 )
 from services.runs.domain.endpoint import Endpoint, describe
+from services.runs.domain.token_feed import TokenDelta
 from services.runs.domain.workflows import public_fields, public_stages
 from weft.idempotency.v1 import idempotency_pb2
 from weft.runs.v1 import runs_pb2 as pb
 from weftcore.errors import InvalidArgument
+from weftcore.events import STAGE_DELTA
 from weftcore.ids import iso
 
 if TYPE_CHECKING:
@@ -149,6 +152,8 @@ def create_run_input(request: pb.CreateRunRequest) -> CreateRunInput:
         )
         if request.rerun_of
         else None,
+        timeout_seconds=request.timeout_seconds if request.HasField("timeout_seconds") else None,
+        priority=request.priority if request.HasField("priority") else DEFAULT_PRIORITY,
     )
 
 
@@ -190,6 +195,17 @@ def run_event(row: asyncpg.Record) -> pb.RunEvent:
             status=snapshot["status"],
             snapshot_json=_dumps(snapshot),
         ),
+    )
+
+
+def token_event(delta: TokenDelta) -> pb.RunEvent:
+    """A streamed piece of a stage's answer (`stage.delta`): no snapshot, no id."""
+    return pb.RunEvent(
+        seq=delta.seq,
+        type=STAGE_DELTA,
+        stage=delta.stage,
+        delta=delta.text,
+        delta_index=delta.n,
     )
 
 

@@ -10,6 +10,7 @@ import asyncpg
 from services.runs.api import convert
 from services.runs.delivery.webhooks import get_or_create_secret, list_deliveries
 from services.runs.domain.service import RunsService, check_limit
+from services.runs.domain.token_feed import TokenDelta
 from services.runs.domain.watch import RunWatcher
 from weft.runs.v1 import runs_pb2 as pb
 from weft.runs.v1 import runs_pb2_grpc
@@ -173,8 +174,13 @@ class RunsServiceServicer(runs_pb2_grpc.RunsServiceServicer):
         with self.service.open_waits.hold(caller.account_id):
             # Accepted: the gateway waits for these headers before answering 200.
             await context.send_initial_metadata(())
-            async for row in self.watcher.events(request.run_id, request.after_seq):
-                yield convert.run_event(row)
+            async for item in self.watcher.events(
+                request.run_id, request.after_seq, request.after_delta
+            ):
+                if isinstance(item, TokenDelta):
+                    yield convert.token_event(item)
+                else:
+                    yield convert.run_event(item)
 
     async def ListWebhookDeliveries(
         self, request: pb.ListWebhookDeliveriesRequest, context: Ctx

@@ -13,9 +13,11 @@ from typing import Any, Protocol
 import asyncpg
 import grpc
 
+from services.runs.domain.concurrency import DEFAULT_PRIORITY, run_limits
 from services.runs.domain.endpoint import EndpointSettings, endpoint_settings
 from services.runs.domain.params import check_files, file_values, validate_values
 from services.runs.domain.ssrf import SSRFPolicy, SSRFRefused
+from services.runs.domain.timeouts import DEFAULT_MAX_SECONDS, run_timeout
 from services.runs.domain.transitions import Created, RunState, StageRow, advance
 from services.runs.domain.webhook_url import CREATION_RESOLVE_SECONDS, check_webhook_url
 from services.runs.store.writer import RateTake, RunWriter, write
@@ -165,6 +167,8 @@ class CreateRunInput:
     idempotency: IdempotencyRequest | None
     version: str = ""  # "", a published version's number, or "draft" (authoring.run_target)
     rerun: "Rerun | None" = None
+    timeout_seconds: int | None = None  # None: the workflow's (domain/timeouts.py)
+    priority: int = DEFAULT_PRIORITY  # 0-9: its turn among runs waiting for a slot
 
 
 @dataclass(frozen=True)
@@ -265,6 +269,8 @@ class RunCreator:
         after_commit: Callable[[], None] = lambda: None,
         reserve_batcher: Batcher[billing_pb2.ReserveRequest, billing_pb2.Reservation] | None = None,
         webhook_policy: SSRFPolicy | None = None,
+        max_timeout_seconds: int = DEFAULT_MAX_SECONDS,
+        account_concurrency: Mapping[str, int] | None = None,
     ) -> None:
         self._pool = pool
         self._billing = billing
@@ -279,6 +285,10 @@ class RunCreator:
         self._reserve_batcher = reserve_batcher
         # What webhook deliveries may reach (WebhookConfig.policy): refused here already.
         self._webhook_policy = webhook_policy or SSRFPolicy()
+        # No run lasts longer (WEFT_RUN_TIMEOUT_MAX_SECONDS).
+        self._max_timeout_seconds = max_timeout_seconds
+        # Runs of an account holding a slot at once, by plan (domain/concurrency.py).
+        self._account_concurrency = dict(account_concurrency or {})
 
     async def check_attachments(
         self, caller: Caller, ids: list[str]
@@ -323,6 +333,8 @@ class RunCreator:
         current version."""
         definition = workflow.definition
         check_input_text(inp.input_text)
+        timeout = run_timeout(definition, inp.timeout_seconds, self._max_timeout_seconds)
+        inp = dataclasses.replace(inp, timeout_seconds=timeout)
         params = validate_values(definition.get("fields", []), inp.params, "params")
         attachment_ids = list(
             dict.fromkeys([*inp.attachment_ids, *file_values(definition.get("fields", []), params)])
@@ -373,6 +385,9 @@ class RunCreator:
         client_rate = await self._take_keyless(caller, workflow, keyless) if keyless else None
         cap = keyless.max_cost_micros if keyless else 0
         reserved = await self.reserve(caller, run_id, stages, max_amount=cap)
+        workflow_limit, account_limit = run_limits(
+            workflow.definition, caller.plan, self._account_concurrency
+        )
         new = RunState(
             id=run_id,
             workflow_id=workflow.workflow_id,
@@ -387,6 +402,10 @@ class RunCreator:
             holds_reservation=reserved,
             created_at=utcnow(),
             rerun_of=inp.rerun.run_id if inp.rerun else None,
+            timeout_seconds=inp.timeout_seconds,
+            priority=inp.priority,
+            concurrency_limit=workflow_limit,
+            account_concurrency_limit=account_limit,
         )
         try:
             output = await self._commit(caller, new, inp.idempotency, inherited)

@@ -48,7 +48,7 @@ class RunView:
     stages: Sequence[Mapping[str, Any]]
 
     def snapshot(self) -> dict[str, Any]:
-        return run_snapshot(self.row, self.stages)
+        return run_snapshot(self.row, self.stages, self.row["queue_position"])
 
 
 def _not_found_run(run_id: str) -> NotFound:

@@ -41,15 +41,22 @@ def stage_cost(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_snapshot(
-    run_row: Mapping[str, Any], stage_rows: Iterable[Mapping[str, Any]]
+    run_row: Mapping[str, Any],
+    stage_rows: Iterable[Mapping[str, Any]],
+    queue_position: int | None = None,
 ) -> dict[str, Any]:
-    """The run as clients see it, from a `runs` row and its `stage_results` rows."""
+    """The run as clients see it, from a `runs` row and its `stage_results` rows;
+    `queue_position`: its place among the runs waiting for a slot (store/repository.py
+    reads it with the row; events leave it out: it changes without them)."""
     stages = sorted(stage_rows, key=lambda r: r["stage_index"])
     return {
         "id": run_row["id"],
         "workflow_id": run_row["workflow_id"],
         "version": version_label(run_row["workflow_version"]),
         "rerun_of": run_row["rerun_of"],
+        "timeout_seconds": run_row["timeout_seconds"],
+        "priority": run_row["priority"],
+        "queue_position": queue_position,
         "status": run_row["status"],
         "result": run_row["result"],
         "error": run_row["error"],

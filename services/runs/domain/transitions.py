@@ -21,7 +21,7 @@ import dataclasses
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from services.runs.domain.snapshot import run_snapshot
@@ -104,6 +104,12 @@ class RunState:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     rerun_of: str | None = None  # the run this one reruns
+    timeout_seconds: int | None = None  # from its start to its end; None: no limit
+    deadline_at: datetime | None = None  # its start + timeout_seconds, once started
+    priority: int = 5  # 0-9: among runs waiting for a slot, the higher starts first
+    concurrency_limit: int | None = None  # its workflow's runs holding a slot at most
+    account_concurrency_limit: int | None = None  # its account's, by plan
+    queued_at: datetime | None = None  # refused a slot: waiting for the dispatcher
     version: int = 0  # the row's version: 0 until the run is written
     next_event_seq: int = 1
     stages: dict[str, StageRow] = field(default_factory=dict)  # by stage id
@@ -128,6 +134,10 @@ class RunState:
     def snapshot(self) -> dict[str, Any]:
         """The public run object (domain/snapshot.py) as the run is now."""
         return run_snapshot(vars(self), [vars(s) for s in self.stages.values()])
+
+    def limited(self) -> bool:
+        """Whether starting it takes a slot of a concurrency limit."""
+        return self.concurrency_limit is not None or self.account_concurrency_limit is not None
 
     def stage_cost(self) -> int:
         return sum(s.cost_micros for s in self.stages.values() if s.status != "running")
@@ -194,8 +204,11 @@ class Started:
         _require(run, "pending", "running", "awaiting_input")
         first = run.started_at is None
         run.status, run.worker_id, run.human_input_request = "running", self.worker_id, None
+        run.queued_at = None
         if first:
             run.started_at = at
+            if run.timeout_seconds is not None:
+                run.deadline_at = at + timedelta(seconds=run.timeout_seconds)
             yield Emit(RUN_STARTED)
 
 
@@ -212,12 +225,24 @@ class Released:
 
 @dataclass(frozen=True)
 class Requeued:
-    """Recovery: a stuck run (dead worker, lost job) gets a new job."""
+    """Recovery: a stuck run (dead worker, lost job) gets a new job; so does a run
+    waiting for a slot once the dispatcher sees one free (it leaves the queue)."""
 
     def apply(self, run: RunState, at: datetime) -> Emitted:
         _require(run, "pending", "running")
-        run.worker_id = None
+        run.worker_id, run.queued_at = None, None
         yield Enqueue()
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A pending run was refused a slot of its concurrency limits: it waits, without a
+    job, for the dispatcher (worker/dispatch.py) to requeue it in its turn."""
+
+    def apply(self, run: RunState, at: datetime) -> Emitted:
+        _require(run, "pending")
+        run.queued_at = run.queued_at or at
+        yield from ()
 
 
 @dataclass(frozen=True)
@@ -359,6 +384,31 @@ class Failed:
         yield Emit(RUN_FAILED, stage_id)
 
 
+TIMEOUT = "TIMEOUT"  # the run's `error.code` once it ran over its timeout_seconds
+
+
+@dataclass(frozen=True)
+class TimedOut:
+    """The run ran over its `timeout_seconds`: it fails with TIMEOUT, naming the stage
+    that was running (stopped: its row fails, with no cost recorded) or waiting for
+    input. Its worker, which stops the stage, writes it; recovery does for a run no
+    worker holds (waiting for input, or its worker gone)."""
+
+    def apply(self, run: RunState, at: datetime) -> Emitted:
+        _require(run, "pending", "running", "awaiting_input")
+        running = [row for row in run.stages.values() if row.status == "running"]
+        stage_id = None
+        for row in running:
+            ref = StageRef(row.stage_index, row.stage_id, row.stage_type)
+            _settle(run, ref, "failed", StageResult(None), at)
+            stage_id = row.stage_id
+        run.status, run.completed_at, run.worker_id = "failed", at, None
+        run.human_input_request = None
+        message = f"The run ran over its timeout of {run.timeout_seconds} seconds."
+        run.error = {"code": TIMEOUT, "message": message, "stage": stage_id}
+        yield Emit(RUN_FAILED, stage_id)
+
+
 @dataclass(frozen=True)
 class Canceled:
     """Canceled by its owner; a terminal run cannot be."""
@@ -376,12 +426,14 @@ Transition = (
     | Started
     | Released
     | Requeued
+    | Queued
     | StageStarted
     | StageCompleted
     | AwaitingInput
     | InputSubmitted
     | Completed
     | Failed
+    | TimedOut
     | Canceled
 )
 
@@ -420,6 +472,9 @@ class Change:
     events: tuple[RunEvent, ...]
     outbox: tuple[OutboxMessage, ...]  # in publish order
     webhooks: tuple[WebhookDelivery, ...]
+    # A pending run starts (or ends at once): it needs a slot of its limits, which the
+    # writer checks and takes in the same statement (refused: nothing is written).
+    takes_slot: bool = False
 
 
 def route(
@@ -499,4 +554,7 @@ def advance(run: RunState, transitions: Sequence[Transition], at: datetime) -> C
         events=tuple(events),
         outbox=tuple(outbox),
         webhooks=tuple(webhooks),
+        takes_slot=run.status == "pending"
+        and new.status not in ("pending", "canceled")
+        and new.limited(),
     )

@@ -7,6 +7,10 @@ publishes every event there after its commit) and the Postgres notifier's status
 of the run (which also wakes everyone after a reconnect). Only when NATS cannot be
 subscribed to does the stream re-read on a timer, for the stage events that change no
 status. The stream ends after a terminal event.
+
+Streamed tokens (`stage.delta`) come from JetStream, not Postgres (domain/token_feed.py):
+each sits between the event it follows and the next, so they interleave exactly; a token
+only wakes the stream to pass it on, without reading the database.
 """
 
 import asyncio
@@ -19,6 +23,7 @@ import asyncpg
 from nats.aio.client import Client
 
 from services.runs.domain.create import Caller
+from services.runs.domain.token_feed import TokenDelta, TokenFeed
 from services.runs.store.notify import Notifier
 from weftcore.errors import NotFound
 from weftcore.events import TERMINAL_EVENTS, TERMINAL_STATUSES
@@ -72,43 +77,65 @@ class RunWatcher:
         if owner is None or not caller.can_see_run(owner["user_id"], owner["workflow_id"]):
             raise NotFound(f"No such run: {run_id}.")
 
-    async def events(self, run_id: str, after_seq: int = 0) -> AsyncIterator[asyncpg.Record]:
-        """The run's event rows after `after_seq`, as they happen; ends after a terminal
+    async def events(
+        self, run_id: str, after_seq: int = 0, after_delta: int = 0
+    ) -> AsyncIterator[asyncpg.Record | TokenDelta]:
+        """The run's event rows after `after_seq`, with its streamed tokens after
+        `(after_seq, after_delta)` between them, as they happen; ends after a terminal
         event (at once if the run already ended before `after_seq`). Check that the
         caller may see the run first (`check_visible`)."""
         wake = asyncio.Event()
+        tokens = asyncio.Event()
         # Subscribe before the first read so nothing committed in between is missed.
         status_changed = self._notifier.watch(run_id) if self._notifier is not None else None
         sub = await self._subscribe(run_id, wake)
+        feed = TokenFeed(self._nc, run_id, max(after_seq, 0), max(after_delta, 0))
+        feed.wake = tokens
+        await feed.start()
         recheck = None if sub is not None else self._recheck
         last = max(after_seq, 0)
         ended = False
+        read = True
         try:
             while True:
-                wake.clear()
-                if status_changed is not None:
-                    status_changed.clear()
-                rows = await self._pool.fetch(_EVENTS, run_id, last, _BATCH)
-                for row in rows:
-                    yield row
-                    last = int(row["seq"])
-                    if row["type"] in TERMINAL_EVENTS:
-                        return
-                if len(rows) == _BATCH:
-                    continue
-                if not rows:
-                    status = await self._pool.fetchval(
-                        "SELECT status FROM runs WHERE id = $1", run_id
-                    )
-                    if status in TERMINAL_STATUSES:
-                        # Its terminal event committed with the status: one more read
-                        # catches it if it landed just after ours, else it was sent.
-                        if ended:
+                tokens.clear()  # before the flush below: a token after it wakes the wait
+                if not read:  # only tokens came: pass them on, no database read
+                    for delta in feed.take(last):
+                        yield delta
+                else:
+                    wake.clear()
+                    if status_changed is not None:
+                        status_changed.clear()
+                    rows = await self._pool.fetch(_EVENTS, run_id, last, _BATCH)
+                    if rows:
+                        await feed.catch_up()
+                    for row in rows:
+                        for delta in feed.take(int(row["seq"]) - 1):
+                            yield delta
+                        yield row
+                        last = int(row["seq"])
+                        if row["type"] in TERMINAL_EVENTS:
                             return
-                        ended = True
+                    for delta in feed.take(last):
+                        yield delta
+                    if len(rows) == _BATCH:
                         continue
-                await _either(wake, status_changed, recheck)
+                    if not rows:
+                        status = await self._pool.fetchval(
+                            "SELECT status FROM runs WHERE id = $1", run_id
+                        )
+                        if status in TERMINAL_STATUSES:
+                            # Its terminal event committed with the status: one more read
+                            # catches it if it landed just after ours, else it was sent.
+                            if ended:
+                                return
+                            ended = True
+                            continue
+                await _either(wake, status_changed, recheck, tokens)
+                changed = status_changed is not None and status_changed.is_set()
+                read = wake.is_set() or changed or not tokens.is_set()
         finally:
+            await feed.stop()
             if status_changed is not None and self._notifier is not None:
                 self._notifier.unwatch(run_id, status_changed)
             if sub is not None:
@@ -116,11 +143,17 @@ class RunWatcher:
                     await sub.unsubscribe()
 
 
-async def _either(a: asyncio.Event, b: asyncio.Event | None, timeout: float | None) -> None:
-    """Returns once `a` or `b` is set, or after `timeout` seconds (None: no timeout)."""
+async def _either(
+    a: asyncio.Event,
+    b: asyncio.Event | None,
+    timeout: float | None,
+    c: asyncio.Event | None = None,
+) -> None:
+    """Returns once `a`, `b` or `c` is set, or after `timeout` seconds (None: none)."""
     waits = [asyncio.ensure_future(a.wait())]
-    if b is not None:
-        waits.append(asyncio.ensure_future(b.wait()))
+    for other in (b, c):
+        if other is not None:
+            waits.append(asyncio.ensure_future(other.wait()))
     try:
         await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -7,9 +7,23 @@ from asyncpg import Record
 
 # ---- runs --------------------------------------------------------------------------
 
+# A run's place among those waiting for a slot of the same limit (its workflow's when it
+# has one, else its account's): 1 + the waiting runs ahead of it, as the dispatcher
+# orders them (services/runs/worker/dispatch.py); NULL when it is not waiting.
+_QUEUE_POSITION = """
+CASE WHEN r.status = 'pending' AND r.queued_at IS NOT NULL THEN 1 + (
+    SELECT count(*) FROM runs q
+    WHERE q.status = 'pending' AND q.queued_at IS NOT NULL
+      AND CASE WHEN r.concurrency_limit IS NOT NULL THEN q.workflow_id = r.workflow_id
+               ELSE q.account_id = r.account_id END
+      AND (q.priority > r.priority
+           OR (q.priority = r.priority AND (q.created_at, q.id) < (r.created_at, r.id))))
+END AS queue_position"""
+_RUN = f"SELECT r.*, {_QUEUE_POSITION} FROM runs r"
+
 
 async def get_run(conn: asyncpg.Connection | asyncpg.Pool, run_id: str) -> Record | None:
-    return await conn.fetchrow("SELECT * FROM runs WHERE id = $1", run_id)
+    return await conn.fetchrow(f"{_RUN} WHERE r.id = $1", run_id)
 
 
 async def get_run_with_stages(
@@ -17,7 +31,7 @@ async def get_run_with_stages(
 ) -> tuple[Record, list[dict[str, Any]]] | None:
     """The run and its stage results in one round trip (the polling hot path)."""
     row = await conn.fetchrow(
-        "SELECT r.*, coalesce((SELECT json_agg(s) FROM stage_results s"
+        f"SELECT r.*, {_QUEUE_POSITION}, coalesce((SELECT json_agg(s) FROM stage_results s"
         " WHERE s.run_id = r.id), '[]'::json) AS stage_rows FROM runs r WHERE r.id = $1",
         run_id,
     )
@@ -54,11 +68,11 @@ async def list_runs(
     """The user's runs newest first (ids are time-ordered), after the cursor, of the
     workflows in `allowlist` only when one is given."""
     return await pool.fetch(
-        "SELECT * FROM runs WHERE user_id = $1"
-        " AND ($2::text[] IS NULL OR workflow_id = ANY($2))"
-        " AND ($3 = '' OR workflow_id = $3) AND ($4 = '' OR status = $4)"
-        " AND ($5 = '' OR id < $5)"
-        " ORDER BY id DESC LIMIT $6",
+        f"{_RUN} WHERE r.user_id = $1"
+        " AND ($2::text[] IS NULL OR r.workflow_id = ANY($2))"
+        " AND ($3 = '' OR r.workflow_id = $3) AND ($4 = '' OR r.status = $4)"
+        " AND ($5 = '' OR r.id < $5)"
+        " ORDER BY r.id DESC LIMIT $6",
         user_id,
         allowlist,
         workflow_id,

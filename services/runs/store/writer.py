@@ -32,6 +32,8 @@ MAX_BATCH = 256
 # A creation's rate take: the arguments of `rate_take` (services.runs.store.ratelimit
 # Ticket.args(): lock class, account, bucket, limit, window).
 RateTake = tuple[int, str, int, int, int]
+# Keeps the concurrency limits' advisory locks apart from others' (ratelimit's is 0x5EF70002).
+SLOT_LOCK_CLASS = 0x5EF7_0003
 
 # Each input table arrives as ONE JSON document (an array of row objects, read by
 # json_to_recordset): a statement's fixed cost then stays small for a batch of one, where
@@ -44,8 +46,11 @@ WITH input AS MATERIALIZED (
         attachment_ids text[], webhook_url text, holds_reservation boolean,
         created_at timestamptz, status text, result jsonb, error jsonb,
         human_input_request jsonb, human_inputs jsonb, cost_micros bigint, worker_id text,
-        started_at timestamptz, completed_at timestamptz, version bigint, next_event_seq int,
-        rate_account text, bucket bigint, lim bigint, rerun_of text)
+        started_at timestamptz, completed_at timestamptz, deadline_at timestamptz, version bigint,
+        next_event_seq int,
+        rate_account text, bucket bigint, lim bigint, rerun_of text, timeout_seconds int,
+        priority int, concurrency_limit int, account_concurrency_limit int,
+        queued_at timestamptz, takes_slot boolean)
 ), take AS MATERIALIZED (  -- accounts in sorted order: two statements never wait in a cycle
     SELECT i.ord, t.n, t.oldest, t.took
     FROM (SELECT * FROM input WHERE rate_account IS NOT NULL ORDER BY rate_account, ord) AS i
@@ -57,23 +62,39 @@ WITH input AS MATERIALIZED (
     INSERT INTO runs (id, workflow_id, workflow_version, user_id, team_id, account_id,
                       input_text, params, attachment_ids, webhook_url, holds_reservation,
                       created_at, updated_at, status, human_inputs, next_event_seq, version,
-                      rerun_of)
+                      rerun_of, timeout_seconds, priority, concurrency_limit,
+                      account_concurrency_limit)
     SELECT i.id, i.workflow_id, i.workflow_version, i.user_id, i.team_id, i.account_id,
            i.input_text, i.params, i.attachment_ids, i.webhook_url, i.holds_reservation,
            i.created_at, i.created_at, i.status, i.human_inputs, i.next_event_seq, i.version,
-           i.rerun_of
+           i.rerun_of, i.timeout_seconds, i.priority, i.concurrency_limit,
+           i.account_concurrency_limit
     FROM admitted i
+), slot_locks AS MATERIALIZED (  -- the limits' scopes of the runs that start
+    SELECT slot_lock($9::int, array_agg(s)) AS n
+    FROM input i CROSS JOIN LATERAL unnest(ARRAY['w:' || i.workflow_id, 'a:' || i.account_id]) s
+    WHERE i.takes_slot
+), slot_refused AS MATERIALIZED (  -- read after the locks: exact
+    SELECT s.ord FROM (
+        SELECT i.*, row_number() OVER (PARTITION BY i.workflow_id ORDER BY i.ord) AS wf_rank,
+               row_number() OVER (PARTITION BY i.account_id ORDER BY i.ord) AS acct_rank
+        FROM input i, slot_locks WHERE i.takes_slot AND slot_locks.n IS NOT NULL) AS s
+    WHERE NOT slot_free(s.id, s.priority, s.created_at,
+                        s.workflow_id, s.concurrency_limit, s.wf_rank::int,
+                        s.account_id, s.account_concurrency_limit, s.acct_rank::int)
 ), updated AS (
     UPDATE runs r SET status = i.status, result = i.result, error = i.error,
            human_input_request = i.human_input_request, human_inputs = i.human_inputs,
            cost_micros = i.cost_micros, worker_id = i.worker_id, started_at = i.started_at,
-           completed_at = i.completed_at, version = i.version,
+           completed_at = i.completed_at, deadline_at = i.deadline_at, version = i.version,
+           queued_at = i.queued_at,
            next_event_seq = i.next_event_seq, updated_at = now(),
            -- a write of a running run is its worker's sign of life
            heartbeat_at = CASE WHEN i.status = 'running' THEN now() END
     FROM input i
     WHERE r.id = i.id AND r.version = i.expected_version
       AND r.id = ANY($8::text[])  -- the index, however the join is planned
+      AND i.ord NOT IN (SELECT ord FROM slot_refused)
     RETURNING i.ord
 ), applied AS (
     SELECT ord FROM admitted  -- inserted, or the statement failed
@@ -128,7 +149,8 @@ WITH input AS MATERIALIZED (
     WHERE o.ord IN (SELECT ord FROM applied)
     ORDER BY o.n  -- ids in publish order
 )
-SELECT i.ord, i.ord IN (SELECT ord FROM applied) AS applied, take.n, take.oldest, take.took
+SELECT i.ord, i.ord IN (SELECT ord FROM applied) AS applied, take.n, take.oldest, take.took,
+       i.ord IN (SELECT ord FROM slot_refused) AS no_slot
 FROM input i LEFT JOIN take USING (ord)
 ORDER BY i.ord
 """
@@ -142,6 +164,7 @@ class Written:
 
     applied: bool
     take: asyncpg.Record | None = None
+    no_slot: bool = False  # refused: a concurrency limit of the run had no slot free
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -175,6 +198,8 @@ def statement_arguments(changes: Sequence[Change], takes: Sequence[RateTake | No
             "worker_id": run.worker_id,
             "started_at": _ts(run.started_at),
             "completed_at": _ts(run.completed_at),
+            "deadline_at": _ts(run.deadline_at),
+            "queued_at": _ts(run.queued_at),
             "version": run.version,
             "next_event_seq": run.next_event_seq,
         }
@@ -193,9 +218,20 @@ def statement_arguments(changes: Sequence[Change], takes: Sequence[RateTake | No
                 holds_reservation=run.holds_reservation,
                 created_at=_ts(run.created_at),
                 rerun_of=run.rerun_of,
+                timeout_seconds=run.timeout_seconds,
             )
         else:
             updated.append(run.id)
+        if change.takes_slot or change.expected_version is None:
+            row.update(
+                workflow_id=run.workflow_id,
+                account_id=run.account_id,
+                created_at=_ts(run.created_at),
+                priority=run.priority,
+                concurrency_limit=run.concurrency_limit,
+                account_concurrency_limit=run.account_concurrency_limit,
+                takes_slot=change.takes_slot,
+            )
         if take is not None:
             lock_class, account, bucket, limit, window = take
             row.update(rate_account=account, bucket=bucket, lim=limit)
@@ -270,6 +306,7 @@ def statement_arguments(changes: Sequence[Change], takes: Sequence[RateTake | No
         jsontext.dumps(hooks),
         jsontext.dumps(outbox),
         updated,
+        SLOT_LOCK_CLASS,
     ]
 
 
@@ -284,7 +321,7 @@ async def write(
     assert len({c.run.id for c in changes}) == len(changes), "one change per run and statement"
     rows = await conn.fetch(_WRITE, *statement_arguments(changes, takes))
     return [
-        Written(row["applied"], row if take is not None else None)
+        Written(row["applied"], row if take is not None else None, row["no_slot"])
         for row, take in zip(rows, takes, strict=True)
     ]
 

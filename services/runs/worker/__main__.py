@@ -21,6 +21,8 @@ from services.runs.worker.clients import BillingPricer, StorageTextReader
 from services.runs.worker.config import WorkerConfig
 from services.runs.worker.consumer import DURABLE, ConsumerSettings, JobConsumer
 from services.runs.worker.context import Services
+from services.runs.worker.deltas import JetStreamDeltas
+from services.runs.worker.dispatch import Dispatcher
 from services.runs.worker.executor import Executor
 from services.runs.worker.llm_client import LLMClient
 from services.runs.worker.recovery import recovery_loop
@@ -73,6 +75,7 @@ async def serve(config: WorkerConfig) -> None:
             pricer=BillingPricer(billing),
             read_text=StorageTextReader(storage),
             ssrf=policy,
+            deltas=JetStreamDeltas(js),
         )
         services.http = guarded_session(services)
         stack.push_async_callback(services.http.close)
@@ -81,6 +84,7 @@ async def serve(config: WorkerConfig) -> None:
         stack.push_async_callback(writer.close)
         store = PgStore(pool, writer)
         stack.push_async_callback(store.close)
+        dispatcher = Dispatcher(pool, writer, config.dispatch_interval_seconds)
         executor = Executor(
             store,
             services,
@@ -89,6 +93,7 @@ async def serve(config: WorkerConfig) -> None:
             heartbeat_seconds=config.heartbeat_seconds,
             concurrency=config.concurrency,
             job_keepalive_seconds=config.ack_wait_seconds / 3,
+            after_run=dispatcher.wake,
         )
         stack.push_async_callback(executor.close)
         consumer = JobConsumer(
@@ -123,6 +128,7 @@ async def serve(config: WorkerConfig) -> None:
                 config.recovery_interval_seconds,
             ),
         )
+        tasks.start("dispatcher", dispatcher.run)
         tasks.start(
             "health",
             lambda: watch_dependencies(server, {"database": database, "nats": queue}, 1.0),

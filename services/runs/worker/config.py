@@ -26,6 +26,8 @@ class WorkerConfig:
     stale_seconds: float  # a running run with an older heartbeat has no live worker
     pending_recovery_seconds: float
     recovery_interval_seconds: float
+    # Runs waiting for a concurrency slot are looked at this often (and when a run ends).
+    dispatch_interval_seconds: float
     ack_wait_seconds: float
     max_deliver: int
     metrics: MetricsBind | None = None  # where /metrics is served; None: nowhere
@@ -53,6 +55,9 @@ class WorkerConfig:
             ),
             recovery_interval_seconds=env_float(
                 "WEFT_WORKER_RECOVERY_INTERVAL_SECONDS", 2.0, source
+            ),
+            dispatch_interval_seconds=env_float(
+                "WEFT_WORKER_DISPATCH_INTERVAL_SECONDS", 0.5, source
             ),
             ack_wait_seconds=env_float("WEFT_WORKER_ACK_WAIT_SECONDS", 30.0, source),
             max_deliver=env_int("WEFT_WORKER_MAX_DELIVER", 20, source),

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from services.runs.domain.ssrf import SSRFPolicy
-from services.runs.worker.llm_client import ChatResult
+from services.runs.worker.llm_client import ChatResult, OnDelta
 from services.runs.worker.model import RunRecord
 
 
@@ -29,6 +29,7 @@ class Chat(Protocol):
         max_tokens: int | None = None,
         temperature: float | None = None,
         json_mode: bool = False,
+        on_delta: OnDelta | None = None,
     ) -> ChatResult: ...
 
     def context_tokens(self, model_id: str) -> int: ...
@@ -43,6 +44,32 @@ class Pricer(Protocol):
 TextReader = Callable[[str, list[str]], Awaitable[list[AttachmentText]]]
 
 
+@dataclass(frozen=True)
+class Delta:
+    """A piece of an LLM stage's answer as it streams: the `n`th (from 1) of the stage
+    that the run's event `seq` (its stage.started, usually) announced."""
+
+    run_id: str
+    seq: int
+    n: int
+    stage: str
+    text: str
+
+
+class DeltaSink(Protocol):
+    """Where streamed tokens go (services.runs.worker.deltas: a JetStream subject per
+    run, not Postgres); it must not fail the run when it cannot deliver."""
+
+    async def publish(self, delta: Delta) -> None: ...
+
+
+class NoDeltas:
+    """A sink that drops everything (unit tests, tools without NATS)."""
+
+    async def publish(self, delta: Delta) -> None:
+        return None
+
+
 @dataclass
 class Services:
     """Everything stages reach outside the worker through (fakes in unit tests)."""
@@ -52,6 +79,7 @@ class Services:
     read_text: TextReader
     ssrf: SSRFPolicy = field(default_factory=SSRFPolicy)
     http: aiohttp.ClientSession | None = None
+    deltas: DeltaSink = field(default_factory=NoDeltas)
 
 
 class _StageText(str):

@@ -24,11 +24,13 @@ ack lost, recovery), so everything here is safe to repeat.
 
 import asyncio
 import enum
+import itertools
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, Protocol
 
 from jsonschema import Draft202012Validator
@@ -38,22 +40,26 @@ from services.runs.domain.transitions import (
     AwaitingInput,
     Completed,
     Failed,
+    Queued,
     Released,
     StageCompleted,
     StageRef,
     StageResult,
     StageStarted,
     Started,
+    TimedOut,
     Transition,
 )
-from services.runs.worker.context import AttachmentText, Services, template_context
+from services.runs.worker.context import AttachmentText, Delta, Services, template_context
 from services.runs.worker.faults import is_outage
+from services.runs.worker.llm_client import OnDelta
 from services.runs.worker.model import (
     ATTACHMENT_ERROR,
     INTERNAL,
     OUTPUT_INVALID,
     TEMPLATE_ERROR,
     AwaitInput,
+    NoSlot,
     RunRecord,
     StageError,
     TransientError,
@@ -63,6 +69,7 @@ from services.runs.worker.store import should_take
 from services.runs.worker.templating import TemplateRenderError, render
 from weftcore import tracing
 from weftcore.batching import Batcher
+from weftcore.ids import utcnow
 from weftcore.logs import error_text
 
 log = logging.getLogger(__name__)
@@ -91,10 +98,11 @@ class Store(Protocol):
 
     async def write(self, run: RunRecord, *transitions: Transition) -> bool:
         """Apply and persist `transitions` together, only if the run is still as it was
-        read (then `run.state` is the new state); False otherwise."""
+        read (then `run.state` is the new state); False otherwise. Raises NoSlot when they
+        start a run that a concurrency limit keeps waiting."""
 
     async def write_many(self, changes: Sequence[tuple[RunRecord, list[Transition]]]) -> list[bool]:
-        """`write` of each (of distinct runs), at once."""
+        """`write` of each (of distinct runs), at once (refused a slot: False)."""
 
     async def heartbeat(self, run_id: str, worker_id: str) -> bool:
         """The worker is alive and still owns the running run; False: it does not."""
@@ -105,6 +113,14 @@ Heartbeat = Callable[[], Awaitable[None]]
 
 class LostRun(Exception):
     """The run was canceled or taken over while we worked on it."""
+
+
+class OutOfTime(Exception):
+    """The run's deadline passed while a stage ran; the stage was stopped."""
+
+
+def _seconds_left(deadline: datetime | None) -> float | None:
+    return None if deadline is None else (deadline - utcnow()).total_seconds()
 
 
 class Executor:
@@ -119,6 +135,7 @@ class Executor:
         attachment_max_chars: int = 200_000,
         concurrency: int = 16,
         job_keepalive_seconds: float = 10.0,
+        after_run: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.services = services
@@ -135,6 +152,9 @@ class Executor:
         # A job waiting for a slot tells JetStream it is alive this often (< ack_wait).
         self.job_keepalive_seconds = job_keepalive_seconds
         self.stopping = asyncio.Event()  # set on SIGTERM: finish the stage, then release
+        # Called once a job is through: a slot of a concurrency limit may be free
+        # (worker/dispatch.py gives the waiting runs their turn).
+        self._after_run = after_run
         # Runs executing in this process: a duplicate job for one of them (recovery,
         # redelivery) must not start a second executor that shares our worker_id.
         self._in_flight: set[str] = set()
@@ -152,6 +172,7 @@ class Executor:
             return await self._execute(run_id, progress)
         finally:
             self._in_flight.discard(run_id)
+            self._after_run()
 
     async def _execute(self, run_id: str, progress: Heartbeat | None) -> Outcome:
         look = await self._whole.call(run_id)
@@ -228,8 +249,13 @@ class Executor:
             run, read = read or await self.store.load(run_id), None
             if run is None or not self._should_take(run):
                 return None
-            if await self.store.write(run, Started(self.worker_id)):
-                return run
+            try:
+                if await self.store.write(run, Started(self.worker_id)):
+                    return run
+            except NoSlot:
+                # It waits, jobless, for the dispatcher to give it a job in its turn.
+                await self.store.write(run, Queued())
+                return None
         log.warning("run kept changing; leaving it to a later job", extra={"run_id": run_id})
         return None
 
@@ -243,6 +269,10 @@ class Executor:
             return await self._stages(run, progress)
         except LostRun:
             log.info("run canceled or taken over; stopping", extra={"run_id": run_id})
+            return Outcome.DONE
+        except OutOfTime:
+            log.info("run timed out", extra={"run_id": run_id})
+            await self.store.write(run, TimedOut())  # refused: someone else ended it
             return Outcome.DONE
         except TransientError as exc:
             log.warning(
@@ -258,10 +288,14 @@ class Executor:
     async def _stages(self, run: RunRecord, progress: Heartbeat | None) -> Outcome:
         attachments: list[AttachmentText] | None = None
         last = len(run.stages) - 1
+        deadline = run.state.deadline_at
         for index, stage in enumerate(run.stages):
             ref = run.stage(index)
             if ref.id in run.completed:
                 continue
+            left = _seconds_left(deadline)
+            if left is not None and left <= 0:
+                raise OutOfTime()
             if self.stopping.is_set():
                 await self.store.write(run, Released())
                 return Outcome.RELEASED
@@ -277,7 +311,12 @@ class Executor:
             began = time.monotonic()
             try:
                 outcome = await self._with_heartbeat(
-                    run.id, progress, self._guarded_stage(stage, run, context, attachments)
+                    run.id,
+                    progress,
+                    self._guarded_stage(
+                        stage, run, context, attachments, self._streamer(run, ref.id)
+                    ),
+                    deadline,
                 )
             except StageError as exc:
                 await self._fail(run, ref, exc)
@@ -325,19 +364,31 @@ class Executor:
             return None
         return transitions
 
+    def _streamer(self, run: RunRecord, stage: str) -> OnDelta:
+        """Where the running stage's tokens go: numbered after the run's last event (the
+        stage's stage.started), so a client resumes between them (services.runs.domain.
+        watch). Never written to Postgres: the stage's output is, once complete."""
+        seq, numbers = run.state.next_event_seq - 1, itertools.count(1)
+
+        async def on_delta(text: str) -> None:
+            await self.services.deltas.publish(Delta(run.id, seq, next(numbers), stage, text))
+
+        return on_delta
+
     async def _guarded_stage(
         self,
         stage: dict[str, Any],
         run: RunRecord,
         context: dict[str, Any],
         attachments: list[AttachmentText],
+        on_delta: OnDelta | None = None,
     ) -> StageResult | AwaitInput:
         """`_run_stage`, with anything unexpected turned into a stage failure, or into a
         retry when it is an outage (faults.py)."""
         try:
             attributes = {"weft.run_id": run.id, "weft.stage.type": str(stage.get("type"))}
             with tracing.span(f"stage {stage.get('id')}", attributes):
-                return await self._run_stage(stage, run, context, attachments)
+                return await self._run_stage(stage, run, context, attachments, on_delta)
         except (StageError, TransientError):
             raise
         except Exception as exc:
@@ -359,12 +410,13 @@ class Executor:
         run: RunRecord,
         context: dict[str, Any],
         attachments: list[AttachmentText],
+        on_delta: OnDelta | None = None,
     ) -> StageResult | AwaitInput:
         kind = stage.get("type")
         if kind == "template":
             return await template.run(stage, context)
         if kind == "llm":
-            return await llm.run(stage, context, attachments, self.services)
+            return await llm.run(stage, context, attachments, self.services, on_delta)
         if kind == "table":
             return await table.run(stage, context["params"], attachments)
         if kind == "http":
@@ -374,17 +426,31 @@ class Executor:
         raise StageError(INTERNAL, f"unknown stage type {kind!r}")
 
     async def _with_heartbeat(
-        self, run_id: str, progress: Heartbeat | None, work: Awaitable[Any]
+        self,
+        run_id: str,
+        progress: Heartbeat | None,
+        work: Awaitable[Any],
+        deadline: datetime | None = None,
     ) -> Any:
         """Await `work` while telling JetStream and the database we are alive.
 
-        If the run is canceled or taken over meanwhile, the work is cancelled."""
+        If the run is canceled or taken over meanwhile (LostRun), or its `deadline`
+        passes (OutOfTime), the work is cancelled: an LLM or HTTP call in flight is cut."""
         task = asyncio.ensure_future(work)
         try:
             while True:
-                done, _ = await asyncio.wait({task}, timeout=self.heartbeat_seconds)
+                wait = self.heartbeat_seconds
+                left = _seconds_left(deadline)
+                if left is not None:
+                    if left <= 0:
+                        task.cancel()
+                        raise OutOfTime()
+                    wait = min(wait, left)
+                done, _ = await asyncio.wait({task}, timeout=wait)
                 if done:
                     return task.result()
+                if left is not None and wait == left:
+                    continue  # the deadline, not a heartbeat, is due
                 if progress is not None:
                     try:
                         await progress()

@@ -11,14 +11,20 @@ A model id is `<provider>:<model>` (e.g. `local:qwen2.5-coder-1.5b-instruct`,
 
 429, 5xx, timeouts and connection errors are retried with exponential backoff and
 jitter (honouring Retry-After); other 4xx are the caller's fault and fail at once.
+
+With `on_delta`, the answer is streamed (`stream: true`, with
+`stream_options.include_usage` so the last chunk still carries the usage that prices
+it): each piece of text is handed to `on_delta` as it arrives. A stream that breaks
+after text went out is not retried (its receivers saw that text): it fails.
 """
 
 import asyncio
+import json
 import logging
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +37,8 @@ from weftcore.config import ConfigError
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+OnDelta = Callable[[str], Awaitable[None]]
 
 
 class LLMError(Exception):
@@ -140,12 +148,16 @@ class LLMClient:
         max_tokens: int | None = None,
         temperature: float | None = None,
         json_mode: bool = False,
+        on_delta: OnDelta | None = None,
     ) -> ChatResult:
-        """One chat completion, retried on transient failures; LLMError when it gives up."""
+        """One chat completion, retried on transient failures; LLMError when it gives up.
+        With `on_delta`, streamed: each piece of the answer goes to it as it arrives."""
         started = time.perf_counter()
         try:
             with tracing.span("llm chat", {"gen_ai.request.model": model_id}) as span:
-                result = await self._chat(model_id, messages, max_tokens, temperature, json_mode)
+                result = await self._chat(
+                    model_id, messages, max_tokens, temperature, json_mode, on_delta
+                )
                 if span is not None:
                     span.set_attribute("gen_ai.usage.input_tokens", result.input_tokens)
                     span.set_attribute("gen_ai.usage.output_tokens", result.output_tokens)
@@ -168,10 +180,14 @@ class LLMClient:
         max_tokens: int | None,
         temperature: float | None,
         json_mode: bool,
+        on_delta: OnDelta | None,
     ) -> ChatResult:
         config = self.config_for(model_id)
         _, model = split_model(model_id)
         body: dict[str, Any] = {"model": model, "messages": messages, "stream": False}
+        if on_delta is not None:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
         if temperature is not None:
@@ -188,7 +204,7 @@ class LLMClient:
             if attempt:
                 await asyncio.sleep(_backoff(config, attempt, retry_after))
             try:
-                return await self._once(url, body, headers, config, model_id)
+                return await self._once(url, body, headers, config, model_id, on_delta)
             except _Retryable as exc:
                 last, retry_after = exc.error, exc.retry_after
                 log.warning(
@@ -212,8 +228,10 @@ class LLMClient:
         headers: dict[str, str],
         config: ProviderConfig,
         model_id: str,
+        on_delta: OnDelta | None = None,
     ) -> ChatResult:
         timeout = aiohttp.ClientTimeout(total=config.timeout_seconds)
+        stream = _Stream(on_delta) if on_delta is not None else None
         try:
             async with self._http().post(url, json=body, headers=headers, timeout=timeout) as resp:
                 if resp.status != 200:
@@ -225,20 +243,76 @@ class LLMClient:
                     if resp.status in RETRYABLE_STATUSES:
                         raise _Retryable(error, _retry_after(resp.headers.get("Retry-After")))
                     raise error
+                if stream is not None:
+                    await stream.read(resp.content)
+                    return stream.result(model_id, config.name)
                 data = await resp.json(content_type=None)
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise _Retryable(
-                LLMError(f"LLM provider {config.name!r} timed out after {config.timeout_seconds}s")
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise _Retryable(
-                LLMError(f"cannot reach LLM provider {config.name!r}: {type(exc).__name__}")
-            ) from None
-        except ValueError:
-            raise _Retryable(
-                LLMError(f"LLM provider {config.name!r} sent a response that is not JSON")
-            ) from None
+        except (TimeoutError, aiohttp.ServerTimeoutError, aiohttp.ClientError, ValueError) as exc:
+            if stream is not None and stream.sent:
+                raise LLMError(
+                    f"the stream from LLM provider {config.name!r} broke mid-answer"
+                    f" ({type(exc).__name__})"
+                ) from None
+            raise self._transient(exc, config) from None
         return _parse(data, model_id, config.name)
+
+    @staticmethod
+    def _transient(exc: Exception, config: ProviderConfig) -> "_Retryable":
+        if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+            return _Retryable(
+                LLMError(f"LLM provider {config.name!r} timed out after {config.timeout_seconds}s")
+            )
+        if isinstance(exc, aiohttp.ClientError):
+            return _Retryable(
+                LLMError(f"cannot reach LLM provider {config.name!r}: {type(exc).__name__}")
+            )
+        return _Retryable(
+            LLMError(f"LLM provider {config.name!r} sent a response that is not JSON")
+        )
+
+
+class _Stream:
+    """One streamed answer: server-sent `data:` lines of chat.completion.chunk objects,
+    `[DONE]` at the end; the text is handed on piece by piece and kept whole."""
+
+    def __init__(self, on_delta: OnDelta) -> None:
+        self._on_delta = on_delta
+        self._parts: list[str] = []
+        self._usage: dict[str, Any] = {}
+        self._finish: str | None = None
+        self.sent = False  # text went out: the answer can no longer be retried
+
+    async def read(self, content: aiohttp.StreamReader) -> None:
+        async for raw in content:
+            line = raw.strip()
+            if not line.startswith(b"data:"):
+                continue  # comments, event names, blank separators
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                return
+            chunk = json.loads(payload)  # ValueError: not JSON
+            if not isinstance(chunk, dict):
+                raise ValueError("chunk is not an object")
+            self._usage = chunk.get("usage") or self._usage
+            for choice in chunk.get("choices") or ():
+                text = (choice.get("delta") or {}).get("content")
+                self._finish = choice.get("finish_reason") or self._finish
+                if text:
+                    self._parts.append(str(text))
+                    self.sent = True
+                    await self._on_delta(str(text))
+
+    def result(self, model_id: str, provider: str) -> ChatResult:
+        try:
+            return ChatResult(
+                text="".join(self._parts),
+                model=model_id,
+                input_tokens=int(self._usage.get("prompt_tokens") or 0),
+                output_tokens=int(self._usage.get("completion_tokens") or 0),
+                finish_reason=self._finish,
+            )
+        except (TypeError, ValueError, AttributeError):
+            raise LLMError(f"LLM provider {provider!r} sent an unexpected usage") from None
 
 
 class _Retryable(Exception):

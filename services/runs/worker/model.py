@@ -95,3 +95,8 @@ class StageError(Exception):
 
 class TransientError(Exception):
     """A dependency (billing, storage, database) failed; retry the job later."""
+
+
+class NoSlot(Exception):
+    """The run cannot start now: a concurrency limit of its workflow or account has no
+    slot free (the write that would have started it wrote nothing)."""

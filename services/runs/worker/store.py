@@ -15,7 +15,7 @@ import asyncpg
 
 from services.runs.domain.transitions import RunState, Transition, advance
 from services.runs.store.writer import RunWriter, write
-from services.runs.worker.model import RunRecord
+from services.runs.worker.model import NoSlot, RunRecord
 from weftcore.batching import Batcher
 from weftcore.events import TERMINAL_STATUSES
 from weftcore.ids import utcnow
@@ -90,11 +90,14 @@ class PgStore:
 
     async def write(self, run: RunRecord, *transitions: Transition) -> bool:
         """Apply `transitions` to the run and write them; False (nothing written) when
-        the run changed since it was read. On success `run.state` is the new state."""
+        the run changed since it was read. On success `run.state` is the new state.
+        NoSlot (nothing written) when they start the run and a limit has no slot free."""
         change = advance(run.state, transitions, utcnow())
         written = await self._writer.write(change)
         if written.applied:
             run.state = change.run
+        elif written.no_slot:
+            raise NoSlot()
         return written.applied
 
     async def heartbeat(self, run_id: str, worker_id: str) -> bool:

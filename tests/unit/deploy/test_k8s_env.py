@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from services.runs.domain.concurrency import PLANS
 from services.runs.store.ratelimit import DEFAULT_LIMITS
 from tests.support.k8s import K8S, build
 
@@ -45,6 +46,7 @@ READERS = {
 # (the model the example workflows use) and "openai"; the generic knobs cover the rest.
 DYNAMIC: dict[str, set[str]] = {
     r"WEFT_RATE_LIMIT_.*": {f"WEFT_RATE_LIMIT_{p.upper()}" for p in DEFAULT_LIMITS},
+    r"WEFT_CONCURRENCY_LIMIT_.*": {f"WEFT_CONCURRENCY_LIMIT_{p.upper()}" for p in PLANS},
     r"WEFT_LLM_.*_": {
         "WEFT_LLM_LOCAL_BASE_URL",
         "WEFT_LLM_LOCAL_API_KEY",

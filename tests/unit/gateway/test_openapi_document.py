@@ -202,13 +202,22 @@ def api_error_codes() -> set[str]:
 
 
 def run_error_codes() -> set[str]:
-    """Every `error.code` of a failed run: the first argument of each StageError."""
+    """Every `error.code` of a failed run: the first argument of each StageError, and
+    the code of each `<run>.error = {"code": ...}` a transition sets itself."""
     trees = _trees("services")
     constants = _constants(trees)
     codes: set[str] = set()
     for node in (n for tree in trees for n in ast.walk(tree)):
         if isinstance(node, ast.Call) and _call_name(node) == "StageError" and node.args:
             codes |= _resolve(node.args[0], constants)
+        elif (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Dict)
+            and any(isinstance(t, ast.Attribute) and t.attr == "error" for t in node.targets)
+        ):
+            for key, value in zip(node.value.keys, node.value.values, strict=True):
+                if isinstance(key, ast.Constant) and key.value == "code":
+                    codes |= _resolve(value, constants)
     return codes
 
 
@@ -220,7 +229,7 @@ def test_the_scan_finds_what_it_must() -> None:
         "DEADLINE_EXCEEDED",  # default_code of a WeftError subclass
         "CORS_ORIGIN_NOT_ALLOWED",  # gateway
     } <= api_error_codes()
-    assert {"TEMPLATE_ERROR", "TABLE_LIMIT_EXCEEDED", "INTERNAL"} <= run_error_codes()
+    assert {"TEMPLATE_ERROR", "TABLE_LIMIT_EXCEEDED", "INTERNAL", "TIMEOUT"} <= run_error_codes()
 
 
 def test_error_code_enum_is_exactly_the_codes_the_code_base_raises() -> None:

@@ -30,6 +30,8 @@ def test_values_from_the_environment() -> None:
             "WEFT_BILLING_ADDR": "billing:7104",
             "WEFT_RATE_LIMIT_PRO": "7",
             "WEFT_MAX_OPEN_WAITS_PER_ACCOUNT": "3",
+            "WEFT_RUN_TIMEOUT_MAX_SECONDS": "600",
+            "WEFT_CONCURRENCY_LIMIT_TEAM": "4",
             "WEFT_WORKFLOWS_DIR": "",  # loading off
             "WEFT_WEBHOOK_RETRY_HOURS": "0.5",
             "WEFT_WEBHOOK_ALLOW_LOOPBACK": "true",
@@ -38,6 +40,8 @@ def test_values_from_the_environment() -> None:
     assert config.billing_addr == "billing:7104"
     assert config.rate_limits["pro"] == 7 and config.rate_limits["team"] == 5000
     assert config.max_open_waits_per_account == 3
+    assert config.max_run_timeout_seconds == 600
+    assert config.account_concurrency["team"] == 4 and config.account_concurrency["pro"] == 0
     assert config.workflows_dir == ""
     assert config.webhooks.retry_window == timedelta(minutes=30)
     assert config.webhooks.policy.allow_loopback
@@ -50,6 +54,8 @@ def test_values_from_the_environment() -> None:
         ("WEFT_RATE_LIMIT_FREE", "-1"),
         ("WEFT_MAX_OPEN_WAITS_PER_ACCOUNT", "0"),
         ("WEFT_MAX_OPEN_WAITS_PER_ACCOUNT", "1.5"),
+        ("WEFT_RUN_TIMEOUT_MAX_SECONDS", "0"),
+        ("WEFT_CONCURRENCY_LIMIT_PRO", "-1"),
         ("WEFT_WEBHOOK_TIMEOUT_SECONDS", "0"),
         ("WEFT_WEBHOOK_BACKOFF_BASE_SECONDS", "-1"),
         ("WEFT_WEBHOOK_BACKOFF_CAP_SECONDS", "soon"),

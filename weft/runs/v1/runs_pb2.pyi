@@ -622,6 +622,8 @@ class CreateRunRequest(_message.Message):
     FROM_STAGE_FIELD_NUMBER: _builtins.int
     HAS_INPUT_TEXT_FIELD_NUMBER: _builtins.int
     HAS_PARAMS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     input_text: _builtins.str
     params_json: _builtins.str
@@ -641,6 +643,10 @@ class CreateRunRequest(_message.Message):
     """reruns: input_text replaces the original's"""
     has_params: _builtins.bool
     """reruns: params_json replaces the original's"""
+    timeout_seconds: _builtins.int
+    """The run's time limit; unset: the workflow's, else the configured maximum."""
+    priority: _builtins.int
+    """0-9: its turn among runs waiting for a concurrency slot (higher first); unset: 5."""
     @_builtins.property
     def caller(self) -> Global___Caller: ...
     @_builtins.property
@@ -663,12 +669,21 @@ class CreateRunRequest(_message.Message):
         from_stage: _builtins.str = ...,
         has_input_text: _builtins.bool = ...,
         has_params: _builtins.bool = ...,
+        timeout_seconds: _builtins.int | None = ...,
+        priority: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "idempotency", b"idempotency"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "_timeout_seconds", b"_timeout_seconds", "caller", b"caller", "idempotency", b"idempotency", "priority", b"priority", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_ids", b"attachment_ids", "caller", b"caller", "from_stage", b"from_stage", "has_input_text", b"has_input_text", "has_params", b"has_params", "idempotency", b"idempotency", "input_text", b"input_text", "params_json", b"params_json", "request_id", b"request_id", "rerun_of", b"rerun_of", "version", b"version", "webhook_url", b"webhook_url", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_priority", b"_priority", "_timeout_seconds", b"_timeout_seconds", "attachment_ids", b"attachment_ids", "caller", b"caller", "from_stage", b"from_stage", "has_input_text", b"has_input_text", "has_params", b"has_params", "idempotency", b"idempotency", "input_text", b"input_text", "params_json", b"params_json", "priority", b"priority", "request_id", b"request_id", "rerun_of", b"rerun_of", "timeout_seconds", b"timeout_seconds", "version", b"version", "webhook_url", b"webhook_url", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
+    _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
+    _WhichOneofReturnType__timeout_seconds: _TypeAlias = _typing.Literal["timeout_seconds"]  # noqa: Y015
+    _WhichOneofArgType__timeout_seconds: _TypeAlias = _typing.Literal["_timeout_seconds", b"_timeout_seconds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__timeout_seconds) -> _WhichOneofReturnType__timeout_seconds | None: ...
 
 Global___CreateRunRequest: _TypeAlias = CreateRunRequest  # noqa: Y015
 
@@ -1015,8 +1030,11 @@ class WatchRunRequest(_message.Message):
     CALLER_FIELD_NUMBER: _builtins.int
     RUN_ID_FIELD_NUMBER: _builtins.int
     AFTER_SEQ_FIELD_NUMBER: _builtins.int
+    AFTER_DELTA_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     after_seq: _builtins.int
+    after_delta: _builtins.int
+    """Resuming mid-stage: the last token piece seen after event after_seq (0: none)."""
     @_builtins.property
     def caller(self) -> Global___Caller: ...
     def __init__(
@@ -1025,10 +1043,11 @@ class WatchRunRequest(_message.Message):
         caller: Global___Caller | None = ...,
         run_id: _builtins.str = ...,
         after_seq: _builtins.int = ...,
+        after_delta: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "caller", b"caller", "run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_delta", b"after_delta", "after_seq", b"after_seq", "caller", b"caller", "run_id", b"run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1044,6 +1063,8 @@ class RunEvent(_message.Message):
     RUN_FIELD_NUMBER: _builtins.int
     STAGE_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
+    DELTA_FIELD_NUMBER: _builtins.int
+    DELTA_INDEX_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     type: _builtins.str
     """run.started, stage.started, stage.completed, ..."""
@@ -1051,6 +1072,11 @@ class RunEvent(_message.Message):
     stage: _builtins.str
     id: _builtins.str
     """evt_...: stable, the same id webhooks deliver"""
+    delta: _builtins.str
+    """type "stage.delta": a piece of the stage's answer as it streams (no run, no id):
+    the delta_index-th (from 1) after event seq.
+    """
+    delta_index: _builtins.int
     @_builtins.property
     def run(self) -> Global___Run: ...
     def __init__(
@@ -1062,10 +1088,12 @@ class RunEvent(_message.Message):
         run: Global___Run | None = ...,
         stage: _builtins.str = ...,
         id: _builtins.str = ...,
+        delta: _builtins.str = ...,
+        delta_index: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "id", b"id", "run", b"run", "seq", b"seq", "stage", b"stage", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "delta", b"delta", "delta_index", b"delta_index", "id", b"id", "run", b"run", "seq", b"seq", "stage", b"stage", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

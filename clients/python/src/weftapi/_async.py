@@ -91,10 +91,14 @@ class AsyncRuns(_Resource):
         attachment_ids: Optional[List[str]] = None,
         webhook_url: Optional[str] = None,
         idempotency_key: Optional[str] = None,
+        timeout_seconds: Optional[int] = None,
+        priority: Optional[int] = None,
         extra_body: Optional[Mapping[str, Any]] = None,
     ) -> Run:
         """Starts a run (answers at once, status `pending`). One Idempotency-Key (yours,
-        or a fresh UUID) covers every retry, so a retry never starts a second run."""
+        or a fresh UUID) covers every retry, so a retry never starts a second run.
+        `timeout_seconds`: the run fails with TIMEOUT past it (default: the workflow's).
+        `priority` (0-9, default 5): its turn among runs waiting for a concurrency slot."""
         return await self._client._dispatch(
             _core.create_run(
                 workflow_id,
@@ -104,6 +108,8 @@ class AsyncRuns(_Resource):
                 webhook_url,
                 idempotency_key,
                 extra_body,
+                timeout_seconds=timeout_seconds,
+                priority=priority,
             )
         )
 

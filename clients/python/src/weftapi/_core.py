@@ -326,8 +326,15 @@ def create_run(
     webhook_url: Optional[str],
     idempotency_key: Optional[str],
     extra: Optional[Mapping[str, Any]],
+    *,
+    timeout_seconds: Optional[int] = None,
+    priority: Optional[int] = None,
 ) -> Call[Run]:
     body: Dict[str, Any] = {"input_text": input_text}
+    if timeout_seconds is not None:
+        body["timeout_seconds"] = timeout_seconds
+    if priority is not None:
+        body["priority"] = priority
     if params is not None:
         body["params"] = dict(params)
     if attachment_ids:

@@ -122,6 +122,10 @@ class Run(WeftModel):
     id: str
     workflow_id: Optional[str] = None
     version: Optional[Union[int, str]] = None  # the version it runs, or "draft"
+    rerun_of: Optional[str] = None  # the run this one reruns
+    timeout_seconds: Optional[int] = None  # its time limit from its start
+    priority: Optional[int] = None  # 0-9: its turn among runs waiting for a slot
+    queue_position: Optional[int] = None  # while waiting for a slot: its place (1: next)
     status: str
     result: Any = None
     error: Optional[RunError] = None

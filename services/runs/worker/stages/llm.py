@@ -14,7 +14,7 @@ from services.runs.worker.context import (
     attachment_variables,
     truncate_attachments,
 )
-from services.runs.worker.llm_client import LLMError
+from services.runs.worker.llm_client import LLMError, OnDelta
 from services.runs.worker.model import LLM_ERROR, LLM_INVALID_OUTPUT, StageError
 from services.runs.worker.stages.template import render_or_fail
 
@@ -88,8 +88,10 @@ async def run(
     context: dict[str, Any],
     attachments: list[AttachmentText],
     ctx: Services,
+    on_delta: OnDelta | None = None,
 ) -> StageResult:
-    """Call the model once (the client retries transient failures) and price the usage."""
+    """Call the model once (the client retries transient failures) and price the usage;
+    with `on_delta`, the answer streams to it as it is generated."""
     model = str(stage["model"])
     wants_json = stage.get("response_format") == "json"
     schema = stage.get("json_schema")
@@ -110,6 +112,7 @@ async def run(
             max_tokens=int(stage.get("max_tokens") or 1024),
             temperature=float(stage.get("temperature") or 0.0),
             json_mode=wants_json,
+            on_delta=on_delta,
         )
     except LLMError as exc:
         raise StageError(LLM_ERROR, exc.message) from None

@@ -13,6 +13,8 @@ from services.runs.domain.transitions import (
     Failed,
     IllegalTransition,
     InputSubmitted,
+    Queued,
+    Released,
     Requeued,
     RunState,
     StageCompleted,
@@ -20,6 +22,7 @@ from services.runs.domain.transitions import (
     StageResult,
     StageStarted,
     Started,
+    TimedOut,
     advance,
     route,
 )
@@ -165,6 +168,66 @@ def test_requeue_clears_the_worker_and_queues_a_job() -> None:
     run = advance(pending(), [Started("w1")], T0).run
     change = advance(run, [Requeued()], T0)
     assert change.run.worker_id is None and [m.subject for m in change.outbox] == [JOBS_SUBJECT]
+
+
+def test_a_run_gets_its_deadline_when_it_first_starts() -> None:
+    run = advance(pending(timeout_seconds=30), [Started("w1")], T0).run
+    assert run.deadline_at == T0 + timedelta(seconds=30)
+    later = T0 + timedelta(seconds=10)
+    resumed = advance(advance(run, [Released()], later).run, [Started("w2")], later).run
+    assert resumed.deadline_at == T0 + timedelta(seconds=30)  # a resume keeps it
+    assert advance(pending(), [Started("w1")], T0).run.deadline_at is None  # no limit
+
+
+def test_a_timed_out_run_fails_with_its_running_stage_stopped() -> None:
+    run = advance(pending(timeout_seconds=5), [Started("w1"), StageStarted(DRAFT)], T0).run
+    change = advance(run, [TimedOut()], T0 + timedelta(seconds=5))
+    row = change.run.stages["draft"]
+    assert (row.status, row.output, row.cost_micros) == ("failed", None, 0)
+    assert change.run.status == "failed" and change.run.worker_id is None
+    assert change.run.error == {
+        "code": "TIMEOUT",
+        "message": "The run ran over its timeout of 5 seconds.",
+        "stage": "draft",
+    }
+    assert [(e.type, e.stage) for e in change.events] == [("run.failed", "draft")]
+    # Billing gets its copy: the capture releases the rest of the reservation.
+    assert "weft.billing.run_1.run.failed" in [m.subject for m in change.outbox]
+    with pytest.raises(IllegalTransition):
+        advance(change.run, [TimedOut()], T0)
+
+
+def test_a_run_waiting_for_input_times_out_naming_the_review() -> None:
+    run = advance(pending(timeout_seconds=5), [Started("w1"), StageStarted(DRAFT)], T0).run
+    request = {"stage": "draft", "prompt": "ok?", "fields": []}
+    waiting = advance(run, [AwaitingInput(DRAFT, request)], T0).run
+    change = advance(waiting, [TimedOut()], T0 + timedelta(seconds=6))
+    assert change.run.human_input_request is None
+    assert change.run.error is not None and change.run.error["stage"] == "draft"
+
+
+def test_starting_a_limited_run_takes_a_slot_and_nothing_else_does() -> None:
+    limited = pending(concurrency_limit=2)
+    assert advance(limited, [Started("w1")], T0).takes_slot
+    assert not advance(pending(), [Started("w1")], T0).takes_slot  # no limit
+    assert not advance(limited, [Canceled()], T0).takes_slot
+    running = advance(limited, [Started("w1")], T0).run
+    assert not advance(running, [Started("w2")], T0).takes_slot  # a resume holds one
+    accounted = pending(account_concurrency_limit=5)
+    assert advance(accounted, [Started("w1"), Completed("x")], T0).takes_slot
+
+
+def test_a_run_refused_a_slot_waits_until_requeued() -> None:
+    waiting = advance(pending(concurrency_limit=1), [Queued()], T0)
+    assert waiting.run.status == "pending" and waiting.run.queued_at == T0
+    assert not waiting.events and not waiting.outbox  # no job: the dispatcher gives one
+    again = advance(waiting.run, [Queued()], T0 + timedelta(seconds=1)).run
+    assert again.queued_at == T0  # its first refusal
+    requeued = advance(again, [Requeued()], T0)
+    assert requeued.run.queued_at is None
+    assert [m.subject for m in requeued.outbox] == [JOBS_SUBJECT]
+    with pytest.raises(IllegalTransition):
+        advance(advance(again, [Started("w1")], T0).run, [Queued()], T0)
 
 
 def event(type: str) -> RunEvent:

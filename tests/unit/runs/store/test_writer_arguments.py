@@ -31,7 +31,7 @@ def test_a_result_beyond_64_bit_integers_is_still_written() -> None:
         ],
         T0,
     )
-    runs, _, _, stages, events, _, outbox, updated = statement_arguments([done], [None])
+    runs, _, _, stages, events, _, outbox, updated, _ = statement_arguments([done], [None])
     assert json.loads(runs)[0]["result"] == huge
     assert json.loads(stages)[0]["started_at"] == "2026-12-07T12:00:00+00:00"
     assert [e["type"] for e in json.loads(events)][-1] == "run.completed"

@@ -209,3 +209,38 @@ async def test_calls_tokens_and_latency_are_counted_by_model(fake_url: str) -> N
     assert _sample("weft_llm_calls_total", model=MODEL, outcome="error") == failed_before + 1
     assert _sample("weft_llm_tokens_total", model=MODEL, direction="input") == tokens_before + 12
     assert _sample("weft_llm_call_duration_seconds_count", model=MODEL) == timed_before + 2
+
+
+async def test_a_streamed_answer_goes_out_piece_by_piece_with_its_usage(fake_url: str) -> None:
+    client = _client(fake_url)
+    pieces: list[str] = []
+
+    async def on_delta(text: str) -> None:
+        pieces.append(text)
+
+    try:
+        result = await client.chat(
+            MODEL, _messages("[[reply:four score and seven]] x"), on_delta=on_delta
+        )
+    finally:
+        await client.close()
+    assert pieces == ["four", " score", " and", " seven"]
+    assert result.text == "four score and seven" and result.finish_reason == "stop"
+    assert result.output_tokens == 5 and result.input_tokens > 0  # include_usage
+
+
+async def test_a_failed_stream_is_retried_before_any_text_went_out(fake_url: str) -> None:
+    client = _client(fake_url)
+    pieces: list[str] = []
+
+    async def on_delta(text: str) -> None:
+        pieces.append(text)
+
+    try:
+        result = await client.chat(
+            MODEL, _messages("[[fail:503:2]] [[reply:late but whole]]"), on_delta=on_delta
+        )
+    finally:
+        await client.close()
+    assert result.text == "late but whole" and "".join(pieces) == "late but whole"
+    assert await _calls(fake_url) == 3
