@@ -360,7 +360,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Server-Sent Events of the run's lifecycle (run.started, stage.started, stage.completed, run.awaiting_input, run.completed, run.failed, run.canceled), each with the run snapshot as `data`; resumable with Last-Event-ID; ends after a terminal event. */
+        /** Server-Sent Events of the run's lifecycle (run.started, stage.started, stage.completed, run.awaiting_input, run.completed, run.failed, run.canceled), each with the run snapshot as `data`, and between them the tokens of LLM stages as they are generated (stage.delta, `id: <seq>.<n>`); resumable with Last-Event-ID, also mid-stage (tokens are kept 15 minutes); ends after a terminal event. */
         get: operations["streamRunEvents"];
         put?: never;
         post?: never;
@@ -597,6 +597,10 @@ export interface components {
             stages: components["schemas"]["StageDefinition"][];
             /** @description A template rendering the run's result. */
             output?: string;
+            /** @description The longest a run may take from its start; a call's timeout_seconds replaces it, and the operator's maximum (WEFT_RUN_TIMEOUT_MAX_SECONDS) caps it. */
+            timeout_seconds?: number;
+            /** @description At most this many of its runs hold a slot (running or awaiting_input) at once; the others wait pending with a queue_position, the higher priority first, then the older. */
+            concurrency_limit?: number;
         };
         /** @description One stage; the keys beyond id and type depend on the type (see the workflow schema). */
         StageDefinition: {
@@ -775,6 +779,13 @@ export interface components {
             version?: components["schemas"]["RunVersion"];
             /** @description https URL that receives the signed events under `webhooks` (plain http only to localhost where the operator allows loopback webhooks, i.e. in development). Refused with 400 INVALID_PARAM (param webhook_url): credentials in the URL, and private, loopback, link-local or unspecified addresses (IPv4, IPv6, IPv4-mapped), also behind a host name. Deliveries apply the same rule. */
             webhook_url?: string;
+            /** @description The run's time limit, counted from its start (default: the workflow's, else the operator's maximum). Over the operator's maximum (WEFT_RUN_TIMEOUT_MAX_SECONDS, a day by default): 400 INVALID_PARAM. A run past it fails with error.code TIMEOUT; its running stage is stopped and its unspent reservation released. */
+            timeout_seconds?: number;
+            /**
+             * @description Its turn among runs waiting for a slot of a concurrency limit (the workflow's concurrency_limit, the account's plan limit): the higher first, then the older.
+             * @default 5
+             */
+            priority: number;
         };
         RerunRequest: {
             /** @description The stage to execute from (default: the first; every stage runs). */
@@ -787,6 +798,10 @@ export interface components {
             };
             version?: components["schemas"]["RunVersion"];
             webhook_url?: string;
+            /** @description Default: the workflow's (as for a new run). */
+            timeout_seconds?: number;
+            /** @default 5 */
+            priority: number;
         };
         /** @description input_text and each declared field as form fields (coerced to the declared type); file parts bound to `file` fields by name; other file parts become attachments. */
         CreateRunForm: {
@@ -811,10 +826,10 @@ export interface components {
         /** @enum {string} */
         RunStatus: "pending" | "running" | "awaiting_input" | "completed" | "failed" | "canceled";
         /**
-         * @description Why a run failed: TEMPLATE_ERROR, LLM_ERROR, LLM_INVALID_OUTPUT, HTTP_ERROR (the call failed or answered non-2xx), HTTP_INVALID_REQUEST (the rendered URL, method, headers or body cannot make an HTTP request), SSRF_REFUSED, ATTACHMENT_ERROR, BILLING_ERROR, TABLE_QUERY_ERROR (bad SQL or refused access), TABLE_INPUT_ERROR (a table's data is missing or malformed), TABLE_LIMIT_EXCEEDED (time or memory), OUTPUT_INVALID (an empty or unexpected result: it breaks the workflow's output_schema; stage "output"), or INTERNAL (the stage crashed; the operators' logs have it under the run id).
+         * @description Why a run failed: TEMPLATE_ERROR, LLM_ERROR, LLM_INVALID_OUTPUT, HTTP_ERROR (the call failed or answered non-2xx), HTTP_INVALID_REQUEST (the rendered URL, method, headers or body cannot make an HTTP request), SSRF_REFUSED, ATTACHMENT_ERROR, BILLING_ERROR, TABLE_QUERY_ERROR (bad SQL or refused access), TABLE_INPUT_ERROR (a table's data is missing or malformed), TABLE_LIMIT_EXCEEDED (time or memory), OUTPUT_INVALID (an empty or unexpected result: it breaks the workflow's output_schema; stage "output"), TIMEOUT (the run ran over its timeout_seconds; stage: the one stopped or waiting, if any), or INTERNAL (the stage crashed; the operators' logs have it under the run id).
          * @enum {string}
          */
-        RunErrorCode: "TEMPLATE_ERROR" | "LLM_ERROR" | "LLM_INVALID_OUTPUT" | "HTTP_ERROR" | "HTTP_INVALID_REQUEST" | "SSRF_REFUSED" | "ATTACHMENT_ERROR" | "BILLING_ERROR" | "TABLE_QUERY_ERROR" | "TABLE_INPUT_ERROR" | "TABLE_LIMIT_EXCEEDED" | "OUTPUT_INVALID" | "INTERNAL";
+        RunErrorCode: "TEMPLATE_ERROR" | "LLM_ERROR" | "LLM_INVALID_OUTPUT" | "HTTP_ERROR" | "HTTP_INVALID_REQUEST" | "SSRF_REFUSED" | "ATTACHMENT_ERROR" | "BILLING_ERROR" | "TABLE_QUERY_ERROR" | "TABLE_INPUT_ERROR" | "TABLE_LIMIT_EXCEEDED" | "OUTPUT_INVALID" | "TIMEOUT" | "INTERNAL";
         RunError: {
             code: components["schemas"]["RunErrorCode"];
             message: string;
@@ -851,6 +866,12 @@ export interface components {
             version: components["schemas"]["RunVersion"];
             /** @description The run this one reruns (POST .../rerun). */
             rerun_of: string | null;
+            /** @description Its time limit from its start (null: none, for runs from before limits existed). */
+            timeout_seconds: number | null;
+            /** @description Its turn among runs waiting for a concurrency slot (higher first). */
+            priority: number;
+            /** @description While it waits pending for a slot of a concurrency limit: its place in line (1: next). Null otherwise (and in events and webhooks). */
+            queue_position: number | null;
             status: components["schemas"]["RunStatus"];
             /** @description The workflow's output (any JSON value) once completed, else null. */
             result: unknown;
@@ -894,7 +915,7 @@ export interface components {
             has_more: boolean;
         };
         /** @enum {string} */
-        RunEventType: "run.created" | "run.started" | "stage.started" | "stage.completed" | "run.awaiting_input" | "run.completed" | "run.failed" | "run.canceled";
+        RunEventType: "run.created" | "run.started" | "stage.started" | "stage.delta" | "stage.completed" | "run.awaiting_input" | "run.completed" | "run.failed" | "run.canceled";
         /** @description One event of GET /api/v1/workflow-runs/{run_id}/events, either as the frame read off the wire (RunEventFrame: how OpenAPI 3.1 validators such as schemathesis see an SSE event) or as the frame's parsed data (RunEvent: what SSE-aware generated clients, e.g. @hey-api/openapi-ts, yield). Narrow on `type` (RunEvent) versus `event`. */
         RunEventStreamItem: components["schemas"]["RunEvent"] | components["schemas"]["RunEventFrame"];
         /** @description One SSE frame: `id: <seq>` (resume with Last-Event-ID), `event: <type>`, `data: <RunEvent as JSON text>`. */
@@ -905,7 +926,7 @@ export interface components {
             retry?: number;
         };
         /** @description A lifecycle event with the run snapshot at that moment: an SSE frame's `data`, and (without `stage`) a webhook's body. One schema per `type`. */
-        RunEvent: components["schemas"]["RunCreatedEvent"] | components["schemas"]["RunStartedEvent"] | components["schemas"]["StageStartedEvent"] | components["schemas"]["StageCompletedEvent"] | components["schemas"]["RunAwaitingInputEvent"] | components["schemas"]["RunCompletedEvent"] | components["schemas"]["RunFailedEvent"] | components["schemas"]["RunCanceledEvent"];
+        RunEvent: components["schemas"]["RunCreatedEvent"] | components["schemas"]["RunStartedEvent"] | components["schemas"]["StageStartedEvent"] | components["schemas"]["StageDeltaEvent"] | components["schemas"]["StageCompletedEvent"] | components["schemas"]["RunAwaitingInputEvent"] | components["schemas"]["RunCompletedEvent"] | components["schemas"]["RunFailedEvent"] | components["schemas"]["RunCanceledEvent"];
         /** @description The run was accepted (status pending). */
         RunCreatedEvent: {
             /** @description evt_...: stable across redeliveries; deduplicate on it. */
@@ -947,6 +968,18 @@ export interface components {
             /** @description The stage of a stage event (SSE only). */
             stage?: string | null;
             data: components["schemas"]["Run"];
+        };
+        /** @description A piece of an LLM stage's answer as it is generated (SSE only; no snapshot). Its frame id is `<seq>.<index>`: the index-th piece after event seq. */
+        StageDeltaEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "stage.delta";
+            stage: string;
+            /** @description The text of this piece; the pieces of a stage joined are its answer. */
+            delta: string;
+            index: number;
         };
         /** @description A stage finished; `stage` names it and the snapshot's cost_breakdown has it. */
         StageCompletedEvent: {
@@ -2302,7 +2335,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Resume after this event (the `id:` of the last frame received).
+                 * @description Resume after this event or token (the `id:` of the last frame received).
                  * @example 3
                  */
                 "Last-Event-ID"?: string;

@@ -55,7 +55,8 @@ for await (const event of stream) {
   // The client yields each frame's parsed data: a RunEvent (not the raw RunEventFrame).
   check("type" in event, `a RunEvent: ${JSON.stringify(event)}`);
   events.push(event.type);
-  lastStatus = event.data.status;
+  // Token pieces (stage.delta) carry text, not the run: narrowing on `type` says so.
+  if (event.type !== "stage.delta") lastStatus = event.data.status;
 }
 
 const missing = await getRun({ path: { run_id: "run_doesnotexist" } });
