@@ -781,11 +781,8 @@ export interface components {
             webhook_url?: string;
             /** @description The run's time limit, counted from its start (default: the workflow's, else the operator's maximum). Over the operator's maximum (WEFT_RUN_TIMEOUT_MAX_SECONDS, a day by default): 400 INVALID_PARAM. A run past it fails with error.code TIMEOUT; its running stage is stopped and its unspent reservation released. */
             timeout_seconds?: number;
-            /**
-             * @description Its turn among runs waiting for a slot of a concurrency limit (the workflow's concurrency_limit, the account's plan limit): the higher first, then the older.
-             * @default 5
-             */
-            priority: number;
+            /** @description Default 5. Its turn among runs waiting for a slot of a concurrency limit (the workflow's concurrency_limit, the account's plan limit): the higher first, then the older. */
+            priority?: number;
         };
         RerunRequest: {
             /** @description The stage to execute from (default: the first; every stage runs). */
@@ -800,8 +797,8 @@ export interface components {
             webhook_url?: string;
             /** @description Default: the workflow's (as for a new run). */
             timeout_seconds?: number;
-            /** @default 5 */
-            priority: number;
+            /** @description Default 5. */
+            priority?: number;
         };
         /** @description input_text and each declared field as form fields (coerced to the declared type); file parts bound to `file` fields by name; other file parts become attachments. */
         CreateRunForm: {
