@@ -13,13 +13,14 @@ from services.runs.domain.transitions import (
     StageRef,
     StageResult,
     StageRow,
+    Started,
     Transition,
     advance,
 )
 from services.runs.worker.context import AttachmentText, Services
 from services.runs.worker.executor import Executor, Outcome, parse_maybe_json
 from services.runs.worker.llm_client import ChatResult, LLMError
-from services.runs.worker.model import RunRecord
+from services.runs.worker.model import NoSlot, RunRecord
 from services.runs.worker.store import should_take
 from weftcore.events import RunEvent
 
@@ -637,3 +638,47 @@ async def test_a_pending_run_is_read_once_and_a_moved_one_again() -> None:
     moved.load = load_then_cancel  # type: ignore[method-assign]
     assert await executor.execute("run_1") is Outcome.DONE
     assert moved.status == "canceled" and moved.reads == 2 and not moved.results
+
+
+async def test_a_run_past_its_deadline_fails_with_timeout_before_its_next_stage() -> None:
+    # Started at NOW (long ago) with a one-second limit: out of time at once.
+    store = make_store(TWO_STAGES, timeout_seconds=1)
+    llm = FakeLLM()
+    assert await make_executor(store, llm).execute("run_1") is Outcome.DONE
+    assert store.status == "failed" and not llm.calls
+    assert store.run.error is not None and store.run.error["code"] == "TIMEOUT"
+    assert store.log[-1] == ("TimedOut", None)
+
+
+async def test_a_stage_running_past_the_deadline_is_stopped() -> None:
+    now = datetime.now(UTC)
+    store = make_store(
+        TWO_STAGES,
+        status="running",
+        timeout_seconds=60,
+        deadline_at=now + timedelta(seconds=0.2),
+    )
+    llm = FakeLLM(delay=30.0)  # would answer long after the deadline
+    executor = make_executor(store, llm, heartbeat_seconds=5.0)
+    outcome = await asyncio.wait_for(executor.execute("run_1"), 10)
+    assert outcome is Outcome.DONE and len(llm.calls) == 1
+    assert store.status == "failed" and store.run.error is not None
+    assert store.run.error["code"] == "TIMEOUT" and store.run.error["stage"] == "draft"
+    assert store.run.stages["draft"].status == "failed"
+
+
+class NoSlotStore(FakeStore):
+    """A store whose concurrency limits are full: a start is refused (NoSlot)."""
+
+    async def write(self, run: RunRecord, *transitions: Transition) -> bool:
+        if any(isinstance(t, Started) for t in transitions) and run.state.status == "pending":
+            raise NoSlot()
+        return await super().write(run, *transitions)
+
+
+async def test_a_run_refused_a_slot_waits_queued_and_its_job_is_done() -> None:
+    store = NoSlotStore({"stages": TWO_STAGES}, new_state())
+    llm = FakeLLM()
+    assert await make_executor(store, llm).execute("run_1") is Outcome.DONE
+    assert store.status == "pending" and store.run.queued_at is not None
+    assert store.log == [("Queued", None)] and not llm.calls
