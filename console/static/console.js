@@ -58,3 +58,11 @@ async function refresh(element) {
 }
 
 for (const element of document.querySelectorAll("[data-refresh]")) refresh(element);
+
+// An optional file input left empty is not sent at all (an empty file part would be
+// stored as an upload and refused).
+document.addEventListener("submit", (event) => {
+  for (const input of event.target.querySelectorAll('input[type="file"]')) {
+    if (!input.files.length) input.disabled = true;
+  }
+});

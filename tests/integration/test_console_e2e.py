@@ -42,6 +42,9 @@ fields:
     type: file
     required: true
     constraints: {{kinds: [csv]}}
+  - name: notes
+    type: file
+    constraints: {{kinds: [txt]}}
   - name: unit
     type: select
     default: hours
@@ -160,6 +163,7 @@ async def test_build_run_publish_and_get_code(page: Page, stack: Any, tmp_path: 
     await page.get_by_label("Run", exact=True).select_option("draft")
     await page.get_by_label("input_text").fill("sum the hours")
     await page.get_by_label("sheet").set_input_files(str(sheet))
+    # `notes` (an optional file) is left empty: nothing is sent for it.
     await page.get_by_role("button", name="Run", exact=True).click()
     await page.wait_for_url(f"**/app/workflows/{workflow_id}/runs/run_*")
     await expect(page.locator("#run-status")).to_have_text("completed", timeout=60_000)
@@ -184,7 +188,8 @@ async def test_build_run_publish_and_get_code(page: Page, stack: Any, tmp_path: 
     code = await panel.locator("pre").inner_text()
 
     # The copied Python snippet runs unchanged with the person's key and its placeholder
-    # file (`./sheet.csv`).
+    # files (`./sheet.csv`, `./notes.txt`).
+    (tmp_path / "notes.txt").write_text("checked by Ann")
     token = await create_key(page, stack, "snippet")
     (tmp_path / "snippet.py").write_text(code)
     process = await asyncio.create_subprocess_exec(
