@@ -32,7 +32,7 @@ async def get_run(
     return data
 
 
-async def run_events(
+async def run_events_so_far(
     request: web.Request, principal: auth_pb2.Principal, run_id: str, status: str
 ) -> list[runs_pb2.RunEvent]:
     """The run's lifecycle events so far (a finished run's stream ends by itself)."""

@@ -58,3 +58,41 @@ async function refresh(element) {
 }
 
 for (const element of document.querySelectorAll("[data-refresh]")) refresh(element);
+
+// An optional file input left empty is not sent at all (an empty file part would be
+// stored as an upload and refused).
+document.addEventListener("submit", (event) => {
+  for (const input of event.target.querySelectorAll('input[type="file"]')) {
+    if (!input.files.length) input.disabled = true;
+  }
+});
+
+// A running run's page follows its events (SSE, resumed by the browser with
+// Last-Event-ID after a drop): each event re-renders the live part; a run that settles
+// or waits for a person reloads the whole page (its forms change).
+const RUN_EVENTS = ["run.started", "stage.started", "stage.completed", "run.completed",
+  "run.failed", "run.canceled", "run.awaiting_input"];
+const SETTLED = new Set(["run.completed", "run.failed", "run.canceled", "run.awaiting_input"]);
+
+async function swapLive(id) {
+  const response = await fetch(window.location.href, { headers: { Accept: "text/html" } });
+  if (!response.ok) return;
+  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  const fresh = page.getElementById(id);
+  const current = document.getElementById(id);
+  if (fresh && current) current.replaceWith(fresh);
+}
+
+for (const element of document.querySelectorAll("[data-events]")) {
+  const source = new EventSource(element.dataset.events);
+  for (const type of RUN_EVENTS) {
+    source.addEventListener(type, () => {
+      if (SETTLED.has(type)) {
+        source.close();
+        window.location.reload();
+      } else {
+        swapLive(element.id);
+      }
+    });
+  }
+}

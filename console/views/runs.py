@@ -4,14 +4,17 @@ from aiohttp import web
 
 from console.field_values import form_values
 from console.render import render
-from console.runs_data import deliveries, get_run, list_runs, run_events
+from console.runs_data import deliveries, get_run, list_runs, run_events_so_far
 from console.session import person_form, require_person
 from gateway.http import dumps
 from gateway.keys import SERVICES
+from gateway.routes.events import stream_run_events
 from gateway.routes.runs import caller
 from weft.runs.v1 import runs_pb2
 from weftcore.errors import InvalidArgument
 
+LIVE = ("pending", "running")
+SETTLING_EVENTS = frozenset({"run.completed", "run.failed", "run.canceled", "run.awaiting_input"})
 STATUSES = ("pending", "running", "awaiting_input", "completed", "failed", "canceled")
 
 
@@ -40,7 +43,11 @@ async def run_page(request: web.Request) -> web.StreamResponse:
     person = await require_person(request)
     workflow_id, run_id = request.match_info["workflow_id"], request.match_info["run_id"]
     run = await get_run(request, person.principal, workflow_id, run_id)
-    events = await run_events(request, person.principal, run_id, run["status"])
+    events = await run_events_so_far(request, person.principal, run_id, run["status"])
+    if run["status"] in LIVE and events and events[-1].type in SETTLING_EVENTS:
+        # It moved on between the two reads: show it as it is now, so the page's live
+        # stream (which starts after these events) is not left waiting for nothing.
+        run = await get_run(request, person.principal, workflow_id, run_id)
     return render(
         request,
         "run.html",
@@ -78,8 +85,17 @@ async def submit_input(request: web.Request) -> web.StreamResponse:
     return web.Response(status=303, headers={"Location": request.path.rsplit("/", 1)[0]})
 
 
+async def run_events(request: web.Request) -> web.StreamResponse:
+    """The run's events as Server-Sent Events: the run page follows its stages live."""
+    person = await require_person(request)
+    workflow_id, run_id = request.match_info["workflow_id"], request.match_info["run_id"]
+    await get_run(request, person.principal, workflow_id, run_id)
+    return await stream_run_events(request, person.principal, run_id)
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/runs", runs_page)
     app.router.add_get("/workflows/{workflow_id}/runs/{run_id}", run_page)
+    app.router.add_get("/workflows/{workflow_id}/runs/{run_id}/events", run_events)
     app.router.add_post("/workflows/{workflow_id}/runs/{run_id}/cancel", cancel_run)
     app.router.add_post("/workflows/{workflow_id}/runs/{run_id}/input", submit_input)

@@ -98,7 +98,14 @@ async def logout(request: web.Request) -> web.StreamResponse:
     )
     config = request.app[CONSOLE_CONFIG]
     response = web.Response(status=303, headers={"Location": "/app/login"})
-    response.del_cookie(config.session_cookie, path="/")
+    # The same attributes as when set: a __Host- cookie is only replaced by a Secure one.
+    response.del_cookie(
+        config.session_cookie,
+        path="/",
+        secure=config.secure_cookies,
+        httponly=True,
+        samesite="Lax",
+    )
     return response
 
 

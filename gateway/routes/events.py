@@ -23,6 +23,7 @@ from gateway.client_input import MAX_INT
 from gateway.http import dumps
 from gateway.keys import SERVICES
 from gateway.routes.runs import caller, run_links
+from weft.auth.v1 import auth_pb2
 from weft.runs.v1 import runs_pb2
 from weftcore.context import REQUEST_ID_HEADER, request_id_var
 from weftcore.errors import InvalidArgument
@@ -80,8 +81,14 @@ def sse_frame(request: web.Request, event: runs_pb2.RunEvent) -> bytes:
 
 async def stream_events(request: web.Request) -> web.StreamResponse:
     principal = await require(request, RUNS_CREATE)
+    return await stream_run_events(request, principal, request.match_info["run_id"])
+
+
+async def stream_run_events(
+    request: web.Request, principal: auth_pb2.Principal, run_id: str
+) -> web.StreamResponse:
+    """The run's events as SSE for `principal` (the API's key, or the console's person)."""
     after, after_delta = last_event_id(request)
-    run_id = request.match_info["run_id"]
     runs = request.app[SERVICES].runs
     who = caller(principal)
     call = runs.WatchRun(

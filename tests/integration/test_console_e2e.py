@@ -42,6 +42,9 @@ fields:
     type: file
     required: true
     constraints: {{kinds: [csv]}}
+  - name: notes
+    type: file
+    constraints: {{kinds: [txt]}}
   - name: unit
     type: select
     default: hours
@@ -160,6 +163,7 @@ async def test_build_run_publish_and_get_code(page: Page, stack: Any, tmp_path: 
     await page.get_by_label("Run", exact=True).select_option("draft")
     await page.get_by_label("input_text").fill("sum the hours")
     await page.get_by_label("sheet").set_input_files(str(sheet))
+    # `notes` (an optional file) is left empty: nothing is sent for it.
     await page.get_by_role("button", name="Run", exact=True).click()
     await page.wait_for_url(f"**/app/workflows/{workflow_id}/runs/run_*")
     await expect(page.locator("#run-status")).to_have_text("completed", timeout=60_000)
@@ -184,7 +188,8 @@ async def test_build_run_publish_and_get_code(page: Page, stack: Any, tmp_path: 
     code = await panel.locator("pre").inner_text()
 
     # The copied Python snippet runs unchanged with the person's key and its placeholder
-    # file (`./sheet.csv`).
+    # files (`./sheet.csv`, `./notes.txt`).
+    (tmp_path / "notes.txt").write_text("checked by Ann")
     token = await create_key(page, stack, "snippet")
     (tmp_path / "snippet.py").write_text(code)
     process = await asyncio.create_subprocess_exec(
@@ -245,8 +250,13 @@ async def test_usage_shows_the_ledger(page: Page, stack: Any) -> None:
     await page.get_by_role("button", name="Run", exact=True).click()
     await expect(page.locator("#run-status")).to_have_text("completed", timeout=60_000)
     await expect(page.locator("#timeline")).to_contain_text("fake:echo")
-    await page.goto(f"{stack.base_url}/app/usage")
+    # Billing captures a finished run's cost from its events, a moment after it ends.
     ledger = page.locator("#ledger")
+    for _ in range(60):
+        await page.goto(f"{stack.base_url}/app/usage")
+        if "capture" in await ledger.inner_text():
+            break
+        await asyncio.sleep(0.5)
     for kind in ("grant", "reserve", "capture"):
         await expect(ledger).to_contain_text(kind)
     await expect(ledger).to_contain_text("$100.0000")
@@ -304,3 +314,22 @@ async def test_pages_fit_a_narrow_screen(page: Page, stack: Any) -> None:
         await shot(page, "narrow-runs")
     finally:
         await page.set_viewport_size({"width": 1200, "height": 900})
+
+
+async def test_a_running_run_is_followed_live(page: Page, stack: Any) -> None:
+    """The run page of a slow run follows its events over SSE until it completes."""
+    await create_workflow(page, stack, LLM_WORKFLOW.format(slug=f"slow-{uuid.uuid4().hex[:8]}"))
+    streams: list[str] = []
+    page.on(
+        "request",
+        lambda r: (
+            streams.append(r.url) if r.url.endswith("/events") or "/events?" in r.url else None
+        ),
+    )
+    await page.get_by_label("input_text").fill("[[sleep:4]] take your time")
+    await page.get_by_role("button", name="Run", exact=True).click()
+    await page.wait_for_url("**/runs/run_*")
+    await expect(page.locator("#run-status")).to_have_text("running", timeout=10_000)
+    await expect(page.locator("#run-status")).to_have_text("completed", timeout=60_000)
+    await expect(page.locator("#timeline")).to_contain_text("fake:echo")
+    assert any("/events?last_event_id=" in url for url in streams), streams
