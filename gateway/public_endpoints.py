@@ -12,7 +12,6 @@ answer carries a run token: `GET /api/v1/endpoints/:slug/runs/:id` with
 import base64
 import hashlib
 import hmac
-import ipaddress
 import logging
 import secrets
 from collections.abc import Iterable
@@ -57,24 +56,6 @@ def setup(app: web.Application) -> None:
         )
         secret = secrets.token_hex(32)
     app[_TOKEN_KEY] = hashlib.sha256(b"weft run token\0" + secret.encode()).digest()
-
-
-def client_ip(request: web.Request) -> str:
-    """The client's address: the peer's, or with WEFT_TRUSTED_PROXY_HOPS = n the entry
-    the n-th proxy appended to X-Forwarded-For (entries a client made up sit left of it)."""
-    hops = request.app[CONFIG].trusted_proxy_hops
-    address = request.remote or ""
-    if hops > 0:
-        chain = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",")]
-        chain = [a for a in chain if a]
-        if len(chain) >= hops:
-            address = chain[-hops]
-    try:
-        return str(ipaddress.ip_address(address))
-    except ValueError:
-        raise InvalidArgument(
-            "The client address is not an IP address.", param="X-Forwarded-For"
-        ) from None
 
 
 async def payer(request: web.Request, endpoint: runs_pb2.Endpoint) -> auth_pb2.Principal:

@@ -9,6 +9,7 @@ from console.keys import CONSOLE_CONFIG
 from console.render import render
 from console.security import new_form_secret, safe_next
 from console.session import checked_form, current, person_form
+from gateway.client_address import client_ip
 from gateway.http import http_status
 from gateway.keys import SERVICES
 from weft.auth.v1 import auth_pb2
@@ -55,7 +56,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     try:
         session = await request.config_dict[SERVICES].auth.SignIn(
             auth_pb2.SignInRequest(
-                email=email, password=form.get("password", ""), client_ip=request.remote or ""
+                email=email, password=form.get("password", ""), client_ip=client_ip(request)
             ),
             timeout=10,
         )

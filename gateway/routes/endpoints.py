@@ -16,6 +16,7 @@ from aiohttp import web
 
 from gateway import public_endpoints
 from gateway.auth import RUNS_CREATE, require
+from gateway.client_address import client_ip
 from gateway.cors import ENDPOINT_ORIGINS, allow_origin
 from gateway.http import dumps, query_int, read_json_object
 from gateway.keys import SERVICES
@@ -92,7 +93,7 @@ async def _who(request: web.Request) -> tuple[auth_pb2.Principal, KeylessCall | 
         return await require(request, RUNS_CREATE), None  # its 401, as for a bad key
     if endpoint.auth != "public":
         return await require(request, RUNS_CREATE), None
-    keyless = KeylessCall(endpoint.slug, public_endpoints.client_ip(request))
+    keyless = KeylessCall(endpoint.slug, client_ip(request))
     return await public_endpoints.payer(request, endpoint), keyless
 
 
