@@ -7,6 +7,7 @@ from typing import Any
 import grpc
 from aiohttp import web
 
+from console.definition_lines import line_of
 from console.diffs import as_yaml, definition_diff
 from console.render import render
 from console.session import Person, person_form, require_person
@@ -62,6 +63,27 @@ def _invalid(exc: Exception) -> WeftError | None:
     return err if isinstance(err, InvalidArgument) else None
 
 
+def _editor_error(
+    request: web.Request,
+    person: Person,
+    text: str,
+    workflow: runs_pb2.Workflow | None,
+    err: WeftError,
+) -> web.Response:
+    """The editor again, with the text as sent and the error at its line."""
+    line = line_of(text, err.param) if err.param else None
+    return render(
+        request,
+        "editor.html",
+        person,
+        status=400,
+        definition=text,
+        workflow=workflow,
+        error=err,
+        error_line=line,
+    )
+
+
 async def new_page(request: web.Request) -> web.StreamResponse:
     person = await require_person(request)
     return render(request, "editor.html", person, definition=NEW_WORKFLOW_YAML, workflow=None)
@@ -79,9 +101,7 @@ async def create(request: web.Request) -> web.StreamResponse:
         err = _invalid(exc)
         if err is None:
             raise
-        return render(
-            request, "editor.html", person, status=400, definition=text, workflow=None, error=err
-        )
+        return _editor_error(request, person, text, None, err)
     return web.Response(status=303, headers={"Location": f"/app/workflows/{w.id}"})
 
 
@@ -127,9 +147,7 @@ async def save(request: web.Request) -> web.StreamResponse:
         err = _invalid(exc)
         if err is None:
             raise
-        return render(
-            request, "editor.html", person, status=400, definition=text, workflow=w, error=err
-        )
+        return _editor_error(request, person, text, w, err)
     return web.Response(status=303, headers={"Location": f"/app/workflows/{w.id}"})
 
 

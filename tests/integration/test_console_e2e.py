@@ -153,7 +153,13 @@ async def test_build_run_publish_and_get_code(page: Page, stack: Any, tmp_path: 
     await page.get_by_role("button", name="Create draft").click()
     await expect(page.get_by_role("alert")).to_contain_text("stages")
     await shot(page, "workflow-editor-error")
-    assert "type: tabel" in await page.get_by_label("Definition").input_value()
+    text = await page.get_by_label("Definition").input_value()
+    assert "type: tabel" in text
+    # The error names the line it is about: the wrong type's, or its stage's first.
+    lines = text.splitlines()
+    wrong = next(n for n, row in enumerate(lines, 1) if "tabel" in row)
+    line = int(await page.locator("#error-line").inner_text())
+    assert line <= wrong and not any("- id:" in row for row in lines[line:wrong]), (line, wrong)
 
     workflow_id = await create_workflow(page, stack, file_workflow(slug))
     await shot(page, "workflow-draft")
