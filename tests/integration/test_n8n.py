@@ -1,0 +1,162 @@
+"""The n8n recipes of docs/integrations.md and the Weft node (clients/n8n), run by a real
+n8n 2.8.4 (`n8n import:workflow`, `n8n execute`) against the live stack.
+
+The workflows are docs/n8n/*.json as published, with the example base URL, workflow ids,
+slug, file path and run id swapped for this stack's. The stack's workflows declare the
+same fields as the shipped ones (workflows/*.yaml) but run no LLM stage, so the test
+does not wait for the embedded model. Each `n8n execute` starts a whole n8n (~15 s),
+so the executions are few: the two HTTP Request recipes with a file, the JSON one, the
+node's workflow twice (the second must replay the same runs) and the review answer.
+"""
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from devstack.stack import PROJECT_ROOT
+from tests.support.n8n import N8n, build_node_package, n8n_binary
+from tests.support.runs import Account, apply_workflow, get_run
+
+# Installing n8n on a fresh machine takes ~5 min; the executions ~2 min.
+pytestmark = pytest.mark.timeout(1500)
+
+RECIPES = PROJECT_ROOT / "docs" / "n8n"
+TIMESHEET = "name,project,hours\nAnn,Apollo,3\nBob,Apollo,4.5\nAnn,Zeus,2\n"
+TOTALS = [["Apollo", 7.5], ["Zeus", 2], ["TOTAL", 9.5]]
+
+
+def _shipped(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((PROJECT_ROOT / "workflows" / name).read_text())
+    return loaded
+
+
+async def _stand_ins(stack: Any) -> dict[str, str]:
+    """Workflows with the shipped ones' fields and no LLM stage: example id -> real id."""
+    classify = _shipped("classify-ticket.yaml")
+    timesheet = _shipped("timesheet-summary.yaml")
+    review = _shipped("review-reply.yaml")
+    slug = f"timesheet-{uuid.uuid4().hex[:8]}"
+    echo = '{{ {"product": params.product, "ticket": input_text} | tojson }}'
+    ids = {
+        "wf_classify_ticket": await apply_workflow(
+            stack,
+            [{"id": "classify", "type": "template", "output": "json", "template": echo}],
+            fields=classify["fields"],
+        ),
+        "wf_timesheet_summary": await apply_workflow(
+            stack,
+            [timesheet["stages"][0]],
+            fields=timesheet["fields"],
+            slug=slug,
+            output='{{ {"totals": stages.totals.rows, "max": params.max_projects} | tojson }}',
+        ),
+        "wf_review_reply": await apply_workflow(
+            stack,
+            [
+                {"id": "draft", "type": "template", "template": "Dear {{ params.customer_name }}"},
+                *review["stages"][1:],
+            ],
+            fields=review["fields"],
+        ),
+    }
+    return {**ids, "/endpoints/timesheet-summary": f"/endpoints/{slug}"}
+
+
+def _import(n8n: N8n, tmp: Path, swaps: dict[str, str], names: list[str]) -> None:
+    folder = tmp / f"import-{uuid.uuid4().hex[:6]}"
+    folder.mkdir()
+    for name in names:
+        text = (RECIPES / name).read_text()
+        for example, real in swaps.items():
+            text = text.replace(example, real)
+        (folder / name).write_text(text)
+    n8n.cli("import:workflow", "--separate", f"--input={folder}")
+
+
+def _credentials(stack: Any, account: Account, path: Path) -> None:
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "WeftHeaderAuth01",
+                    "name": "Weft API key (Header Auth)",
+                    "type": "httpHeaderAuth",
+                    "data": {"name": "Authorization", "value": f"Bearer {account.token}"},
+                },
+                {
+                    "id": "WeftApiKey000001",
+                    "name": "Weft API",
+                    "type": "weftApi",
+                    "data": {"baseUrl": stack.base_url, "apiKey": account.token},
+                },
+            ]
+        )
+    )
+
+
+async def test_n8n_recipes_and_node_run_workflows(
+    stack: Any, account: Account, tmp_path: Path
+) -> None:
+    binary = n8n_binary()
+    package = build_node_package(tmp_path / "build")
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "week-49.csv").write_text(TIMESHEET)
+    n8n = N8n(binary, tmp_path / "n8n", package, files)
+    _credentials(stack, account, tmp_path / "credentials.json")
+    n8n.cli("import:credentials", f"--input={tmp_path / 'credentials.json'}")
+    swaps = {
+        "https://weft.example.com": stack.base_url,
+        "/data/timesheets/week-49.csv": str(files / "week-49.csv"),
+        **await _stand_ins(stack),
+    }
+    _import(
+        n8n,
+        tmp_path,
+        swaps,
+        [
+            "http-json-run.json",
+            "http-upload-run.json",
+            "http-endpoint-file-run.json",
+            "weft-node-runs.json",
+        ],
+    )
+
+    # HTTP Request recipes: a JSON run, a file uploaded first, one multipart request.
+    out = n8n.execute("WeftHttpJsonRun1")
+    run = out["Wait for result"]["data"]
+    assert run["status"] == "completed", run
+    assert run["result"] == {"product": "billing", "ticket": run["result"]["ticket"]}
+    assert run["result"]["ticket"].startswith("My invoice")
+    for recipe in ("WeftHttpUpload01", "WeftHttpFormRun1"):
+        run = n8n.execute(recipe)["Wait for result"]["data"]
+        assert run["status"] == "completed", run
+        assert run["result"] == {"totals": TOTALS, "max": 5}, run
+        assert isinstance(run["cost_cents"], int)
+
+    # The node: a multipart run from a binary property, then a run that waits for review.
+    first = n8n.execute("WeftNodeRuns0001")
+    summary, draft = first["Summarise timesheet"], first["Draft reply"]
+    assert summary["status"] == "completed", summary
+    assert summary["result"] == {"totals": TOTALS, "max": 5}
+    assert draft["status"] == "awaiting_input", draft
+    assert draft["human_input_request"]["stage"] == "review"
+    # Executing the same items again (a retry) replays both runs: no second run.
+    again = n8n.execute("WeftNodeRuns0001")
+    assert again["Summarise timesheet"]["id"] == summary["id"]
+    assert again["Draft reply"]["id"] == draft["id"]
+
+    # A second workflow answers the review; the run completes.
+    _import(n8n, tmp_path, {**swaps, "run_...": draft["id"]}, ["weft-node-answer-review.json"])
+    answered = n8n.execute("WeftNodeReview01")["Approve draft"]
+    assert answered["status"] == "completed", answered
+    assert answered["result"]["approved"] is True
+    assert answered["result"]["customer_name"] == "Ann"
+    async with aiohttp.ClientSession() as http:
+        final = await get_run(http, stack, account, draft["id"])
+    assert final["status"] == "completed"
