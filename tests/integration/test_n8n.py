@@ -10,6 +10,7 @@ node's workflow twice (the second must replay the same runs) and the review answ
 """
 
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -160,3 +161,9 @@ async def test_n8n_recipes_and_node_run_workflows(
     async with aiohttp.ClientSession() as http:
         final = await get_run(http, stack, account, draft["id"])
     assert final["status"] == "completed"
+
+    # A 4xx fails the node at once with Weft's code, message and request id.
+    failed = n8n.execute_failing("WeftNodeReview01")
+    assert re.search(r'"message": "[A-Z_]+: [^"]+"', failed), failed[-3000:]
+    assert re.search(r"Weft request id req_\w+", failed), failed[-3000:]
+    assert '"httpCode": "409"' in failed, failed[-3000:]

@@ -98,8 +98,8 @@ class N8n:
             "NODE_OPTIONS": "--max-old-space-size=1024",
         }
 
-    def cli(self, *args: str, timeout: float = 180) -> str:
-        done = subprocess.run(
+    def _run(self, args: tuple[str, ...], timeout: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             [str(self.binary), *args],
             cwd=self.folder,
             env=self.env,
@@ -107,6 +107,9 @@ class N8n:
             text=True,
             timeout=timeout,
         )
+
+    def cli(self, *args: str, timeout: float = 180) -> str:
+        done = self._run(args, timeout)
         output = f"{done.stdout[-6000:]}{done.stderr[-4000:]}"
         assert done.returncode == 0, f"n8n {args[0]} failed:\n{output}"
         return done.stdout
@@ -126,3 +129,10 @@ class N8n:
             items = [item for branch in main if branch for item in branch]
             outputs[name] = items[-1]["json"] if items else None
         return outputs
+
+    def execute_failing(self, workflow_id: str) -> str:
+        """`n8n execute --id` of an execution that must fail: answers its whole output."""
+        done = self._run(("execute", f"--id={workflow_id}", "--rawOutput"), 180)
+        output = done.stdout + done.stderr
+        assert '"error"' in output and "Execution was NOT successful" in output, output[-6000:]
+        return output
