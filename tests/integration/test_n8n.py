@@ -164,6 +164,7 @@ async def test_n8n_recipes_and_node_run_workflows(
 
     # A 4xx fails the node at once with Weft's code, message and request id.
     failed = n8n.execute_failing("WeftNodeReview01")
-    assert re.search(r'"message": "[A-Z_]+: [^"]+"', failed), failed[-3000:]
+    expected = f'"message": "RUN_NOT_AWAITING_INPUT: Run {draft["id"]} is completed'
+    assert expected in failed, failed[-3000:]
     assert re.search(r"Weft request id req_\w+", failed), failed[-3000:]
     assert '"httpCode": "409"' in failed, failed[-3000:]

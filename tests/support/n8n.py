@@ -120,7 +120,8 @@ class N8n:
         # The execution is the JSON document after n8n's start-up lines.
         start = out.find("\n{")
         assert start >= 0, f"{workflow_id}: no execution in the output:\n{out[-6000:]}"
-        run = json.loads(out[start:])
+        # raw_decode: the task runner may log a line after it.
+        run, _ = json.JSONDecoder().raw_decode(out[start + 1 :])
         error = run["data"]["resultData"].get("error")
         assert error is None, f"{workflow_id} failed: {json.dumps(error)[:3000]}"
         outputs: dict[str, Any] = {}
