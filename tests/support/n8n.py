@@ -5,12 +5,18 @@ from clients/n8n and installed as a community package into a throwaway user fold
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from devstack.ports import free_port
 from devstack.stack import PROJECT_ROOT
 from tests.support.npm import NETWORK, npm_packages
 
@@ -96,6 +102,8 @@ class N8n:
             "N8N_LOG_LEVEL": "info",
             "N8N_ENFORCE_SETTINGS_FILE_PERMISSIONS": "false",
             "NODE_OPTIONS": "--max-old-space-size=1024",
+            # The task runners' broker: its default port would clash with another n8n.
+            "N8N_RUNNERS_BROKER_PORT": str(free_port()),
         }
 
     def _run(self, args: tuple[str, ...], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -137,3 +145,48 @@ class N8n:
         output = done.stdout + done.stderr
         assert '"error"' in output and "Execution was NOT successful" in output, output[-6000:]
         return output
+
+    @contextmanager
+    def server(self) -> Iterator[str]:
+        """`n8n start` on a free loopback port (the editor and its REST API): its URL."""
+        port = free_port()
+        env = {
+            **self.env,
+            "N8N_PORT": str(port),
+            "N8N_LISTEN_ADDRESS": "127.0.0.1",
+            "N8N_HOST": "127.0.0.1",
+            "N8N_SECURE_COOKIE": "false",
+            "N8N_PERSONALIZATION_ENABLED": "false",
+            "N8N_LOG_LEVEL": "warn",
+        }
+        log = (self.folder / "server.log").open("w")
+        process = subprocess.Popen(
+            [str(self.binary), "start"],
+            cwd=self.folder,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                assert process.poll() is None, (self.folder / "server.log").read_text()[-4000:]
+                assert time.monotonic() < deadline, "n8n did not start within 120 s"
+                try:
+                    with urllib.request.urlopen(f"{url}/rest/settings", timeout=2) as answer:
+                        if answer.status == 200:
+                            break
+                except OSError:
+                    pass
+                time.sleep(1)
+            yield url
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            log.close()
