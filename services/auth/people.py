@@ -13,7 +13,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from services.auth.people_repository import SessionRow
 from services.auth.repository import UserRow
-from services.auth.service import SCOPES, Principal
+from services.auth.service import SCOPES, Account, Principal
 from weftcore.errors import InvalidArgument, ResourceExhausted, Unauthenticated
 from weftcore.ids import utcnow
 
@@ -83,19 +83,11 @@ def check_password(password: str) -> str:
 
 def session_principal(row: SessionRow) -> Principal:
     """A person in the console acts as their account (and team) with every scope."""
-    on_team = row.team_id is not None and row.team_plan is not None
-    return Principal(
-        user_id=row.user_id,
-        email=row.email,
-        plan=row.team_plan if on_team and row.team_plan else row.user_plan,
-        team_id=row.team_id if on_team else None,
-        key_id="",
-        key_name="console",
-        scopes=list(SCOPES),
-        has_allowlist=False,
-        workflow_allowlist=[],
-        expires_at=row.expires_at,
-        team_role=row.team_role if on_team else None,
+    account = Account(
+        row.user_id, row.email, row.user_plan, row.team_id, row.team_plan, row.team_role
+    )
+    return account.principal(
+        key_id="", key_name="console", scopes=SCOPES, expires_at=row.expires_at
     )
 
 

@@ -69,6 +69,47 @@ class Principal:
     team_role: str | None = None  # on a team: admin | member | viewer
 
 
+@dataclass(frozen=True)
+class Account:
+    """Who a principal acts as: the user, and their team (if any) with its plan and the
+    user's role on it."""
+
+    user_id: str
+    email: str
+    user_plan: str
+    team_id: str | None
+    team_plan: str | None
+    team_role: str | None
+
+    def principal(
+        self,
+        *,
+        key_id: str,
+        key_name: str,
+        scopes: Sequence[str],
+        allowlist: Sequence[str] | None = None,
+        expires_at: datetime | None = None,
+        version_pins: dict[str, int] | None = None,
+    ) -> Principal:
+        """The principal of a key (or a session, a public endpoint's payer: key_id "")
+        acting as this account; on a team, with the team's plan."""
+        on_team = self.team_id is not None and self.team_plan is not None
+        return Principal(
+            user_id=self.user_id,
+            email=self.email,
+            plan=self.team_plan if on_team and self.team_plan else self.user_plan,
+            team_id=self.team_id if on_team else None,
+            key_id=key_id,
+            key_name=key_name,
+            scopes=list(scopes),
+            has_allowlist=allowlist is not None,
+            workflow_allowlist=list(allowlist or []),
+            expires_at=expires_at,
+            version_pins=dict(version_pins or {}),
+            team_role=self.team_role if on_team else None,
+        )
+
+
 class Repository(Protocol):
     async def create_user(self, user_id: str, email: str, plan: str) -> UserRow: ...
     async def get_user(self, user_id: str) -> UserRow: ...
@@ -170,20 +211,16 @@ class AuthService:
         if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
             raise Unauthenticated(UNAUTHENTICATED_MESSAGE)
         self.last_used.record(key.id, now)
-        on_team = row.team_id is not None and row.team_plan is not None
-        return Principal(
-            user_id=key.user_id,
-            email=row.email,
-            plan=row.team_plan if on_team and row.team_plan else row.user_plan,
-            team_id=row.team_id if on_team else None,
+        account = Account(
+            key.user_id, row.email, row.user_plan, row.team_id, row.team_plan, row.team_role
+        )
+        return account.principal(
             key_id=key.id,
             key_name=key.name,
-            scopes=list(key.scopes),
-            has_allowlist=key.has_allowlist,
-            workflow_allowlist=list(key.workflow_allowlist),
+            scopes=key.scopes,
+            allowlist=key.workflow_allowlist if key.has_allowlist else None,
             expires_at=key.expires_at,
-            version_pins=dict(key.version_pins),
-            team_role=row.team_role if on_team else None,
+            version_pins=key.version_pins,
         )
 
     async def principal_for_account(self, user_id: str, team_id: str = "") -> Principal:
@@ -193,20 +230,9 @@ class AuthService:
         user = await self.repo.get_user(user_id)
         if team_id and user.team_id != team_id:
             raise NotFound(f"User {user_id} is not on team {team_id}.")
-        plan = (await self.repo.get_team(user.team_id)).plan if user.team_id else user.plan
-        return Principal(
-            user_id=user.id,
-            email=user.email,
-            plan=plan,
-            team_id=user.team_id,
-            key_id="",
-            key_name="public endpoint",
-            scopes=[RUNS_CREATE_SCOPE],
-            has_allowlist=False,
-            workflow_allowlist=[],
-            expires_at=None,
-            team_role=user.team_role,
-        )
+        team_plan = (await self.repo.get_team(user.team_id)).plan if user.team_id else None
+        account = Account(user.id, user.email, user.plan, user.team_id, team_plan, user.team_role)
+        return account.principal(key_id="", key_name="public endpoint", scopes=[RUNS_CREATE_SCOPE])
 
     async def create_user(self, email: str, plan: str) -> UserRow:
         return await self.repo.create_user(new_id("usr"), _email(email), _plan(plan or "free"))
