@@ -13,6 +13,7 @@ from console.render import render
 from console.session import Person, person_form, require_person
 from console.views.run_panel import start_panel_run
 from gateway.keys import CONFIG, SERVICES
+from gateway.routes.code import is_public
 from gateway.routes.runs import caller
 from gateway.snippets import generate
 from weft.runs.v1 import runs_pb2
@@ -179,7 +180,6 @@ async def workflow_page(request: web.Request) -> web.StreamResponse:
     )
     public = request.app[CONFIG].public_base_url.rstrip("/")
     published_fields = json.loads(w.fields_json or "[]")
-    definition = json.loads(w.definition_json or "{}")
     return render(
         request,
         "workflow.html",
@@ -190,8 +190,9 @@ async def workflow_page(request: web.Request) -> web.StreamResponse:
         versions=sorted(versions.versions, key=lambda v: v.version, reverse=True),
         diffs=version_diffs(list(versions.versions), w.draft_json),
         endpoint_url=f"{public}/api/v1/endpoints/{w.slug}",
-        endpoint_auth=(definition.get("endpoint") or {}).get("auth", "required"),
-        snippets=generate(public, w.id, published_fields),
+        endpoint_auth="public" if is_public(w) else "required",
+        # The same code as GET /workflows/:id/code: keyless for a public endpoint.
+        snippets=generate(public, w.id, published_fields, slug=w.slug, keyless=is_public(w)),
         owned=bool(w.owner_user_id or w.owner_team_id),
         has_draft=bool(w.draft_json),
     )

@@ -2,6 +2,7 @@
 invalid forms, state conflicts, malformed bodies (plain HTTP, no browser needed)."""
 
 import re
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -130,3 +131,25 @@ async def _me(stack: Any, session: aiohttp.ClientSession, csrf: str) -> Account:
     ) as response:
         user_id = (await response.json())["data"]["user_id"]
     return Account(user_id, secret[1])
+
+
+async def test_a_public_endpoints_publish_panel_shows_keyless_code(
+    stack: Any, signed_in: Any
+) -> None:
+    http, csrf = signed_in
+    slug = f"console-public-{uuid.uuid4().hex[:8]}"
+    definition = (
+        f"slug: {slug}\nname: Public\nendpoint: {{auth: public}}\n"
+        "stages:\n  - {id: t, type: template, template: '{{ input_text }}'}\n"
+    )
+    form = {"csrf_token": csrf, "definition": definition}
+    async with http.post(f"{stack.base_url}/app/workflows/new", data=form) as response:
+        assert response.status == 200, await response.text()
+        page_url = str(response.url)
+    async with http.post(f"{page_url}/publish", data={"csrf_token": csrf}) as response:
+        assert response.status == 200
+    async with http.get(page_url) as response:
+        page = await response.text()
+    assert "Authentication: <strong>public</strong>" in page
+    # Get Code is the keyless form: the endpoint, no key.
+    assert f"/api/v1/endpoints/{slug}" in page and "WEFT_API_KEY" not in page
