@@ -14,11 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from devstack.ports import free_port
 from devstack.stack import PROJECT_ROOT
-from tests.support.npm import NETWORK, npm_packages
+from tests.support.npm import install_cached, npm_packages
 
 N8N_VERSION = "2.8.4"
 NODE_PACKAGE = PROJECT_ROOT / "clients" / "n8n"
@@ -35,26 +33,13 @@ def n8n_binary() -> Path:
     """node_modules/.bin/n8n of the cached install, installing it first when missing."""
     cache = Path.home() / ".cache" / "weft" / f"n8n-{N8N_VERSION}"
     binary = cache / "node_modules" / ".bin" / "n8n"
-    if binary.exists():
-        return binary
-    staging = cache.with_name(f"{cache.name}.{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    (staging / "package.json").write_text(json.dumps(RUNNER_PACKAGE))
-    done = subprocess.run(
-        ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=staging,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    if done.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        if NETWORK.search(done.stdout + done.stderr):
-            pytest.skip(f"the npm registry is unreachable: {done.stderr[-500:]}")
-        pytest.fail(f"npm install n8n failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
-    shutil.rmtree(cache, ignore_errors=True)
-    staging.rename(cache)
+    if not binary.exists():
+        install_cached(
+            cache,
+            {"package.json": json.dumps(RUNNER_PACKAGE).encode()},
+            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+            1800,
+        )
     return binary
 
 
