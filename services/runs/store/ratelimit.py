@@ -21,6 +21,7 @@ from weftcore.config import ConfigError, env_int
 from weftcore.errors import ResourceExhausted
 
 WINDOW_SECONDS = 3600
+_WINDOW_NAMES = {WINDOW_SECONDS: "hour", 60: "minute"}  # for the 429's message
 BUCKET_SECONDS = 10
 DEFAULT_LIMITS = {"free": 0, "pro": 1000, "team": 5000, "enterprise": 50000}
 # First half of the two-int advisory lock key: keeps these locks apart from others'.
@@ -61,6 +62,14 @@ class Ticket:
     now: float
     window: int = WINDOW_SECONDS
 
+    @classmethod
+    def at(
+        cls, key: str, limit: int, now: float | None = None, window: int = WINDOW_SECONDS
+    ) -> "Ticket":
+        """A take of `limit` per `window` seconds on `key` at `now` (default: now)."""
+        now = time.time() if now is None else now
+        return cls(key, int(now) // BUCKET_SECONDS * BUCKET_SECONDS, limit, now, window)
+
     def args(self) -> tuple[int, str, int, int, int]:  # store.writer.RateTake
         """TAKE_SQL's arguments, in order."""
         return (_LOCK_CLASS, self.account_id, self.bucket, self.limit, self.window)
@@ -70,9 +79,7 @@ def ticket(
     account_id: str, plan: str, limits: Mapping[str, int], now: float | None = None
 ) -> Ticket:
     """What `settle` needs to judge one take for `account_id` at `now`."""
-    now = time.time() if now is None else now
-    limit = limits.get(plan, 0)
-    return Ticket(account_id, int(now) // BUCKET_SECONDS * BUCKET_SECONDS, limit, now)
+    return Ticket.at(account_id, limits.get(plan, 0), now)
 
 
 def _reset_seconds(tk: Ticket, oldest: Any) -> int:
@@ -86,9 +93,7 @@ def settle(tk: Ticket, row: Mapping[str, Any], where: str = "") -> RateLimitStat
     used, took = int(row["n"]), int(row["took"])
     reset = _reset_seconds(tk, row["oldest"])
     if not took:
-        per = "hour" if tk.window == WINDOW_SECONDS else f"{tk.window} seconds"
-        if tk.window == 60:
-            per = "minute"
+        per = _WINDOW_NAMES.get(tk.window, f"{tk.window} seconds")
         raise ResourceExhausted(
             f"Rate limit of {tk.limit} runs per {per}{' ' + where if where else ''} reached."
             f" Retry after {reset} seconds.",
@@ -122,10 +127,13 @@ async def take(
     Raises ResourceExhausted RATE_LIMITED with extra limit/remaining/retry_after when the
     account already created `limit` runs in the last hour. Call it inside the creating
     transaction; without one, it is its own (one statement)."""
-    tk = ticket(account_id, plan, limits, now)
+    return await _take(conn, ticket(account_id, plan, limits, now))
+
+
+async def _take(conn: asyncpg.Connection, tk: Ticket, where: str = "") -> RateLimitState:
     row = await conn.fetchrow(TAKE_SQL, *tk.args())
     assert row is not None
-    return settle(tk, row)
+    return settle(tk, row, where)
 
 
 async def current(
@@ -164,8 +172,4 @@ class PgRateLimiter:
     async def take_per_minute(
         self, conn: asyncpg.Connection, key: str, limit: int, where: str
     ) -> RateLimitState:
-        now = time.time()
-        tk = Ticket(key, int(now) // BUCKET_SECONDS * BUCKET_SECONDS, limit, now, window=60)
-        row = await conn.fetchrow(TAKE_SQL, *tk.args())
-        assert row is not None
-        return settle(tk, row, where)
+        return await _take(conn, Ticket.at(key, limit, window=60), where)
